@@ -1,0 +1,66 @@
+//! The one error type of the storage module. Every failure below the partition layer is one of
+//! these; `kafka/errors.rs` (the server) maps them to Kafka error codes in one place.
+
+use std::path::PathBuf;
+
+use crate::types::Offset;
+
+/// Why a record batch was refused. Each maps to CORRUPT_MESSAGE or INVALID_RECORD on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch shorter than the {0}-byte v2 header")]
+    TooShort(usize),
+    #[error("batch magic {0} is not 2")]
+    BadMagic(i8),
+    #[error("declared batch length {declared} does not match the {actual} bytes given")]
+    LengthMismatch { declared: i64, actual: usize },
+    #[error("batch CRC32C {stored:#010x} does not match the computed {computed:#010x}")]
+    BadCrc { stored: u32, computed: u32 },
+    #[error("batch holds {0} records; at least one is required")]
+    NoRecords(i32),
+    #[error("last offset delta {delta} is inconsistent with {count} records")]
+    BadLastOffsetDelta { delta: i32, count: i32 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge { size: usize, max: usize },
+    #[error("offset {requested} is outside the log [{start}, {end}]")]
+    OffsetOutOfRange {
+        requested: Offset,
+        start: Offset,
+        end: Offset,
+    },
+    #[error("stored batch at offset {offset} in {path} is corrupt: {reason}")]
+    CorruptOnDisk {
+        path: PathBuf,
+        offset: Offset,
+        reason: String,
+    },
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("log directory {0} has failed an I/O operation and takes no more writes")]
+    LogDirFailed(PathBuf),
+    #[error("log is closed")]
+    Closed,
+}
+
+impl StorageError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

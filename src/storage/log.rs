@@ -1,0 +1,597 @@
+//! `PartitionLog`: one partition's log on its owning shard, the API the server calls.
+//!
+//! Appends are synchronous state changes (validate, assign offsets, queue); a per-log flusher
+//! task carries out what [`LogState::next_action`] asks for: it writes everything queued since
+//! the last write in one aligned O_DIRECT write (group commit), keeps the partial last block in
+//! memory and rewrites it with the next write, seals rolled segments, and runs fdatasync as the
+//! flush policy says. Callers wait on a ticket for the durability they need. Reads come from the
+//! tail cache or from disk as zero-copy slices; nothing above the high watermark (the written
+//! offset) is ever served. An I/O error fails the log: no further append or ack succeeds.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use event_listener::Event;
+use futures_lite::future;
+
+use super::batch::{self, BatchHeader};
+use super::config::LogConfig;
+use super::error::{Result, StorageError};
+use super::io::{self, align_down, align_up, IoBuf, SegmentFile};
+use super::recovery::{self, segment_path};
+use super::state::{Action, AppendInfo, Durability, Failed, LogState, ReadPlan, WriteJob};
+use crate::types::{Offset, TimestampMs};
+
+/// Bytes a disk read brings in beyond `max_bytes`, to cover the sparse index gap.
+const READ_SLACK_BYTES: usize = 8 << 10;
+
+/// A run of batch bytes handed to a reader: from the tail cache or a DMA read buffer.
+#[derive(Clone, Debug)]
+pub enum Chunk {
+    Mem(Bytes),
+    Disk(IoBuf),
+}
+
+impl Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Mem(b) => b,
+            Chunk::Disk(b) => b,
+        }
+    }
+}
+
+impl Chunk {
+    /// For crossing to another shard (`Bytes` is Send; DMA buffers are not): copies disk data.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Chunk::Mem(b) => b,
+            Chunk::Disk(b) => Bytes::copy_from_slice(&b),
+        }
+    }
+}
+
+/// The answer to a read: whole batches plus the log's bounds at the time of the read.
+#[derive(Debug)]
+pub struct ReadOutcome {
+    pub chunks: Vec<Chunk>,
+    pub high_watermark: Offset,
+    pub log_start: Offset,
+}
+
+impl ReadOutcome {
+    pub fn bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
+    }
+}
+
+/// The in-memory partial last block of the segment being written.
+#[derive(Default)]
+struct Tail {
+    segment: Option<Offset>,
+    start: u64,
+    bytes: Vec<u8>,
+    allocated: u64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    state: RefCell<LogState>,
+    files: RefCell<BTreeMap<Offset, Rc<SegmentFile>>>,
+    tail: RefCell<Tail>,
+    /// Notified after every completed write, sync or seal, and on failure.
+    progress: Event,
+    /// Wakes the flusher: new appends, or close.
+    work: Event,
+    closing: Cell<bool>,
+    /// Set by `abandon`: the flusher stops where it is, as if the process died.
+    abandoned: Cell<bool>,
+    flusher_done: Cell<bool>,
+}
+
+#[derive(Clone)]
+pub struct PartitionLog {
+    inner: Rc<Inner>,
+}
+
+impl PartitionLog {
+    /// Opens or creates the log in `dir`, recovering it, and starts its flusher task.
+    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
+        let dir = dir.as_ref().to_path_buf();
+        let rec = recovery::recover(&dir, &config).await?;
+        if rec.truncated_bytes > 0 {
+            tracing::warn!(dir = %dir.display(), bytes = rec.truncated_bytes, "truncated torn log tail");
+        }
+        let state = LogState::new(config, rec.segments, rec.log_start);
+        let active = state.segments().last().expect("active segment");
+        let mut tail = Tail::default();
+        if let Some(file) = rec.files.get(&active.base) {
+            let align = file.alignment();
+            tail.segment = Some(active.base);
+            tail.start = align_down(active.log_bytes, align);
+            let buf = file
+                .read(tail.start, (active.log_bytes - tail.start) as usize)
+                .await?;
+            assert_eq!(
+                buf.len() as u64,
+                active.log_bytes - tail.start,
+                "tail block read"
+            );
+            tail.bytes = buf.to_vec();
+            tail.allocated = file.size().await?;
+        }
+        let inner = Rc::new(Inner {
+            dir,
+            state: RefCell::new(state),
+            files: RefCell::new(rec.files),
+            tail: RefCell::new(tail),
+            progress: Event::new(),
+            work: Event::new(),
+            closing: Cell::new(false),
+            abandoned: Cell::new(false),
+            flusher_done: Cell::new(false),
+        });
+        io::spawn(run_flusher(inner.clone())).detach();
+        Ok(PartitionLog { inner })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends one producer batch, waiting first if too much is queued for writing. Returns as
+    /// soon as offsets are assigned; wait on `info.ticket` for durability.
+    pub async fn append(&self, batch: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
+        loop {
+            let listener = self.inner.progress.listen();
+            {
+                let st = self.inner.state.borrow();
+                if st.is_failed() {
+                    return Err(StorageError::LogDirFailed(self.inner.dir.clone()));
+                }
+                if self.inner.closing.get() {
+                    return Err(StorageError::Closed);
+                }
+                if st.has_room() {
+                    break;
+                }
+            }
+            listener.await;
+        }
+        let info = self.inner.state.borrow_mut().append(batch, now);
+        let info = info.map_err(|e| match e {
+            StorageError::LogDirFailed(_) => StorageError::LogDirFailed(self.inner.dir.clone()),
+            e => e,
+        })?;
+        self.inner.work.notify(1);
+        Ok(info)
+    }
+
+    /// Waits until everything before `ticket` meets `level`.
+    pub async fn wait(&self, ticket: Offset, level: Durability) -> Result<()> {
+        loop {
+            let listener = self.inner.progress.listen();
+            match self.inner.state.borrow().reached(ticket, level) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(Failed) => return Err(StorageError::LogDirFailed(self.inner.dir.clone())),
+            }
+            if self.inner.flusher_done.get() {
+                return Err(StorageError::Closed);
+            }
+            listener.await;
+        }
+    }
+
+    /// Waits until the high watermark passes `offset` or `timeout` elapses (fetch long-poll).
+    pub async fn wait_for_data(&self, offset: Offset, timeout: Duration) {
+        let listener = self.inner.progress.listen();
+        if self.high_watermark() > offset || self.inner.flusher_done.get() {
+            return;
+        }
+        future::or(listener, io::sleep(timeout)).await
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        self.inner.state.borrow().high_watermark()
+    }
+    pub fn log_start(&self) -> Offset {
+        self.inner.state.borrow().log_start()
+    }
+    pub fn next_offset(&self) -> Offset {
+        self.inner.state.borrow().next_offset()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.borrow().size_bytes()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments().count()
+    }
+    /// The largest timestamp in the log and the offset of the batch holding it.
+    pub fn max_timestamp(&self) -> (TimestampMs, Offset) {
+        self.inner.state.borrow().max_timestamp()
+    }
+    /// Replaces the topic config (AlterConfigs). Takes effect for later appends and actions.
+    pub fn set_config(&self, config: LogConfig) {
+        self.inner.state.borrow_mut().config = config;
+        self.inner.work.notify(1);
+    }
+    pub fn config(&self) -> LogConfig {
+        self.inner.state.borrow().config.clone()
+    }
+
+    /// Whole batches from `offset` up to `max_bytes` (the first batch always, whatever its size).
+    pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
+        let (plan, hw, start) = {
+            let st = self.inner.state.borrow();
+            (
+                st.plan_read(offset, max_bytes)?,
+                st.high_watermark(),
+                st.log_start(),
+            )
+        };
+        let chunks = match plan {
+            ReadPlan::Empty => Vec::new(),
+            ReadPlan::Cached(v) => v.into_iter().map(Chunk::Mem).collect(),
+            ReadPlan::Disk {
+                segment,
+                position,
+                end,
+            } => {
+                let mut out = Vec::new();
+                let mut total = 0usize;
+                self.scan_disk(segment, position, end, max_bytes, |h, buf| {
+                    if h.next_offset() <= offset {
+                        return Visit::Skip;
+                    }
+                    if !out.is_empty() && total + buf.len() > max_bytes {
+                        return Visit::Stop;
+                    }
+                    total += buf.len();
+                    out.push(Chunk::Disk(buf));
+                    if total >= max_bytes {
+                        Visit::Stop
+                    } else {
+                        Visit::Skip
+                    }
+                })
+                .await?;
+                out
+            }
+        };
+        Ok(ReadOutcome {
+            chunks,
+            high_watermark: hw,
+            log_start: start,
+        })
+    }
+
+    /// The first batch whose max timestamp is ≥ `ts` (ListOffsets by time); the caller finds
+    /// the exact record inside it.
+    pub async fn batch_for_timestamp(
+        &self,
+        ts: TimestampMs,
+    ) -> Result<Option<(BatchHeader, Chunk)>> {
+        let plan = self.inner.state.borrow().plan_time_lookup(ts);
+        let Some((segment, position, end)) = plan else {
+            return Ok(None);
+        };
+        let start = self.log_start();
+        let mut found = None;
+        self.scan_disk(segment, position, end, 0, |h, buf| {
+            if h.max_timestamp >= ts && h.next_offset() > start {
+                found = Some((*h, Chunk::Disk(buf)));
+                Visit::Stop
+            } else {
+                Visit::Skip
+            }
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Visits whole, CRC-verified batches of a segment from `position` to `end`. Corrupt bytes
+    /// are reported as an error, never handed to the visitor.
+    async fn scan_disk(
+        &self,
+        segment: Offset,
+        mut position: u64,
+        end: u64,
+        max_bytes: usize,
+        mut visit: impl FnMut(&BatchHeader, IoBuf) -> Visit,
+    ) -> Result<()> {
+        let file = self.inner.files.borrow().get(&segment).cloned();
+        let file = file.ok_or(StorageError::OffsetOutOfRange {
+            requested: segment,
+            start: self.log_start(),
+            end: self.high_watermark(),
+        })?;
+        let mut want = max_bytes.saturating_add(READ_SLACK_BYTES);
+        while position < end {
+            let len = want.min((end - position) as usize);
+            let buf = file.read(position, len).await?;
+            let mut at = 0usize;
+            loop {
+                let rest = &buf[at..];
+                if rest.len() < batch::LOG_OVERHEAD_BYTES {
+                    break;
+                }
+                let corrupt = |reason: String| StorageError::CorruptOnDisk {
+                    path: file.path().to_path_buf(),
+                    offset: segment,
+                    reason,
+                };
+                let size =
+                    batch::declared_size(rest).ok_or_else(|| corrupt("bad length".into()))?;
+                if rest.len() < size {
+                    if at == 0 {
+                        want = size; // the batch is larger than the window: read it whole
+                    }
+                    break;
+                }
+                let h =
+                    batch::validate(&rest[..size], false).map_err(|e| corrupt(e.to_string()))?;
+                let slice = buf.slice(at, size).expect("in bounds");
+                at += size;
+                if visit(&h, slice) == Visit::Stop {
+                    return Ok(());
+                }
+            }
+            if at == 0 && buf.len() < len {
+                break; // short read: nothing more on disk
+            }
+            position += at as u64;
+        }
+        Ok(())
+    }
+
+    /// DeleteRecords: moves the log start to `offset`, deleting whole segments below it.
+    pub async fn delete_records(&self, offset: Offset) -> Result<Offset> {
+        let start = self.inner.state.borrow_mut().advance_log_start(offset)?;
+        self.enforce_retention(TimestampMs::now()).await?;
+        Ok(start)
+    }
+
+    /// Applies segment.ms, retention.ms, retention.bytes and the log start: rolls an expired
+    /// active segment and deletes the segments that may go. Run periodically by the owner.
+    pub async fn enforce_retention(&self, now: TimestampMs) -> Result<()> {
+        let removed = {
+            let mut st = self.inner.state.borrow_mut();
+            st.roll_if_expired(now);
+            st.plan_retention(now)
+        };
+        self.inner.work.notify(1);
+        for base in &removed {
+            self.inner.files.borrow_mut().remove(base);
+            recovery::delete_segment_files(&self.inner.dir, *base).await?;
+        }
+        let start = self.log_start();
+        let cp = recovery::encode_checkpoint(start);
+        io::write_small_atomic(&self.inner.dir, recovery::LOG_START_FILE, cp).await
+    }
+
+    /// Stops the flusher after its current action and writes nothing more, leaving the files
+    /// as a crash (kill -9) would. For crash tests; a real shutdown calls `close`.
+    pub async fn abandon(&self) {
+        self.inner.abandoned.set(true);
+        self.inner.closing.set(true);
+        self.inner.work.notify(1);
+        while !self.inner.flusher_done.get() {
+            let listener = self.inner.progress.listen();
+            if self.inner.flusher_done.get() {
+                break;
+            }
+            listener.await;
+        }
+    }
+
+    /// Clean shutdown: stops appends, writes and syncs everything queued, writes the active
+    /// segment's indexes and the clean-shutdown marker so the next open scans nothing.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.closing.set(true);
+        self.inner.work.notify(1);
+        while !self.inner.flusher_done.get() {
+            let listener = self.inner.progress.listen();
+            if self.inner.flusher_done.get() {
+                break;
+            }
+            listener.await;
+        }
+        if self.inner.state.borrow().is_failed() {
+            return Err(StorageError::LogDirFailed(self.inner.dir.clone()));
+        }
+        let active = self
+            .inner
+            .state
+            .borrow()
+            .segments()
+            .last()
+            .cloned()
+            .expect("active");
+        let file = self.inner.files.borrow().get(&active.base).cloned();
+        if let Some(file) = file {
+            file.truncate(active.log_bytes).await?;
+            file.sync().await?;
+        }
+        let dir = &self.inner.dir;
+        recovery::write_indexes(dir, &active).await?;
+        let start = recovery::encode_checkpoint(self.log_start());
+        io::write_small_atomic(dir, recovery::LOG_START_FILE, start).await?;
+        let marker = recovery::encode_checkpoint(active.next_offset);
+        io::write_small_atomic(dir, recovery::CLEAN_SHUTDOWN_FILE, marker).await
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    Skip,
+    Stop,
+}
+
+/// The flusher: carries out the state machine's actions until closed (and drained) or failed.
+async fn run_flusher(inner: Rc<Inner>) {
+    loop {
+        let listener = inner.work.listen();
+        if inner.abandoned.get() {
+            break;
+        }
+        let now = TimestampMs::now();
+        let action = inner.state.borrow_mut().next_action(now);
+        let result = match action {
+            Action::Write(job) => do_write(&inner, job).await,
+            Action::Seal(base) => do_seal(&inner, base).await,
+            Action::Sync(segment) => do_sync(&inner, segment).await,
+            Action::Idle => {
+                let (drained, deadline) = {
+                    let st = inner.state.borrow();
+                    (st.is_drained() || st.is_failed(), st.sync_deadline())
+                };
+                if inner.closing.get() && drained {
+                    break;
+                }
+                let wait_ms = deadline.map_or(1000, |d| (d.0 - now.0).clamp(1, 1000)) as u64;
+                future::or(listener, io::sleep(Duration::from_millis(wait_ms))).await;
+                continue;
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(dir = %inner.dir.display(), error = %e, "log I/O failed; no more acks");
+            inner.state.borrow_mut().fail();
+            break;
+        }
+        inner.progress.notify(usize::MAX);
+    }
+    inner.flusher_done.set(true);
+    inner.progress.notify(usize::MAX);
+}
+
+async fn segment_file(inner: &Inner, base: Offset) -> Result<Rc<SegmentFile>> {
+    if let Some(f) = inner.files.borrow().get(&base) {
+        return Ok(f.clone());
+    }
+    let file = SegmentFile::open(&segment_path(&inner.dir, base, "log"), true).await?;
+    io::sync_dir(&inner.dir).await?;
+    inner.files.borrow_mut().insert(base, file.clone());
+    Ok(file)
+}
+
+async fn do_write(inner: &Inner, job: WriteJob) -> Result<()> {
+    let file = segment_file(inner, job.segment).await?;
+    let align = file.alignment();
+    let (start, old_tail, allocated) = {
+        let mut t = inner.tail.borrow_mut();
+        if t.segment != Some(job.segment) {
+            *t = Tail {
+                segment: Some(job.segment),
+                ..Tail::default()
+            };
+        }
+        (t.start, std::mem::take(&mut t.bytes), t.allocated)
+    };
+    assert_eq!(
+        start + old_tail.len() as u64,
+        job.position,
+        "tail ends where the job starts"
+    );
+    assert_eq!(start % align, 0);
+    let end = job.position + job.bytes;
+    let mut allocated = allocated;
+    if align_up(end, align) > allocated {
+        let step = inner
+            .state
+            .borrow()
+            .config
+            .preallocate_bytes_step
+            .max(align);
+        allocated = align_up(end, align) + step;
+        file.preallocate(allocated).await?;
+    }
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(job.chunks.len() + 1);
+    parts.push(&old_tail);
+    parts.extend(job.chunks.iter().map(|c| &c[..]));
+    file.write_aligned(start, &parts).await?;
+    let new_start = align_down(end, align);
+    let new_tail = copy_range(
+        &parts,
+        (new_start - start) as usize,
+        (end - new_start) as usize,
+    );
+    *inner.tail.borrow_mut() = Tail {
+        segment: Some(job.segment),
+        start: new_start,
+        bytes: new_tail,
+        allocated,
+    };
+    inner
+        .state
+        .borrow_mut()
+        .complete_write(&job, TimestampMs::now());
+    Ok(())
+}
+
+/// Copies `len` bytes at `from` of the concatenation of `parts`.
+fn copy_range(parts: &[&[u8]], mut from: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    for p in parts {
+        if out.len() == len {
+            break;
+        }
+        if from >= p.len() {
+            from -= p.len();
+            continue;
+        }
+        let take = (p.len() - from).min(len - out.len());
+        out.extend_from_slice(&p[from..from + take]);
+        from = 0;
+    }
+    assert_eq!(out.len(), len, "range inside parts");
+    out
+}
+
+async fn do_sync(inner: &Inner, segment: Offset) -> Result<()> {
+    let upto = inner.state.borrow().high_watermark();
+    let file = segment_file(inner, segment).await?;
+    file.sync().await?;
+    inner.state.borrow_mut().complete_sync(upto);
+    Ok(())
+}
+
+async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {
+    let seg = inner
+        .state
+        .borrow()
+        .segment(base)
+        .cloned()
+        .expect("sealing a known segment");
+    let file = segment_file(inner, base).await?;
+    file.sync().await?;
+    file.truncate(seg.log_bytes).await?;
+    recovery::write_indexes(&inner.dir, &seg).await?;
+    inner.state.borrow_mut().complete_seal(base);
+    let point = recovery::encode_checkpoint(inner.state.borrow().recovery_point());
+    io::write_small_atomic(&inner.dir, recovery::RECOVERY_POINT_FILE, point).await?;
+    let mut t = inner.tail.borrow_mut();
+    if t.segment == Some(base) {
+        *t = Tail::default();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_range_spans_parts() {
+        let parts: [&[u8]; 3] = [b"abc", b"", b"defg"];
+        assert_eq!(copy_range(&parts, 2, 3), b"cde");
+        assert_eq!(copy_range(&parts, 0, 7), b"abcdefg");
+        assert_eq!(copy_range(&parts, 7, 0), b"");
+    }
+}

@@ -1,0 +1,244 @@
+//! Opening a partition directory: from files on disk to a [`LogState`] and open segment files.
+//!
+//! A clean shutdown leaves a `clean-shutdown` marker and index files for every segment: open
+//! then loads indexes and scans nothing. Otherwise every segment from the `recovery-point`
+//! checkpoint on is scanned batch by batch (CRC32C verified, indexes rebuilt) and the log is cut
+//! at the first torn or corrupt batch; segments after a cut or a gap are deleted. Segments below
+//! the recovery point were synced and indexed when sealed, so their index files are trusted if
+//! their CRC holds (and scanned if not).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::config::LogConfig;
+use super::error::{Result, StorageError};
+use super::index::{OffsetIndex, TimeIndex, INDEX_HEADER_BYTES};
+use super::io::{self, SegmentFile};
+use super::scan::{ScanStop, Scanner};
+use super::state::Segment;
+use crate::types::Offset;
+
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+pub const LOG_START_FILE: &str = "log-start-offset";
+/// How much of a segment one recovery read brings in.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Largest batch recovery will believe a length field about (bounds the read it causes).
+const SCAN_BATCH_BYTES_MAX: usize = 64 << 20;
+/// Largest index file read at open (a 1 GiB segment at 4 KiB intervals needs ~3 MiB).
+const INDEX_FILE_BYTES_MAX: u64 = 64 << 20;
+
+pub fn segment_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
+    dir.join(format!("{:020}.{ext}", base.0))
+}
+
+/// An offset checkpoint file: magic, offset, CRC32C of both.
+pub fn encode_checkpoint(offset: Offset) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16);
+    b.extend_from_slice(b"SLCK");
+    b.extend_from_slice(&offset.0.to_be_bytes());
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b
+}
+
+pub fn decode_checkpoint(b: &[u8]) -> Option<Offset> {
+    if b.len() != 16 || &b[0..4] != b"SLCK" {
+        return None;
+    }
+    let crc = u32::from_be_bytes(b[12..16].try_into().ok()?);
+    let offset = Offset(i64::from_be_bytes(b[4..12].try_into().ok()?));
+    (crc32c::crc32c(&b[..12]) == crc).then_some(offset)
+}
+
+async fn read_checkpoint(dir: &Path, name: &str) -> Result<Option<Offset>> {
+    Ok(io::read_small(&dir.join(name), 64)
+        .await?
+        .and_then(|b| decode_checkpoint(&b)))
+}
+
+/// What `open` hands to `PartitionLog`.
+pub struct Recovered {
+    pub segments: VecDeque<Segment>,
+    pub files: BTreeMap<Offset, Rc<SegmentFile>>,
+    pub log_start: Offset,
+    /// True when the marker said the last close was clean (nothing was scanned).
+    pub was_clean: bool,
+    /// Bytes cut off the log end (torn or corrupt data), for logging and tests.
+    pub truncated_bytes: u64,
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
+    let mut bases = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".log") {
+            if stem.len() == 20 {
+                if let Ok(n) = stem.parse::<i64>() {
+                    bases.push(Offset(n));
+                }
+            }
+        } else if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    bases.sort();
+    Ok(bases)
+}
+
+/// Opens (creating it if needed) the partition directory and recovers its log.
+pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create dir", dir, e))?;
+    let bases = list_segments(dir)?;
+    let was_clean = io::read_small(&dir.join(CLEAN_SHUTDOWN_FILE), 64)
+        .await?
+        .is_some();
+    let recovery_point = read_checkpoint(dir, RECOVERY_POINT_FILE)
+        .await?
+        .unwrap_or(Offset(0));
+    let log_start = read_checkpoint(dir, LOG_START_FILE)
+        .await?
+        .unwrap_or(Offset(0));
+    let mut out = Recovered {
+        segments: VecDeque::new(),
+        files: BTreeMap::new(),
+        log_start,
+        was_clean,
+        truncated_bytes: 0,
+    };
+    let mut cut = false;
+    for (i, &base) in bases.iter().enumerate() {
+        let path = segment_path(dir, base, "log");
+        let contiguous = out.segments.back().is_none_or(|s| s.next_offset == base);
+        if cut || !contiguous {
+            delete_segment_files(dir, base).await?;
+            continue;
+        }
+        let file = SegmentFile::open(&path, false).await?;
+        let trusted = was_clean || base < recovery_point;
+        let last = i + 1 == bases.len();
+        let loaded = if trusted {
+            load_indexed(dir, base, &file).await?
+        } else {
+            None
+        };
+        let seg = match loaded {
+            Some(seg) => seg,
+            None => {
+                let (seg, file_bytes) = scan_segment(&file, base, config).await?;
+                let torn = file_bytes.saturating_sub(seg.log_bytes);
+                if torn > 0 && has_data_after(&file, seg.log_bytes).await? {
+                    out.truncated_bytes += torn;
+                    cut = true;
+                }
+                if last {
+                    // Drop torn bytes and preallocated space past the valid end, so nothing
+                    // stale can ever follow data written after this recovery.
+                    file.truncate(seg.log_bytes).await?;
+                    file.sync().await?;
+                } else {
+                    finalize_recovered(dir, &file, &seg).await?;
+                }
+                seg
+            }
+        };
+        out.files.insert(base, file);
+        out.segments.push_back(seg);
+    }
+    if let Some(active) = out.segments.back() {
+        let point = encode_checkpoint(active.base);
+        io::write_small_atomic(dir, RECOVERY_POINT_FILE, point).await?;
+    }
+    io::remove(&dir.join(CLEAN_SHUTDOWN_FILE)).await?;
+    io::sync_dir(dir).await?;
+    Ok(out)
+}
+
+/// True if any non-zero byte follows `from` in the first block after it: distinguishes a torn or
+/// corrupt tail (data that failed checks) from the zeroed preallocated space after the log end.
+async fn has_data_after(file: &SegmentFile, from: u64) -> Result<bool> {
+    let buf = file.read(from, 4096).await?;
+    Ok(buf.iter().any(|&b| b != 0))
+}
+
+async fn load_indexed(dir: &Path, base: Offset, file: &SegmentFile) -> Result<Option<Segment>> {
+    let oi = io::read_small(&segment_path(dir, base, "index"), INDEX_FILE_BYTES_MAX).await?;
+    let ti = io::read_small(&segment_path(dir, base, "timeindex"), INDEX_FILE_BYTES_MAX).await?;
+    let (Some(oi), Some(ti)) = (oi, ti) else {
+        return Ok(None);
+    };
+    let (Some((o, s1)), Some((t, s2))) = (OffsetIndex::decode(&oi), TimeIndex::decode(&ti)) else {
+        return Ok(None);
+    };
+    if s1 != s2 || file.size().await? < s1.log_bytes || s1.next_offset < base {
+        return Ok(None);
+    }
+    Ok(Some(Segment::from_index(base, o, t, s1)))
+}
+
+/// Scans a segment file from its start; returns the valid prefix as a segment and the file size.
+async fn scan_segment(
+    file: &SegmentFile,
+    base: Offset,
+    config: &LogConfig,
+) -> Result<(Segment, u64)> {
+    let file_bytes = file.size().await?;
+    let cap = config.message_bytes_max.max(SCAN_BATCH_BYTES_MAX);
+    let mut scanner = Scanner::new(0, cap);
+    let mut seg = Segment::new(base);
+    let mut want = SCAN_CHUNK_BYTES;
+    let mut bad_offsets = false;
+    while scanner.position < file_bytes && !bad_offsets {
+        let buf = file.read(scanner.position, want).await?;
+        if buf.is_empty() {
+            break;
+        }
+        let stop = scanner.feed(&buf, |b| {
+            let expected = seg.next_offset;
+            if bad_offsets || b.header.base_offset != expected {
+                // A batch must start exactly where the previous ended (the first at the base).
+                bad_offsets = true;
+                return;
+            }
+            seg.track(&b.header, b.position, config.index_interval_bytes);
+        });
+        match stop {
+            ScanStop::End { .. } => break,
+            ScanStop::NeedMore { batch_bytes } => {
+                if buf.len() < want {
+                    break; // end of file inside a batch: torn
+                }
+                want = batch_bytes.max(SCAN_CHUNK_BYTES);
+            }
+        }
+    }
+    seg.written_bytes = seg.log_bytes;
+    Ok((seg, file_bytes))
+}
+
+/// A sealed segment recovered by scanning: truncate, sync and index it like a normal seal.
+async fn finalize_recovered(dir: &Path, file: &SegmentFile, seg: &Segment) -> Result<()> {
+    file.truncate(seg.log_bytes).await?;
+    file.sync().await?;
+    write_indexes(dir, seg).await
+}
+
+pub async fn write_indexes(dir: &Path, seg: &Segment) -> Result<()> {
+    let s = seg.summary();
+    let name = |ext: &str| format!("{:020}.{ext}", seg.base.0);
+    io::write_small_atomic(dir, &name("index"), seg.offset_index.encode(s)).await?;
+    io::write_small_atomic(dir, &name("timeindex"), seg.time_index.encode(s)).await
+}
+
+pub async fn delete_segment_files(dir: &Path, base: Offset) -> Result<()> {
+    for ext in ["log", "index", "timeindex"] {
+        io::remove(&segment_path(dir, base, ext)).await?;
+    }
+    Ok(())
+}
+
+const _: () = assert!(INDEX_HEADER_BYTES == 40);

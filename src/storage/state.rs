@@ -1,0 +1,723 @@
+//! The partition log as a pure state machine: what is appended, where it goes, what to write,
+//! sync, seal or delete next, and where a read must look. No I/O and no clock: time comes in as
+//! arguments and effects go out as [`Action`] values that `log.rs` (the I/O edge) carries out,
+//! reporting completion back through `complete_*`. This keeps every storage decision testable
+//! without an executor or a disk.
+//!
+//! Offsets obey `log_start ≤ synced ≤ written ≤ next_offset` (asserted): `written` is the high
+//! watermark, everything below it is on the device (O_DIRECT write completed); `synced` has also
+//! been through fdatasync; `next_offset` is the log end, including appended-but-unwritten data.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{self, BatchHeader};
+use super::cache::TailCache;
+use super::config::{LogConfig, TimestampType};
+use super::error::{Result, StorageError};
+use super::index::{OffsetIndex, SegmentSummary, TimeIndex};
+use crate::types::{Offset, TimestampMs};
+
+/// One segment's bookkeeping. Its bytes live in `<base>.log`.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub base: Offset,
+    pub next_offset: Offset,
+    /// Logical bytes appended, including pending ones.
+    pub log_bytes: u64,
+    /// Bytes that reached the device.
+    pub written_bytes: u64,
+    pub max_timestamp: TimestampMs,
+    pub offset_of_max_timestamp: Offset,
+    /// When the first batch was appended (for segment.ms); None for an empty segment.
+    pub first_append: Option<TimestampMs>,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    bytes_since_index: u64,
+    /// No more appends: a newer segment exists.
+    pub sealed: bool,
+    /// Sealed, fully written, synced, truncated and its index files written.
+    pub finalized: bool,
+}
+
+impl Segment {
+    pub fn new(base: Offset) -> Segment {
+        Segment {
+            base,
+            next_offset: base,
+            log_bytes: 0,
+            written_bytes: 0,
+            max_timestamp: TimestampMs::NONE,
+            offset_of_max_timestamp: base,
+            first_append: None,
+            offset_index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index: 0,
+            sealed: false,
+            finalized: false,
+        }
+    }
+
+    /// Records a batch at `position` in the indexes and counters (append and recovery share it).
+    pub fn track(&mut self, h: &BatchHeader, position: u64, index_interval_bytes: u32) {
+        assert_eq!(position, self.log_bytes, "batches are contiguous");
+        assert!(h.base_offset >= self.next_offset, "offsets increase");
+        let relative = (h.base_offset.0 - self.base.0) as u32;
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.offset_of_max_timestamp = h.base_offset;
+        }
+        if self.bytes_since_index >= u64::from(index_interval_bytes) {
+            self.offset_index.push(relative, position as u32);
+            let rel_max = (self.offset_of_max_timestamp.0 - self.base.0) as u32;
+            self.time_index.maybe_push(self.max_timestamp, rel_max);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size_bytes as u64;
+        self.log_bytes += h.size_bytes as u64;
+        self.next_offset = h.next_offset();
+    }
+
+    pub fn summary(&self) -> SegmentSummary {
+        SegmentSummary {
+            log_bytes: self.log_bytes,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+        }
+    }
+
+    /// A segment restored from its index files on a clean open (no scan).
+    pub fn from_index(base: Offset, o: OffsetIndex, t: TimeIndex, s: SegmentSummary) -> Segment {
+        let mut seg = Segment::new(base);
+        seg.next_offset = s.next_offset;
+        seg.log_bytes = s.log_bytes;
+        seg.written_bytes = s.log_bytes;
+        seg.max_timestamp = s.max_timestamp;
+        seg.offset_index = o;
+        seg.time_index = t;
+        seg.bytes_since_index = 0;
+        seg
+    }
+}
+
+/// What the caller learns when a batch is accepted. `ticket` is what to wait on for durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// The time set on the batch for LogAppendTime topics, else NONE (-1).
+    pub log_append_time: TimestampMs,
+    pub log_start_offset: Offset,
+    pub ticket: Offset,
+}
+
+/// A contiguous run of pending batches for one segment, to be written in one aligned write.
+#[derive(Debug)]
+pub struct WriteJob {
+    pub segment: Offset,
+    pub position: u64,
+    pub chunks: Vec<Bytes>,
+    pub bytes: u64,
+    pub end_offset: Offset,
+    pub records: u64,
+}
+
+/// The next effect the I/O edge should carry out.
+#[derive(Debug)]
+pub enum Action {
+    Write(WriteJob),
+    /// Sync, truncate to `log_bytes` and write the indexes of a sealed, fully written segment.
+    Seal(Offset),
+    /// fdatasync the segment last written to.
+    Sync(Offset),
+    Idle,
+}
+
+/// Where a read must look.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// Nothing at or above the offset yet (offset == high watermark).
+    Empty,
+    Cached(Vec<Bytes>),
+    /// Scan `<segment>.log` from `position` (≤ the batch holding `offset`) to at most `end`.
+    Disk {
+        segment: Offset,
+        position: u64,
+        end: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    segment: Offset,
+    position: u64,
+    next_offset: Offset,
+    records: u64,
+    bytes: Bytes,
+}
+
+#[derive(Debug)]
+pub struct LogState {
+    pub config: LogConfig,
+    segments: VecDeque<Segment>,
+    log_start: Offset,
+    written: Offset,
+    synced: Offset,
+    pending: VecDeque<Pending>,
+    /// Bytes appended and not yet reported written (queued or in flight).
+    unwritten_bytes: usize,
+    cache: TailCache,
+    unsynced_records: u64,
+    unsynced_since: TimestampMs,
+    last_written_segment: Offset,
+    failed: bool,
+}
+
+impl LogState {
+    /// A log over recovered segments (oldest first; the last one is active). All data in them is
+    /// on disk, so the high watermark is the log end.
+    pub fn new(config: LogConfig, mut segments: VecDeque<Segment>, log_start: Offset) -> Self {
+        if segments.is_empty() {
+            segments.push_back(Segment::new(log_start));
+        }
+        let end = segments.back().expect("one segment").next_offset;
+        let n = segments.len();
+        for (i, s) in segments.iter_mut().enumerate() {
+            s.sealed = i + 1 < n;
+            s.finalized = s.sealed;
+            assert_eq!(s.written_bytes, s.log_bytes, "recovered data is on disk");
+        }
+        let log_start = log_start.max(segments.front().expect("one").base).min(end);
+        let cache = TailCache::new(config.cache_bytes_max);
+        let last = segments.back().expect("one").base;
+        LogState {
+            config,
+            segments,
+            log_start,
+            written: end,
+            synced: end,
+            pending: VecDeque::new(),
+            unwritten_bytes: 0,
+            cache,
+            unsynced_records: 0,
+            unsynced_since: TimestampMs(0),
+            last_written_segment: last,
+            failed: false,
+        }
+    }
+
+    fn check_invariants(&self) {
+        assert!(self.log_start <= self.next_offset().max(self.log_start));
+        assert!(self.synced <= self.written, "synced ≤ written");
+        assert!(self.written <= self.next_offset(), "written ≤ log end");
+    }
+
+    pub fn log_start(&self) -> Offset {
+        self.log_start
+    }
+    pub fn high_watermark(&self) -> Offset {
+        self.written
+    }
+    pub fn synced(&self) -> Offset {
+        self.synced
+    }
+    pub fn next_offset(&self) -> Offset {
+        self.segments.back().expect("one segment").next_offset
+    }
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter()
+    }
+    pub fn segment(&self, base: Offset) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.base == base)
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.log_bytes).sum()
+    }
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+    pub fn has_room(&self) -> bool {
+        self.unwritten_bytes < self.config.pending_bytes_max
+    }
+    pub fn is_drained(&self) -> bool {
+        self.pending.is_empty() && self.unwritten_bytes == 0
+    }
+    pub fn fail(&mut self) {
+        self.failed = true;
+    }
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
+    /// Whether the batch at `ticket` meets `level`; Err once the log has failed.
+    pub fn reached(&self, ticket: Offset, level: Durability) -> Result<bool, Failed> {
+        if self.failed {
+            return Err(Failed);
+        }
+        Ok(match level {
+            Durability::Written => self.written >= ticket,
+            Durability::Synced => self.synced >= ticket,
+            Durability::Policy if self.config.sync_every_batch() => self.synced >= ticket,
+            Durability::Policy => self.written >= ticket,
+        })
+    }
+
+    /// Validates and appends one producer batch; assigns its offsets. The bytes become visible
+    /// to readers once written (see `complete_write`).
+    pub fn append(&mut self, mut bytes: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
+        if self.failed {
+            return Err(StorageError::LogDirFailed(Default::default()));
+        }
+        if bytes.len() > self.config.message_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                size: bytes.len(),
+                max: self.config.message_bytes_max,
+            });
+        }
+        let header = batch::validate(&bytes, true)?;
+        let base = self.next_offset();
+        batch::assign_offset(&mut bytes, base, 0);
+        let mut log_append_time = TimestampMs::NONE;
+        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            batch::set_log_append_time(&mut bytes, now);
+            log_append_time = now;
+        }
+        let header = BatchHeader {
+            base_offset: base,
+            attributes: batch::parse_header(&bytes)?.attributes,
+            max_timestamp: if log_append_time == TimestampMs::NONE {
+                header.max_timestamp
+            } else {
+                now
+            },
+            ..header
+        };
+        self.maybe_roll(&header, now);
+        let interval = self.config.index_interval_bytes;
+        let seg = self.segments.back_mut().expect("active segment");
+        let position = seg.log_bytes;
+        seg.first_append.get_or_insert(now);
+        seg.track(&header, position, interval);
+        let bytes = bytes.freeze();
+        let next = header.next_offset();
+        self.cache.push(base, next, bytes.clone());
+        self.unwritten_bytes += bytes.len();
+        self.pending.push_back(Pending {
+            segment: seg.base,
+            position,
+            next_offset: next,
+            records: header.record_count as u64,
+            bytes,
+        });
+        self.check_invariants();
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: header.last_offset(),
+            log_append_time,
+            log_start_offset: self.log_start,
+            ticket: next,
+        })
+    }
+
+    fn maybe_roll(&mut self, h: &BatchHeader, now: TimestampMs) {
+        let next = self.next_offset();
+        let active = self.segments.back().expect("active segment");
+        if active.log_bytes == 0 {
+            return;
+        }
+        let too_big = active.log_bytes + h.size_bytes as u64 > self.config.segment_bytes_max;
+        let too_old = active
+            .first_append
+            .is_some_and(|t| now.0.saturating_sub(t.0) >= self.config.segment_ms);
+        let offsets_full = h.next_offset().0 - active.base.0 > i64::from(u32::MAX) / 2;
+        if too_big || too_old || offsets_full {
+            self.segments.back_mut().expect("active").sealed = true;
+            self.segments.push_back(Segment::new(next));
+        }
+    }
+
+    /// Rolls an idle, non-empty active segment once it reaches segment.ms (Kafka rolls on time
+    /// even without new data, so retention can delete it).
+    pub fn roll_if_expired(&mut self, now: TimestampMs) {
+        let next = self.next_offset();
+        let active = self.segments.back().expect("active segment");
+        let expired = active
+            .first_append
+            .is_some_and(|t| now.0.saturating_sub(t.0) >= self.config.segment_ms);
+        if active.log_bytes > 0 && expired {
+            self.segments.back_mut().expect("active").sealed = true;
+            self.segments.push_back(Segment::new(next));
+        }
+    }
+
+    /// The next effect to carry out, oldest first: seal a finished segment, write pending data,
+    /// or sync what is due.
+    pub fn next_action(&mut self, now: TimestampMs) -> Action {
+        if self.failed {
+            return Action::Idle;
+        }
+        let front_pending = self.pending.front().map(|p| p.segment);
+        let seal = self.segments.iter().find(|s| {
+            s.sealed
+                && !s.finalized
+                && s.written_bytes == s.log_bytes
+                && front_pending.is_none_or(|p| s.base < p)
+        });
+        if let Some(s) = seal {
+            return Action::Seal(s.base);
+        }
+        if let Some(segment) = front_pending {
+            return Action::Write(self.take_job(segment));
+        }
+        if self
+            .config
+            .sync_due(self.unsynced_records, self.unsynced_since, now)
+        {
+            return Action::Sync(self.last_written_segment);
+        }
+        Action::Idle
+    }
+
+    /// When the next time-based sync is due, if any data is unsynced.
+    pub fn sync_deadline(&self) -> Option<TimestampMs> {
+        (self.unsynced_records > 0).then(|| {
+            TimestampMs(
+                self.unsynced_since
+                    .0
+                    .saturating_add(self.config.flush_ms as i64),
+            )
+        })
+    }
+
+    fn take_job(&mut self, segment: Offset) -> WriteJob {
+        let first = self.pending.front().expect("pending");
+        let mut job = WriteJob {
+            segment,
+            position: first.position,
+            chunks: Vec::new(),
+            bytes: 0,
+            end_offset: first.next_offset,
+            records: 0,
+        };
+        while let Some(p) = self.pending.front() {
+            if p.segment != segment {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front");
+            assert_eq!(p.position, job.position + job.bytes, "contiguous");
+            job.bytes += p.bytes.len() as u64;
+            job.records += p.records;
+            job.end_offset = p.next_offset;
+            job.chunks.push(p.bytes);
+        }
+        job
+    }
+
+    /// The write of `job` reached the device.
+    pub fn complete_write(&mut self, job: &WriteJob, now: TimestampMs) {
+        let seg = self.segment_mut(job.segment);
+        assert_eq!(seg.written_bytes, job.position, "writes are in order");
+        seg.written_bytes = job.position + job.bytes;
+        assert!(seg.written_bytes <= seg.log_bytes);
+        assert!(job.end_offset > self.written);
+        self.written = job.end_offset;
+        self.unwritten_bytes -= job.bytes as usize;
+        if self.unsynced_records == 0 {
+            self.unsynced_since = now;
+        }
+        self.unsynced_records += job.records;
+        self.last_written_segment = job.segment;
+        self.check_invariants();
+    }
+
+    /// An fdatasync that started when the high watermark was `upto` has completed.
+    pub fn complete_sync(&mut self, upto: Offset) {
+        assert!(upto <= self.written);
+        if upto > self.synced {
+            self.synced = upto;
+        }
+        if self.synced == self.written {
+            self.unsynced_records = 0;
+        }
+        self.check_invariants();
+    }
+
+    /// A sealed segment is synced, truncated and indexed. Everything up to its end is durable.
+    pub fn complete_seal(&mut self, base: Offset) {
+        let seg = self.segment_mut(base);
+        assert!(seg.sealed && seg.written_bytes == seg.log_bytes);
+        seg.finalized = true;
+        let end = seg.next_offset;
+        if end > self.synced {
+            self.complete_sync(end);
+        }
+    }
+
+    /// Base offset of the oldest segment that is not finalized: recovery must scan from here.
+    pub fn recovery_point(&self) -> Offset {
+        self.segments
+            .iter()
+            .find(|s| !s.finalized)
+            .map_or(self.next_offset(), |s| s.base)
+    }
+
+    fn segment_mut(&mut self, base: Offset) -> &mut Segment {
+        self.segments
+            .iter_mut()
+            .find(|s| s.base == base)
+            .expect("known segment")
+    }
+
+    /// Plans a read of whole batches from `offset` (Kafka semantics: the batch holding `offset`
+    /// comes first, then more while they fit `max_bytes`).
+    pub fn plan_read(&self, offset: Offset, max_bytes: usize) -> Result<ReadPlan> {
+        let hw = self.written;
+        if offset < self.log_start || offset > hw {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                start: self.log_start,
+                end: hw,
+            });
+        }
+        if offset == hw {
+            return Ok(ReadPlan::Empty);
+        }
+        if self.cache.covers(offset) {
+            return Ok(ReadPlan::Cached(self.cache.read(offset, hw, max_bytes)));
+        }
+        let seg = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.base <= offset && offset < s.next_offset)
+            .or_else(|| self.segments.iter().find(|s| s.next_offset > offset))
+            .expect("offset below hw lies in a segment");
+        let relative = (offset.0 - seg.base.0).max(0) as u32;
+        Ok(ReadPlan::Disk {
+            segment: seg.base,
+            position: u64::from(seg.offset_index.lookup(relative)),
+            end: seg.written_bytes,
+        })
+    }
+
+    /// Where to scan for the first batch whose max timestamp is ≥ `ts`; None if none is.
+    pub fn plan_time_lookup(&self, ts: TimestampMs) -> Option<(Offset, u64, u64)> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.max_timestamp >= ts && s.next_offset > self.log_start)?;
+        let rel = seg.time_index.lookup(ts);
+        let pos = seg.offset_index.lookup(rel);
+        Some((seg.base, u64::from(pos), seg.written_bytes))
+    }
+
+    /// The largest timestamp in the log and the base offset of the batch holding it.
+    pub fn max_timestamp(&self) -> (TimestampMs, Offset) {
+        self.segments
+            .iter()
+            .filter(|s| s.next_offset > self.log_start)
+            .fold((TimestampMs::NONE, self.log_start), |acc, s| {
+                if s.max_timestamp > acc.0 {
+                    (s.max_timestamp, s.offset_of_max_timestamp)
+                } else {
+                    acc
+                }
+            })
+    }
+
+    /// DeleteRecords: moves the log start to `offset` (≤ high watermark).
+    pub fn advance_log_start(&mut self, offset: Offset) -> Result<Offset> {
+        if offset > self.written {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                start: self.log_start,
+                end: self.written,
+            });
+        }
+        self.log_start = self.log_start.max(offset);
+        Ok(self.log_start)
+    }
+
+    /// Removes the segments that retention (time, size, log start) lets go, oldest first, and
+    /// returns their bases for the edge to delete. Only finalized segments are ever removed.
+    pub fn plan_retention(&mut self, now: TimestampMs) -> Vec<Offset> {
+        let mut removed = Vec::new();
+        let mut size = self.size_bytes() as i64;
+        while self.segments.len() > 1 {
+            let s = self.segments.front().expect("non-empty");
+            if !s.finalized {
+                break;
+            }
+            let by_start = s.next_offset <= self.log_start;
+            let by_time = self.config.retention_ms >= 0
+                && s.max_timestamp.0 < now.0.saturating_sub(self.config.retention_ms);
+            let by_size = self.config.retention_bytes >= 0
+                && size - s.log_bytes as i64 >= self.config.retention_bytes;
+            if !(by_start || by_time || by_size) {
+                break;
+            }
+            size -= s.log_bytes as i64;
+            let s = self.segments.pop_front().expect("non-empty");
+            removed.push(s.base);
+        }
+        let first = self.segments.front().expect("active remains").base;
+        self.log_start = self.log_start.max(first);
+        self.check_invariants();
+        removed
+    }
+}
+
+/// The log has failed an I/O operation; nothing more will be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failed;
+
+/// How far along a batch must be before the caller is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// On the device (O_DIRECT write completed): survives a process crash.
+    Written,
+    /// Through fdatasync: survives power loss.
+    Synced,
+    /// What the topic's flush policy asks of acks=all: Synced if it syncs every batch, else Written.
+    Policy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::build_test_batch;
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            segment_bytes_max: 1000,
+            index_interval_bytes: 200,
+            cache_bytes_max: 600,
+            ..LogConfig::default()
+        }
+    }
+
+    fn batch(n: i32, ts: i64) -> BytesMut {
+        BytesMut::from(&build_test_batch(n, 40, TimestampMs(ts))[..])
+    }
+
+    fn drain(s: &mut LogState, now: i64) {
+        loop {
+            match s.next_action(TimestampMs(now)) {
+                Action::Write(job) => s.complete_write(&job, TimestampMs(now)),
+                Action::Seal(b) => s.complete_seal(b),
+                Action::Sync(_) => {
+                    let hw = s.high_watermark();
+                    s.complete_sync(hw)
+                }
+                Action::Idle => break,
+            }
+        }
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_waits_for_write() {
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0));
+        let a = s.append(batch(3, 10), TimestampMs(1)).unwrap();
+        let b = s.append(batch(2, 11), TimestampMs(1)).unwrap();
+        assert_eq!((a.base_offset, a.last_offset), (Offset(0), Offset(2)));
+        assert_eq!((b.base_offset, b.ticket), (Offset(3), Offset(5)));
+        assert_eq!(s.high_watermark(), Offset(0));
+        assert_eq!(s.plan_read(Offset(0), 100).unwrap(), ReadPlan::Empty);
+        assert_eq!(s.reached(b.ticket, Durability::Written), Ok(false));
+        match s.next_action(TimestampMs(2)) {
+            Action::Write(job) => {
+                assert_eq!(job.chunks.len(), 2, "group commit coalesces");
+                s.complete_write(&job, TimestampMs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.high_watermark(), Offset(5));
+        assert_eq!(s.reached(b.ticket, Durability::Policy), Ok(true));
+        assert_eq!(s.reached(b.ticket, Durability::Synced), Ok(false));
+        match s.plan_read(Offset(4), 1).unwrap() {
+            ReadPlan::Cached(v) => assert_eq!(v.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rolls_seals_and_retains() {
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0));
+        for i in 0..40 {
+            s.append(batch(1, i), TimestampMs(i)).unwrap();
+            drain(&mut s, i);
+        }
+        let n = s.segments().count();
+        assert!(n > 3, "rolled into {n} segments");
+        assert!(s.segments().take(n - 1).all(|x| x.finalized));
+        assert_eq!(s.synced(), s.segments().last().unwrap().base);
+        assert_eq!(s.recovery_point(), s.segments().last().unwrap().base);
+        s.config.retention_bytes = 1500;
+        let removed = s.plan_retention(TimestampMs(100));
+        assert!(!removed.is_empty());
+        assert!(s.size_bytes() >= 1500 - 1000);
+        assert_eq!(s.log_start(), s.segments().next().unwrap().base);
+        assert!(matches!(
+            s.plan_read(Offset(0), 10),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn sync_policy_every_batch() {
+        let c = LogConfig {
+            flush_messages: 1,
+            ..cfg()
+        };
+        let mut s = LogState::new(c, VecDeque::new(), Offset(0));
+        let a = s.append(batch(2, 1), TimestampMs(1)).unwrap();
+        let Action::Write(job) = s.next_action(TimestampMs(1)) else {
+            panic!()
+        };
+        s.complete_write(&job, TimestampMs(1));
+        assert_eq!(s.reached(a.ticket, Durability::Policy), Ok(false));
+        assert!(matches!(s.next_action(TimestampMs(1)), Action::Sync(_)));
+        s.complete_sync(s.high_watermark());
+        assert_eq!(s.reached(a.ticket, Durability::Policy), Ok(true));
+        assert!(matches!(s.next_action(TimestampMs(1)), Action::Idle));
+    }
+
+    #[test]
+    fn rejects_bad_batches_without_changing_state() {
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0));
+        let mut bad = batch(1, 1);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(matches!(
+            s.append(bad, TimestampMs(1)),
+            Err(StorageError::InvalidBatch(_))
+        ));
+        let big = BytesMut::from(&build_test_batch(1, 2_000_000, TimestampMs(1))[..]);
+        assert!(matches!(
+            s.append(big, TimestampMs(1)),
+            Err(StorageError::BatchTooLarge { .. })
+        ));
+        assert_eq!(s.next_offset(), Offset(0));
+        s.fail();
+        assert!(matches!(
+            s.append(batch(1, 1), TimestampMs(1)),
+            Err(StorageError::LogDirFailed(_))
+        ));
+    }
+
+    #[test]
+    fn time_lookup_and_log_append_time() {
+        let c = LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..cfg()
+        };
+        let mut s = LogState::new(c, VecDeque::new(), Offset(0));
+        let a = s.append(batch(1, 5), TimestampMs(500)).unwrap();
+        assert_eq!(a.log_append_time, TimestampMs(500));
+        drain(&mut s, 500);
+        assert_eq!(s.max_timestamp(), (TimestampMs(500), Offset(0)));
+        assert!(s.plan_time_lookup(TimestampMs(400)).is_some());
+        assert!(s.plan_time_lookup(TimestampMs(600)).is_none());
+    }
+}

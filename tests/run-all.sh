@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it: formatting, lints, unit/property/crash tests,
+# and end-to-end tests against the real broker binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -l unlimited 2>/dev/null || true
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets
