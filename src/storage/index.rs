@@ -13,8 +13,9 @@ const MAGIC: [u8; 4] = *b"SLIX";
 const VERSION: u16 = 1;
 const KIND_OFFSET: u16 = 1;
 const KIND_TIME: u16 = 2;
-/// magic(4) version(2) kind(2) entry_count(4) crc(4) log_bytes(8) next_offset(8) max_ts(8).
-pub const INDEX_HEADER_BYTES: usize = 40;
+/// magic(4) version(2) kind(2) entry_count(4) crc(4) log_bytes(8) next_offset(8) max_ts(8)
+/// offset_of_max_ts(8).
+pub const INDEX_HEADER_BYTES: usize = 48;
 const OFFSET_ENTRY_BYTES: usize = 8;
 const TIME_ENTRY_BYTES: usize = 12;
 
@@ -24,6 +25,7 @@ pub struct SegmentSummary {
     pub log_bytes: u64,
     pub next_offset: Offset,
     pub max_timestamp: TimestampMs,
+    pub offset_of_max_timestamp: Offset,
 }
 
 /// Offset index: (offset relative to the segment base, byte position), both increasing.
@@ -165,6 +167,7 @@ fn encode_file(kind: u16, count: usize, s: SegmentSummary, body: Vec<u8>) -> Vec
     head[16..24].copy_from_slice(&s.log_bytes.to_be_bytes());
     head[24..32].copy_from_slice(&s.next_offset.0.to_be_bytes());
     head[32..40].copy_from_slice(&s.max_timestamp.0.to_be_bytes());
+    head[40..48].copy_from_slice(&s.offset_of_max_timestamp.0.to_be_bytes());
     let crc = header_crc(&head, &body);
     head[12..16].copy_from_slice(&crc.to_be_bytes());
     head.extend_from_slice(&body);
@@ -191,6 +194,7 @@ fn decode_file(file: &[u8], kind: u16, entry: usize) -> Option<(SegmentSummary, 
         log_bytes: u64::from_be_bytes(head[16..24].try_into().ok()?),
         next_offset: Offset(i64::from_be_bytes(head[24..32].try_into().ok()?)),
         max_timestamp: TimestampMs(i64::from_be_bytes(head[32..40].try_into().ok()?)),
+        offset_of_max_timestamp: Offset(i64::from_be_bytes(head[40..48].try_into().ok()?)),
     };
     Some((summary, body))
 }
@@ -204,6 +208,7 @@ mod tests {
             log_bytes: 12345,
             next_offset: Offset(77),
             max_timestamp: TimestampMs(999),
+            offset_of_max_timestamp: Offset(70),
         }
     }
 

@@ -108,7 +108,7 @@ impl PartitionLog {
         if rec.truncated_bytes > 0 {
             tracing::warn!(dir = %dir.display(), bytes = rec.truncated_bytes, "truncated torn log tail");
         }
-        let state = LogState::new(config, rec.segments, rec.log_start);
+        let state = LogState::new(config, rec.segments, rec.log_start, TimestampMs::now());
         let active = state.segments().last().expect("active segment");
         let mut tail = Tail::default();
         if let Some(file) = rec.files.get(&active.base) {
@@ -278,22 +278,24 @@ impl PartitionLog {
         &self,
         ts: TimestampMs,
     ) -> Result<Option<(BatchHeader, Chunk)>> {
-        let plan = self.inner.state.borrow().plan_time_lookup(ts);
-        let Some((segment, position, end)) = plan else {
-            return Ok(None);
-        };
+        let candidates = self.inner.state.borrow().plan_time_lookup(ts);
         let start = self.log_start();
-        let mut found = None;
-        self.scan_disk(segment, position, end, 0, |h, buf| {
-            if h.max_timestamp >= ts && h.next_offset() > start {
-                found = Some((*h, Chunk::Disk(buf)));
-                Visit::Stop
-            } else {
-                Visit::Skip
+        for (segment, position, end) in candidates {
+            let mut found = None;
+            self.scan_disk(segment, position, end, 0, |h, buf| {
+                if h.max_timestamp >= ts && h.next_offset() > start {
+                    found = Some((*h, Chunk::Disk(buf)));
+                    Visit::Stop
+                } else {
+                    Visit::Skip
+                }
+            })
+            .await?;
+            if found.is_some() {
+                return Ok(found);
             }
-        })
-        .await?;
-        Ok(found)
+        }
+        Ok(None)
     }
 
     /// Visits whole, CRC-verified batches of a segment from `position` to `end`. Corrupt bytes
@@ -329,6 +331,11 @@ impl PartitionLog {
                 };
                 let size =
                     batch::declared_size(rest).ok_or_else(|| corrupt("bad length".into()))?;
+                if position + (at + size) as u64 > end {
+                    return Err(corrupt(format!(
+                        "batch of {size} bytes runs past the log end"
+                    )));
+                }
                 if rest.len() < size {
                     if at == 0 {
                         want = size; // the batch is larger than the window: read it whole
@@ -352,9 +359,9 @@ impl PartitionLog {
     }
 
     /// DeleteRecords: moves the log start to `offset`, deleting whole segments below it.
-    pub async fn delete_records(&self, offset: Offset) -> Result<Offset> {
+    pub async fn delete_records(&self, offset: Offset, now: TimestampMs) -> Result<Offset> {
         let start = self.inner.state.borrow_mut().advance_log_start(offset)?;
-        self.enforce_retention(TimestampMs::now()).await?;
+        self.enforce_retention(now).await?;
         Ok(start)
     }
 
@@ -367,13 +374,15 @@ impl PartitionLog {
             st.plan_retention(now)
         };
         self.inner.work.notify(1);
+        // Checkpoint the new start before deleting anything: a crash in between must not
+        // reopen at the old start with its segments gone (offsets would be reused).
+        let cp = recovery::encode_checkpoint(self.log_start());
+        io::write_small_atomic(&self.inner.dir, recovery::LOG_START_FILE, cp).await?;
         for base in &removed {
             self.inner.files.borrow_mut().remove(base);
             recovery::delete_segment_files(&self.inner.dir, *base).await?;
         }
-        let start = self.log_start();
-        let cp = recovery::encode_checkpoint(start);
-        io::write_small_atomic(&self.inner.dir, recovery::LOG_START_FILE, cp).await
+        Ok(())
     }
 
     /// Stops the flusher after its current action and writes nothing more, leaving the files
@@ -415,12 +424,12 @@ impl PartitionLog {
             .cloned()
             .expect("active");
         let file = self.inner.files.borrow().get(&active.base).cloned();
+        let dir = &self.inner.dir;
         if let Some(file) = file {
             file.truncate(active.log_bytes).await?;
             file.sync().await?;
+            recovery::write_indexes(dir, &active).await?;
         }
-        let dir = &self.inner.dir;
-        recovery::write_indexes(dir, &active).await?;
         let start = recovery::encode_checkpoint(self.log_start());
         io::write_small_atomic(dir, recovery::LOG_START_FILE, start).await?;
         let marker = recovery::encode_checkpoint(active.next_offset);

@@ -241,4 +241,4 @@ pub async fn delete_segment_files(dir: &Path, base: Offset) -> Result<()> {
     Ok(())
 }
 
-const _: () = assert!(INDEX_HEADER_BYTES == 40);
+const _: () = assert!(INDEX_HEADER_BYTES == 48);

@@ -4,9 +4,10 @@
 //! reporting completion back through `complete_*`. This keeps every storage decision testable
 //! without an executor or a disk.
 //!
-//! Offsets obey `log_start ≤ synced ≤ written ≤ next_offset` (asserted): `written` is the high
-//! watermark, everything below it is on the device (O_DIRECT write completed); `synced` has also
-//! been through fdatasync; `next_offset` is the log end, including appended-but-unwritten data.
+//! Offsets obey `synced ≤ written ≤ next_offset` and `log_start ≤ written` (asserted): `written`
+//! is the high watermark, everything below it is on the device (O_DIRECT write completed);
+//! `synced` has also been through fdatasync; `next_offset` is the log end, including
+//! appended-but-unwritten data. (DeleteRecords may move `log_start` above `synced`.)
 
 use std::collections::VecDeque;
 
@@ -84,6 +85,7 @@ impl Segment {
             log_bytes: self.log_bytes,
             next_offset: self.next_offset,
             max_timestamp: self.max_timestamp,
+            offset_of_max_timestamp: self.offset_of_max_timestamp,
         }
     }
 
@@ -94,6 +96,7 @@ impl Segment {
         seg.log_bytes = s.log_bytes;
         seg.written_bytes = s.log_bytes;
         seg.max_timestamp = s.max_timestamp;
+        seg.offset_of_max_timestamp = s.offset_of_max_timestamp;
         seg.offset_index = o;
         seg.time_index = t;
         seg.bytes_since_index = 0;
@@ -177,7 +180,15 @@ pub struct LogState {
 impl LogState {
     /// A log over recovered segments (oldest first; the last one is active). All data in them is
     /// on disk, so the high watermark is the log end.
-    pub fn new(config: LogConfig, mut segments: VecDeque<Segment>, log_start: Offset) -> Self {
+    ///
+    /// The active segment's age for segment.ms counts from `now` (its first append time is not
+    /// stored), so a reopened segment rolls at most segment.ms after the restart.
+    pub fn new(
+        config: LogConfig,
+        mut segments: VecDeque<Segment>,
+        log_start: Offset,
+        now: TimestampMs,
+    ) -> Self {
         if segments.is_empty() {
             segments.push_back(Segment::new(log_start));
         }
@@ -190,7 +201,11 @@ impl LogState {
         }
         let log_start = log_start.max(segments.front().expect("one").base).min(end);
         let cache = TailCache::new(config.cache_bytes_max);
-        let last = segments.back().expect("one").base;
+        let active = segments.back_mut().expect("one");
+        if active.log_bytes > 0 {
+            active.first_append = Some(now);
+        }
+        let last = active.base;
         LogState {
             config,
             segments,
@@ -208,7 +223,7 @@ impl LogState {
     }
 
     fn check_invariants(&self) {
-        assert!(self.log_start <= self.next_offset().max(self.log_start));
+        assert!(self.log_start <= self.written, "log start ≤ high watermark");
         assert!(self.synced <= self.written, "synced ≤ written");
         assert!(self.written <= self.next_offset(), "written ≤ log end");
     }
@@ -326,7 +341,8 @@ impl LogState {
         if active.log_bytes == 0 {
             return;
         }
-        let too_big = active.log_bytes + h.size_bytes as u64 > self.config.segment_bytes_max;
+        let bytes_max = self.config.segment_bytes_max.min(u64::from(u32::MAX));
+        let too_big = active.log_bytes + h.size_bytes as u64 > bytes_max;
         let too_old = active
             .first_append
             .is_some_and(|t| now.0.saturating_sub(t.0) >= self.config.segment_ms);
@@ -367,14 +383,15 @@ impl LogState {
         if let Some(s) = seal {
             return Action::Seal(s.base);
         }
-        if let Some(segment) = front_pending {
-            return Action::Write(self.take_job(segment));
-        }
+        // A due sync goes before more writes, or a steady stream of appends would starve it.
         if self
             .config
             .sync_due(self.unsynced_records, self.unsynced_since, now)
         {
             return Action::Sync(self.last_written_segment);
+        }
+        if let Some(segment) = front_pending {
+            return Action::Write(self.take_job(segment));
         }
         Action::Idle
     }
@@ -501,15 +518,18 @@ impl LogState {
         })
     }
 
-    /// Where to scan for the first batch whose max timestamp is ≥ `ts`; None if none is.
-    pub fn plan_time_lookup(&self, ts: TimestampMs) -> Option<(Offset, u64, u64)> {
-        let seg = self
-            .segments
+    /// Where to scan, in order, for the first batch whose max timestamp is ≥ `ts`: every
+    /// segment that holds such a batch above the log start, as (segment, position, end).
+    pub fn plan_time_lookup(&self, ts: TimestampMs) -> Vec<(Offset, u64, u64)> {
+        self.segments
             .iter()
-            .find(|s| s.max_timestamp >= ts && s.next_offset > self.log_start)?;
-        let rel = seg.time_index.lookup(ts);
-        let pos = seg.offset_index.lookup(rel);
-        Some((seg.base, u64::from(pos), seg.written_bytes))
+            .filter(|s| s.max_timestamp >= ts && s.next_offset > self.log_start)
+            .map(|seg| {
+                let rel = seg.time_index.lookup(ts);
+                let pos = seg.offset_index.lookup(rel);
+                (seg.base, u64::from(pos), seg.written_bytes)
+            })
+            .collect()
     }
 
     /// The largest timestamp in the log and the base offset of the batch holding it.
@@ -617,7 +637,7 @@ mod tests {
 
     #[test]
     fn append_assigns_offsets_and_waits_for_write() {
-        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0));
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0), TimestampMs(0));
         let a = s.append(batch(3, 10), TimestampMs(1)).unwrap();
         let b = s.append(batch(2, 11), TimestampMs(1)).unwrap();
         assert_eq!((a.base_offset, a.last_offset), (Offset(0), Offset(2)));
@@ -643,7 +663,7 @@ mod tests {
 
     #[test]
     fn rolls_seals_and_retains() {
-        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0));
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0), TimestampMs(0));
         for i in 0..40 {
             s.append(batch(1, i), TimestampMs(i)).unwrap();
             drain(&mut s, i);
@@ -670,7 +690,7 @@ mod tests {
             flush_messages: 1,
             ..cfg()
         };
-        let mut s = LogState::new(c, VecDeque::new(), Offset(0));
+        let mut s = LogState::new(c, VecDeque::new(), Offset(0), TimestampMs(0));
         let a = s.append(batch(2, 1), TimestampMs(1)).unwrap();
         let Action::Write(job) = s.next_action(TimestampMs(1)) else {
             panic!()
@@ -684,8 +704,32 @@ mod tests {
     }
 
     #[test]
+    fn sync_is_not_starved_by_steady_appends() {
+        let c = LogConfig {
+            flush_messages: 1,
+            ..cfg()
+        };
+        let mut s = LogState::new(c, VecDeque::new(), Offset(0), TimestampMs(0));
+        let mut syncs = 0;
+        for i in 0..100 {
+            s.append(batch(1, i), TimestampMs(i)).unwrap();
+            match s.next_action(TimestampMs(i)) {
+                Action::Write(job) => s.complete_write(&job, TimestampMs(i)),
+                Action::Sync(_) => {
+                    syncs += 1;
+                    let hw = s.high_watermark();
+                    s.complete_sync(hw)
+                }
+                Action::Seal(b) => s.complete_seal(b),
+                Action::Idle => {}
+            }
+        }
+        assert!(syncs >= 25, "syncs interleave with writes: {syncs}");
+    }
+
+    #[test]
     fn rejects_bad_batches_without_changing_state() {
-        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0));
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0), TimestampMs(0));
         let mut bad = batch(1, 1);
         let n = bad.len();
         bad[n - 1] ^= 1;
@@ -712,12 +756,12 @@ mod tests {
             timestamp_type: TimestampType::LogAppendTime,
             ..cfg()
         };
-        let mut s = LogState::new(c, VecDeque::new(), Offset(0));
+        let mut s = LogState::new(c, VecDeque::new(), Offset(0), TimestampMs(0));
         let a = s.append(batch(1, 5), TimestampMs(500)).unwrap();
         assert_eq!(a.log_append_time, TimestampMs(500));
         drain(&mut s, 500);
         assert_eq!(s.max_timestamp(), (TimestampMs(500), Offset(0)));
-        assert!(s.plan_time_lookup(TimestampMs(400)).is_some());
-        assert!(s.plan_time_lookup(TimestampMs(600)).is_none());
+        assert_eq!(s.plan_time_lookup(TimestampMs(400)).len(), 1);
+        assert!(s.plan_time_lookup(TimestampMs(600)).is_empty());
     }
 }

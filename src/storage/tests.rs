@@ -155,7 +155,9 @@ async fn run_ops(dir: &Path, ops: Vec<Op>) {
                 log.wait(model.next(), Durability::Written).await.unwrap();
                 let at = pick(model.log_start, model.next(), at_per_mille);
                 assert_eq!(
-                    log.delete_records(at).await.unwrap(),
+                    log.delete_records(at, TimestampMs(step as i64))
+                        .await
+                        .unwrap(),
                     at.max(model.log_start)
                 );
                 model.log_start = log.log_start();
@@ -235,7 +237,59 @@ fn reads_from_disk_after_clean_reopen_and_by_timestamp() {
             .await
             .unwrap()
             .is_none());
-        assert_eq!(log.max_timestamp().0, TimestampMs(1490));
+        assert_eq!(log.max_timestamp(), (TimestampMs(1490), Offset(98)));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn corrupt_trusted_segment_is_an_error_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), small_config())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for i in 0..40 {
+            let b = build_test_batch(1, 150, TimestampMs(i));
+            last = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap()
+                .ticket;
+        }
+        log.wait(last, Durability::Written).await.unwrap();
+        log.close().await.unwrap();
+    });
+    // Sealed segments are trusted on a clean open (not rescanned): corrupt one behind its back.
+    let seg = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[8..12].copy_from_slice(&0x00ff_ffffi32.to_be_bytes()); // absurd length, first batch
+    let crc_hit = bytes.len() - 1;
+    bytes[crc_hit] ^= 0x10; // and a flipped byte in the last batch
+    std::fs::write(&seg, &bytes).unwrap();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), small_config())
+            .await
+            .unwrap();
+        assert!(matches!(
+            log.read(Offset(0), 1 << 20).await,
+            Err(StorageError::CorruptOnDisk { .. })
+        ));
+        // Whatever is read from that segment is either an error or a valid batch.
+        let mut at = Offset(1);
+        while at < Offset(20) {
+            match log.read(at, 100).await {
+                Ok(r) => {
+                    for c in &r.chunks {
+                        batch::validate(c, false).expect("only valid batches are served");
+                    }
+                    at = at.plus(1);
+                }
+                Err(StorageError::CorruptOnDisk { .. }) => at = at.plus(1),
+                Err(e) => panic!("{e}"),
+            }
+        }
         log.close().await.unwrap();
     });
 }
