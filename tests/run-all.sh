@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -l unlimited 2>/dev/null || true
-cargo fmt --all -- --check
+cargo fmt -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
