@@ -4,9 +4,23 @@
 //! owning shard) → partition → storage → back. This crate map says where each step lives:
 //!
 //! - [`types`]: newtypes for offsets, timestamps and sizes shared by every layer.
+//! - [`config`]: broker settings (flags, env, TOML) with documented defaults.
+//! - [`metadata`]: the topic registry, its durable store, and partition placement.
+//! - [`runtime`]: one glommio executor per shard, the channel mesh, signals (runtime edge).
+//! - [`net`]: per-shard listener (SO_REUSEPORT) and pipelined connections.
+//! - [`kafka`]: dispatch (the one version table), one handler per API key, error codes.
+//! - [`shard`]: a core's state, cross-shard calls (`Shard::on`), the controller on shard 0.
+//! - [`partition`]: a partition on its owner: acks, long-poll fetch, offsets by time.
 //! - [`storage`]: the partition log (segments, indexes, group commit, recovery, retention).
 //!   It is the bottom of the stack: everything above calls it, it calls only the OS.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod config;
+pub mod kafka;
+pub mod metadata;
+pub mod net;
+pub mod partition;
+pub mod runtime;
+pub mod shard;
 pub mod storage;
 pub mod types;

@@ -1,1 +1,51 @@
-fn main() {}
+//! `shardlog`: parses settings, loads the topic registry, starts one executor per shard and
+//! waits for them; SIGINT/SIGTERM stop the shards cleanly (in-flight requests finish, logs are
+//! flushed and closed with their clean-shutdown markers).
+
+use std::sync::Arc;
+
+use clap::Parser;
+use shardlog::config::{Cli, Config};
+use shardlog::metadata::{store, Snapshot};
+use shardlog::runtime;
+use shardlog::shard::{self, Boot};
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Arc::new(Config::from_cli(Cli::parse())?);
+    std::fs::create_dir_all(&config.data_dir)?;
+    let registry = match store::load(&config.data_dir)? {
+        Some(r) => r,
+        None => {
+            let fresh = store::StoredRegistry {
+                version: 0,
+                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+                topics: Vec::new(),
+            };
+            store::save(&config.data_dir, &fresh)?;
+            fresh
+        }
+    };
+    let boot = Boot {
+        config: config.clone(),
+        cluster_id: registry.cluster_id.clone(),
+        snapshot: Arc::new(Snapshot::from_topics(registry.version, registry.topics)),
+        shutdown: runtime::shutdown_flag()?,
+    };
+    tracing::info!(
+        shards = config.shards,
+        pinned = config.pin,
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        "starting shardlog"
+    );
+    runtime::run_shards(&config, move |id, mesh| shard::run(id, mesh, boot.clone()))?;
+    tracing::info!("stopped");
+    Ok(())
+}

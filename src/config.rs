@@ -1,0 +1,219 @@
+//! Broker settings: one typed struct with documented defaults, read from (lowest to highest
+//! precedence) built-in defaults, a TOML file (`--config`), environment variables
+//! (`SHARDLOG_*`) and command-line flags. `main.rs` parses it once; every shard gets a copy.
+//! Limits are named with their unit last (`request_bytes_max`, `fetch_wait_ms_max`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command line. Every flag can also come from the environment or the TOML file.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A Kafka-compatible, thread-per-core event-streaming broker"
+)]
+pub struct Cli {
+    /// Address to accept Kafka clients on [default: 127.0.0.1:9092]
+    #[arg(long, env = "SHARDLOG_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Address clients are told to connect to (Metadata) [default: the listen address]
+    #[arg(long, env = "SHARDLOG_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
+    pub advertised_listener: Option<String>,
+    /// Directory for partition logs and metadata; created if missing [default: ./shardlog-data]
+    #[arg(long, env = "SHARDLOG_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards (one executor thread each) [default: available cores]
+    #[arg(long, env = "SHARDLOG_SHARDS", value_name = "N")]
+    pub shards: Option<usize>,
+    /// Pin shard i to core i (off automatically when shards exceed cores) [default: true]
+    #[arg(long, env = "SHARDLOG_PIN", value_name = "BOOL")]
+    pub pin: Option<bool>,
+    /// TOML file with any of these settings (snake_case keys)
+    #[arg(long, env = "SHARDLOG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Partitions of an auto-created topic (num.partitions) [default: 1]
+    #[arg(long, env = "SHARDLOG_NUM_PARTITIONS", value_name = "N")]
+    pub num_partitions: Option<i32>,
+    /// Create topics on first Metadata/Produce request (auto.create.topics.enable) [default: true]
+    #[arg(long, env = "SHARDLOG_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Largest request frame accepted, bytes (socket.request.max.bytes) [default: 104857600]
+    #[arg(long, env = "SHARDLOG_REQUEST_BYTES_MAX", value_name = "BYTES")]
+    pub request_bytes_max: Option<usize>,
+    /// This broker's node id [default: 1]
+    #[arg(long, env = "SHARDLOG_NODE_ID", value_name = "ID")]
+    pub node_id: Option<i32>,
+}
+
+/// The same settings as they may appear in the TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    advertised_listener: Option<String>,
+    data_dir: Option<PathBuf>,
+    shards: Option<usize>,
+    pin: Option<bool>,
+    num_partitions: Option<i32>,
+    auto_create_topics: Option<bool>,
+    request_bytes_max: Option<usize>,
+    node_id: Option<i32>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub pin: bool,
+    pub num_partitions: i32,
+    pub auto_create_topics: bool,
+    pub request_bytes_max: usize,
+    pub node_id: i32,
+    /// Requests one connection may have in flight before reading pauses (pipelining bound).
+    pub inflight_requests_max: usize,
+    /// Messages a cross-shard channel holds before senders wait.
+    pub mesh_channel_capacity: usize,
+    /// Upper bound on a Fetch's max_wait_ms.
+    pub fetch_wait_ms_max: u64,
+    /// How often each shard applies retention.
+    pub retention_check_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("parsing config file {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".parse().expect("literal"));
+        let advertised = cli.advertised_listener.or(file.advertised_listener);
+        let (advertised_host, advertised_port) = match advertised {
+            Some(a) => split_host_port(&a)?,
+            None => (listen.ip().to_string(), i32::from(listen.port())),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = cli.shards.or(file.shards).unwrap_or(cores);
+        if shards == 0 || shards > 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "shards must be 1..=1024, not {shards}"
+            )));
+        }
+        let num_partitions = cli.num_partitions.or(file.num_partitions).unwrap_or(1);
+        if num_partitions < 1 {
+            return Err(ConfigError::Invalid("num_partitions must be ≥ 1".into()));
+        }
+        Ok(Config {
+            listen,
+            advertised_host,
+            advertised_port,
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("shardlog-data")),
+            shards,
+            pin: cli.pin.or(file.pin).unwrap_or(true) && shards <= cores,
+            num_partitions,
+            auto_create_topics: cli
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
+            request_bytes_max: cli
+                .request_bytes_max
+                .or(file.request_bytes_max)
+                .unwrap_or(100 << 20),
+            node_id: cli.node_id.or(file.node_id).unwrap_or(1),
+            inflight_requests_max: 64,
+            mesh_channel_capacity: 1024,
+            fetch_wait_ms_max: 30_000,
+            retention_check_ms: 1_000,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))
+}
+
+fn split_host_port(s: &str) -> Result<(String, i32), ConfigError> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+        ConfigError::Invalid(format!("advertised listener {s:?} is not HOST:PORT"))
+    })?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("bad port in {s:?}")))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_cli(Cli::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        let cli = Cli::parse_from([
+            "shardlog",
+            "--listen",
+            "127.0.0.1:19092",
+            "--shards",
+            "4",
+            "--advertised-listener",
+            "localhost:29092",
+        ]);
+        let c = Config::from_cli(cli).unwrap();
+        assert_eq!(c.shards, 4);
+        assert_eq!(c.advertised_port, 29092);
+        assert!(Config::from_cli(Cli {
+            shards: Some(0),
+            ..Cli::default()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn toml_file_is_read_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "shards = 3\nnum_partitions = 5\n").unwrap();
+        let cli = Cli {
+            config: Some(p.clone()),
+            num_partitions: Some(2),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(cli).unwrap();
+        assert_eq!((c.shards, c.num_partitions), (3, 2));
+        std::fs::write(&p, "bogus = 1\n").unwrap();
+        assert!(Config::from_cli(Cli {
+            config: Some(p),
+            ..Cli::default()
+        })
+        .is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! Request dispatch: frame → (API key, version, header) → handler → response frame.
+//!
+//! [`SUPPORTED`] is the one table of versions we serve (it is what ApiVersions advertises); a
+//! request outside it, with an unknown key, or with a body that does not decode closes the
+//! connection, as Kafka does. ApiVersions itself is special: an unsupported version gets a v0
+//! response with UNSUPPORTED_VERSION and our table, so the client can pick a version.
+
+use std::future::Future;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::handlers;
+use crate::shard::Shard;
+
+/// Why a connection is being closed instead of answered.
+#[derive(Debug)]
+pub struct Close(pub String);
+
+/// (API key, min version, max version) we serve. Produce is advertised from v0 because
+/// librdkafka < 2.11 disables compression unless it sees Produce v0-2 in range; no client
+/// sends those versions to a broker that supports v3+, and if one does it is disconnected.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 13),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The versions of `api` we can actually decode: the advertised range, but never below what
+/// the protocol crate decodes (Produce v0-2 are advertised only).
+fn decodable(api: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|&(k, lo, hi)| k == api && version >= lo && version <= hi)
+        && version >= api.valid_versions().min
+}
+
+/// Handles one request frame (size prefix already removed). Ok(None): no response (acks=0).
+pub async fn handle(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>, Close> {
+    if frame.len() < 8 {
+        return Err(Close("request shorter than its header".into()));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api = ApiKey::try_from(key).map_err(|_| Close(format!("unknown API key {key}")))?;
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| Close(format!("bad request header: {e}")))?;
+    let corr = header.correlation_id;
+    if api == ApiKey::ApiVersions && !decodable(api, version) {
+        let body = handlers::api_versions::unsupported();
+        return encode(ApiKey::ApiVersions, 0, corr, &body).map(Some);
+    }
+    if !decodable(api, version) {
+        return Err(Close(format!("{api:?} v{version} is not supported")));
+    }
+    let s = shard.clone();
+    let body = frame;
+    match api {
+        ApiKey::ApiVersions => {
+            run(api, version, corr, body, |r| {
+                handlers::api_versions::handle(r)
+            })
+            .await
+        }
+        ApiKey::Metadata => {
+            run(api, version, corr, body, |r| {
+                handlers::metadata::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::Produce => {
+            run(api, version, corr, body, |r| {
+                handlers::produce::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::Fetch => {
+            run(api, version, corr, body, |r| {
+                handlers::fetch::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::ListOffsets => {
+            run(api, version, corr, body, |r| {
+                handlers::list_offsets::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::CreateTopics => {
+            run(api, version, corr, body, |r| {
+                handlers::create_topics::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::DeleteTopics => {
+            run(api, version, corr, body, |r| {
+                handlers::delete_topics::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::DeleteRecords => {
+            run(api, version, corr, body, |r| {
+                handlers::delete_records::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::DescribeConfigs => {
+            run(api, version, corr, body, |r| {
+                handlers::describe_configs::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::AlterConfigs => {
+            run(api, version, corr, body, |r| {
+                handlers::alter_configs::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            run(api, version, corr, body, |r| {
+                handlers::incremental_alter_configs::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::CreatePartitions => {
+            run(api, version, corr, body, |r| {
+                handlers::create_partitions::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::DescribeCluster => {
+            run(api, version, corr, body, |r| {
+                handlers::describe_cluster::handle(s, r)
+            })
+            .await
+        }
+        other => Err(Close(format!("{other:?} has no handler"))),
+    }
+}
+
+/// Decodes the body, runs the handler, encodes its response (None: the handler sends none).
+async fn run<Req, Resp, F, Fut>(
+    api: ApiKey,
+    version: i16,
+    corr: i32,
+    mut body: Bytes,
+    f: F,
+) -> Result<Option<Bytes>, Close>
+where
+    Req: Decodable,
+    Resp: Encodable,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Option<Resp>>,
+{
+    let req = Req::decode(&mut body, version)
+        .map_err(|e| Close(format!("cannot decode {api:?} v{version}: {e}")))?;
+    match f(req).await {
+        None => Ok(None),
+        Some(resp) => encode(api, version, corr, &resp).map(Some),
+    }
+}
+
+/// Encodes a whole response frame: size, header (v0/v1 by API and version), body.
+pub fn encode<R: Encodable>(
+    api: ApiKey,
+    version: i16,
+    corr: i32,
+    body: &R,
+) -> Result<Bytes, Close> {
+    let hv = api.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(corr);
+    let err = |e: anyhow::Error| Close(format!("cannot encode {api:?} v{version} response: {e}"));
+    let size = header.compute_size(hv).map_err(err)? + body.compute_size(version).map_err(err)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, hv).map_err(err)?;
+    body.encode(&mut buf, version).map_err(err)?;
+    debug_assert_eq!(buf.len(), 4 + size);
+    Ok(buf.freeze())
+}

@@ -1,0 +1,48 @@
+//! The one place where domain errors become Kafka error codes.
+
+use kafka_protocol::ResponseError as E;
+
+use crate::metadata::ConfigError;
+use crate::shard::{AdminError, ShardGone};
+use crate::storage::StorageError;
+
+pub const NONE: i16 = 0;
+
+pub fn storage(e: &StorageError) -> i16 {
+    match e {
+        StorageError::InvalidBatch(_) => E::CorruptMessage.code(),
+        StorageError::BatchTooLarge { .. } => E::MessageTooLarge.code(),
+        StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
+        StorageError::CorruptOnDisk { .. } => E::KafkaStorageError.code(),
+        StorageError::Io { .. } | StorageError::LogDirFailed(_) => E::KafkaStorageError.code(),
+        StorageError::Closed => E::NotLeaderOrFollower.code(),
+    }
+}
+
+pub fn admin(e: &AdminError) -> i16 {
+    match e {
+        AdminError::TopicExists(_) => E::TopicAlreadyExists.code(),
+        AdminError::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
+        AdminError::InvalidTopicName(_) => E::InvalidTopicException.code(),
+        AdminError::InvalidPartitions(_) => E::InvalidPartitions.code(),
+        AdminError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
+        AdminError::InvalidConfig(ConfigError::Unknown(_) | ConfigError::Invalid { .. }) => {
+            E::InvalidConfig.code()
+        }
+        AdminError::Failed(_) => E::UnknownServerError.code(),
+    }
+}
+
+pub fn shard_gone(_: &ShardGone) -> i16 {
+    E::NotLeaderOrFollower.code()
+}
+
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = E::UnknownTopicOrPartition.code();
+pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
+pub const INVALID_TOPIC: i16 = E::InvalidTopicException.code();
+pub const INVALID_REQUIRED_ACKS: i16 = E::InvalidRequiredAcks.code();
+pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
+pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
+pub const INVALID_CONFIG: i16 = E::InvalidConfig.code();
+pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
+pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();

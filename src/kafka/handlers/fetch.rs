@@ -1,0 +1,212 @@
+//! Fetch (key 1): reads each requested partition on its owning shard; if less than min_bytes
+//! is there, waits (long poll) until any of them gets data or max_wait_ms passes, then reads
+//! again. Whole batches only; the response holds at most max_bytes, except that the first
+//! non-empty partition is always returned whole (Kafka's rule). Sessionless: session_id 0
+//! tells clients to send full requests (KIP-227 allows it).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use event_listener::Event;
+use futures_lite::future;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use uuid::Uuid;
+
+use super::join_all;
+use crate::kafka::errors;
+use crate::metadata::TopicMeta;
+use crate::partition::Fetched;
+use crate::runtime;
+use crate::shard::Shard;
+use crate::types::Offset;
+
+#[derive(Clone)]
+struct Want {
+    topic: Option<Arc<TopicMeta>>,
+    unknown_code: i16,
+    partition: i32,
+    offset: Offset,
+    max_bytes: usize,
+}
+
+pub async fn handle(s: Rc<Shard>, req: FetchRequest, version: i16) -> Option<FetchResponse> {
+    let snap = s.metadata();
+    let mut shapes: Vec<(TopicName, Uuid, usize)> = Vec::new();
+    let mut wants = Vec::new();
+    for t in &req.topics {
+        let (topic, unknown_code) = if version >= 13 {
+            (
+                snap.topic_by_id(&t.topic_id).cloned(),
+                errors::UNKNOWN_TOPIC_ID,
+            )
+        } else {
+            (
+                snap.topic(&t.topic).cloned(),
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+            )
+        };
+        shapes.push((t.topic.clone(), t.topic_id, t.partitions.len()));
+        for p in &t.partitions {
+            wants.push(Want {
+                topic: topic.clone(),
+                unknown_code,
+                partition: p.partition,
+                offset: Offset(p.fetch_offset),
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+            });
+        }
+    }
+    let wait_ms = (req.max_wait_ms.max(0) as u64).min(s.config.fetch_wait_ms_max);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let mut results = read_all(&s, &wants).await;
+    loop {
+        let total: usize = results
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |f| f.bytes()))
+            .sum();
+        let errored = results.iter().any(|r| r.is_err());
+        let now = Instant::now();
+        if total >= min_bytes.max(1) || errored || now >= deadline || s.stopping.get() {
+            break;
+        }
+        wait_any(&s, &wants, deadline - now).await;
+        results = read_all(&s, &wants).await;
+    }
+    Some(respond(
+        shapes,
+        &wants,
+        results,
+        req.max_bytes.max(0) as usize,
+    ))
+}
+
+type PartResult = Result<Fetched, (i16, Offset, Offset)>;
+
+async fn read_all(s: &Rc<Shard>, wants: &[Want]) -> Vec<PartResult> {
+    join_all(wants.iter().cloned().map(|w| read_one(s.clone(), w))).await
+}
+
+async fn read_one(s: Rc<Shard>, w: Want) -> PartResult {
+    let Some(topic) = w
+        .topic
+        .filter(|t| w.partition >= 0 && w.partition < t.partitions)
+    else {
+        return Err((w.unknown_code, Offset(-1), Offset(-1)));
+    };
+    let (id, index, offset, max) = (topic.id, w.partition, w.offset, w.max_bytes);
+    let r = s
+        .on(s.owner_of(&id, index), move |s| async move {
+            let p = s.partition(&id, index).ok_or((
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+                Offset(-1),
+                Offset(-1),
+            ))?;
+            p.fetch(offset, max, 0, Duration::ZERO).await.map_err(|e| {
+                (
+                    errors::storage(&e),
+                    p.log.high_watermark(),
+                    p.log.log_start(),
+                )
+            })
+        })
+        .await;
+    r.unwrap_or_else(|gone| Err((errors::shard_gone(&gone), Offset(-1), Offset(-1))))
+}
+
+/// Returns when any wanted partition has data past its fetch offset, or after `timeout`.
+async fn wait_any(s: &Rc<Shard>, wants: &[Want], timeout: Duration) {
+    let woke = Rc::new((Event::new(), Cell::new(false)));
+    let listener = woke.0.listen();
+    let mut tasks = Vec::new();
+    for w in wants {
+        let Some(topic) = w.topic.as_ref().filter(|t| w.partition < t.partitions) else {
+            continue;
+        };
+        let (id, index, offset) = (topic.id, w.partition, w.offset);
+        let (s, woke) = (s.clone(), woke.clone());
+        tasks.push(runtime::spawn(async move {
+            let _ = s
+                .on(s.owner_of(&id, index), move |s| async move {
+                    if let Some(p) = s.partition(&id, index) {
+                        p.log.wait_for_data(offset, timeout).await;
+                    }
+                })
+                .await;
+            woke.1.set(true);
+            woke.0.notify(usize::MAX);
+        }));
+    }
+    if !woke.1.get() {
+        future::or(listener, runtime::sleep(timeout)).await;
+    }
+}
+
+fn respond(
+    shapes: Vec<(TopicName, Uuid, usize)>,
+    wants: &[Want],
+    results: Vec<PartResult>,
+    max: usize,
+) -> FetchResponse {
+    let mut total = 0usize;
+    let mut parts = wants
+        .iter()
+        .zip(results)
+        .map(|(w, r)| partition_data(w, r, &mut total, max));
+    let responses = shapes
+        .into_iter()
+        .map(|(name, id, n)| {
+            FetchableTopicResponse::default()
+                .with_topic(name)
+                .with_topic_id(id)
+                .with_partitions(parts.by_ref().take(n).collect())
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+fn partition_data(w: &Want, r: PartResult, total: &mut usize, max: usize) -> PartitionData {
+    let base = PartitionData::default().with_partition_index(w.partition);
+    match r {
+        Err((code, hw, start)) => base
+            .with_error_code(code)
+            .with_high_watermark(hw.get())
+            .with_last_stable_offset(hw.get())
+            .with_log_start_offset(start.get()),
+        Ok(f) => {
+            let n = f.bytes();
+            let fits = *total == 0 || *total + n <= max;
+            let records = if fits {
+                concat(f.records)
+            } else {
+                Bytes::new()
+            };
+            if fits {
+                *total += n;
+            }
+            base.with_high_watermark(f.high_watermark.get())
+                .with_last_stable_offset(f.high_watermark.get())
+                .with_log_start_offset(f.log_start_offset.get())
+                .with_records(Some(records))
+        }
+    }
+}
+
+/// One buffer for the response encoder; a single batch run is passed through without copying.
+fn concat(mut parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().expect("one"),
+        _ => {
+            let mut b = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
+            for p in parts {
+                b.extend_from_slice(&p);
+            }
+            b.freeze()
+        }
+    }
+}

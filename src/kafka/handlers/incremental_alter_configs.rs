@@ -1,0 +1,57 @@
+//! IncrementalAlterConfigs (key 44): SET (0) and DELETE (1) of single topic configs, through the
+//! controller. APPEND/SUBTRACT (2/3) apply to list configs only, and we have none: INVALID_CONFIG.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+
+use super::describe_configs::RESOURCE_TOPIC;
+use super::str_bytes;
+use crate::kafka::errors;
+use crate::shard::controller::Change;
+use crate::shard::Shard;
+
+pub async fn handle(
+    s: Rc<Shard>,
+    req: IncrementalAlterConfigsRequest,
+) -> Option<IncrementalAlterConfigsResponse> {
+    let mut out = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let base = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        if r.resource_type != RESOURCE_TOPIC {
+            out.push(base.with_error_code(errors::INVALID_REQUEST));
+            continue;
+        }
+        if r.configs
+            .iter()
+            .any(|c| c.config_operation > 1 || c.config_operation < 0)
+        {
+            out.push(base.with_error_code(errors::INVALID_CONFIG));
+            continue;
+        }
+        let change = Change::AlterConfigs {
+            name: r.resource_name.to_string(),
+            changes: r
+                .configs
+                .iter()
+                .map(|c| {
+                    let v = (c.config_operation == 0)
+                        .then(|| c.value.as_ref().map(|v| v.to_string()))
+                        .flatten();
+                    (c.name.to_string(), v)
+                })
+                .collect(),
+            replace: false,
+        };
+        out.push(match s.admin(change, req.validate_only).await {
+            Ok(_) => base,
+            Err(e) => base
+                .with_error_code(errors::admin(&e))
+                .with_error_message(Some(str_bytes(&e.to_string()))),
+        });
+    }
+    Some(IncrementalAlterConfigsResponse::default().with_responses(out))
+}

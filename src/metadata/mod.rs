@@ -1,0 +1,149 @@
+//! The topic registry: names, ids, partition counts and configs of every topic.
+//!
+//! Shard 0 is the controller: it alone changes the registry (create/delete topics, add
+//! partitions, alter configs), persists it (`store.rs`) and then hands every shard the new
+//! immutable [`Snapshot`]. Shards read their copy without locks on every request; placement
+//! (`shard_for`) tells them which shard owns a partition.
+
+pub mod configs;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+pub use configs::{ConfigError, TopicConfigs};
+
+/// One topic as the registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub configs: TopicConfigs,
+}
+
+/// An immutable view of the registry; `version` grows with every change.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    pub by_id: BTreeMap<Uuid, Arc<TopicMeta>>,
+}
+
+impl Snapshot {
+    pub fn from_topics(version: u64, topics: impl IntoIterator<Item = TopicMeta>) -> Snapshot {
+        let mut s = Snapshot {
+            version,
+            ..Snapshot::default()
+        };
+        for t in topics {
+            let t = Arc::new(t);
+            s.by_id.insert(t.id, t.clone());
+            s.topics.insert(t.name.clone(), t);
+        }
+        s
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicMeta>> {
+        self.by_id.get(id)
+    }
+
+    /// A copy with one topic added or replaced and the version bumped.
+    pub fn with_topic(&self, t: TopicMeta) -> Snapshot {
+        let mut topics: Vec<TopicMeta> = self
+            .topics
+            .values()
+            .filter(|x| x.name != t.name)
+            .map(|x| (**x).clone())
+            .collect();
+        topics.push(t);
+        Snapshot::from_topics(self.version + 1, topics)
+    }
+
+    pub fn without_topic(&self, name: &str) -> Snapshot {
+        let topics = self
+            .topics
+            .values()
+            .filter(|x| x.name != name)
+            .map(|x| (**x).clone());
+        Snapshot::from_topics(self.version + 1, topics)
+    }
+}
+
+/// The shard that owns a partition: topic id hash plus partition index, modulo shards. Spreads
+/// a topic's partitions round-robin over shards, starting at a per-topic offset, so many
+/// single-partition topics do not all land on shard 0. Stable for a given shard count.
+pub fn shard_for(topic: &Uuid, partition: i32, shards: usize) -> usize {
+    let h = topic.as_u64_pair();
+    let start = (h.0 ^ h.1) % shards as u64;
+    ((start + partition as u64) % shards as u64) as usize
+}
+
+/// Which shard coordinates a consumer group.
+pub fn shard_for_group(group: &str, shards: usize) -> usize {
+    (fnv1a(group.as_bytes()) % shards as u64) as usize
+}
+
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Kafka's topic name rule: 1..=249 chars of [a-zA-Z0-9._-], not "." or "..".
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_partitions_over_shards() {
+        let id = Uuid::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+        let owners: Vec<usize> = (0..16).map(|p| shard_for(&id, p, 4)).collect();
+        for s in 0..4 {
+            assert_eq!(owners.iter().filter(|&&o| o == s).count(), 4);
+        }
+        assert!((0..8).all(|p| shard_for(&id, p, 1) == 0));
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(valid_topic_name("order.created"));
+        assert!(valid_topic_name("user-events_2"));
+        assert!(!valid_topic_name(""));
+        assert!(!valid_topic_name(".."));
+        assert!(!valid_topic_name("a/b"));
+        assert!(!valid_topic_name(&"x".repeat(250)));
+    }
+
+    #[test]
+    fn snapshot_edits_bump_version() {
+        let t = TopicMeta {
+            name: "a".into(),
+            id: Uuid::from_u128(1),
+            partitions: 3,
+            configs: TopicConfigs::default(),
+        };
+        let s = Snapshot::default().with_topic(t);
+        assert_eq!(s.version, 1);
+        assert_eq!(s.topic("a").unwrap().partitions, 3);
+        assert!(s.topic_by_id(&Uuid::from_u128(1)).is_some());
+        let s = s.without_topic("a");
+        assert_eq!((s.version, s.topics.len()), (2, 0));
+    }
+}

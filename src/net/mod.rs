@@ -1,0 +1,148 @@
+//! The network edge of a shard: its listener (every shard binds the same address with
+//! SO_REUSEPORT, so the kernel spreads connections over shards with no acceptor hop) and one
+//! task pair per connection. The reader frames requests (size-prefixed, bounded by
+//! `request_bytes_max`, buffer grown only as bytes arrive) and starts each one as its own task,
+//! so a client's pipelined requests run concurrently; the writer sends their responses strictly
+//! in request order. At most `inflight_requests_max` requests per connection are in flight.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use event_listener::Event;
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+
+use crate::kafka::dispatch::{self, Close};
+use crate::runtime::{self, local_channel, TcpListener, TcpStream};
+use crate::shard::Shard;
+
+/// Accepts connections until the shard stops (this task is dropped then).
+pub async fn accept_loop(shard: Rc<Shard>) {
+    let listener = match TcpListener::bind(shard.config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = shard.id, addr = %shard.config.listen, error = %e, "cannot listen");
+            std::process::exit(2);
+        }
+    };
+    tracing::info!(shard = shard.id, addr = %shard.config.listen, "listening");
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                runtime::spawn(serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => tracing::warn!(error = %e, "accept failed"),
+        }
+    }
+}
+
+type Pending = runtime::Task<Result<Option<Bytes>, Close>>;
+
+async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.inflight_requests_max);
+    let closed = Rc::new((Cell::new(false), Event::new()));
+    let writer_closed = closed.clone();
+    let writer = runtime::spawn(async move {
+        while let Some(pending) = rx.recv().await {
+            let ok = match pending.await {
+                Ok(Some(frame)) => wr.write_all(&frame).await.is_ok(),
+                Ok(None) => true,
+                Err(Close(why)) => {
+                    tracing::debug!(reason = %why, "closing connection");
+                    false
+                }
+            };
+            if !ok {
+                break;
+            }
+        }
+        let _ = wr.close().await;
+        writer_closed.0.set(true);
+        writer_closed.1.notify(usize::MAX);
+    });
+    let max = shard.config.request_bytes_max;
+    loop {
+        let listener = closed.1.listen();
+        if closed.0.get() {
+            break;
+        }
+        let read = future::or(async { Some(read_frame(&mut rd, max).await) }, async {
+            listener.await;
+            None
+        })
+        .await;
+        let frame = match read {
+            Some(Ok(Some(frame))) => frame,
+            _ => break,
+        };
+        let s = shard.clone();
+        let task = runtime::spawn(async move {
+            s.inflight.set(s.inflight.get() + 1);
+            let r = dispatch::handle(&s, frame).await;
+            s.inflight.set(s.inflight.get() - 1);
+            r
+        });
+        if tx.send(task).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    writer.await;
+}
+
+/// Reads one size-prefixed frame; Ok(None) at a clean end of stream. A size outside
+/// [8, max] is an error (the connection closes). The buffer grows as bytes arrive, so a lying
+/// size prefix costs at most twice the bytes actually sent.
+async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
+    rd: &mut R,
+    max: usize,
+) -> std::io::Result<Option<Bytes>> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let size = i32::from_be_bytes(len);
+    if size < 8 || size as usize > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame size {size} outside [8, {max}]"),
+        ));
+    }
+    let size = size as usize;
+    let mut buf = BytesMut::new();
+    while buf.len() < size {
+        let have = buf.len();
+        let grow = (size - have).min(have.max(64 << 10));
+        buf.resize(have + grow, 0);
+        rd.read_exact(&mut buf[have..]).await?;
+    }
+    Ok(Some(buf.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_bounded() {
+        futures_lite::future::block_on(async {
+            let mut ok: &[u8] = &[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+            assert_eq!(read_frame(&mut ok, 100).await.unwrap().unwrap().len(), 8);
+            let mut empty: &[u8] = &[];
+            assert!(read_frame(&mut empty, 100).await.unwrap().is_none());
+            let mut big: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1];
+            assert!(read_frame(&mut big, 100).await.is_err());
+            let mut neg: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+            assert!(read_frame(&mut neg, 100).await.is_err());
+            let mut short: &[u8] = &[0, 0, 0, 50, 1, 2];
+            assert!(
+                read_frame(&mut short, 100).await.is_err(),
+                "truncated frame"
+            );
+        });
+    }
+}

@@ -1,0 +1,76 @@
+//! The runtime edge: one glommio executor per shard (pinned to a core when asked), the channel
+//! mesh between them, signals, timers and task spawning. The rest of the broker names none of
+//! glommio's types except through this module (and `storage/io.rs`), so the runtime can be
+//! swapped by rewriting these two files.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use crate::shard::Shard;
+
+/// Work sent to another shard: runs there, on that shard's executor.
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+pub type MeshSenders = Senders<Job>;
+pub type MeshReceivers = Receivers<Job>;
+pub type Mesh = MeshBuilder<Job, Full>;
+
+pub use glommio::sync::Semaphore;
+pub use glommio::Task;
+
+pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
+    glommio::spawn_local(fut)
+}
+
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await
+}
+
+/// Runs `f` on a fresh executor per shard and waits for all of them to finish.
+pub fn run_shards<F, Fut>(config: &Config, f: F) -> anyhow::Result<()>
+where
+    F: Fn(usize, Mesh) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let mesh: Mesh = MeshBuilder::full(config.shards, config.mesh_channel_capacity);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut handles = Vec::with_capacity(config.shards);
+    for id in 0..config.shards {
+        let placement = match cores.get(id) {
+            Some(core) if config.pin => Placement::Fixed(core.id),
+            _ => Placement::Unbound,
+        };
+        let f = f.clone();
+        let mesh = mesh.clone();
+        let h = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{id}"))
+            .io_memory(2 << 20)
+            .spawn(move || f(id, mesh))
+            .map_err(|e| anyhow::anyhow!("starting shard {id}: {e}"))?;
+        handles.push(h);
+    }
+    for h in handles {
+        h.join().map_err(|e| anyhow::anyhow!("shard failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A flag set by SIGINT or SIGTERM; shards poll it.
+pub fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+pub use glommio::channels::local_channel;
+pub use glommio::net::{TcpListener, TcpStream};

@@ -1,0 +1,269 @@
+//! The controller: shard 0's job of changing the topic registry. Every admin change (create or
+//! delete topics, add partitions, alter configs) runs here one at a time: validate, build the
+//! next snapshot, persist it, then install it on every shard (which opens or deletes partitions)
+//! before answering. Other shards reach it through `Shard::on(0, ..)` via [`Shard::admin`].
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Shard, ShardGone};
+use crate::metadata::{self, store, ConfigError, Snapshot, TopicConfigs, TopicMeta};
+use crate::runtime::Semaphore;
+
+/// Why an admin change was refused. `kafka/errors.rs` maps these to error codes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdminError {
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("invalid topic name {0:?}")]
+    InvalidTopicName(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("replication factor {0} is not supported by a single broker")]
+    InvalidReplicationFactor(i16),
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    #[error("could not persist or apply the change: {0}")]
+    Failed(String),
+}
+
+impl From<ShardGone> for AdminError {
+    fn from(e: ShardGone) -> Self {
+        AdminError::Failed(e.to_string())
+    }
+}
+
+/// A change to the registry, sent to the controller.
+#[derive(Debug, Clone)]
+pub enum Change {
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: Vec<(String, Option<String>)>,
+    },
+    DeleteTopic(String),
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
+    AlterConfigs {
+        name: String,
+        /// (name, value): value None removes the setting.
+        changes: Vec<(String, Option<String>)>,
+        /// AlterConfigs (non-incremental) replaces the whole set.
+        replace: bool,
+    },
+}
+
+pub struct Controller {
+    cluster_id: String,
+    lock: Semaphore,
+    current: RefCell<Arc<Snapshot>>,
+}
+
+impl Controller {
+    pub fn new(cluster_id: String, snapshot: &Arc<Snapshot>) -> Controller {
+        Controller {
+            cluster_id,
+            lock: Semaphore::new(1),
+            current: RefCell::new(snapshot.clone()),
+        }
+    }
+}
+
+/// Maximum partitions per topic (a bound on the work one request can cause).
+pub const PARTITIONS_MAX: i32 = 10_000;
+
+/// Computes the next snapshot for a change (pure).
+pub fn plan(cur: &Snapshot, change: &Change) -> Result<Snapshot, AdminError> {
+    match change {
+        Change::CreateTopic {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            if !metadata::valid_topic_name(name) {
+                return Err(AdminError::InvalidTopicName(name.clone()));
+            }
+            if cur.topic(name).is_some() {
+                return Err(AdminError::TopicExists(name.clone()));
+            }
+            if !(1..=PARTITIONS_MAX).contains(partitions) {
+                return Err(AdminError::InvalidPartitions(format!("{partitions}")));
+            }
+            if *replication_factor != 1 && *replication_factor != -1 {
+                return Err(AdminError::InvalidReplicationFactor(*replication_factor));
+            }
+            let mut c = TopicConfigs::default();
+            for (k, v) in configs {
+                c.set(k, v.as_deref())?;
+            }
+            Ok(cur.with_topic(TopicMeta {
+                name: name.clone(),
+                id: Uuid::new_v4(),
+                partitions: *partitions,
+                configs: c,
+            }))
+        }
+        Change::DeleteTopic(name) => {
+            cur.topic(name)
+                .ok_or_else(|| AdminError::UnknownTopic(name.clone()))?;
+            Ok(cur.without_topic(name))
+        }
+        Change::CreatePartitions { name, count } => {
+            let t = cur
+                .topic(name)
+                .ok_or_else(|| AdminError::UnknownTopic(name.clone()))?;
+            if *count <= t.partitions || *count > PARTITIONS_MAX {
+                return Err(AdminError::InvalidPartitions(format!(
+                    "topic has {} partitions; asked for {count}",
+                    t.partitions
+                )));
+            }
+            let mut t = (**t).clone();
+            t.partitions = *count;
+            Ok(cur.with_topic(t))
+        }
+        Change::AlterConfigs {
+            name,
+            changes,
+            replace,
+        } => {
+            let t = cur
+                .topic(name)
+                .ok_or_else(|| AdminError::UnknownTopic(name.clone()))?;
+            let mut t = (**t).clone();
+            if *replace {
+                t.configs = TopicConfigs::default();
+            }
+            for (k, v) in changes {
+                t.configs.set(k, v.as_deref())?;
+            }
+            Ok(cur.with_topic(t))
+        }
+    }
+}
+
+impl Shard {
+    /// Applies a registry change through the controller (shard 0) and returns the snapshot
+    /// that holds it, once every shard has installed it. `validate_only` plans without applying.
+    pub async fn admin(
+        &self,
+        change: Change,
+        validate_only: bool,
+    ) -> Result<Arc<Snapshot>, AdminError> {
+        self.on(0, move |s| async move {
+            s.controller_apply(change, validate_only).await
+        })
+        .await?
+    }
+
+    async fn controller_apply(
+        &self,
+        change: Change,
+        validate_only: bool,
+    ) -> Result<Arc<Snapshot>, AdminError> {
+        let ctl = self.controller.as_ref().expect("shard 0 is the controller");
+        let _permit = ctl
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let cur = ctl.current.borrow().clone();
+        let next = Arc::new(plan(&cur, &change)?);
+        if validate_only {
+            return Ok(next);
+        }
+        let stored = store::StoredRegistry {
+            version: next.version,
+            cluster_id: ctl.cluster_id.clone(),
+            topics: next.topics.values().map(|t| (**t).clone()).collect(),
+        };
+        store::save(&self.config.data_dir, &stored)
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        *ctl.current.borrow_mut() = next.clone();
+        self.broadcast(next.clone()).await?;
+        Ok(next)
+    }
+
+    /// Installs `snap` on every shard and waits for all of them.
+    async fn broadcast(&self, snap: Arc<Snapshot>) -> Result<(), AdminError> {
+        let mut tasks = Vec::with_capacity(self.shards());
+        for target in 0..self.shards() {
+            let snap = snap.clone();
+            let me = self.rc();
+            tasks.push(crate::runtime::spawn(async move {
+                me.on(target, move |s| async move {
+                    s.apply_metadata(snap).await.map_err(|e| e.to_string())
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await
+                .map_err(|e| AdminError::Failed(e.to_string()))?
+                .map_err(AdminError::Failed)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(name: &str, partitions: i32) -> Change {
+        Change::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: vec![("retention.ms".into(), Some("1000".into()))],
+        }
+    }
+
+    #[test]
+    fn plans_changes_and_refuses_bad_ones() {
+        let s = plan(&Snapshot::default(), &create("orders", 3)).unwrap();
+        assert_eq!(s.topic("orders").unwrap().partitions, 3);
+        assert!(matches!(
+            plan(&s, &create("orders", 3)),
+            Err(AdminError::TopicExists(_))
+        ));
+        assert!(matches!(
+            plan(&s, &create("a/b", 3)),
+            Err(AdminError::InvalidTopicName(_))
+        ));
+        assert!(matches!(
+            plan(&s, &create("x", 0)),
+            Err(AdminError::InvalidPartitions(_))
+        ));
+        let grow = Change::CreatePartitions {
+            name: "orders".into(),
+            count: 5,
+        };
+        let s2 = plan(&s, &grow).unwrap();
+        assert_eq!(s2.topic("orders").unwrap().partitions, 5);
+        assert_eq!(
+            s2.topic("orders").unwrap().id,
+            s.topic("orders").unwrap().id
+        );
+        assert!(plan(&s2, &grow).is_err(), "cannot shrink or keep");
+        let alter = Change::AlterConfigs {
+            name: "orders".into(),
+            changes: vec![("nope".into(), Some("1".into()))],
+            replace: false,
+        };
+        assert!(matches!(
+            plan(&s2, &alter),
+            Err(AdminError::InvalidConfig(_))
+        ));
+        let s3 = plan(&s2, &Change::DeleteTopic("orders".into())).unwrap();
+        assert!(s3.topic("orders").is_none());
+    }
+}

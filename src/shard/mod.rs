@@ -1,0 +1,255 @@
+//! A shard: one core's share of the broker. It owns the partitions `shard_for` maps to it, holds
+//! a read-only copy of the topic registry, accepts its own connections (SO_REUSEPORT), and
+//! reaches other shards with [`Shard::on`], which runs a closure on the target shard and brings
+//! its (`Send`) result back. Shard 0 is also the controller (`controller.rs`).
+
+pub mod controller;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::metadata::{shard_for, Snapshot, TopicMeta};
+use crate::partition::Partition;
+use crate::runtime::{self, Job, Mesh, MeshSenders};
+use crate::storage::{PartitionLog, StorageError};
+use crate::types::TimestampMs;
+
+pub use controller::{AdminError, Controller};
+
+/// A cross-shard call failed: the target shard is gone (shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("shard {0} is unavailable")]
+pub struct ShardGone(pub usize);
+
+/// Startup state every shard needs before serving.
+#[derive(Clone)]
+pub struct Boot {
+    pub config: Arc<Config>,
+    pub cluster_id: String,
+    pub snapshot: Arc<Snapshot>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub cluster_id: String,
+    metadata: RefCell<Arc<Snapshot>>,
+    partitions: RefCell<HashMap<(Uuid, i32), Rc<Partition>>>,
+    senders: MeshSenders,
+    this: Weak<Shard>,
+    /// Only on shard 0.
+    pub controller: Option<Controller>,
+    /// Requests being handled on this shard (drained before shutdown).
+    pub inflight: Cell<usize>,
+    pub stopping: Cell<bool>,
+}
+
+impl Shard {
+    pub fn shards(&self) -> usize {
+        self.config.shards
+    }
+
+    pub fn metadata(&self) -> Arc<Snapshot> {
+        self.metadata.borrow().clone()
+    }
+
+    fn rc(&self) -> Rc<Shard> {
+        self.this.upgrade().expect("shard alive while in use")
+    }
+
+    /// Runs `f` on shard `target` and returns its result. Local calls run inline; remote ones
+    /// travel over the bounded mesh channel (waiting when it is full).
+    pub async fn on<T, F, Fut>(&self, target: usize, f: F) -> Result<T, ShardGone>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if target == self.id {
+            return Ok(f(self.rc()).await);
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let job: Job = Box::new(move |s| {
+            Box::pin(async move {
+                let _ = tx.send(f(s).await);
+            })
+        });
+        self.senders
+            .send_to(target, job)
+            .await
+            .map_err(|_| ShardGone(target))?;
+        rx.await.map_err(|_| ShardGone(target))
+    }
+
+    /// The partition, if this shard owns it and it is open.
+    pub fn partition(&self, topic: &Uuid, index: i32) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&(*topic, index)).cloned()
+    }
+
+    pub fn owner_of(&self, topic: &Uuid, index: i32) -> usize {
+        shard_for(topic, index, self.shards())
+    }
+
+    fn partition_dir(&self, topic: &TopicMeta, index: i32) -> PathBuf {
+        self.config
+            .data_dir
+            .join(format!("{}-{}", topic.name, index))
+    }
+
+    /// Installs a newer registry snapshot: opens partitions this shard now owns, applies
+    /// config changes, closes and deletes partitions of deleted topics.
+    pub async fn apply_metadata(&self, snap: Arc<Snapshot>) -> Result<(), StorageError> {
+        if snap.version < self.metadata.borrow().version {
+            return Ok(());
+        }
+        *self.metadata.borrow_mut() = snap.clone();
+        let gone: Vec<(Uuid, i32)> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|(id, p)| snap.topic_by_id(id).is_none_or(|t| *p >= t.partitions))
+            .copied()
+            .collect();
+        for key in gone {
+            let part = self.partitions.borrow_mut().remove(&key);
+            if let Some(part) = part {
+                let _ = part.log.close().await;
+                let _ = std::fs::remove_dir_all(part.log.dir());
+            }
+        }
+        for topic in snap.topics.values() {
+            for index in 0..topic.partitions {
+                if self.owner_of(&topic.id, index) == self.id {
+                    self.ensure_partition(topic, index).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_partition(
+        &self,
+        topic: &Arc<TopicMeta>,
+        index: i32,
+    ) -> Result<(), StorageError> {
+        if let Some(p) = self.partition(&topic.id, index) {
+            if p.topic.configs != topic.configs {
+                p.log.set_config(topic.configs.log_config());
+            }
+            let updated = Rc::new(Partition {
+                topic: topic.clone(),
+                index,
+                log: p.log.clone(),
+            });
+            self.partitions
+                .borrow_mut()
+                .insert((topic.id, index), updated);
+            return Ok(());
+        }
+        let dir = self.partition_dir(topic, index);
+        let log = PartitionLog::open(&dir, topic.configs.log_config()).await?;
+        let part = Rc::new(Partition {
+            topic: topic.clone(),
+            index,
+            log,
+        });
+        self.partitions.borrow_mut().insert((topic.id, index), part);
+        Ok(())
+    }
+
+    /// Applies retention to every partition this shard owns.
+    async fn enforce_retention(&self) {
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        let now = TimestampMs::now();
+        for p in parts {
+            if let Err(e) = p.log.enforce_retention(now).await {
+                tracing::warn!(topic = %p.topic.name, partition = p.index, error = %e, "retention failed");
+            }
+        }
+    }
+
+    async fn close_all(&self) {
+        let parts: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in parts {
+            if let Err(e) = p.log.close().await {
+                tracing::error!(topic = %p.topic.name, partition = p.index, error = %e, "close failed");
+            }
+        }
+    }
+}
+
+/// A shard's whole life: join the mesh, open owned partitions, serve until shutdown, close.
+pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
+    let Ok((senders, mut receivers)) = mesh.join().await else {
+        tracing::error!(shard = id, "could not join the shard mesh");
+        return;
+    };
+    let config = boot.config.clone();
+    let controller = (id == 0).then(|| Controller::new(boot.cluster_id.clone(), &boot.snapshot));
+    let shard = Rc::new_cyclic(|this| Shard {
+        id,
+        config: config.clone(),
+        cluster_id: boot.cluster_id.clone(),
+        metadata: RefCell::new(Arc::new(Snapshot::default())),
+        partitions: RefCell::new(HashMap::new()),
+        senders,
+        this: this.clone(),
+        controller,
+        inflight: Cell::new(0),
+        stopping: Cell::new(false),
+    });
+    if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
+        tracing::error!(shard = id, error = %e, "opening partitions failed");
+        return;
+    }
+    for (_, rx) in receivers.streams() {
+        let s = shard.clone();
+        runtime::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                runtime::spawn(job(s.clone())).detach();
+            }
+        })
+        .detach();
+    }
+    let listener = runtime::spawn(crate::net::accept_loop(shard.clone())).detach();
+    housekeeping(&shard, &boot.shutdown).await;
+    shard.stopping.set(true);
+    drop(listener);
+    for _ in 0..100 {
+        if shard.inflight.get() == 0 {
+            break;
+        }
+        runtime::sleep(Duration::from_millis(50)).await;
+    }
+    shard.close_all().await;
+    tracing::info!(shard = id, "shard stopped");
+}
+
+/// Periodic work until the shutdown flag is set: retention.
+async fn housekeeping(shard: &Shard, shutdown: &AtomicBool) {
+    let tick = Duration::from_millis(100);
+    let every = (shard.config.retention_check_ms / 100).max(1);
+    let mut n = 0u64;
+    while !shutdown.load(Ordering::Relaxed) {
+        runtime::sleep(tick).await;
+        n += 1;
+        if n % every == 0 {
+            shard.enforce_retention().await;
+        }
+    }
+}
