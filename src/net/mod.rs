@@ -75,6 +75,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .await;
         let frame = match read {
             Some(Ok(Some(frame))) => frame,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "closing connection: bad frame");
+                break;
+            }
             _ => break,
         };
         let s = shard.clone();

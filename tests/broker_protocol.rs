@@ -1,0 +1,382 @@
+//! The real broker binary driven by our own Kafka client: multi-shard produce/fetch ordering,
+//! admin APIs, restarts (clean and kill -9), and bad input (error codes or a closed connection,
+//! never a crash).
+
+mod harness;
+
+use bytes::Bytes;
+use harness::Broker;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use shardlog::storage::batch::{self, build_test_batch};
+use shardlog::types::TimestampMs;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn create_topic(
+    c: &mut harness::client::Client,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> i16 {
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        )]);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+    resp.topics[0].error_code
+}
+
+/// Produces one batch of `n` records to each listed partition; returns base offsets.
+fn produce(
+    c: &mut harness::client::Client,
+    topic: &str,
+    parts: &[i32],
+    n: i32,
+    acks: i16,
+) -> Vec<(i16, i64)> {
+    let data = parts
+        .iter()
+        .map(|&p| {
+            PartitionProduceData::default()
+                .with_index(p)
+                .with_records(Some(Bytes::from(build_test_batch(
+                    n,
+                    64,
+                    TimestampMs::now(),
+                ))))
+        })
+        .collect();
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(data)]);
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    resp.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| (p.error_code, p.base_offset))
+        .collect()
+}
+
+/// Fetches everything from `offset` in one partition; returns (error, hw, batch base offsets).
+fn fetch_all(
+    c: &mut harness::client::Client,
+    topic: &str,
+    part: i32,
+    offset: i64,
+) -> (i16, i64, Vec<i64>) {
+    let mut bases = Vec::new();
+    let mut at = offset;
+    loop {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(part)
+                    .with_fetch_offset(at)
+                    .with_partition_max_bytes(64 << 10)])]);
+        let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req);
+        let p = &resp.responses[0].partitions[0];
+        if p.error_code != 0 {
+            return (p.error_code, p.high_watermark, bases);
+        }
+        let mut records = p.records.clone().unwrap_or_default();
+        if records.is_empty() {
+            return (0, p.high_watermark, bases);
+        }
+        while !records.is_empty() {
+            let size = batch::declared_size(&records).unwrap();
+            let b = records.split_to(size);
+            let h = batch::validate(&b, false).expect("fetched batches are valid");
+            bases.push(h.base_offset.get());
+            at = h.next_offset().get();
+        }
+    }
+}
+
+#[test]
+fn sixteen_partitions_on_four_shards_keep_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 4);
+    let mut c = broker.client();
+    assert_eq!(create_topic(&mut c, "sixteen", 16, &[]), 0);
+    let parts: Vec<i32> = (0..16).collect();
+    for round in 0..10 {
+        for (i, (err, base)) in produce(&mut c, "sixteen", &parts, 5, -1)
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(err, 0, "partition {i}");
+            assert_eq!(base, round * 5, "offsets are per partition and dense");
+        }
+    }
+    for p in 0..16 {
+        let (err, hw, bases) = fetch_all(&mut c, "sixteen", p, 0);
+        assert_eq!((err, hw), (0, 50));
+        assert_eq!(
+            bases,
+            (0..10).map(|r| r * 5).collect::<Vec<_>>(),
+            "partition {p} in order"
+        );
+    }
+}
+
+#[test]
+fn acknowledged_records_survive_clean_restart_and_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let _keep = dir.path().to_path_buf();
+    let data = dir.path().join("data");
+    let broker = Broker::start(&data, 2);
+    let mut c = broker.client();
+    assert_eq!(
+        create_topic(&mut c, "durable", 3, &[("retention.ms", "86400000")]),
+        0
+    );
+    for _ in 0..5 {
+        assert!(produce(&mut c, "durable", &[0, 1, 2], 10, 1)
+            .iter()
+            .all(|r| r.0 == 0));
+    }
+    drop(c);
+    let (_, port) = broker.stop();
+    let broker = Broker::start_on(&data, 3, port, &[]);
+    let mut c = broker.client();
+    for _ in 0..5 {
+        assert!(produce(&mut c, "durable", &[0, 1, 2], 10, -1)
+            .iter()
+            .all(|r| r.0 == 0));
+    }
+    drop(c);
+    broker.kill();
+    let broker = Broker::start_on(&data, 2, port, &[]);
+    let mut c = broker.client();
+    for p in 0..3 {
+        let (err, hw, bases) = fetch_all(&mut c, "durable", p, 0);
+        assert_eq!((err, hw, bases.len()), (0, 100, 10), "partition {p}");
+    }
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("durable"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str("retention.ms")])),
+    ]);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+    let cfg = &resp.results[0].configs[0];
+    assert_eq!(
+        cfg.value.as_deref(),
+        Some("86400000"),
+        "topic configs survive restarts"
+    );
+}
+
+#[test]
+fn admin_apis_work_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 2);
+    let mut c = broker.client();
+    assert_eq!(
+        create_topic(&mut c, "adm", 2, &[("compression.type", "brotli")]),
+        40,
+        "INVALID_CONFIG"
+    );
+    assert_eq!(create_topic(&mut c, "adm", 2, &[]), 0);
+    assert_eq!(
+        create_topic(&mut c, "adm", 2, &[]),
+        36,
+        "TOPIC_ALREADY_EXISTS"
+    );
+    assert_eq!(
+        create_topic(&mut c, "bad/name", 1, &[]),
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+    // grow to 4 partitions; the new ones take writes
+    let req = CreatePartitionsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+            .with_name(name("adm"))
+            .with_count(4),
+    ]);
+    let resp: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, 3, &req);
+    assert_eq!(resp.results[0].error_code, 0);
+    assert!(produce(&mut c, "adm", &[0, 1, 2, 3], 3, -1)
+        .iter()
+        .all(|r| r.0 == 0));
+    assert_eq!(
+        produce(&mut c, "adm", &[4], 1, -1)[0].0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    // delete records, then list offsets sees the new start
+    produce(&mut c, "adm", &[0], 3, -1);
+    let req = DeleteRecordsRequest::default().with_topics(vec![
+        kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
+            .with_name(name("adm"))
+            .with_partitions(vec![
+                kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(4),
+            ]),
+    ]);
+    let resp: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &req);
+    assert_eq!(resp.topics[0].partitions[0].low_watermark, 4);
+    let list = |c: &mut harness::client::Client, ts: i64| -> (i16, i64) {
+        let req = ListOffsetsRequest::default().with_topics(vec![
+            kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name("adm"))
+                .with_partitions(vec![
+                    kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(ts),
+                ]),
+        ]);
+        let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 5, &req);
+        let p = &resp.topics[0].partitions[0];
+        (p.error_code, p.offset)
+    };
+    assert_eq!(list(&mut c, -2), (0, 4));
+    assert_eq!(list(&mut c, -1), (0, 6));
+    assert_eq!(
+        fetch_all(&mut c, "adm", 0, 0).0,
+        1,
+        "OFFSET_OUT_OF_RANGE below the start"
+    );
+    // incremental alter, then describe
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default(
+        )
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("adm"))
+        .with_configs(vec![
+            kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.bytes"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("123456"))),
+        ]),
+    ]);
+    let resp: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    assert_eq!(resp.responses[0].error_code, 0);
+    // delete the topic: it is gone from metadata and its directories are removed
+    let req = DeleteTopicsRequest::default().with_topic_names(vec![name("adm")]);
+    let resp: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &req);
+    assert_eq!(resp.responses[0].error_code, 0);
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(name("adm"))),
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 9, &req);
+    assert_eq!(resp.topics[0].error_code, 3);
+    assert!(!broker.dir.join("adm-0").exists());
+}
+
+#[test]
+fn bad_input_gets_error_codes_or_a_closed_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&dir.path().join("data"), 2);
+    // ApiVersions at an unknown version: a v0 answer with UNSUPPORTED_VERSION and our table.
+    let mut c = broker.client();
+    let corr = c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let _ = corr;
+    let _: ApiVersionsResponse = c.recv(ApiKey::ApiVersions, 3, 1);
+    // header v2 (ApiVersions v3+): key, version, correlation id, null client id, no tags
+    let mut raw = vec![0, 0, 0, 0, 0, 18, 0, 99, 0, 0, 0, 7, 0xff, 0xff, 0];
+    raw[3] = (raw.len() - 4) as u8;
+    c.send_raw(&raw);
+    let mut frame = c.read_frame().expect("answered");
+    let resp = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(
+        &mut frame.split_off(4),
+        0,
+    )
+    .unwrap();
+    assert_eq!(resp.error_code, 35);
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 0 && k.min_version == 0));
+    // A Metadata body claiming i32::MAX topics: closed, nothing allocated.
+    let mut c = broker.client();
+    c.send_raw(&[
+        0, 0, 0, 14, 0, 3, 0, 4, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff,
+    ]);
+    assert!(c.is_closed());
+    // Unknown API key, oversize frame, negative size, truncated header: all closed.
+    for bad in [
+        vec![0, 0, 0, 8, 0x7f, 0x7f, 0, 0, 0, 0, 0, 1],
+        vec![0x7f, 0xff, 0xff, 0xff],
+        vec![0xff, 0xff, 0xff, 0xf0],
+        vec![0, 0, 0, 3, 0, 3, 0],
+    ] {
+        let mut c = broker.client();
+        c.send_raw(&bad);
+        if bad.len() > 8 || bad[0] != 0 {
+            assert!(c.is_closed(), "{bad:?}");
+        }
+    }
+    // A corrupt batch gets CORRUPT_MESSAGE; the broker keeps serving.
+    let mut c = broker.client();
+    assert_eq!(create_topic(&mut c, "t", 1, &[]), 0);
+    let mut b = build_test_batch(2, 10, TimestampMs::now());
+    let last = b.len() - 1;
+    b[last] ^= 0xff;
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("t"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(b)))])]);
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 2);
+    assert_eq!(produce(&mut c, "t", &[0], 1, -1)[0], (0, 0));
+    assert!(broker.is_running());
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 2);
+    let mut c = broker.client();
+    assert_eq!(create_topic(&mut c, "pipe", 4, &[]), 0);
+    let mut corrs = Vec::new();
+    for i in 0..40 {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name("pipe"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(i % 4)
+                    .with_records(Some(Bytes::from(build_test_batch(
+                        1,
+                        10,
+                        TimestampMs::now(),
+                    ))))])]);
+        corrs.push(c.send(ApiKey::Produce, 9, &req));
+    }
+    for (i, corr) in corrs.into_iter().enumerate() {
+        let resp: ProduceResponse = c.recv(ApiKey::Produce, 9, corr);
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, (i / 4) as i64));
+    }
+}

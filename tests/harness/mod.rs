@@ -1,0 +1,182 @@
+//! End-to-end test harness: starts the real `shardlog` binary on a free loopback port with a
+//! temporary data directory, stops it cleanly (SIGTERM) or kills it (SIGKILL), and gives tests
+//! a small Kafka client of our own (`client.rs`) plus helpers to run real client programs.
+#![allow(dead_code)]
+
+pub mod client;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub shards: usize,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    /// A broker with `shards` shards on a fresh port, data in `dir`.
+    pub fn start(dir: &Path, shards: usize) -> Broker {
+        Broker::start_on(dir, shards, free_port(), &[])
+    }
+
+    pub fn start_on(dir: &Path, shards: usize, port: u16, extra: &[&str]) -> Broker {
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--data-dir", dir.to_str().unwrap()])
+            .args(["--shards", &shards.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "shardlog=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start shardlog");
+        let b = Broker {
+            child: Some(child),
+            port,
+            dir: dir.to_path_buf(),
+            shards,
+        };
+        b.wait_ready();
+        b
+    }
+
+    /// Ready when several fresh connections in a row get an ApiVersions answer. One successful
+    /// connect is not enough after a restart on the same port: a killed process's io_uring is
+    /// torn down asynchronously, and until then its SO_REUSEPORT socket still takes (and then
+    /// resets) a share of new connections.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut streak = 0;
+        while Instant::now() < deadline {
+            if self.answers_api_versions() {
+                streak += 1;
+                if streak == 12 {
+                    return;
+                }
+            } else {
+                streak = 0;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("broker did not start; log: {}", self.log());
+    }
+
+    fn answers_api_versions(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        // ApiVersions v0: key 18, version 0, correlation id 1, null client id.
+        let req = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+        let mut head = [0u8; 8];
+        s.write_all(&req).is_ok() && s.read_exact(&mut head).is_ok() && head[4..8] == [0, 0, 0, 1]
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: the clean shutdown path.
+    pub fn stop(mut self) -> (PathBuf, u16) {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status =
+            wait_timeout(&mut child, Duration::from_secs(30)).expect("broker stops on SIGTERM");
+        assert!(status.success(), "clean exit; log: {}", self.log());
+        (self.dir.clone(), self.port)
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(mut self) -> (PathBuf, u16) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        (self.dir.clone(), self.port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn client(&self) -> client::Client {
+        client::Client::connect(self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- broker log tail ({}) ---", self.dir.display());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_timeout(child: &mut Child, d: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + d;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// Runs a client program with a time limit; panics with its output if it fails.
+pub fn run(cmd: &mut Command, limit_secs: u64) -> Output {
+    let program = format!("{cmd:?}");
+    let out = Command::new("timeout")
+        .arg(limit_secs.to_string())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .current_dir(cmd.get_current_dir().unwrap_or(Path::new(".")))
+        .output()
+        .expect("run client program");
+    if !out.status.success() {
+        panic!(
+            "{program} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// tests/clients, where the real-client programs live.
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
