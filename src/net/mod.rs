@@ -75,7 +75,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .await;
         let frame = match read {
             Some(Ok(Some(frame))) => frame,
-            Some(Err(e)) => {
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::debug!(error = %e, "closing connection: bad frame");
                 break;
             }
