@@ -380,3 +380,30 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!((p.error_code, p.base_offset), (0, (i / 4) as i64));
     }
 }
+
+#[test]
+fn topic_compression_type_recompresses_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 2);
+    let mut c = broker.client();
+    assert_eq!(
+        create_topic(&mut c, "zt", 1, &[("compression.type", "zstd")]),
+        0
+    );
+    assert_eq!(produce(&mut c, "zt", &[0], 7, -1)[0], (0, 0));
+    let req = FetchRequest::default()
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("zt"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req);
+    let records = resp.responses[0].partitions[0].records.clone().unwrap();
+    let h = batch::validate(&records, false).unwrap();
+    assert_eq!(
+        (h.compression(), h.record_count, h.base_offset.get()),
+        (4, 7, 0),
+        "stored as zstd"
+    );
+}

@@ -2,6 +2,7 @@
 
 use kafka_protocol::ResponseError as E;
 
+use super::compression::CompressionError;
 use crate::metadata::ConfigError;
 use crate::shard::{AdminError, ShardGone};
 use crate::storage::StorageError;
@@ -30,6 +31,13 @@ pub fn admin(e: &AdminError) -> i16 {
             E::InvalidConfig.code()
         }
         AdminError::Failed(_) => E::UnknownServerError.code(),
+    }
+}
+
+pub fn compression(e: &CompressionError) -> i16 {
+    match e {
+        CompressionError::Corrupt(_) => E::CorruptMessage.code(),
+        CompressionError::TooLarge(_) => E::MessageTooLarge.code(),
     }
 }
 

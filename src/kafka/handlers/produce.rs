@@ -10,9 +10,12 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::join_all;
-use crate::kafka::errors;
+use crate::kafka::{compression, errors};
 use crate::metadata::TopicMeta;
 use crate::shard::Shard;
+
+/// Largest batch, decompressed, that recompression will expand.
+const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 pub async fn handle(s: Rc<Shard>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -68,6 +71,15 @@ async fn produce_one(
     };
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return fail(errors::CORRUPT_MESSAGE);
+    };
+    // A topic with its own compression.type gets every batch in that codec (here, on the
+    // connection's shard, so the owner's core only appends).
+    let records = match compression::target(topic.configs.compression()) {
+        None => records,
+        Some(codec) => match compression::recompress(records, codec, DECOMPRESSED_BYTES_MAX) {
+            Ok(r) => r,
+            Err(e) => return fail(errors::compression(&e)),
+        },
     };
     let id = topic.id;
     let owner = s.owner_of(&id, index);
