@@ -150,6 +150,65 @@ pub async fn handle(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>
     }
 }
 
+/// Decodes a request frame as `handle` would, without handling it: the fuzzing entry point
+/// (tests/fuzz) and its proptest twin. Never panics, whatever the bytes.
+pub fn decode_request(mut frame: Bytes) -> Result<ApiKey, Close> {
+    if frame.len() < 8 {
+        return Err(Close("short".into()));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let v = i16::from_be_bytes([frame[2], frame[3]]);
+    let api = ApiKey::try_from(key).map_err(|_| Close("unknown key".into()))?;
+    RequestHeader::decode(&mut frame, api.request_header_version(v))
+        .map_err(|e| Close(e.to_string()))?;
+    if !decodable(api, v) {
+        return Err(Close("unsupported version".into()));
+    }
+    fn body<T: Decodable>(mut b: Bytes, v: i16) -> Result<(), Close> {
+        T::decode(&mut b, v)
+            .map(|_| ())
+            .map_err(|e| Close(e.to_string()))
+    }
+    match api {
+        ApiKey::Produce => {
+            let mut b = frame.clone();
+            let req = ProduceRequest::decode(&mut b, v).map_err(|e| Close(e.to_string()))?;
+            for records in req
+                .topic_data
+                .iter()
+                .flat_map(|t| t.partition_data.iter())
+                .filter_map(|p| p.records.clone())
+            {
+                if let Ok(batches) = crate::partition::split_batches(records.clone()) {
+                    for b in batches {
+                        let _ = crate::storage::batch::validate(&b, true);
+                    }
+                }
+                let _ = super::compression::recompress(
+                    records,
+                    kafka_protocol::records::Compression::None,
+                    1 << 20,
+                );
+            }
+            Ok(())
+        }
+        ApiKey::Fetch => body::<FetchRequest>(frame, v),
+        ApiKey::ListOffsets => body::<ListOffsetsRequest>(frame, v),
+        ApiKey::Metadata => body::<MetadataRequest>(frame, v),
+        ApiKey::ApiVersions => body::<ApiVersionsRequest>(frame, v),
+        ApiKey::CreateTopics => body::<CreateTopicsRequest>(frame, v),
+        ApiKey::DeleteTopics => body::<DeleteTopicsRequest>(frame, v),
+        ApiKey::DeleteRecords => body::<DeleteRecordsRequest>(frame, v),
+        ApiKey::DescribeConfigs => body::<DescribeConfigsRequest>(frame, v),
+        ApiKey::AlterConfigs => body::<AlterConfigsRequest>(frame, v),
+        ApiKey::CreatePartitions => body::<CreatePartitionsRequest>(frame, v),
+        ApiKey::IncrementalAlterConfigs => body::<IncrementalAlterConfigsRequest>(frame, v),
+        ApiKey::DescribeCluster => body::<DescribeClusterRequest>(frame, v),
+        _ => Err(Close("no handler".into())),
+    }?;
+    Ok(api)
+}
+
 /// Decodes the body, runs the handler, encodes its response (None: the handler sends none).
 async fn run<Req, Resp, F, Fut>(
     api: ApiKey,
@@ -189,4 +248,80 @@ pub fn encode<R: Encodable>(
     body.encode(&mut buf, version).map_err(err)?;
     debug_assert_eq!(buf.len(), 4 + size);
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Valid request frames (without size prefix) to mutate.
+    fn seeds() -> Vec<Vec<u8>> {
+        fn frame<R: Encodable>(api: ApiKey, v: i16, r: &R) -> Vec<u8> {
+            let h = RequestHeader::default()
+                .with_request_api_key(api as i16)
+                .with_request_api_version(v)
+                .with_correlation_id(1);
+            let mut b = BytesMut::new();
+            h.encode(&mut b, api.request_header_version(v)).unwrap();
+            r.encode(&mut b, v).unwrap();
+            b.to_vec()
+        }
+        use kafka_protocol::messages::produce_request::*;
+        let batch = Bytes::from(crate::storage::batch::build_test_batch(
+            3,
+            20,
+            crate::types::TimestampMs(1),
+        ));
+        let produce = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(
+                    kafka_protocol::protocol::StrBytes::from_static_str("t"),
+                ))
+                .with_partition_data(vec![
+                    PartitionProduceData::default().with_records(Some(batch))
+                ])]);
+        vec![
+            frame(ApiKey::Produce, 9, &produce),
+            frame(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(None),
+            ),
+            frame(ApiKey::Fetch, 13, &FetchRequest::default()),
+            frame(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+        #[test]
+        fn random_frames_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_request(Bytes::from(bytes));
+        }
+
+        #[test]
+        fn mutated_valid_frames_never_panic(
+            which in 0usize..4,
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut f = seeds()[which].clone();
+            for (at, x) in flips {
+                let i = at.index(f.len());
+                f[i] ^= x;
+            }
+            let len = cut.index(f.len() + 1);
+            f.truncate(len.max(f.len() / 2));
+            let _ = decode_request(Bytes::from(f));
+        }
+    }
+
+    #[test]
+    fn seeds_decode() {
+        for s in seeds() {
+            assert!(decode_request(Bytes::from(s)).is_ok());
+        }
+    }
 }
