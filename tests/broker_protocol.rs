@@ -407,3 +407,44 @@ fn topic_compression_type_recompresses_batches() {
         "stored as zstd"
     );
 }
+
+#[test]
+fn long_poll_fetch_wakes_when_data_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 4);
+    let mut c = broker.client();
+    assert_eq!(create_topic(&mut c, "lp", 4, &[]), 0);
+    let mut consumer = broker.client();
+    let req = FetchRequest::default()
+        .with_max_wait_ms(20_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("lp"))
+            .with_partitions(
+                (0..4)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]);
+    let started = std::time::Instant::now();
+    let corr = consumer.send(ApiKey::Fetch, 11, &req);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(produce(&mut c, "lp", &[3], 2, -1)[0], (0, 0));
+    let resp: FetchResponse = consumer.recv(ApiKey::Fetch, 11, corr);
+    let waited = started.elapsed();
+    let got: Vec<usize> = resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    assert!(got[3] > 0 && got[..3].iter().all(|&n| n == 0), "{got:?}");
+    // The wake, not the 20 s timeout, ended the wait (generous bound: this is not a speed test).
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "woke after {waited:?}"
+    );
+}

@@ -16,7 +16,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
-use super::join_all;
+use super::{join_all, on_partition};
 use crate::kafka::errors;
 use crate::metadata::TopicMeta;
 use crate::partition::Fetched;
@@ -92,30 +92,23 @@ async fn read_all(s: &Rc<Shard>, wants: &[Want]) -> Vec<PartResult> {
 }
 
 async fn read_one(s: Rc<Shard>, w: Want) -> PartResult {
-    let Some(topic) = w
-        .topic
-        .filter(|t| w.partition >= 0 && w.partition < t.partitions)
-    else {
-        return Err((w.unknown_code, Offset(-1), Offset(-1)));
-    };
-    let (id, index, offset, max) = (topic.id, w.partition, w.offset, w.max_bytes);
-    let r = s
-        .on(s.owner_of(&id, index), move |s| async move {
-            let p = s.partition(&id, index).ok_or((
-                errors::UNKNOWN_TOPIC_OR_PARTITION,
-                Offset(-1),
-                Offset(-1),
-            ))?;
-            p.fetch(offset, max, 0, Duration::ZERO).await.map_err(|e| {
-                (
-                    errors::storage(&e),
-                    p.log.high_watermark(),
-                    p.log.log_start(),
-                )
-            })
-        })
-        .await;
-    r.unwrap_or_else(|gone| Err((errors::shard_gone(&gone), Offset(-1), Offset(-1))))
+    let unknown = Err((w.unknown_code, Offset(-1), Offset(-1)));
+    if w.topic.is_none() {
+        return unknown;
+    }
+    let (offset, max) = (w.offset, w.max_bytes);
+    on_partition(&s, w.topic.as_ref(), w.partition, move |p| async move {
+        let read = p.fetch(offset, max, 0, Duration::ZERO).await;
+        Ok(read.map_err(|e| {
+            (
+                errors::storage(&e),
+                p.log.high_watermark(),
+                p.log.log_start(),
+            )
+        }))
+    })
+    .await
+    .unwrap_or_else(|code| Err((code, Offset(-1), Offset(-1))))
 }
 
 /// Returns when any wanted partition has data past its fetch offset, or after `timeout`.
@@ -124,19 +117,14 @@ async fn wait_any(s: &Rc<Shard>, wants: &[Want], timeout: Duration) {
     let listener = woke.0.listen();
     let mut tasks = Vec::new();
     for w in wants {
-        let Some(topic) = w.topic.as_ref().filter(|t| w.partition < t.partitions) else {
-            continue;
-        };
-        let (id, index, offset) = (topic.id, w.partition, w.offset);
+        let (offset, topic, index) = (w.offset, w.topic.clone(), w.partition);
         let (s, woke) = (s.clone(), woke.clone());
         tasks.push(runtime::spawn(async move {
-            let _ = s
-                .on(s.owner_of(&id, index), move |s| async move {
-                    if let Some(p) = s.partition(&id, index) {
-                        p.log.wait_for_data(offset, timeout).await;
-                    }
-                })
-                .await;
+            let _ = on_partition(&s, topic.as_ref(), index, move |p| async move {
+                p.log.wait_for_data(offset, timeout).await;
+                Ok(())
+            })
+            .await;
             woke.1.set(true);
             woke.0.notify(usize::MAX);
         }));

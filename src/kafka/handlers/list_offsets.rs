@@ -9,54 +9,43 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::join_all;
+use super::{on_partition, per_partition};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
 pub async fn handle(s: Rc<Shard>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let snap = s.metadata();
-    let mut shapes = Vec::new();
-    let mut futs = Vec::new();
-    for t in req.topics {
-        let topic = snap.topic(&t.name.0).cloned();
-        shapes.push((t.name, t.partitions.len()));
-        for p in t.partitions {
-            let (s, topic) = (s.clone(), topic.clone());
-            futs.push(async move {
-                let base = ListOffsetsPartitionResponse::default()
-                    .with_partition_index(p.partition_index)
-                    .with_timestamp(-1)
-                    .with_offset(-1);
-                let Some(topic) =
-                    topic.filter(|t| p.partition_index >= 0 && p.partition_index < t.partitions)
-                else {
-                    return base.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION);
-                };
-                let (id, index, ts) = (topic.id, p.partition_index, p.timestamp);
-                let r = s
-                    .on(s.owner_of(&id, index), move |s| async move {
-                        let p = s
-                            .partition(&id, index)
-                            .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
-                        p.offset_for(ts).await.map_err(|e| errors::storage(&e))
-                    })
-                    .await
-                    .unwrap_or_else(|g| Err(errors::shard_gone(&g)));
-                match r {
-                    Ok(Some((o, t))) => base.with_offset(o.get()).with_timestamp(t.get()),
-                    Ok(None) => base,
-                    Err(code) => base.with_error_code(code),
-                }
-            });
-        }
-    }
-    let mut results = join_all(futs).await.into_iter();
-    let topics = shapes
+    let topics = req
+        .topics
         .into_iter()
-        .map(|(name, n)| {
+        .map(|t| (t.name, t.partitions))
+        .collect();
+    let results = per_partition(topics, |name, p| {
+        let (s, topic) = (s.clone(), snap.topic(name).cloned());
+        async move {
+            let base = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1);
+            let ts = p.timestamp;
+            let r = on_partition(&s, topic.as_ref(), p.partition_index, move |p| async move {
+                p.offset_for(ts).await.map_err(|e| errors::storage(&e))
+            })
+            .await;
+            match r {
+                Ok(Some((o, t))) => base.with_offset(o.get()).with_timestamp(t.get()),
+                Ok(None) => base,
+                Err(code) => base.with_error_code(code),
+            }
+        }
+    })
+    .await;
+    let topics = results
+        .into_iter()
+        .map(|(name, parts)| {
             ListOffsetsTopicResponse::default()
                 .with_name(name)
-                .with_partitions(results.by_ref().take(n).collect())
+                .with_partitions(parts)
         })
         .collect();
     Some(ListOffsetsResponse::default().with_topics(topics))
