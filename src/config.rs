@@ -38,7 +38,7 @@ pub struct Cli {
     /// Partitions of an auto-created topic (num.partitions) [default: 1]
     #[arg(long, env = "SHARDLOG_NUM_PARTITIONS", value_name = "N")]
     pub num_partitions: Option<i32>,
-    /// Create topics on first Metadata/Produce request (auto.create.topics.enable) [default: true]
+    /// Create unknown topics when a Metadata request names them (auto.create.topics.enable) [default: true]
     #[arg(long, env = "SHARDLOG_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
     /// Largest request frame accepted, bytes (socket.request.max.bytes) [default: 104857600]

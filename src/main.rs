@@ -18,6 +18,14 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic on any shard ends the process: half a broker (some partitions unreachable)
+    // is worse than a restart, and recovery makes a crash safe.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        tracing::error!("panic: {info}; aborting");
+        std::process::abort();
+    }));
     let config = Arc::new(Config::from_cli(Cli::parse())?);
     std::fs::create_dir_all(&config.data_dir)?;
     let registry = match store::load(&config.data_dir)? {
@@ -32,6 +40,9 @@ fn main() -> anyhow::Result<()> {
             fresh
         }
     };
+    for orphan in store::remove_orphans(&config.data_dir, &registry)? {
+        tracing::warn!(dir = %orphan.display(), "removed a partition directory of no known topic");
+    }
     let boot = Boot {
         config: config.clone(),
         cluster_id: registry.cluster_id.clone(),

@@ -1,6 +1,7 @@
 //! Real Kafka clients against the real broker: kcat (Debian's librdkafka), confluent-kafka
 //! (current librdkafka), kafka-python, and kafkajs running the seed walkthrough code.
-//! .ci/run installs them; a missing client fails the test (nothing is skipped).
+//! tests/setup-clients.sh (run by tests/run-all.sh) installs them; a missing client fails the
+//! test (nothing is skipped).
 
 mod harness;
 

@@ -39,8 +39,14 @@ pub fn first_record_at_or_after(b: &[u8], ts: i64) -> Option<(Offset, TimestampM
         let ts_delta = varint(b, &mut p)?;
         let off_delta = varint(b, &mut p)?;
         let t = h.base_timestamp.0.checked_add(ts_delta)?;
+        if !(0..=i64::from(h.last_offset_delta)).contains(&off_delta) {
+            return None; // producer-supplied delta outside the batch: not trusted
+        }
         if t >= ts {
-            return Some((h.base_offset.plus(off_delta), TimestampMs(t)));
+            return Some((
+                Offset(h.base_offset.0.checked_add(off_delta)?),
+                TimestampMs(t),
+            ));
         }
         at = end;
     }

@@ -79,6 +79,7 @@ impl TopicConfigs {
                 self.0.remove(name);
             }
             Some(v) => {
+                let v = v.trim();
                 check(spec, v)?;
                 self.0.insert(name.to_string(), v.to_string());
             }
@@ -94,9 +95,16 @@ impl TopicConfigs {
         }
     }
 
+    /// A numeric config; a stored value that does not parse (an older or hand-edited registry)
+    /// falls back to the default rather than taking the broker down.
     fn long(&self, name: &str) -> i64 {
         let spec = spec_of(name).expect("known config");
-        self.get(spec).0.parse().expect("validated on set")
+        let default = || spec.default.parse().expect("defaults parse");
+        self.get(spec)
+            .0
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| default())
     }
 
     /// compression.type: "producer" keeps what the producer sent.
@@ -170,6 +178,14 @@ mod tests {
         ));
         assert!(c.set("retention.ms", Some("abc")).is_err());
         assert!(c.set("compression.type", Some("brotli")).is_err());
+        c.set("retention.ms", Some(" 1000 ")).unwrap();
+        assert_eq!(c.log_config().retention_ms, 1000, "stored trimmed");
+        c.0.insert("segment.ms".into(), "garbage".into());
+        assert_eq!(
+            c.log_config().segment_ms,
+            604_800_000,
+            "unparsable falls back"
+        );
         c.set("retention.ms", None).unwrap();
         assert_eq!(c.log_config().retention_ms, 604_800_000);
     }

@@ -40,6 +40,35 @@ pub fn save(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<()> {
     std::fs::File::open(&d)?.sync_all()
 }
 
+/// Removes partition directories (`<topic>-<n>`) that the registry does not know: left by a
+/// crash between persisting a topic deletion and deleting its files. Without this, re-creating
+/// a topic of the same name would open the old records.
+pub fn remove_orphans(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<i32>() else {
+            continue;
+        };
+        let known = reg
+            .topics
+            .iter()
+            .any(|t| t.name == topic && index < t.partitions);
+        if !known && super::valid_topic_name(topic) {
+            std::fs::remove_dir_all(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +90,13 @@ mod tests {
         };
         save(dir.path(), &reg).unwrap();
         let back = load(dir.path()).unwrap().unwrap();
-        assert_eq!((back.version, back.topics), (3, reg.topics));
+        assert_eq!((back.version, back.topics.clone()), (3, reg.topics.clone()));
+        for d in ["t-0", "t-1", "t-2", "gone-0", "my-topic-0", "notes"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let removed = remove_orphans(dir.path(), &back).unwrap();
+        assert_eq!(removed.len(), 3, "t-2, gone-0, my-topic-0: {removed:?}");
+        assert!(dir.path().join("t-1").exists() && dir.path().join("notes").exists());
+        assert!(dir.path().join("__cluster").exists());
     }
 }

@@ -83,10 +83,8 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         let s = shard.clone();
         let task = runtime::spawn(async move {
-            s.inflight.set(s.inflight.get() + 1);
-            let r = dispatch::handle(&s, frame).await;
-            s.inflight.set(s.inflight.get() - 1);
-            r
+            let _counted = Inflight::enter(&s);
+            dispatch::handle(&s, frame).await
         });
         if tx.send(task).await.is_err() {
             break;
@@ -94,6 +92,22 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     }
     drop(tx);
     writer.await;
+}
+
+/// Counts a request as in flight on its shard until dropped (also when the task is cancelled).
+struct Inflight<'a>(&'a Shard);
+
+impl<'a> Inflight<'a> {
+    fn enter(s: &'a Shard) -> Self {
+        s.inflight.set(s.inflight.get() + 1);
+        Inflight(s)
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.set(self.0.inflight.get() - 1);
+    }
 }
 
 /// Reads one size-prefixed frame; Ok(None) at a clean end of stream. A size outside

@@ -124,7 +124,10 @@ impl Shard {
             let part = self.partitions.borrow_mut().remove(&key);
             if let Some(part) = part {
                 let _ = part.log.close().await;
-                let _ = std::fs::remove_dir_all(part.log.dir());
+                if let Err(e) = std::fs::remove_dir_all(part.log.dir()) {
+                    // Left for the boot-time orphan sweep (metadata::store::remove_orphans).
+                    tracing::warn!(dir = %part.log.dir().display(), error = %e, "could not delete partition");
+                }
             }
         }
         for topic in snap.topics.values() {
@@ -226,7 +229,8 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         })
         .detach();
     }
-    let listener = runtime::spawn(crate::net::accept_loop(shard.clone())).detach();
+    // Kept (not detached): dropping the task cancels the accept loop at shutdown.
+    let listener = runtime::spawn(crate::net::accept_loop(shard.clone()));
     housekeeping(&shard, &boot.shutdown).await;
     shard.stopping.set(true);
     drop(listener);

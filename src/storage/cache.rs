@@ -1,8 +1,8 @@
 //! The tail cache: the most recent batches of a partition, kept as the `Bytes` the producer sent.
 //!
 //! Consumers that keep up read from here and never touch the disk; a batch enters at append
-//! (zero-copy: the same `Bytes` as the produce request frame) and leaves when the byte bound is
-//! exceeded, oldest first. The cache is always a contiguous run of the log's newest batches.
+//! (the same `Bytes` the log writes from: its offsets are rewritten in place once, no further
+//! copies) and leaves when the byte bound is exceeded, oldest first. The cache is always a contiguous run of the log's newest batches.
 
 use std::collections::VecDeque;
 

@@ -93,6 +93,8 @@ struct Inner {
     /// Set by `abandon`: the flusher stops where it is, as if the process died.
     abandoned: Cell<bool>,
     flusher_done: Cell<bool>,
+    /// The log start last written to the checkpoint file (None: not this run).
+    checkpointed_start: Cell<Option<Offset>>,
 }
 
 #[derive(Clone)]
@@ -136,6 +138,7 @@ impl PartitionLog {
             closing: Cell::new(false),
             abandoned: Cell::new(false),
             flusher_done: Cell::new(false),
+            checkpointed_start: Cell::new(None),
         });
         io::spawn(run_flusher(inner.clone())).detach();
         Ok(PartitionLog { inner })
@@ -368,16 +371,22 @@ impl PartitionLog {
     /// Applies segment.ms, retention.ms, retention.bytes and the log start: rolls an expired
     /// active segment and deletes the segments that may go. Run periodically by the owner.
     pub async fn enforce_retention(&self, now: TimestampMs) -> Result<()> {
+        let before = self.inner.checkpointed_start.get();
         let removed = {
             let mut st = self.inner.state.borrow_mut();
             st.roll_if_expired(now);
             st.plan_retention(now)
         };
         self.inner.work.notify(1);
+        if removed.is_empty() && before == Some(self.log_start()) {
+            return Ok(());
+        }
         // Checkpoint the new start before deleting anything: a crash in between must not
         // reopen at the old start with its segments gone (offsets would be reused).
-        let cp = recovery::encode_checkpoint(self.log_start());
+        let start = self.log_start();
+        let cp = recovery::encode_checkpoint(start);
         io::write_small_atomic(&self.inner.dir, recovery::LOG_START_FILE, cp).await?;
+        self.inner.checkpointed_start.set(Some(start));
         for base in &removed {
             self.inner.files.borrow_mut().remove(base);
             recovery::delete_segment_files(&self.inner.dir, *base).await?;

@@ -74,7 +74,17 @@ pub async fn handle(s: Rc<Shard>, req: FetchRequest, version: i16) -> Option<Fet
         if total >= min_bytes.max(1) || errored || now >= deadline || s.stopping.get() {
             break;
         }
-        wait_any(&s, &wants, deadline - now).await;
+        // Wait for each partition to grow past what this read saw (not past the fetch
+        // offset: a partition holding less than min_bytes must not wake the poll at once).
+        let seen: Vec<Offset> = wants
+            .iter()
+            .zip(&results)
+            .map(|(w, r)| {
+                r.as_ref()
+                    .map_or(w.offset, |f| f.high_watermark.max(w.offset))
+            })
+            .collect();
+        wait_any(&s, &wants, &seen, deadline - now).await;
         results = read_all(&s, &wants).await;
     }
     Some(respond(
@@ -111,13 +121,14 @@ async fn read_one(s: Rc<Shard>, w: Want) -> PartResult {
     .unwrap_or_else(|code| Err((code, Offset(-1), Offset(-1))))
 }
 
-/// Returns when any wanted partition has data past its fetch offset, or after `timeout`.
-async fn wait_any(s: &Rc<Shard>, wants: &[Want], timeout: Duration) {
+/// Returns when any wanted partition's high watermark passes its `seen` offset, or after
+/// `timeout`.
+async fn wait_any(s: &Rc<Shard>, wants: &[Want], seen: &[Offset], timeout: Duration) {
     let woke = Rc::new((Event::new(), Cell::new(false)));
     let listener = woke.0.listen();
     let mut tasks = Vec::new();
-    for w in wants {
-        let (offset, topic, index) = (w.offset, w.topic.clone(), w.partition);
+    for (w, &offset) in wants.iter().zip(seen) {
+        let (topic, index) = (w.topic.clone(), w.partition);
         let (s, woke) = (s.clone(), woke.clone());
         tasks.push(runtime::spawn(async move {
             let _ = on_partition(&s, topic.as_ref(), index, move |p| async move {
