@@ -6,8 +6,8 @@ use std::rc::Rc;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
+use super::admin_outcome;
 use super::describe_configs::RESOURCE_TOPIC;
-use super::str_bytes;
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
@@ -31,12 +31,8 @@ pub async fn handle(s: Rc<Shard>, req: AlterConfigsRequest) -> Option<AlterConfi
                 .collect(),
             replace: true,
         };
-        out.push(match s.admin(change, req.validate_only).await {
-            Ok(_) => base,
-            Err(e) => base
-                .with_error_code(errors::admin(&e))
-                .with_error_message(Some(str_bytes(&e.to_string()))),
-        });
+        let (code, message) = admin_outcome(&s.admin(change, req.validate_only).await);
+        out.push(base.with_error_code(code).with_error_message(message));
     }
     Some(AlterConfigsResponse::default().with_responses(out))
 }

@@ -6,8 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use super::str_bytes;
-use crate::kafka::errors;
+use super::admin_outcome;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
@@ -22,12 +21,8 @@ pub async fn handle(
             count: t.count,
         };
         let base = CreatePartitionsTopicResult::default().with_name(t.name);
-        out.push(match s.admin(change, req.validate_only).await {
-            Ok(_) => base,
-            Err(e) => base
-                .with_error_code(errors::admin(&e))
-                .with_error_message(Some(str_bytes(&e.to_string()))),
-        });
+        let (code, message) = admin_outcome(&s.admin(change, req.validate_only).await);
+        out.push(base.with_error_code(code).with_error_message(message));
     }
     Some(CreatePartitionsResponse::default().with_results(out))
 }

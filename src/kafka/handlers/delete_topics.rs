@@ -6,7 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
-use super::{str_bytes, topic_name};
+use super::{admin_outcome, topic_name};
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
@@ -36,12 +36,12 @@ pub async fn handle(s: Rc<Shard>, req: DeleteTopicsRequest) -> Option<DeleteTopi
             continue;
         };
         let topic_id = snap.topic(&resolved).map_or(id, |t| t.id);
-        out.push(match s.admin(Change::DeleteTopic(resolved), false).await {
-            Ok(_) => base.with_topic_id(topic_id),
-            Err(e) => base
-                .with_error_code(errors::admin(&e))
-                .with_error_message(Some(str_bytes(&e.to_string()))),
-        });
+        let (code, message) = admin_outcome(&s.admin(Change::DeleteTopic(resolved), false).await);
+        out.push(
+            base.with_topic_id(topic_id)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
     }
     Some(DeleteTopicsResponse::default().with_responses(out))
 }

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
+use super::admin_outcome;
 use super::describe_configs::RESOURCE_TOPIC;
-use super::str_bytes;
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
@@ -46,12 +46,8 @@ pub async fn handle(
                 .collect(),
             replace: false,
         };
-        out.push(match s.admin(change, req.validate_only).await {
-            Ok(_) => base,
-            Err(e) => base
-                .with_error_code(errors::admin(&e))
-                .with_error_message(Some(str_bytes(&e.to_string()))),
-        });
+        let (code, message) = admin_outcome(&s.admin(change, req.validate_only).await);
+        out.push(base.with_error_code(code).with_error_message(message));
     }
     Some(IncrementalAlterConfigsResponse::default().with_responses(out))
 }

@@ -93,6 +93,14 @@ where
     out
 }
 
+/// The (error code, error message) pair an admin change answers with.
+pub fn admin_outcome<T>(r: &Result<T, crate::shard::AdminError>) -> (i16, Option<StrBytes>) {
+    match r {
+        Ok(_) => (errors::NONE, None),
+        Err(e) => (errors::admin(e), Some(str_bytes(&e.to_string()))),
+    }
+}
+
 pub fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
