@@ -47,8 +47,8 @@ fn decodable(api: ApiKey, version: i16) -> bool {
         && version >= api.valid_versions().min
 }
 
-/// Handles one request frame (size prefix already removed). Ok(None): no response (acks=0).
-pub async fn handle(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>, Close> {
+/// Peeks the API key and version, decodes the request header, and returns them with the body.
+fn split_header(mut frame: Bytes) -> Result<(ApiKey, i16, RequestHeader, Bytes), Close> {
     if frame.len() < 8 {
         return Err(Close("request shorter than its header".into()));
     }
@@ -57,6 +57,12 @@ pub async fn handle(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>
     let api = ApiKey::try_from(key).map_err(|_| Close(format!("unknown API key {key}")))?;
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| Close(format!("bad request header: {e}")))?;
+    Ok((api, version, header, frame))
+}
+
+/// Handles one request frame (size prefix already removed). Ok(None): no response (acks=0).
+pub async fn handle(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, Close> {
+    let (api, version, header, frame) = split_header(frame)?;
     let corr = header.correlation_id;
     if api == ApiKey::ApiVersions && !decodable(api, version) {
         let body = handlers::api_versions::unsupported();
@@ -152,15 +158,8 @@ pub async fn handle(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>
 
 /// Decodes a request frame as `handle` would, without handling it: the fuzzing entry point
 /// (tests/fuzz) and its proptest twin. Never panics, whatever the bytes.
-pub fn decode_request(mut frame: Bytes) -> Result<ApiKey, Close> {
-    if frame.len() < 8 {
-        return Err(Close("short".into()));
-    }
-    let key = i16::from_be_bytes([frame[0], frame[1]]);
-    let v = i16::from_be_bytes([frame[2], frame[3]]);
-    let api = ApiKey::try_from(key).map_err(|_| Close("unknown key".into()))?;
-    RequestHeader::decode(&mut frame, api.request_header_version(v))
-        .map_err(|e| Close(e.to_string()))?;
+pub fn decode_request(frame: Bytes) -> Result<ApiKey, Close> {
+    let (api, v, _, frame) = split_header(frame)?;
     if !decodable(api, v) {
         return Err(Close("unsupported version".into()));
     }

@@ -3,7 +3,6 @@
 //! runs on the owner and returns `Send` values so results can cross back to the caller's shard.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -70,23 +69,9 @@ impl Partition {
         })
     }
 
-    /// Reads from `offset`; if fewer than `min_bytes` are there, waits up to `wait` for more.
-    pub async fn fetch(
-        &self,
-        offset: Offset,
-        max_bytes: usize,
-        min_bytes: usize,
-        wait: Duration,
-    ) -> Result<Fetched, StorageError> {
-        let mut got = self.read(offset, max_bytes).await?;
-        if got.bytes() < min_bytes.max(1) && !wait.is_zero() {
-            self.log.wait_for_data(offset, wait).await;
-            got = self.read(offset, max_bytes).await?;
-        }
-        Ok(got)
-    }
-
-    async fn read(&self, offset: Offset, max_bytes: usize) -> Result<Fetched, StorageError> {
+    /// Whole batches from `offset` up to `max_bytes` (the first batch always). The Fetch
+    /// handler does the long poll, across all the partitions of a request.
+    pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<Fetched, StorageError> {
         let r = self.log.read(offset, max_bytes.max(1)).await?;
         Ok(Fetched {
             high_watermark: r.high_watermark,

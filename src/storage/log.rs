@@ -394,12 +394,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Stops the flusher after its current action and writes nothing more, leaving the files
-    /// as a crash (kill -9) would. For crash tests; a real shutdown calls `close`.
-    pub async fn abandon(&self) {
-        self.inner.abandoned.set(true);
-        self.inner.closing.set(true);
-        self.inner.work.notify(1);
+    async fn flusher_stopped(&self) {
         while !self.inner.flusher_done.get() {
             let listener = self.inner.progress.listen();
             if self.inner.flusher_done.get() {
@@ -409,18 +404,21 @@ impl PartitionLog {
         }
     }
 
+    /// Stops the flusher after its current action and writes nothing more, leaving the files
+    /// as a crash (kill -9) would. For crash tests; a real shutdown calls `close`.
+    pub async fn abandon(&self) {
+        self.inner.abandoned.set(true);
+        self.inner.closing.set(true);
+        self.inner.work.notify(1);
+        self.flusher_stopped().await;
+    }
+
     /// Clean shutdown: stops appends, writes and syncs everything queued, writes the active
     /// segment's indexes and the clean-shutdown marker so the next open scans nothing.
     pub async fn close(&self) -> Result<()> {
         self.inner.closing.set(true);
         self.inner.work.notify(1);
-        while !self.inner.flusher_done.get() {
-            let listener = self.inner.progress.listen();
-            if self.inner.flusher_done.get() {
-                break;
-            }
-            listener.await;
-        }
+        self.flusher_stopped().await;
         if self.inner.state.borrow().is_failed() {
             return Err(StorageError::LogDirFailed(self.inner.dir.clone()));
         }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -79,9 +79,4 @@ impl Client {
         let mut b = [0u8; 1];
         matches!(self.stream.read(&mut b), Ok(0) | Err(_))
     }
-}
-
-/// Reads a frame's i32 at `at` (tests peek at raw responses).
-pub fn i32_at(b: &Bytes, at: usize) -> i32 {
-    (&b[at..at + 4]).get_i32()
 }

@@ -108,7 +108,7 @@ async fn read_one(s: Rc<Shard>, w: Want) -> PartResult {
     }
     let (offset, max) = (w.offset, w.max_bytes);
     on_partition(&s, w.topic.as_ref(), w.partition, move |p| async move {
-        let read = p.fetch(offset, max, 0, Duration::ZERO).await;
+        let read = p.read(offset, max).await;
         Ok(read.map_err(|e| {
             (
                 errors::storage(&e),
