@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::group::GroupConfig;
+
 /// Command line. Every flag can also come from the environment or the TOML file.
 #[derive(Parser, Debug, Clone, Default)]
 #[command(
@@ -47,6 +49,20 @@ pub struct Cli {
     /// This broker's node id [default: 1]
     #[arg(long, env = "SHARDLOG_NODE_ID", value_name = "ID")]
     pub node_id: Option<i32>,
+    /// How long a new consumer group waits for more members before its first rebalance
+    /// (group.initial.rebalance.delay.ms) [default: 3000]
+    #[arg(
+        long,
+        env = "SHARDLOG_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        value_name = "MS"
+    )]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
+    /// Smallest session timeout a consumer may ask for (group.min.session.timeout.ms) [default: 6000]
+    #[arg(long, env = "SHARDLOG_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// How long committed offsets of an empty group are kept (offsets.retention.minutes) [default: 10080]
+    #[arg(long, env = "SHARDLOG_OFFSETS_RETENTION_MINUTES", value_name = "MIN")]
+    pub offsets_retention_minutes: Option<i64>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -62,6 +78,9 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     request_bytes_max: Option<usize>,
     node_id: Option<i32>,
+    group_initial_rebalance_delay_ms: Option<i64>,
+    group_min_session_timeout_ms: Option<i32>,
+    offsets_retention_minutes: Option<i64>,
 }
 
 /// Resolved settings.
@@ -85,6 +104,8 @@ pub struct Config {
     pub fetch_wait_ms_max: u64,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
+    /// Consumer-group coordinator settings.
+    pub group: GroupConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +124,7 @@ impl Config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let group = group_config(&cli, &file)?;
         let listen = cli
             .listen
             .or(file.listen)
@@ -147,8 +169,43 @@ impl Config {
             mesh_channel_capacity: 1024,
             fetch_wait_ms_max: 30_000,
             retention_check_ms: 1_000,
+            group,
         })
     }
+}
+
+fn group_config(cli: &Cli, file: &FileConfig) -> Result<GroupConfig, ConfigError> {
+    let mut g = GroupConfig::default();
+    if let Some(d) = cli
+        .group_initial_rebalance_delay_ms
+        .or(file.group_initial_rebalance_delay_ms)
+    {
+        g.initial_rebalance_delay_ms = d.max(0);
+    }
+    if let Some(t) = cli
+        .group_min_session_timeout_ms
+        .or(file.group_min_session_timeout_ms)
+    {
+        if t < 1 || t > g.session_timeout_ms_max {
+            return Err(ConfigError::Invalid(format!(
+                "group_min_session_timeout_ms must be 1..={}, not {t}",
+                g.session_timeout_ms_max
+            )));
+        }
+        g.session_timeout_ms_min = t;
+    }
+    if let Some(m) = cli
+        .offsets_retention_minutes
+        .or(file.offsets_retention_minutes)
+    {
+        if m < 1 {
+            return Err(ConfigError::Invalid(
+                "offsets_retention_minutes must be ≥ 1".into(),
+            ));
+        }
+        g.offsets_retention_ms = m.saturating_mul(60_000);
+    }
+    Ok(g)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

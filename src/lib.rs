@@ -16,6 +16,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod group;
 pub mod kafka;
 pub mod metadata;
 pub mod net;

@@ -36,6 +36,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The versions of `api` we can actually decode: the advertised range, but never below what
@@ -60,10 +71,15 @@ fn split_header(mut frame: Bytes) -> Result<(ApiKey, i16, RequestHeader, Bytes),
     Ok((api, version, header, frame))
 }
 
-/// Handles one request frame (size prefix already removed). Ok(None): no response (acks=0).
-pub async fn handle(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, Close> {
+/// Handles one request frame (size prefix already removed) from a client at `peer`
+/// ("/1.2.3.4"). Ok(None): no response (acks=0).
+pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Option<Bytes>, Close> {
     let (api, version, header, frame) = split_header(frame)?;
     let corr = header.correlation_id;
+    let ctx = handlers::Ctx {
+        client_id: header.client_id.as_deref().unwrap_or_default().to_string(),
+        client_host: peer.to_string(),
+    };
     if api == ApiKey::ApiVersions && !decodable(api, version) {
         let body = handlers::api_versions::unsupported();
         return encode(ApiKey::ApiVersions, 0, corr, &body).map(Some);
@@ -152,6 +168,76 @@ pub async fn handle(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, Cl
             })
             .await
         }
+        _ => handle_group_api(s, api, version, corr, body, ctx).await,
+    }
+}
+
+/// The consumer-group APIs (see `group`).
+async fn handle_group_api(
+    s: Rc<Shard>,
+    api: ApiKey,
+    version: i16,
+    corr: i32,
+    body: Bytes,
+    ctx: handlers::Ctx,
+) -> Result<Option<Bytes>, Close> {
+    use handlers::*;
+    match api {
+        ApiKey::FindCoordinator => {
+            run(api, version, corr, body, |r| {
+                find_coordinator::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::JoinGroup => {
+            run(api, version, corr, body, |r| {
+                join_group::handle(s, r, version, ctx)
+            })
+            .await
+        }
+        ApiKey::SyncGroup => {
+            run(api, version, corr, body, |r| {
+                sync_group::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::Heartbeat => run(api, version, corr, body, |r| heartbeat::handle(s, r)).await,
+        ApiKey::LeaveGroup => {
+            run(api, version, corr, body, |r| {
+                leave_group::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::OffsetCommit => {
+            run(api, version, corr, body, |r| {
+                offset_commit::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::OffsetFetch => {
+            run(api, version, corr, body, |r| {
+                offset_fetch::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::DescribeGroups => {
+            run(api, version, corr, body, |r| {
+                describe_groups::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::ListGroups => {
+            run(api, version, corr, body, |r| {
+                list_groups::handle(s, r, version)
+            })
+            .await
+        }
+        ApiKey::DeleteGroups => {
+            run(api, version, corr, body, |r| delete_groups::handle(s, r)).await
+        }
+        ApiKey::OffsetDelete => {
+            run(api, version, corr, body, |r| offset_delete::handle(s, r)).await
+        }
         other => Err(Close(format!("{other:?} has no handler"))),
     }
 }
@@ -203,6 +289,17 @@ pub fn decode_request(frame: Bytes) -> Result<ApiKey, Close> {
         ApiKey::CreatePartitions => body::<CreatePartitionsRequest>(frame, v),
         ApiKey::IncrementalAlterConfigs => body::<IncrementalAlterConfigsRequest>(frame, v),
         ApiKey::DescribeCluster => body::<DescribeClusterRequest>(frame, v),
+        ApiKey::OffsetCommit => body::<OffsetCommitRequest>(frame, v),
+        ApiKey::OffsetFetch => body::<OffsetFetchRequest>(frame, v),
+        ApiKey::FindCoordinator => body::<FindCoordinatorRequest>(frame, v),
+        ApiKey::JoinGroup => body::<JoinGroupRequest>(frame, v),
+        ApiKey::Heartbeat => body::<HeartbeatRequest>(frame, v),
+        ApiKey::LeaveGroup => body::<LeaveGroupRequest>(frame, v),
+        ApiKey::SyncGroup => body::<SyncGroupRequest>(frame, v),
+        ApiKey::DescribeGroups => body::<DescribeGroupsRequest>(frame, v),
+        ApiKey::ListGroups => body::<ListGroupsRequest>(frame, v),
+        ApiKey::DeleteGroups => body::<DeleteGroupsRequest>(frame, v),
+        ApiKey::OffsetDelete => body::<OffsetDeleteRequest>(frame, v),
         _ => Err(Close("no handler".into())),
     }?;
     Ok(api)

@@ -3,6 +3,7 @@
 use kafka_protocol::ResponseError as E;
 
 use super::compression::CompressionError;
+use crate::group::GroupError;
 use crate::metadata::ConfigError;
 use crate::shard::{AdminError, ShardGone};
 use crate::storage::StorageError;
@@ -39,6 +40,31 @@ pub fn compression(e: &CompressionError) -> i16 {
         CompressionError::Corrupt(_) => E::CorruptMessage.code(),
         CompressionError::TooLarge(_) => E::MessageTooLarge.code(),
     }
+}
+
+pub fn group(e: &GroupError) -> i16 {
+    match e {
+        GroupError::InvalidGroupId => E::InvalidGroupId.code(),
+        GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout.code(),
+        GroupError::UnknownMemberId => E::UnknownMemberId.code(),
+        GroupError::MemberIdRequired => E::MemberIdRequired.code(),
+        GroupError::IllegalGeneration => E::IllegalGeneration.code(),
+        GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol.code(),
+        GroupError::RebalanceInProgress => E::RebalanceInProgress.code(),
+        GroupError::FencedInstanceId => E::FencedInstanceId.code(),
+        GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached.code(),
+        GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable.code(),
+        GroupError::GroupIdNotFound => E::GroupIdNotFound.code(),
+        GroupError::NonEmptyGroup => E::NonEmptyGroup.code(),
+        GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic.code(),
+        GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge.code(),
+        GroupError::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
+    }
+}
+
+/// The error code of a group outcome (NONE for success).
+pub fn group_result<T>(r: &Result<T, GroupError>) -> i16 {
+    r.as_ref().err().map_or(NONE, group)
 }
 
 pub fn shard_gone(_: &ShardGone) -> i16 {

@@ -85,17 +85,6 @@ pub fn shard_for(topic: &Uuid, partition: i32, shards: usize) -> usize {
     ((start + partition as u64) % shards as u64) as usize
 }
 
-/// Which shard coordinates a consumer group.
-pub fn shard_for_group(group: &str, shards: usize) -> usize {
-    (fnv1a(group.as_bytes()) % shards as u64) as usize
-}
-
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// Kafka's topic name rule: 1..=249 chars of [a-zA-Z0-9._-], not "." or "..".
 pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty()

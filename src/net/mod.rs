@@ -40,6 +40,10 @@ type Pending = runtime::Task<Result<Option<Bytes>, Close>>;
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    let peer: Rc<str> = match stream.peer_addr() {
+        Ok(a) => format!("/{}", a.ip()).into(),
+        Err(_) => "".into(),
+    };
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.inflight_requests_max);
     let closed = Rc::new((Cell::new(false), Event::new()));
@@ -82,9 +86,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             _ => break,
         };
         let s = shard.clone();
+        let peer = peer.clone();
         let task = runtime::spawn(async move {
             let _counted = Inflight::enter(&s);
-            dispatch::handle(&s, frame).await
+            dispatch::handle(&s, frame, &peer).await
         });
         if tx.send(task).await.is_err() {
             break;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::group::Coordinator;
 use crate::metadata::{shard_for, Snapshot, TopicMeta};
 use crate::partition::Partition;
 use crate::runtime::{self, Job, Mesh, MeshSenders};
@@ -49,6 +50,8 @@ pub struct Shard {
     this: Weak<Shard>,
     /// Only on shard 0.
     pub controller: Option<Controller>,
+    /// The consumer groups this shard coordinates (`group::shard_for_group`).
+    pub groups: Rc<Coordinator>,
     /// Requests being handled on this shard (drained before shutdown).
     pub inflight: Cell<usize>,
     pub stopping: Cell<bool>,
@@ -100,6 +103,10 @@ impl Shard {
         shard_for(topic, index, self.shards())
     }
 
+    pub fn coordinator_of(&self, group: &str) -> usize {
+        crate::group::shard_for_group(group, self.shards())
+    }
+
     fn partition_dir(&self, topic: &TopicMeta, index: i32) -> PathBuf {
         self.config
             .data_dir
@@ -120,6 +127,12 @@ impl Shard {
             .filter(|(id, p)| snap.topic_by_id(id).is_none_or(|t| *p >= t.partitions))
             .copied()
             .collect();
+        if !gone.is_empty() {
+            let snap = snap.clone();
+            self.groups
+                .forget_topics(move |t| snap.topic(t).is_some())
+                .await;
+        }
         for key in gone {
             let part = self.partitions.borrow_mut().remove(&key);
             if let Some(part) = part {
@@ -213,11 +226,16 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         senders,
         this: this.clone(),
         controller,
+        groups: Coordinator::new(id, config.shards, &config.data_dir, config.group.clone()),
         inflight: Cell::new(0),
         stopping: Cell::new(false),
     });
     if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
         tracing::error!(shard = id, error = %e, "opening partitions failed");
+        return;
+    }
+    if let Err(e) = shard.groups.start().await {
+        tracing::error!(shard = id, error = %e, "loading consumer groups failed");
         return;
     }
     for (_, rx) in receivers.streams() {
@@ -234,6 +252,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     housekeeping(&shard, &boot.shutdown).await;
     shard.stopping.set(true);
     drop(listener);
+    shard.groups.abort_parked().await;
     for _ in 0..100 {
         if shard.inflight.get() == 0 {
             break;
@@ -241,6 +260,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         runtime::sleep(Duration::from_millis(50)).await;
     }
     shard.close_all().await;
+    shard.groups.close().await;
     tracing::info!(shard = id, "shard stopped");
 }
 

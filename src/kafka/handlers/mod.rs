@@ -6,15 +6,26 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
 use std::rc::Rc;
@@ -23,6 +34,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
+use crate::group::{Coordinator, GroupError};
 use crate::kafka::errors;
 use crate::metadata::TopicMeta;
 use crate::partition::Partition;
@@ -54,6 +66,26 @@ where
     })
     .await
     .unwrap_or_else(|gone| Err(errors::shard_gone(&gone)))
+}
+
+/// Who sent a request: what JoinGroup records as the member's client id and host.
+#[derive(Clone, Debug, Default)]
+pub struct Ctx {
+    pub client_id: String,
+    /// "/1.2.3.4", as Kafka shows client hosts.
+    pub client_host: String,
+}
+
+/// Runs `f` with the coordinator of `group` on the shard that owns it.
+pub async fn on_group<T, F, Fut>(s: &Shard, group: &str, f: F) -> Result<T, GroupError>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+{
+    s.on(s.coordinator_of(group), move |s| f(s.groups.clone()))
+        .await
+        .map_err(|_| GroupError::CoordinatorNotAvailable)
 }
 
 /// Runs `f` for every partition item of every topic concurrently and regroups the results by
@@ -107,4 +139,19 @@ pub fn topic_name(s: &str) -> TopicName {
 
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+pub fn opt_str_bytes(s: Option<&str>) -> Option<StrBytes> {
+    s.map(str_bytes)
+}
+
+pub fn group_id(s: &str) -> kafka_protocol::messages::GroupId {
+    kafka_protocol::messages::GroupId(str_bytes(s))
+}
+
+/// Whether `topic` exists with partition `index` (in this shard's metadata copy).
+pub fn partition_exists(s: &Shard, topic: &str, index: i32) -> bool {
+    s.metadata()
+        .topic(topic)
+        .is_some_and(|t| index >= 0 && index < t.partitions)
 }

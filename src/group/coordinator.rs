@@ -1,0 +1,503 @@
+//! The group coordinator's I/O edge on one shard: it feeds requests and the clock to the pure
+//! [`Groups`] machine and carries out the effects it returns.
+//!
+//! - Replies: a JoinGroup or SyncGroup gets a token and a oneshot; the machine answers the
+//!   token now or from a later call (other members' requests, timers).
+//! - Records: queued per group log in machine order and written by one writer task per log,
+//!   many records per batch (group commit). Replies of a call that produced records are sent
+//!   only once those records are written, so an acknowledged commit survives kill -9.
+//! - Compaction: when a log has grown by more than `compact_bytes_min` (and twice the last
+//!   snapshot) since its last snapshot, the writer appends a snapshot of the live state of its
+//!   groups and moves the log start to it; whole segments before it are deleted.
+//! - Timers: one task sleeps until the machine's next deadline (or a wake-up) and ticks it.
+//! - Loading: at start the shard replays the group logs it serves before accepting clients.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use event_listener::Event;
+use futures_channel::oneshot;
+use futures_lite::future;
+
+use super::machine::Effects;
+use super::offsets::PartitionResults;
+use super::record::{self, Record};
+use super::*;
+use crate::runtime;
+use crate::storage::{Durability, LogConfig, PartitionLog, StorageError};
+use crate::types::{Offset, TimestampMs};
+
+/// Records waiting to be written to one group log before new requests for it wait.
+const QUEUE_RECORDS_MAX: usize = 65_536;
+/// Records per written batch.
+const BATCH_RECORDS_MAX: usize = 512;
+/// Compact a group log once it grew this much since its last snapshot (and by twice the
+/// snapshot's size).
+const COMPACT_BYTES_MIN: u64 = 16 << 20;
+/// Bytes read per step while replaying a group log.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// Settings of the partition log behind a group log.
+fn group_log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 8 << 20,
+        retention_ms: -1,
+        message_bytes_max: 64 << 20,
+        cache_bytes_max: 1 << 20,
+        pending_bytes_max: 16 << 20,
+        preallocate_bytes_step: 1 << 20,
+        ..LogConfig::default()
+    }
+}
+
+/// The directory of group log `index`.
+pub fn group_log_dir(data_dir: &Path, index: usize) -> PathBuf {
+    data_dir.join("__cluster").join(format!("groups-{index}"))
+}
+
+/// One group log and its write queue.
+struct GroupLog {
+    index: usize,
+    log: PartitionLog,
+    queue: RefCell<Vec<Record>>,
+    /// Records ever queued / written (sequence numbers for waiters).
+    queued: Cell<u64>,
+    written: Cell<u64>,
+    failed: Cell<bool>,
+    closing: Cell<bool>,
+    progress: Event,
+    work: Event,
+    grown_bytes: Cell<u64>,
+    snapshot_bytes: Cell<u64>,
+}
+
+pub struct Coordinator {
+    shard: usize,
+    shards: usize,
+    data_dir: PathBuf,
+    machine: RefCell<Groups>,
+    waiting: RefCell<HashMap<Token, oneshot::Sender<Reply>>>,
+    next_token: Cell<Token>,
+    logs: RefCell<HashMap<usize, Rc<GroupLog>>>,
+    wake: Event,
+    stopped: Cell<bool>,
+}
+
+impl Coordinator {
+    pub fn new(
+        shard: usize,
+        shards: usize,
+        data_dir: &Path,
+        config: GroupConfig,
+    ) -> Rc<Coordinator> {
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        Rc::new(Coordinator {
+            shard,
+            shards,
+            data_dir: data_dir.to_path_buf(),
+            machine: RefCell::new(Groups::new(config, TimestampMs::now(), seed)),
+            waiting: RefCell::new(HashMap::new()),
+            next_token: Cell::new(1),
+            logs: RefCell::new(HashMap::new()),
+            wake: Event::new(),
+            stopped: Cell::new(false),
+        })
+    }
+
+    /// Replays the group logs this shard serves, then starts the timer task.
+    pub async fn start(self: &Rc<Self>) -> Result<(), StorageError> {
+        for index in (0..GROUP_LOGS).filter(|i| i % self.shards == self.shard) {
+            if group_log_dir(&self.data_dir, index).exists() {
+                let log = self.open_log(index).await?;
+                self.replay(&log).await?;
+            }
+        }
+        let groups = self.machine.borrow().list().len();
+        tracing::info!(shard = self.shard, groups, "group coordinator loaded");
+        runtime::spawn(self.clone().timers()).detach();
+        Ok(())
+    }
+
+    async fn open_log(self: &Rc<Self>, index: usize) -> Result<Rc<GroupLog>, StorageError> {
+        if let Some(l) = self.logs.borrow().get(&index) {
+            return Ok(l.clone());
+        }
+        let dir = group_log_dir(&self.data_dir, index);
+        let log = PartitionLog::open(&dir, group_log_config()).await?;
+        if let Some(l) = self.logs.borrow().get(&index) {
+            return Ok(l.clone()); // opened by another caller meanwhile
+        }
+        let size = log.size_bytes();
+        let gl = Rc::new(GroupLog {
+            index,
+            log,
+            queue: RefCell::new(Vec::new()),
+            queued: Cell::new(0),
+            written: Cell::new(0),
+            failed: Cell::new(false),
+            closing: Cell::new(false),
+            progress: Event::new(),
+            work: Event::new(),
+            grown_bytes: Cell::new(size),
+            snapshot_bytes: Cell::new(0),
+        });
+        self.logs.borrow_mut().insert(index, gl.clone());
+        runtime::spawn(self.clone().writer(gl.clone())).detach();
+        Ok(gl)
+    }
+
+    async fn replay(&self, gl: &GroupLog) -> Result<(), StorageError> {
+        let mut at = gl.log.log_start();
+        let end = gl.log.next_offset();
+        let now = TimestampMs::now();
+        let mut count = 0usize;
+        while at < end {
+            let out = gl.log.read(at, REPLAY_READ_BYTES).await?;
+            if out.chunks.is_empty() {
+                break;
+            }
+            let mut bytes = bytes::BytesMut::new();
+            for c in out.chunks {
+                bytes.extend_from_slice(&c);
+            }
+            let records = record::decode_batches(bytes.freeze()).map_err(|e| {
+                StorageError::CorruptOnDisk {
+                    path: gl.log.dir().to_path_buf(),
+                    offset: at,
+                    reason: e.to_string(),
+                }
+            })?;
+            let mut m = self.machine.borrow_mut();
+            for (offset, r) in records {
+                at = Offset(offset + 1);
+                if offset >= gl.log.log_start().0 {
+                    m.replay(now, r);
+                    count += 1;
+                }
+            }
+        }
+        tracing::debug!(log = gl.index, records = count, "replayed group log");
+        Ok(())
+    }
+
+    fn park(&self) -> (Token, oneshot::Receiver<Reply>) {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        let (tx, rx) = oneshot::channel();
+        self.waiting.borrow_mut().insert(token, tx);
+        (token, rx)
+    }
+
+    /// Waits while the group's log has too much queued (backpressure before the machine
+    /// changes anything).
+    async fn admit(&self, group: &str) {
+        let Some(gl) = self.logs.borrow().get(&group_log_for(group)).cloned() else {
+            return;
+        };
+        loop {
+            let listener = gl.progress.listen();
+            if gl.queue.borrow().len() < QUEUE_RECORDS_MAX || gl.failed.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Carries out the machine's effects: queue records, wait until written, send replies.
+    /// False if the records could not be written (the replies then report an error).
+    async fn apply(self: &Rc<Self>, fx: Effects) -> bool {
+        self.wake.notify(1);
+        let ok = self.persist(fx.records).await;
+        for (token, mut reply) in fx.replies {
+            if !ok {
+                reply = match reply {
+                    Reply::Join(r) => Reply::Join(JoinReply::failed(
+                        GroupError::CoordinatorNotAvailable,
+                        r.member_id,
+                    )),
+                    Reply::Sync(_) => {
+                        Reply::Sync(SyncReply::failed(GroupError::CoordinatorNotAvailable))
+                    }
+                };
+            }
+            if let Some(tx) = self.waiting.borrow_mut().remove(&token) {
+                let _ = tx.send(reply); // the requester may have gone: nothing to do
+            }
+        }
+        ok
+    }
+
+    async fn persist(self: &Rc<Self>, records: Vec<Record>) -> bool {
+        let mut waits = Vec::new();
+        let mut by_log: HashMap<usize, Vec<Record>> = HashMap::new();
+        for r in records {
+            by_log.entry(group_log_for(r.group())).or_default().push(r);
+        }
+        for (index, recs) in by_log {
+            let Ok(gl) = self.open_log(index).await else {
+                return false;
+            };
+            let n = recs.len() as u64;
+            gl.queue.borrow_mut().extend(recs);
+            gl.queued.set(gl.queued.get() + n);
+            gl.work.notify(1);
+            waits.push((gl.clone(), gl.queued.get()));
+        }
+        for (gl, seq) in waits {
+            loop {
+                let listener = gl.progress.listen();
+                if gl.failed.get() {
+                    return false;
+                }
+                if gl.written.get() >= seq {
+                    break;
+                }
+                listener.await;
+            }
+        }
+        true
+    }
+
+    /// The writer of one group log: drains its queue in order, batch by batch.
+    async fn writer(self: Rc<Self>, gl: Rc<GroupLog>) {
+        loop {
+            let listener = gl.work.listen();
+            let records: Vec<Record> = std::mem::take(&mut *gl.queue.borrow_mut());
+            if records.is_empty() {
+                if gl.closing.get() {
+                    break;
+                }
+                listener.await;
+                continue;
+            }
+            let n = records.len() as u64;
+            let result = self.write(&gl, &records).await;
+            match result {
+                Ok(bytes) => {
+                    gl.written.set(gl.written.get() + n);
+                    gl.grown_bytes.set(gl.grown_bytes.get() + bytes);
+                }
+                Err(e) => {
+                    tracing::error!(log = gl.index, error = %e, "group log write failed");
+                    gl.failed.set(true);
+                }
+            }
+            gl.progress.notify(usize::MAX);
+            if gl.failed.get() {
+                break;
+            }
+            if let Err(e) = self.maybe_compact(&gl).await {
+                tracing::warn!(log = gl.index, error = %e, "group log compaction failed");
+            }
+        }
+        gl.progress.notify(usize::MAX);
+    }
+
+    /// Appends records in batches and waits until they are written; returns the bytes.
+    async fn write(&self, gl: &GroupLog, records: &[Record]) -> Result<u64, StorageError> {
+        let now = TimestampMs::now();
+        let mut bytes = 0u64;
+        let mut last = None;
+        for chunk in records.chunks(BATCH_RECORDS_MAX) {
+            let batch = record::encode_batch(chunk, now.0);
+            bytes += batch.len() as u64;
+            let info = gl.log.append(batch, now).await?;
+            last = Some(info.ticket);
+        }
+        if let Some(ticket) = last {
+            gl.log.wait(ticket, Durability::Policy).await?;
+        }
+        Ok(bytes)
+    }
+
+    /// Snapshot-compacts a group log that has grown enough (see the module docs).
+    async fn maybe_compact(&self, gl: &GroupLog) -> Result<(), StorageError> {
+        let threshold = COMPACT_BYTES_MIN.max(2 * gl.snapshot_bytes.get());
+        if gl.grown_bytes.get() < threshold {
+            return Ok(());
+        }
+        let index = gl.index;
+        let snapshot = self
+            .machine
+            .borrow()
+            .snapshot(|g| group_log_for(g) == index);
+        let start = gl.log.next_offset();
+        let bytes = if snapshot.is_empty() {
+            0
+        } else {
+            self.write(gl, &snapshot).await?
+        };
+        gl.log.delete_records(start, TimestampMs::now()).await?;
+        gl.snapshot_bytes.set(bytes);
+        gl.grown_bytes.set(0);
+        tracing::info!(
+            log = index,
+            records = snapshot.len(),
+            bytes,
+            "compacted group log"
+        );
+        Ok(())
+    }
+
+    /// Sleeps until the next deadline (or a wake-up) and ticks the machine.
+    async fn timers(self: Rc<Self>) {
+        while !self.stopped.get() {
+            let listener = self.wake.listen();
+            let now = TimestampMs::now();
+            if self.machine.borrow().next_deadline() <= now {
+                let fx = self.machine.borrow_mut().tick(now);
+                let me = self.clone();
+                runtime::spawn(async move {
+                    me.apply(fx).await;
+                })
+                .detach();
+            }
+            let deadline = self.machine.borrow().next_deadline();
+            let wait = Duration::from_millis((deadline.0 - now.0).clamp(1, 1000) as u64);
+            future::or(listener, runtime::sleep(wait)).await;
+        }
+    }
+
+    pub async fn join(self: &Rc<Self>, req: JoinRequest) -> JoinReply {
+        self.admit(&req.group).await;
+        let (token, rx) = self.park();
+        let member_id = req.member_id.clone();
+        let fx = self
+            .machine
+            .borrow_mut()
+            .join(TimestampMs::now(), token, req);
+        self.apply(fx).await;
+        match rx.await {
+            Ok(Reply::Join(r)) => r,
+            _ => JoinReply::failed(GroupError::CoordinatorNotAvailable, member_id),
+        }
+    }
+
+    pub async fn sync(self: &Rc<Self>, req: SyncRequest) -> SyncReply {
+        self.admit(&req.group).await;
+        let (token, rx) = self.park();
+        let fx = self
+            .machine
+            .borrow_mut()
+            .sync(TimestampMs::now(), token, req);
+        self.apply(fx).await;
+        match rx.await {
+            Ok(Reply::Sync(r)) => r,
+            _ => SyncReply::failed(GroupError::CoordinatorNotAvailable),
+        }
+    }
+
+    pub fn heartbeat(&self, group: &str, member: &MemberRef) -> Result<(), GroupError> {
+        let r = self
+            .machine
+            .borrow_mut()
+            .heartbeat(TimestampMs::now(), group, member);
+        self.wake.notify(1);
+        r
+    }
+
+    pub async fn leave(
+        self: &Rc<Self>,
+        group: &str,
+        members: &[MemberRef],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let (result, fx) = self
+            .machine
+            .borrow_mut()
+            .leave(TimestampMs::now(), group, members);
+        self.apply(fx).await;
+        result
+    }
+
+    pub async fn commit(self: &Rc<Self>, req: CommitRequest) -> Vec<Result<(), GroupError>> {
+        self.admit(&req.group).await;
+        let (results, fx) = self.machine.borrow_mut().commit(TimestampMs::now(), req);
+        if self.apply(fx).await {
+            results
+        } else {
+            vec![Err(GroupError::CoordinatorNotAvailable); results.len()]
+        }
+    }
+
+    pub fn fetch_offsets(&self, group: &str, topics: Option<TopicPartitions>) -> CommittedOffsets {
+        self.machine.borrow().fetch_offsets(group, topics)
+    }
+
+    pub fn describe(&self, group: &str) -> Option<GroupSummary> {
+        self.machine.borrow().describe(group)
+    }
+
+    pub fn list(&self) -> Vec<GroupListing> {
+        self.machine.borrow().list()
+    }
+
+    pub async fn delete_group(self: &Rc<Self>, group: &str) -> Result<(), GroupError> {
+        let (result, fx) = self.machine.borrow_mut().delete_group(group);
+        if self.apply(fx).await {
+            result
+        } else {
+            Err(GroupError::CoordinatorNotAvailable)
+        }
+    }
+
+    pub async fn delete_offsets(
+        self: &Rc<Self>,
+        group: &str,
+        topics: TopicPartitions,
+    ) -> Result<PartitionResults, GroupError> {
+        let (result, fx) = self.machine.borrow_mut().delete_offsets(group, topics);
+        if self.apply(fx).await {
+            result
+        } else {
+            Err(GroupError::CoordinatorNotAvailable)
+        }
+    }
+
+    /// Drops committed offsets of deleted topics (after a metadata change).
+    pub async fn forget_topics(self: &Rc<Self>, exists: impl Fn(&str) -> bool) {
+        let fx = self.machine.borrow_mut().forget_topics(exists);
+        if !fx.records.is_empty() {
+            self.apply(fx).await;
+        }
+    }
+
+    /// Shutdown, first step: answer parked requests so connections can drain.
+    pub async fn abort_parked(self: &Rc<Self>) {
+        self.stopped.set(true);
+        self.wake.notify(1);
+        let fx = self.machine.borrow_mut().abort_parked();
+        self.apply(fx).await;
+    }
+
+    /// Shutdown, last step: write what is queued and close the logs cleanly.
+    pub async fn close(&self) {
+        let logs: Vec<Rc<GroupLog>> = self.logs.borrow_mut().drain().map(|(_, l)| l).collect();
+        for gl in logs {
+            gl.closing.set(true);
+            gl.work.notify(1);
+            loop {
+                let listener = gl.progress.listen();
+                if gl.failed.get()
+                    || (gl.queue.borrow().is_empty() && gl.written.get() >= gl.queued.get())
+                {
+                    break;
+                }
+                listener.await;
+            }
+            if let Err(e) = gl.log.close().await {
+                tracing::error!(log = gl.index, error = %e, "closing group log failed");
+            }
+        }
+    }
+
+    /// Abandons the logs as a crash would (tests).
+    pub async fn abandon(&self) {
+        let logs: Vec<Rc<GroupLog>> = self.logs.borrow_mut().drain().map(|(_, l)| l).collect();
+        for gl in logs {
+            gl.log.abandon().await;
+        }
+    }
+}

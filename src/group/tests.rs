@@ -1,0 +1,1 @@
+//! Table-driven tests of the group state machine (filled in below).

@@ -1,0 +1,60 @@
+//! FindCoordinator (API 10): every group is coordinated by this broker (one node; inside it,
+//! the owning shard is found per request). v0-3 ask for one key, v4+ for a batch (KIP-699).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as E;
+
+use super::str_bytes;
+use crate::shard::Shard;
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+pub async fn handle(
+    s: Rc<Shard>,
+    r: FindCoordinatorRequest,
+    version: i16,
+) -> Option<FindCoordinatorResponse> {
+    let answer = |key: StrBytes| coordinator(&s, key, r.key_type);
+    if version >= 4 {
+        let coordinators = r.coordinator_keys.into_iter().map(answer).collect();
+        return Some(FindCoordinatorResponse::default().with_coordinators(coordinators));
+    }
+    let c = answer(r.key);
+    let mut resp = FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port);
+    if version >= 1 {
+        resp = resp.with_error_message(c.error_message);
+    }
+    Some(resp)
+}
+
+fn coordinator(s: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
+    let c = Coordinator::default().with_key(key);
+    let refuse = |c: Coordinator, e: E, msg: &str| {
+        c.with_error_code(e.code())
+            .with_error_message(Some(str_bytes(msg)))
+            .with_node_id(BrokerId(-1))
+            .with_host(StrBytes::default())
+            .with_port(-1)
+    };
+    match key_type {
+        KEY_TYPE_GROUP => c
+            .with_node_id(BrokerId(s.config.node_id))
+            .with_host(str_bytes(&s.config.advertised_host))
+            .with_port(s.config.advertised_port),
+        KEY_TYPE_TRANSACTION => refuse(
+            c,
+            E::CoordinatorNotAvailable,
+            "transactions are not supported",
+        ),
+        _ => refuse(c, E::InvalidRequest, "unknown coordinator key type"),
+    }
+}

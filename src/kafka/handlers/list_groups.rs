@@ -1,0 +1,55 @@
+//! ListGroups (API 16): every group of every shard, optionally filtered by state (v4+) and
+//! type (v5+; all our groups are "classic").
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
+
+use super::{group_id, join_all, str_bytes};
+use crate::group::GroupListing;
+use crate::kafka::errors;
+use crate::shard::Shard;
+
+pub async fn handle(
+    s: Rc<Shard>,
+    r: ListGroupsRequest,
+    version: i16,
+) -> Option<ListGroupsResponse> {
+    let futs = (0..s.shards()).map(|i| {
+        let s = s.clone();
+        async move { s.on(i, |s| async move { s.groups.list() }).await }
+    });
+    let mut all: Vec<GroupListing> = Vec::new();
+    let mut error = errors::NONE;
+    for r in join_all(futs).await {
+        match r {
+            Ok(groups) => all.extend(groups),
+            Err(e) => error = errors::shard_gone(&e),
+        }
+    }
+    let wanted = |filter: &[kafka_protocol::protocol::StrBytes], value: &str| {
+        filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value))
+    };
+    let groups = all
+        .into_iter()
+        .filter(|g| wanted(&r.states_filter, g.state) && wanted(&r.types_filter, "classic"))
+        .map(|g| {
+            let mut l = ListedGroup::default()
+                .with_group_id(group_id(&g.group))
+                .with_protocol_type(str_bytes(&g.protocol_type));
+            if version >= 4 {
+                l = l.with_group_state(str_bytes(g.state));
+            }
+            if version >= 5 {
+                l = l.with_group_type(str_bytes("classic"));
+            }
+            l
+        })
+        .collect();
+    Some(
+        ListGroupsResponse::default()
+            .with_error_code(error)
+            .with_groups(groups),
+    )
+}

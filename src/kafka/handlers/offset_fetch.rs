@@ -1,0 +1,134 @@
+//! OffsetFetch (API 9): committed offsets of a group (v1-7) or of several groups (v8+, each
+//! asked of its own shard). Partitions with nothing committed answer offset -1.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+
+use super::{group_id, join_all, on_group, str_bytes, topic_name};
+use crate::group::{Committed, CommittedOffsets, TopicPartitions};
+use crate::kafka::errors;
+use crate::shard::Shard;
+
+type Fetched = CommittedOffsets;
+
+pub async fn handle(
+    s: Rc<Shard>,
+    r: OffsetFetchRequest,
+    version: i16,
+) -> Option<OffsetFetchResponse> {
+    if version >= 8 {
+        let futs = r.groups.into_iter().map(|g| {
+            let s = s.clone();
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let id = g.group_id.0.to_string();
+            async move { (id.clone(), fetch(&s, id, topics).await) }
+        });
+        let groups = join_all(futs)
+            .await
+            .into_iter()
+            .map(|(id, result)| group_v8(id, result, version))
+            .collect();
+        return Some(OffsetFetchResponse::default().with_groups(groups));
+    }
+    let topics = r.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let result = fetch(&s, r.group_id.0.to_string(), topics).await;
+    Some(response_v1_7(result, version))
+}
+
+async fn fetch(s: &Shard, group: String, topics: Option<TopicPartitions>) -> Result<Fetched, i16> {
+    let g = group.clone();
+    on_group(
+        s,
+        &group,
+        move |c| async move { c.fetch_offsets(&g, topics) },
+    )
+    .await
+    .map_err(|e| errors::group(&e))
+}
+
+fn response_v1_7(result: Result<Fetched, i16>, version: i16) -> OffsetFetchResponse {
+    let (fetched, error) = match result {
+        Ok(f) => (f, errors::NONE),
+        Err(e) => (Vec::new(), e),
+    };
+    let topics = fetched
+        .into_iter()
+        .map(|(t, parts)| {
+            let parts = parts
+                .into_iter()
+                .map(|(p, c)| {
+                    let (offset, epoch, meta) = fields(c);
+                    let part = OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(offset)
+                        .with_metadata(Some(str_bytes(&meta)));
+                    if version >= 5 {
+                        part.with_committed_leader_epoch(epoch)
+                    } else {
+                        part
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name(&t))
+                .with_partitions(parts)
+        })
+        .collect();
+    let resp = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        resp.with_error_code(error)
+    } else {
+        resp
+    }
+}
+
+fn group_v8(id: String, result: Result<Fetched, i16>, _version: i16) -> OffsetFetchResponseGroup {
+    let (fetched, error) = match result {
+        Ok(f) => (f, errors::NONE),
+        Err(e) => (Vec::new(), e),
+    };
+    let topics = fetched
+        .into_iter()
+        .map(|(t, parts)| {
+            let parts = parts
+                .into_iter()
+                .map(|(p, c)| {
+                    let (offset, epoch, meta) = fields(c);
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(str_bytes(&meta)))
+                })
+                .collect();
+            OffsetFetchResponseTopics::default()
+                .with_name(topic_name(&t))
+                .with_partitions(parts)
+        })
+        .collect();
+    OffsetFetchResponseGroup::default()
+        .with_group_id(group_id(&id))
+        .with_topics(topics)
+        .with_error_code(error)
+}
+
+/// (offset, leader epoch, metadata) of a partition: -1, -1, "" when nothing is committed.
+fn fields(c: Option<Committed>) -> (i64, i32, String) {
+    match c {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
