@@ -773,7 +773,6 @@ impl Group {
         if let Some(t) = m.awaiting_sync.take() {
             fx.sync(t, SyncReply::failed(GroupError::FencedInstanceId));
         }
-        let prev_protocol = self.select_protocol();
         m.id = id.clone();
         m.protocols = req.protocols.clone();
         m.session_timeout_ms = req.session_timeout_ms;
@@ -794,7 +793,7 @@ impl Group {
         match self.state {
             State::PreparingRebalance => {}
             State::CompletingRebalance => self.prepare_rebalance(now, config, fx),
-            State::Stable if self.select_protocol() == prev_protocol => {
+            State::Stable if self.select_protocol() == self.protocol_name => {
                 let m = self.members.get_mut(&id).expect("just inserted");
                 m.awaiting_join = None;
                 let mut reply = self.join_reply(&id, false, false);
