@@ -6,7 +6,7 @@
 //! - Records: queued per group log in machine order and written by one writer task per log,
 //!   many records per batch (group commit). Replies of a call that produced records are sent
 //!   only once those records are written, so an acknowledged commit survives kill -9.
-//! - Compaction: when a log has grown by more than `compact_bytes_min` (and twice the last
+//! - Compaction: when a log has grown by more than `log_compact_bytes_min` (and twice the last
 //!   snapshot) since its last snapshot, the writer appends a snapshot of the live state of its
 //!   groups and moves the log start to it; whole segments before it are deleted.
 //! - Timers: one task sleeps until the machine's next deadline (or a wake-up) and ticks it.
@@ -34,16 +34,13 @@ use crate::types::{Offset, TimestampMs};
 const QUEUE_RECORDS_MAX: usize = 65_536;
 /// Records per written batch.
 const BATCH_RECORDS_MAX: usize = 512;
-/// Compact a group log once it grew this much since its last snapshot (and by twice the
-/// snapshot's size).
-const COMPACT_BYTES_MIN: u64 = 16 << 20;
 /// Bytes read per step while replaying a group log.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// Settings of the partition log behind a group log.
-fn group_log_config() -> LogConfig {
+fn group_log_config(config: &GroupConfig) -> LogConfig {
     LogConfig {
-        segment_bytes_max: 8 << 20,
+        segment_bytes_max: (config.log_compact_bytes_min / 2).max(64 << 10),
         retention_ms: -1,
         message_bytes_max: 64 << 20,
         cache_bytes_max: 1 << 20,
@@ -126,7 +123,8 @@ impl Coordinator {
             return Ok(l.clone());
         }
         let dir = group_log_dir(&self.data_dir, index);
-        let log = PartitionLog::open(&dir, group_log_config()).await?;
+        let config = group_log_config(self.machine.borrow().config());
+        let log = PartitionLog::open(&dir, config).await?;
         if let Some(l) = self.logs.borrow().get(&index) {
             return Ok(l.clone()); // opened by another caller meanwhile
         }
@@ -315,7 +313,8 @@ impl Coordinator {
 
     /// Snapshot-compacts a group log that has grown enough (see the module docs).
     async fn maybe_compact(&self, gl: &GroupLog) -> Result<(), StorageError> {
-        let threshold = COMPACT_BYTES_MIN.max(2 * gl.snapshot_bytes.get());
+        let min = self.machine.borrow().config().log_compact_bytes_min;
+        let threshold = min.max(2 * gl.snapshot_bytes.get());
         if gl.grown_bytes.get() < threshold {
             return Ok(());
         }
@@ -499,5 +498,92 @@ impl Coordinator {
         for gl in logs {
             gl.log.abandon().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::io::block_on;
+
+    fn commit(group: &str, offset: i64) -> CommitRequest {
+        CommitRequest {
+            group: group.into(),
+            member: MemberRef {
+                generation: -1,
+                ..MemberRef::default()
+            },
+            offsets: (0..10)
+                .map(|p| OffsetToCommit {
+                    topic: "topic".into(),
+                    partition: p,
+                    offset: offset + i64::from(p),
+                    leader_epoch: 1,
+                    metadata: Some("some metadata".into()),
+                })
+                .collect(),
+            ..CommitRequest::default()
+        }
+    }
+
+    fn log_bytes(c: &Coordinator) -> u64 {
+        c.logs.borrow().values().map(|l| l.log.size_bytes()).sum()
+    }
+
+    #[test]
+    fn commits_survive_restarts_and_compaction_bounds_the_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig {
+            log_compact_bytes_min: 128 << 10,
+            ..GroupConfig::default()
+        };
+        let groups: Vec<String> = (0..20).map(|i| format!("group-{i}")).collect();
+        let expect = |c: &Coordinator, round: i64| {
+            for g in &groups {
+                let got = c.fetch_offsets(g, None);
+                assert_eq!(got.len(), 1, "{g}");
+                let offsets: Vec<i64> = got[0]
+                    .1
+                    .iter()
+                    .map(|(_, c)| c.as_ref().unwrap().offset)
+                    .collect();
+                assert_eq!(
+                    offsets,
+                    (0..10).map(|p| round + p).collect::<Vec<_>>(),
+                    "{g}"
+                );
+            }
+        };
+        block_on(async {
+            let c = Coordinator::new(0, 1, dir.path(), config.clone());
+            c.start().await.unwrap();
+            let mut peak = 0;
+            for round in 0..400 {
+                for g in &groups {
+                    let r = c.commit(commit(g, round)).await;
+                    assert!(r.iter().all(|r| r.is_ok()));
+                }
+                peak = peak.max(log_bytes(&c));
+            }
+            // 400 rounds wrote ~8000 commits of 10 records; compaction kept a bound.
+            assert!(peak < 2 << 20, "group logs grew to {peak} bytes");
+            expect(&c, 399);
+            c.abort_parked().await;
+            c.close().await;
+        });
+        block_on(async {
+            let c = Coordinator::new(0, 1, dir.path(), config.clone());
+            c.start().await.unwrap();
+            expect(&c, 399);
+            for g in &groups {
+                c.commit(commit(g, 1000)).await;
+            }
+            c.abandon().await; // as kill -9 would leave it
+        });
+        block_on(async {
+            let c = Coordinator::new(0, 1, dir.path(), config.clone());
+            c.start().await.unwrap();
+            expect(&c, 1000);
+        });
     }
 }

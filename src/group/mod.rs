@@ -71,6 +71,9 @@ pub struct GroupConfig {
     pub offset_metadata_bytes_max: usize,
     /// Groups one shard may hold; JoinGroup/OffsetCommit creating more are refused.
     pub groups_max: usize,
+    /// A group log is compacted once it grew this much since its last snapshot (and by
+    /// twice the snapshot's size); its segments are half this size.
+    pub log_compact_bytes_min: u64,
 }
 
 impl Default for GroupConfig {
@@ -84,6 +87,7 @@ impl Default for GroupConfig {
             offsets_retention_check_ms: 600_000,
             offset_metadata_bytes_max: 4096,
             groups_max: 100_000,
+            log_compact_bytes_min: 16 << 20,
         }
     }
 }
