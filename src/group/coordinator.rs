@@ -65,6 +65,7 @@ struct GroupLog {
     written: Cell<u64>,
     failed: Cell<bool>,
     closing: Cell<bool>,
+    writer_done: Cell<bool>,
     progress: Event,
     work: Event,
     grown_bytes: Cell<u64>,
@@ -104,13 +105,13 @@ impl Coordinator {
         })
     }
 
-    /// Replays the group logs this shard serves, then starts the timer task.
+    /// Opens (creating if needed) and replays the group logs this shard serves, then starts
+    /// the timer task. Every served log is open from here on, so records can be queued
+    /// synchronously, in the order the machine produced them.
     pub async fn start(self: &Rc<Self>) -> Result<(), StorageError> {
         for index in (0..GROUP_LOGS).filter(|i| i % self.shards == self.shard) {
-            if group_log_dir(&self.data_dir, index).exists() {
-                let log = self.open_log(index).await?;
-                self.replay(&log).await?;
-            }
+            let log = self.open_log(index).await?;
+            self.replay(&log).await?;
         }
         let groups = self.machine.borrow().list().len();
         tracing::info!(shard = self.shard, groups, "group coordinator loaded");
@@ -119,15 +120,9 @@ impl Coordinator {
     }
 
     async fn open_log(self: &Rc<Self>, index: usize) -> Result<Rc<GroupLog>, StorageError> {
-        if let Some(l) = self.logs.borrow().get(&index) {
-            return Ok(l.clone());
-        }
         let dir = group_log_dir(&self.data_dir, index);
         let config = group_log_config(self.machine.borrow().config());
         let log = PartitionLog::open(&dir, config).await?;
-        if let Some(l) = self.logs.borrow().get(&index) {
-            return Ok(l.clone()); // opened by another caller meanwhile
-        }
         let size = log.size_bytes();
         let gl = Rc::new(GroupLog {
             index,
@@ -137,12 +132,16 @@ impl Coordinator {
             written: Cell::new(0),
             failed: Cell::new(false),
             closing: Cell::new(false),
+            writer_done: Cell::new(false),
             progress: Event::new(),
             work: Event::new(),
             grown_bytes: Cell::new(size),
             snapshot_bytes: Cell::new(0),
         });
-        self.logs.borrow_mut().insert(index, gl.clone());
+        assert!(
+            self.logs.borrow_mut().insert(index, gl.clone()).is_none(),
+            "group log opened twice"
+        );
         runtime::spawn(self.clone().writer(gl.clone())).detach();
         Ok(gl)
     }
@@ -204,12 +203,76 @@ impl Coordinator {
         }
     }
 
-    /// Carries out the machine's effects: queue records, wait until written, send replies.
-    /// False if the records could not be written (the replies then report an error).
-    async fn apply(self: &Rc<Self>, fx: Effects) -> bool {
-        self.wake.notify(1);
-        let ok = self.persist(fx.records).await;
-        for (token, mut reply) in fx.replies {
+    /// Carries out the machine's effects. Records are queued now, in machine order; the
+    /// replies are sent once they are written, by a detached task, so that cancelling the
+    /// request that caused them (its connection closed) cannot lose other members' replies.
+    /// The receiver says whether the records were written (the replies then report an error).
+    fn apply(self: &Rc<Self>, fx: Effects) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let waits = self.enqueue(fx.records);
+        if waits.as_ref().is_some_and(|w| w.is_empty()) {
+            self.deliver(fx.replies, true);
+            let _ = tx.send(true);
+            return rx;
+        }
+        let me = self.clone();
+        runtime::spawn(async move {
+            let ok = match waits {
+                Some(w) => Self::written(w).await,
+                None => false,
+            };
+            me.deliver(fx.replies, ok);
+            let _ = tx.send(ok);
+        })
+        .detach();
+        rx
+    }
+
+    /// Queues records on their group logs; returns what to wait for (None: a log is failed
+    /// or not served here, and nothing was queued).
+    fn enqueue(&self, records: Vec<Record>) -> Option<Vec<(Rc<GroupLog>, u64)>> {
+        let mut by_log: HashMap<usize, Vec<Record>> = HashMap::new();
+        for r in records {
+            by_log.entry(group_log_for(r.group())).or_default().push(r);
+        }
+        let logs = self.logs.borrow();
+        let ready = by_log.keys().all(|i| {
+            logs.get(i)
+                .is_some_and(|gl| !gl.failed.get() && !gl.closing.get())
+        });
+        if !ready {
+            return None;
+        }
+        let mut waits = Vec::new();
+        for (index, recs) in by_log {
+            let gl = logs[&index].clone();
+            let n = recs.len() as u64;
+            gl.queue.borrow_mut().extend(recs);
+            gl.queued.set(gl.queued.get() + n);
+            gl.work.notify(1);
+            waits.push((gl.clone(), gl.queued.get()));
+        }
+        Some(waits)
+    }
+
+    async fn written(waits: Vec<(Rc<GroupLog>, u64)>) -> bool {
+        for (gl, seq) in waits {
+            loop {
+                let listener = gl.progress.listen();
+                if gl.written.get() >= seq {
+                    break;
+                }
+                if gl.failed.get() || gl.writer_done.get() {
+                    return false;
+                }
+                listener.await;
+            }
+        }
+        true
+    }
+
+    fn deliver(&self, replies: Vec<(Token, Reply)>, ok: bool) {
+        for (token, mut reply) in replies {
             if !ok {
                 reply = match reply {
                     Reply::Join(r) => Reply::Join(JoinReply::failed(
@@ -225,38 +288,6 @@ impl Coordinator {
                 let _ = tx.send(reply); // the requester may have gone: nothing to do
             }
         }
-        ok
-    }
-
-    async fn persist(self: &Rc<Self>, records: Vec<Record>) -> bool {
-        let mut waits = Vec::new();
-        let mut by_log: HashMap<usize, Vec<Record>> = HashMap::new();
-        for r in records {
-            by_log.entry(group_log_for(r.group())).or_default().push(r);
-        }
-        for (index, recs) in by_log {
-            let Ok(gl) = self.open_log(index).await else {
-                return false;
-            };
-            let n = recs.len() as u64;
-            gl.queue.borrow_mut().extend(recs);
-            gl.queued.set(gl.queued.get() + n);
-            gl.work.notify(1);
-            waits.push((gl.clone(), gl.queued.get()));
-        }
-        for (gl, seq) in waits {
-            loop {
-                let listener = gl.progress.listen();
-                if gl.failed.get() {
-                    return false;
-                }
-                if gl.written.get() >= seq {
-                    break;
-                }
-                listener.await;
-            }
-        }
-        true
     }
 
     /// The writer of one group log: drains its queue in order, batch by batch.
@@ -291,6 +322,7 @@ impl Coordinator {
                 tracing::warn!(log = gl.index, error = %e, "group log compaction failed");
             }
         }
+        gl.writer_done.set(true);
         gl.progress.notify(usize::MAX);
     }
 
@@ -348,11 +380,7 @@ impl Coordinator {
             let now = TimestampMs::now();
             if self.machine.borrow().next_deadline() <= now {
                 let fx = self.machine.borrow_mut().tick(now);
-                let me = self.clone();
-                runtime::spawn(async move {
-                    me.apply(fx).await;
-                })
-                .detach();
+                drop(self.apply(fx));
             }
             let deadline = self.machine.borrow().next_deadline();
             let wait = Duration::from_millis((deadline.0 - now.0).clamp(1, 1000) as u64);
@@ -361,6 +389,9 @@ impl Coordinator {
     }
 
     pub async fn join(self: &Rc<Self>, req: JoinRequest) -> JoinReply {
+        if self.stopped.get() {
+            return JoinReply::failed(GroupError::CoordinatorNotAvailable, req.member_id);
+        }
         self.admit(&req.group).await;
         let (token, rx) = self.park();
         let member_id = req.member_id.clone();
@@ -368,7 +399,8 @@ impl Coordinator {
             .machine
             .borrow_mut()
             .join(TimestampMs::now(), token, req);
-        self.apply(fx).await;
+        drop(self.apply(fx));
+        self.wake.notify(1); // a join may arm an earlier deadline
         match rx.await {
             Ok(Reply::Join(r)) => r,
             _ => JoinReply::failed(GroupError::CoordinatorNotAvailable, member_id),
@@ -376,26 +408,28 @@ impl Coordinator {
     }
 
     pub async fn sync(self: &Rc<Self>, req: SyncRequest) -> SyncReply {
+        if self.stopped.get() {
+            return SyncReply::failed(GroupError::CoordinatorNotAvailable);
+        }
         self.admit(&req.group).await;
         let (token, rx) = self.park();
         let fx = self
             .machine
             .borrow_mut()
             .sync(TimestampMs::now(), token, req);
-        self.apply(fx).await;
+        drop(self.apply(fx));
+        self.wake.notify(1);
         match rx.await {
             Ok(Reply::Sync(r)) => r,
             _ => SyncReply::failed(GroupError::CoordinatorNotAvailable),
         }
     }
 
+    /// Heartbeats only push deadlines later, so the timer task need not wake.
     pub fn heartbeat(&self, group: &str, member: &MemberRef) -> Result<(), GroupError> {
-        let r = self
-            .machine
+        self.machine
             .borrow_mut()
-            .heartbeat(TimestampMs::now(), group, member);
-        self.wake.notify(1);
-        r
+            .heartbeat(TimestampMs::now(), group, member)
     }
 
     pub async fn leave(
@@ -407,14 +441,16 @@ impl Coordinator {
             .machine
             .borrow_mut()
             .leave(TimestampMs::now(), group, members);
-        self.apply(fx).await;
+        let written = self.apply(fx);
+        self.wake.notify(1);
+        let _ = written.await;
         result
     }
 
     pub async fn commit(self: &Rc<Self>, req: CommitRequest) -> Vec<Result<(), GroupError>> {
         self.admit(&req.group).await;
         let (results, fx) = self.machine.borrow_mut().commit(TimestampMs::now(), req);
-        if self.apply(fx).await {
+        if self.apply(fx).await.unwrap_or(false) {
             results
         } else {
             vec![Err(GroupError::CoordinatorNotAvailable); results.len()]
@@ -435,7 +471,7 @@ impl Coordinator {
 
     pub async fn delete_group(self: &Rc<Self>, group: &str) -> Result<(), GroupError> {
         let (result, fx) = self.machine.borrow_mut().delete_group(group);
-        if self.apply(fx).await {
+        if self.apply(fx).await.unwrap_or(false) {
             result
         } else {
             Err(GroupError::CoordinatorNotAvailable)
@@ -448,27 +484,28 @@ impl Coordinator {
         topics: TopicPartitions,
     ) -> Result<PartitionResults, GroupError> {
         let (result, fx) = self.machine.borrow_mut().delete_offsets(group, topics);
-        if self.apply(fx).await {
+        if self.apply(fx).await.unwrap_or(false) {
             result
         } else {
             Err(GroupError::CoordinatorNotAvailable)
         }
     }
 
-    /// Drops committed offsets of deleted topics (after a metadata change).
-    pub async fn forget_topics(self: &Rc<Self>, exists: impl Fn(&str) -> bool) {
+    /// Drops committed offsets of topics that no longer exist (after a metadata change).
+    pub fn forget_topics(self: &Rc<Self>, exists: impl Fn(&str) -> bool) {
         let fx = self.machine.borrow_mut().forget_topics(exists);
         if !fx.records.is_empty() {
-            self.apply(fx).await;
+            drop(self.apply(fx));
         }
     }
 
-    /// Shutdown, first step: answer parked requests so connections can drain.
-    pub async fn abort_parked(self: &Rc<Self>) {
+    /// Shutdown, first step: answer parked requests so connections can drain; later
+    /// JoinGroup and SyncGroup requests are refused.
+    pub fn abort_parked(self: &Rc<Self>) {
         self.stopped.set(true);
         self.wake.notify(1);
         let fx = self.machine.borrow_mut().abort_parked();
-        self.apply(fx).await;
+        self.deliver(fx.replies, true);
     }
 
     /// Shutdown, last step: write what is queued and close the logs cleanly.
@@ -568,7 +605,7 @@ mod tests {
             // 400 rounds wrote ~8000 commits of 10 records; compaction kept a bound.
             assert!(peak < 2 << 20, "group logs grew to {peak} bytes");
             expect(&c, 399);
-            c.abort_parked().await;
+            c.abort_parked();
             c.close().await;
         });
         block_on(async {

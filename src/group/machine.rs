@@ -163,8 +163,12 @@ impl Groups {
     /// JoinGroup (§4). The reply comes back in the effects, now or from a later call.
     pub fn join(&mut self, now: TimestampMs, token: Token, req: JoinRequest) -> Effects {
         let mut fx = Effects::default();
+        let group = req.group.clone();
         if let Err((e, member_id)) = self.join_inner(now.0, token, req, &mut fx) {
             fx.join(token, JoinReply::failed(e, member_id));
+            if self.groups.get(&group).is_some_and(Group::is_vacant) {
+                self.groups.remove(&group); // created by this failed request: leave no trace
+            }
         }
         fx
     }
@@ -513,6 +517,15 @@ impl Group {
         Some(all)
     }
 
+    /// A group with nothing in it: no members, pending ids, offsets or stored record.
+    fn is_vacant(&self) -> bool {
+        self.state == State::Empty
+            && self.members.is_empty()
+            && self.pending.is_empty()
+            && self.offsets.is_empty()
+            && self.stored.is_none()
+    }
+
     fn transition(&mut self, to: State, now: i64) {
         self.state = to;
         self.state_since = now;
@@ -627,6 +640,10 @@ impl Group {
             return Err((GroupError::InconsistentGroupProtocol, id));
         }
         if self.pending.contains_key(&id) {
+            if req.instance_id.is_some() {
+                // Pending ids are handed to dynamic members only (§4.1.6).
+                return Err((GroupError::UnknownMemberId, id));
+            }
             self.add_member(now, token, req, id, config, fx);
             return Ok(());
         }
@@ -817,6 +834,7 @@ impl Group {
             for m in self.members.values_mut() {
                 if let Some(t) = m.awaiting_sync.take() {
                     fx.sync(t, SyncReply::failed(GroupError::RebalanceInProgress));
+                    m.refresh(now);
                 }
                 m.assignment = Bytes::new();
             }
@@ -893,7 +911,13 @@ impl Group {
                 .map(|m| m.id.clone());
         }
         if self.leader.is_none() && !self.members.is_empty() {
-            // Only absent static members remain: wait another round for them.
+            // Only absent static members remain: wait another round for them; each can
+            // still expire.
+            for m in self.members.values_mut() {
+                if m.session_deadline.is_none() {
+                    m.refresh(now);
+                }
+            }
             self.join_timer = Some(JoinTimer {
                 deadline: now + self.rebalance_timeout_ms(),
                 remaining: None,
@@ -1113,7 +1137,12 @@ impl Group {
             .map(|m| m.id.clone())
             .collect();
         for id in due {
-            let m = self.members.get_mut(&id).expect("member");
+            let Some(m) = self.members.get_mut(&id) else {
+                continue;
+            };
+            if m.session_deadline.is_none_or(|d| d > now) {
+                continue; // answered (and refreshed) by an earlier removal's rebalance
+            }
             if !m.is_new && (m.awaiting_join.is_some() || m.awaiting_sync.is_some()) {
                 m.session_deadline = None; // re-armed when its parked request is answered
                 continue;

@@ -82,7 +82,7 @@ impl Default for GroupConfig {
             session_timeout_ms_min: 6000,
             session_timeout_ms_max: 1_800_000,
             initial_rebalance_delay_ms: 3000,
-            members_max: 1000,
+            members_max: 100_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_ms: 600_000,
             offset_metadata_bytes_max: 4096,

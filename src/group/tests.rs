@@ -705,3 +705,24 @@ fn pending_member_ids_expire_and_do_not_block_the_join() {
     assert_eq!(h.join_reply(ta).generation, gen + 1);
     assert_eq!(h.join_reply(tb).generation, gen + 1);
 }
+
+#[test]
+fn a_refused_first_join_leaves_no_group_behind() {
+    let mut h = H::new();
+    let mut req = h.join_req("", None, proto("range"));
+    req.protocols.clear(); // no protocols: inconsistent
+    let t = h.send_join(req);
+    assert_eq!(h.join_reply(t).error, Some(GroupError::InconsistentGroupProtocol));
+    assert!(h.g.describe(G).is_none());
+    assert!(h.g.list().is_empty());
+}
+
+#[test]
+fn a_pending_member_id_cannot_become_static() {
+    let mut h = H::new();
+    let t = h.join("");
+    let id = h.join_reply(t).member_id;
+    let req = h.join_req(&id, Some("inst"), proto("range"));
+    let t = h.send_join(req);
+    assert_eq!(h.join_reply(t).error, Some(GroupError::UnknownMemberId));
+}

@@ -119,7 +119,17 @@ impl Shard {
         if snap.version < self.metadata.borrow().version {
             return Ok(());
         }
-        *self.metadata.borrow_mut() = snap.clone();
+        let old = std::mem::replace(&mut *self.metadata.borrow_mut(), snap.clone());
+        let deleted: Vec<String> = old
+            .topics
+            .values()
+            .filter(|t| snap.topic_by_id(&t.id).is_none())
+            .map(|t| t.name.clone())
+            .collect();
+        if !deleted.is_empty() {
+            self.groups
+                .forget_topics(|t| !deleted.iter().any(|d| d == t));
+        }
         let gone: Vec<(Uuid, i32)> = self
             .partitions
             .borrow()
@@ -127,12 +137,6 @@ impl Shard {
             .filter(|(id, p)| snap.topic_by_id(id).is_none_or(|t| *p >= t.partitions))
             .copied()
             .collect();
-        if !gone.is_empty() {
-            let snap = snap.clone();
-            self.groups
-                .forget_topics(move |t| snap.topic(t).is_some())
-                .await;
-        }
         for key in gone {
             let part = self.partitions.borrow_mut().remove(&key);
             if let Some(part) = part {
@@ -238,6 +242,8 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         tracing::error!(shard = id, error = %e, "loading consumer groups failed");
         return;
     }
+    let snap = shard.metadata();
+    shard.groups.forget_topics(|t| snap.topic(t).is_some());
     for (_, rx) in receivers.streams() {
         let s = shard.clone();
         runtime::spawn(async move {
@@ -252,7 +258,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     housekeeping(&shard, &boot.shutdown).await;
     shard.stopping.set(true);
     drop(listener);
-    shard.groups.abort_parked().await;
+    shard.groups.abort_parked();
     for _ in 0..100 {
         if shard.inflight.get() == 0 {
             break;

@@ -10,8 +10,12 @@ use crate::kafka::errors;
 use crate::shard::Shard;
 
 pub async fn handle(s: Rc<Shard>, r: DeleteGroupsRequest) -> Option<DeleteGroupsResponse> {
-    let mut names: Vec<String> = r.groups_names.iter().map(|g| g.0.to_string()).collect();
-    names.dedup();
+    let mut names: Vec<String> = Vec::new();
+    for g in &r.groups_names {
+        if !names.iter().any(|n| n == g.0.as_str()) {
+            names.push(g.0.to_string());
+        }
+    }
     let futs = names.into_iter().map(|id| {
         let s = s.clone();
         async move {

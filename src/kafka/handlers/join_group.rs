@@ -24,8 +24,9 @@ pub async fn handle(
         client_id: ctx.client_id,
         client_host: ctx.client_host,
         session_timeout_ms: r.session_timeout_ms,
-        // v0 has no rebalance timeout: the session timeout serves.
-        rebalance_timeout_ms: if version == 0 {
+        // v0 has no rebalance timeout (and a non-positive one is useless): the session
+        // timeout serves.
+        rebalance_timeout_ms: if version == 0 || r.rebalance_timeout_ms <= 0 {
             r.session_timeout_ms
         } else {
             r.rebalance_timeout_ms

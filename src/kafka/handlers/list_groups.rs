@@ -7,7 +7,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
 use super::{group_id, join_all, str_bytes};
-use crate::group::GroupListing;
+use crate::group::{GroupError, GroupListing};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
@@ -25,7 +25,7 @@ pub async fn handle(
     for r in join_all(futs).await {
         match r {
             Ok(groups) => all.extend(groups),
-            Err(e) => error = errors::shard_gone(&e),
+            Err(_) => error = errors::group(&GroupError::CoordinatorNotAvailable),
         }
     }
     let wanted = |filter: &[kafka_protocol::protocol::StrBytes], value: &str| {
