@@ -17,8 +17,10 @@
 //! Beside the broker, on the other end of the wire:
 //!
 //! - [`client`]: a tiny blocking Kafka client (one connection, request in, response out).
+//! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`) built on it.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod kafka;
