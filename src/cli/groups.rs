@@ -167,10 +167,11 @@ fn find_coordinator(c: &mut Client, group: &str) -> Result<String, CliError> {
         FIND_COORDINATOR.0,
         FIND_COORDINATOR.1,
     )?;
-    let req = FindCoordinatorRequest::default()
-        .with_key(str_bytes(group))
-        .with_key_type(KEY_TYPE_GROUP);
-    let resp: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, version, &req)?;
+    let resp: FindCoordinatorResponse = c.call(
+        ApiKey::FindCoordinator,
+        version,
+        &find_coordinator_request(group),
+    )?;
     check(
         || format!("finding the coordinator of group '{group}'"),
         resp.error_code,
@@ -179,10 +180,23 @@ fn find_coordinator(c: &mut Client, group: &str) -> Result<String, CliError> {
     Ok(format!("{}:{}", resp.host.as_str(), resp.port))
 }
 
+fn find_coordinator_request(group: &str) -> FindCoordinatorRequest {
+    FindCoordinatorRequest::default()
+        .with_key(str_bytes(group))
+        .with_key_type(KEY_TYPE_GROUP)
+}
+
+fn describe_groups_request(group: &str) -> DescribeGroupsRequest {
+    DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))])
+}
+
 fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup, CliError> {
     let version = c.version(ApiKey::DescribeGroups, DESCRIBE_GROUPS.0, DESCRIBE_GROUPS.1)?;
-    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]);
-    let resp: DescribeGroupsResponse = c.call(ApiKey::DescribeGroups, version, &req)?;
+    let resp: DescribeGroupsResponse = c.call(
+        ApiKey::DescribeGroups,
+        version,
+        &describe_groups_request(group),
+    )?;
     resp.groups
         .into_iter()
         .find(|g| g.group_id.0.as_str() == group)
@@ -276,10 +290,14 @@ pub fn decode_assignment(bytes: &Bytes) -> Result<Vec<(String, Vec<i32>)>, Strin
 
 fn offset_fetch(c: &mut Client, group: &str) -> Result<OffsetFetchResponse, CliError> {
     let version = c.version(ApiKey::OffsetFetch, OFFSET_FETCH.0, OFFSET_FETCH.1)?;
-    let req = OffsetFetchRequest::default()
+    Ok(c.call(ApiKey::OffsetFetch, version, &offset_fetch_request(group))?)
+}
+
+/// Every committed offset of the group (topics null).
+fn offset_fetch_request(group: &str) -> OffsetFetchRequest {
+    OffsetFetchRequest::default()
         .with_group_id(GroupId(str_bytes(group)))
-        .with_topics(None);
-    Ok(c.call(ApiKey::OffsetFetch, version, &req)?)
+        .with_topics(None)
 }
 
 /// Committed offsets by (topic, partition); "no offset" (-1) and failed partitions are left out.
@@ -317,6 +335,13 @@ fn log_end_offsets(
         return Ok(HashMap::new());
     }
     let version = c.version(ApiKey::ListOffsets, LIST_OFFSETS.0, LIST_OFFSETS.1)?;
+    let req = list_offsets_request(keys);
+    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, version, &req)?;
+    Ok(latest_offsets(&resp))
+}
+
+/// The latest offset of each of `keys`, as a consumer asks (replica -1).
+fn list_offsets_request(keys: &BTreeSet<(String, i32)>) -> ListOffsetsRequest {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in keys {
         by_topic.entry(t).or_default().push(*p);
@@ -338,11 +363,9 @@ fn log_end_offsets(
                 )
         })
         .collect();
-    let req = ListOffsetsRequest::default()
+    ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_topics(topics);
-    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, version, &req)?;
-    Ok(latest_offsets(&resp))
+        .with_topics(topics)
 }
 
 /// The offsets of a ListOffsets response by (topic, partition), errors left out.
@@ -628,6 +651,25 @@ mod tests {
         );
         assert_eq!(lines[2], ["g", "orders", "1", "-", "4", "-", "-", "-", "-"]);
         assert_eq!(render_rows("g", &[]).lines().count(), 1);
+    }
+
+    /// Each request encodes at every version we may pick (fields a version lacks stay default).
+    #[test]
+    fn requests_encode_at_every_version_in_our_ranges() {
+        fn each<R: Encodable>(req: &R, (lo, hi): (i16, i16)) {
+            for v in lo..=hi {
+                req.encode(&mut BytesMut::new(), v)
+                    .unwrap_or_else(|e| panic!("v{v}: {e}"));
+            }
+        }
+        each(&find_coordinator_request("g"), FIND_COORDINATOR);
+        each(&describe_groups_request("g"), DESCRIBE_GROUPS);
+        each(&offset_fetch_request("g"), OFFSET_FETCH);
+        each(&ListGroupsRequest::default(), LIST_GROUPS);
+        let keys = BTreeSet::from([key("t", 0), key("t", 1), key("u", 0)]);
+        let req = list_offsets_request(&keys);
+        assert_eq!(req.topics.len(), 2);
+        each(&req, LIST_OFFSETS);
     }
 
     #[test]

@@ -92,16 +92,26 @@ fn topic_name(s: &str) -> TopicName {
 /// Metadata for `topics` (None: every topic), never auto-creating one.
 pub fn metadata(c: &mut Client, topics: Option<&[String]>) -> Result<MetadataResponse, CliError> {
     let version = c.version(ApiKey::Metadata, METADATA.0, METADATA.1)?;
-    let mut req = MetadataRequest::default().with_topics(topics.map(|names| {
+    Ok(c.call(
+        ApiKey::Metadata,
+        version,
+        &metadata_request(topics, version),
+    )?)
+}
+
+/// Metadata for `topics` (None: all); from v4, which can say so, without auto-creation.
+fn metadata_request(topics: Option<&[String]>, version: i16) -> MetadataRequest {
+    let req = MetadataRequest::default().with_topics(topics.map(|names| {
         names
             .iter()
             .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
             .collect()
     }));
     if version >= 4 {
-        req = req.with_allow_auto_topic_creation(false);
+        req.with_allow_auto_topic_creation(false)
+    } else {
+        req
     }
-    Ok(c.call(ApiKey::Metadata, version, &req)?)
 }
 
 fn list(c: &mut Client) -> Result<(), CliError> {
@@ -179,7 +189,14 @@ fn describe_configs(
         DESCRIBE_CONFIGS.0,
         DESCRIBE_CONFIGS.1,
     )?;
-    let req = DescribeConfigsRequest::default().with_resources(
+    let req = describe_configs_request(names);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, version, &req)?;
+    Ok(resp.results)
+}
+
+/// Every config of each named topic.
+fn describe_configs_request(names: &[String]) -> DescribeConfigsRequest {
+    DescribeConfigsRequest::default().with_resources(
         names
             .iter()
             .map(|n| {
@@ -189,9 +206,7 @@ fn describe_configs(
                     .with_configuration_keys(None)
             })
             .collect(),
-    );
-    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, version, &req)?;
-    Ok(resp.results)
+    )
 }
 
 /// The configs set on the topic (not the broker's defaults), as `(name, value)`.
@@ -263,22 +278,7 @@ fn create(
     configs: &[(String, String)],
 ) -> Result<(), CliError> {
     let version = c.version(ApiKey::CreateTopics, CREATE_TOPICS.0, CREATE_TOPICS.1)?;
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(ADMIN_TIMEOUT_MS)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(partitions.unwrap_or(-1))
-            .with_replication_factor(replication_factor.unwrap_or(-1))
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(str_bytes(k))
-                            .with_value(Some(str_bytes(v)))
-                    })
-                    .collect(),
-            )]);
+    let req = create_topics_request(topic, partitions, replication_factor, configs);
     let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, version, &req)?;
     let result = resp.topics.first().ok_or_else(|| CliError::Broker {
         what: format!("creating topic '{topic}'"),
@@ -293,19 +293,34 @@ fn create(
     print(&format!("Created topic {topic}.\n"))
 }
 
+/// One topic; a missing partition count or replication factor is -1, the broker's default.
+fn create_topics_request(
+    topic: &str,
+    partitions: Option<i32>,
+    replication_factor: Option<i16>,
+    configs: &[(String, String)],
+) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_timeout_ms(ADMIN_TIMEOUT_MS)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions.unwrap_or(-1))
+            .with_replication_factor(replication_factor.unwrap_or(-1))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(str_bytes(k))
+                            .with_value(Some(str_bytes(v)))
+                    })
+                    .collect(),
+            )])
+}
+
 fn delete(c: &mut Client, topics: &[String]) -> Result<(), CliError> {
     let version = c.version(ApiKey::DeleteTopics, DELETE_TOPICS.0, DELETE_TOPICS.1)?;
-    let mut req = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
-    if version >= DELETE_TOPICS_BY_STATE {
-        req = req.with_topics(
-            topics
-                .iter()
-                .map(|t| DeleteTopicState::default().with_name(Some(topic_name(t))))
-                .collect(),
-        );
-    } else {
-        req = req.with_topic_names(topics.iter().map(|t| topic_name(t)).collect());
-    }
+    let req = delete_topics_request(topics, version);
     let resp: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, version, &req)?;
     let mut failed = 0;
     for r in &resp.responses {
@@ -322,6 +337,21 @@ fn delete(c: &mut Client, topics: &[String]) -> Result<(), CliError> {
         return Err(CliError::Partial(failed));
     }
     Ok(())
+}
+
+/// The named topics, in the field `version` has for them.
+fn delete_topics_request(topics: &[String], version: i16) -> DeleteTopicsRequest {
+    let req = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
+    if version >= DELETE_TOPICS_BY_STATE {
+        req.with_topics(
+            topics
+                .iter()
+                .map(|t| DeleteTopicState::default().with_name(Some(topic_name(t))))
+                .collect(),
+        )
+    } else {
+        req.with_topic_names(topics.iter().map(|t| topic_name(t)).collect())
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +438,37 @@ mod tests {
                 ("compression.type".to_string(), "zstd".to_string())
             ]
         );
+    }
+
+    /// Each request encodes at every version we may pick (fields a version lacks stay default).
+    #[test]
+    fn requests_encode_at_every_version_in_our_ranges() {
+        use bytes::BytesMut;
+        use kafka_protocol::protocol::Encodable;
+        let names = ["a".to_string(), "b".to_string()];
+        let configs = [("retention.ms".to_string(), "1".to_string())];
+        for v in METADATA.0..=METADATA.1 {
+            for topics in [None, Some(&names[..])] {
+                let req = metadata_request(topics, v);
+                req.encode(&mut BytesMut::new(), v)
+                    .unwrap_or_else(|e| panic!("Metadata v{v}: {e}"));
+            }
+        }
+        for v in DESCRIBE_CONFIGS.0..=DESCRIBE_CONFIGS.1 {
+            describe_configs_request(&names)
+                .encode(&mut BytesMut::new(), v)
+                .unwrap();
+        }
+        for v in CREATE_TOPICS.0..=CREATE_TOPICS.1 {
+            create_topics_request("a", Some(3), Some(1), &configs)
+                .encode(&mut BytesMut::new(), v)
+                .unwrap();
+        }
+        for v in DELETE_TOPICS.0..=DELETE_TOPICS.1 {
+            delete_topics_request(&names, v)
+                .encode(&mut BytesMut::new(), v)
+                .unwrap_or_else(|e| panic!("DeleteTopics v{v}: {e}"));
+        }
     }
 
     #[test]
