@@ -11,14 +11,19 @@ use serde::Deserialize;
 
 use crate::group::GroupConfig;
 
-/// Command line. Every flag can also come from the environment or the TOML file.
+/// Command line. Every flag can also come from the environment or the TOML file. With a
+/// subcommand (`topics`, `groups`) the binary is an admin client instead (`crate::cli`).
 #[derive(Parser, Debug, Clone, Default)]
 #[command(
     name = "shardlog",
     version,
+    args_conflicts_with_subcommands = true,
     about = "A Kafka-compatible, thread-per-core event-streaming broker"
 )]
 pub struct Cli {
+    /// An admin subcommand; none runs the broker
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
     /// Address to accept Kafka clients on [default: 127.0.0.1:9092]
     #[arg(long, env = "SHARDLOG_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,

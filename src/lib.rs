@@ -13,8 +13,15 @@
 //! - [`partition`]: a partition on its owner: acks, long-poll fetch, offsets by time.
 //! - [`storage`]: the partition log (segments, indexes, group commit, recovery, retention).
 //!   It is the bottom of the stack: everything above calls it, it calls only the OS.
+//!
+//! Beside the broker, on the other end of the wire:
+//!
+//! - [`client`]: a tiny blocking Kafka client (one connection, request in, response out).
+//! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`) built on it.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod group;
 pub mod kafka;

@@ -1,7 +1,9 @@
 //! `shardlog`: parses settings, loads the topic registry, starts one executor per shard and
 //! waits for them; SIGINT/SIGTERM stop the shards cleanly (in-flight requests finish, logs are
-//! flushed and closed with their clean-shutdown markers).
+//! flushed and closed with their clean-shutdown markers). With a subcommand (`topics`,
+//! `groups`) it is instead an admin client of a running broker (`shardlog::cli`).
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -10,7 +12,16 @@ use shardlog::metadata::{store, Snapshot};
 use shardlog::runtime;
 use shardlog::shard::{self, Boot};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
+    let mut cli = Cli::parse();
+    if let Some(cmd) = cli.command.take() {
+        return Ok(shardlog::cli::run(cmd));
+    }
+    run_broker(cli)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_broker(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -26,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         tracing::error!("panic: {info}; aborting");
         std::process::abort();
     }));
-    let config = Arc::new(Config::from_cli(Cli::parse())?);
+    let config = Arc::new(Config::from_cli(cli)?);
     std::fs::create_dir_all(&config.data_dir)?;
     let registry = match store::load(&config.data_dir)? {
         Some(r) => r,

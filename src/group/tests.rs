@@ -712,7 +712,10 @@ fn a_refused_first_join_leaves_no_group_behind() {
     let mut req = h.join_req("", None, proto("range"));
     req.protocols.clear(); // no protocols: inconsistent
     let t = h.send_join(req);
-    assert_eq!(h.join_reply(t).error, Some(GroupError::InconsistentGroupProtocol));
+    assert_eq!(
+        h.join_reply(t).error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
     assert!(h.g.describe(G).is_none());
     assert!(h.g.list().is_empty());
 }

@@ -1,0 +1,210 @@
+//! The admin subcommands of the `shardlog` binary (`shardlog topics ...`, `shardlog groups
+//! ...`): small, scriptable stand-ins for `kafka-topics` and `kafka-consumer-groups` that talk
+//! to a running broker over the Kafka protocol with [`crate::client`], so an operator needs no
+//! JVM tools to inspect or change a broker. Without a subcommand the binary runs the broker.
+//!
+//! Each command negotiates versions with ApiVersions, prints results on stdout and errors on
+//! stderr, and exits 1 when anything failed. The pure parts (turning decoded responses into
+//! lines and rows) are separate functions, tested without a broker.
+
+pub mod groups;
+pub mod table;
+pub mod topics;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use kafka_protocol::ResponseError;
+
+use crate::client::{Client, ClientError, Options};
+
+/// The subcommands; `None` in [`crate::config::Cli`] means "run the broker".
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Create, list, describe and delete topics on a running broker
+    Topics(TopicsArgs),
+    /// List and describe consumer groups on a running broker
+    Groups(GroupsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub action: topics::Action,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GroupsArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub action: groups::Action,
+}
+
+/// How to reach the broker.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Broker to talk to
+    #[arg(
+        long,
+        env = "SHARDLOG_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT",
+        global = true
+    )]
+    pub bootstrap_server: String,
+    /// Connect and response timeout, milliseconds
+    #[arg(long, default_value_t = 30_000, value_name = "MS", global = true)]
+    pub timeout_ms: u64,
+}
+
+impl Conn {
+    /// Opens a connection to `addr` with this command's timeouts.
+    pub fn connect_to(&self, addr: &str) -> Result<Client, CliError> {
+        let timeout = Duration::from_millis(self.timeout_ms.max(1));
+        let opts = Options {
+            client_id: "shardlog-cli".to_string(),
+            connect_timeout: timeout,
+            read_timeout: timeout,
+        };
+        Ok(Client::connect(addr, &opts)?)
+    }
+
+    pub fn connect(&self) -> Result<Client, CliError> {
+        self.connect_to(&self.bootstrap_server)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// A request failed as a whole (top-level error code).
+    #[error("{what}: {}", kafka_error(*.code, .message.as_deref()))]
+    Broker {
+        what: String,
+        code: i16,
+        message: Option<String>,
+    },
+    #[error("Consumer group '{0}' does not exist.")]
+    NoSuchGroup(String),
+    #[error("group '{group}': member {member} has an undecodable assignment: {reason}")]
+    Assignment {
+        group: String,
+        member: String,
+        reason: String,
+    },
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+    /// Some items failed; each was already reported on stderr.
+    #[error("{0} of the requested operations failed")]
+    Partial(usize),
+}
+
+/// Runs one subcommand; the exit code is 0 on success, 1 on any failure.
+pub fn run(cmd: Command) -> ExitCode {
+    let result = match cmd {
+        Command::Topics(a) => topics::run(&a.conn, a.action),
+        Command::Groups(a) => groups::run(&a.conn, a.action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // Broken pipe (`shardlog topics list | head`): nobody is listening any more.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+        Err(CliError::Partial(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Kafka's name for an error code, e.g. 36 → `TOPIC_ALREADY_EXISTS`.
+pub fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        None => "NONE".to_string(),
+        Some(ResponseError::Unknown(c)) => format!("UNKNOWN_ERROR_CODE_{c}"),
+        Some(e) => screaming_snake(&e.to_string()),
+    }
+}
+
+/// `NAME` or `NAME: message`, for error lines.
+pub fn kafka_error(code: i16, message: Option<&str>) -> String {
+    match message.filter(|m| !m.is_empty()) {
+        Some(m) => format!("{}: {m}", error_name(code)),
+        None => error_name(code),
+    }
+}
+
+fn screaming_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Fails with [`CliError::Broker`] when `code` is an error.
+pub fn check(
+    what: impl FnOnce() -> String,
+    code: i16,
+    message: Option<&str>,
+) -> Result<(), CliError> {
+    if code == 0 {
+        return Ok(());
+    }
+    Err(CliError::Broker {
+        what: what(),
+        code,
+        message: message.map(str::to_string),
+    })
+}
+
+/// Writes `text` to stdout as is.
+pub fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes one line to stderr (errors and notices; failures to write are ignored).
+pub fn eprint_line(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_follow_kafka() {
+        assert_eq!(error_name(36), "TOPIC_ALREADY_EXISTS");
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(error_name(17), "INVALID_TOPIC_EXCEPTION");
+        assert_eq!(error_name(69), "GROUP_ID_NOT_FOUND");
+        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(error_name(0), "NONE");
+        assert_eq!(error_name(9999), "UNKNOWN_ERROR_CODE_9999");
+    }
+
+    #[test]
+    fn error_lines_carry_the_broker_message() {
+        assert_eq!(
+            kafka_error(36, Some("topic x exists")),
+            "TOPIC_ALREADY_EXISTS: topic x exists"
+        );
+        assert_eq!(kafka_error(36, Some("")), "TOPIC_ALREADY_EXISTS");
+        assert_eq!(kafka_error(36, None), "TOPIC_ALREADY_EXISTS");
+        let e = check(|| "creating topic 'x'".into(), 36, None).unwrap_err();
+        assert_eq!(e.to_string(), "creating topic 'x': TOPIC_ALREADY_EXISTS");
+        assert!(check(|| unreachable!(), 0, None).is_ok());
+    }
+}

@@ -1,0 +1,363 @@
+//! The admin subcommands (`shardlog topics ...`, `shardlog groups ...`) run as the real binary
+//! against a real broker: their output, exit codes and error lines.
+
+mod harness;
+
+use std::process::Command;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use harness::Broker;
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use shardlog::storage::batch::build_test_batch;
+use shardlog::types::TimestampMs;
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+/// Runs `shardlog ARGS --bootstrap-server ADDR`.
+fn cli(broker: &Broker, args: &[&str]) -> Run {
+    cli_at(&broker.addr(), args)
+}
+
+fn cli_at(addr: &str, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .args(["--bootstrap-server", addr, "--timeout-ms", "20000"])
+        .env_remove("SHARDLOG_BOOTSTRAP")
+        .output()
+        .expect("run shardlog");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs and expects success.
+fn ok(broker: &Broker, args: &[&str]) -> String {
+    let r = cli(broker, args);
+    assert_eq!(r.code, 0, "{args:?}: stdout {:?} stderr {:?}", r.out, r.err);
+    r.out
+}
+
+/// Runs and expects failure; returns stderr.
+fn fails(broker: &Broker, args: &[&str]) -> String {
+    let r = cli(broker, args);
+    assert_eq!(r.code, 1, "{args:?}: stdout {:?} stderr {:?}", r.out, r.err);
+    r.err
+}
+
+fn start(dir: &tempfile::TempDir) -> Broker {
+    Broker::start(&dir.path().join("data"), 2)
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+#[test]
+fn topics_create_list_describe_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    assert_eq!(ok(&broker, &["topics", "list"]), "");
+    let created = ok(
+        &broker,
+        &[
+            "topics",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=60000",
+        ],
+    );
+    assert_eq!(created, "Created topic orders.\n");
+    assert_eq!(
+        ok(&broker, &["topics", "create", "audit"]),
+        "Created topic audit.\n"
+    );
+    let err = fails(&broker, &["topics", "create", "orders"]);
+    assert!(
+        err.starts_with("Error: creating topic 'orders': TOPIC_ALREADY_EXISTS"),
+        "{err}"
+    );
+    let err = fails(
+        &broker,
+        &["topics", "create", "bad", "--config", "no.such=1"],
+    );
+    assert!(err.contains("INVALID_CONFIG"), "{err}");
+    let err = fails(
+        &broker,
+        &["topics", "create", "rf3", "--replication-factor", "3"],
+    );
+    assert!(err.contains("INVALID_REPLICATION_FACTOR"), "{err}");
+    assert_eq!(ok(&broker, &["topics", "list"]), "audit\norders\n");
+
+    let described = ok(&broker, &["topics", "describe", "orders"]);
+    let lines: Vec<&str> = described.lines().collect();
+    assert_eq!(lines.len(), 4, "{described}");
+    let head: Vec<&str> = lines[0].split('\t').collect();
+    assert_eq!(head[0], "Topic: orders");
+    assert!(head[1].starts_with("TopicId: ") && head[1].len() == "TopicId: ".len() + 22);
+    assert_eq!(
+        head[2..],
+        [
+            "PartitionCount: 3",
+            "ReplicationFactor: 1",
+            "Configs: retention.ms=60000"
+        ]
+    );
+    for (i, line) in lines[1..].iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("\tTopic: orders\tPartition: {i}\tLeader: 1\tReplicas: 1\tIsr: 1")
+        );
+    }
+    let all = ok(&broker, &["topics", "describe"]);
+    let heads: Vec<&str> = all.lines().filter(|l| l.starts_with("Topic:")).collect();
+    assert_eq!(heads.len(), 2, "{all}");
+    assert!(heads[0].starts_with("Topic: audit\t") && heads[0].ends_with("\tConfigs: "));
+    assert!(heads[1].starts_with("Topic: orders\t"));
+
+    // An unknown topic is an error, and describing it does not auto-create it.
+    let err = fails(&broker, &["topics", "describe", "nosuch"]);
+    assert_eq!(err, "Error: Topic 'nosuch' does not exist.\n");
+    assert_eq!(ok(&broker, &["topics", "list"]), "audit\norders\n");
+
+    assert_eq!(
+        ok(&broker, &["topics", "delete", "orders"]),
+        "Deleted topic orders.\n"
+    );
+    let err = fails(&broker, &["topics", "delete", "orders"]);
+    assert!(err.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{err}");
+    assert_eq!(ok(&broker, &["topics", "list"]), "audit\n");
+}
+
+#[test]
+fn bootstrap_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    ok(&broker, &["topics", "create", "t"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(["topics", "list"])
+        .env("SHARDLOG_BOOTSTRAP", broker.addr())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "t\n");
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clean_error() {
+    let addr = format!("127.0.0.1:{}", harness::free_port());
+    let r = cli_at(&addr, &["topics", "list"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.starts_with("Error: cannot connect to"), "{}", r.err);
+    assert_eq!(r.out, "");
+}
+
+#[test]
+fn broker_flags_do_not_mix_with_subcommands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(["--shards", "2", "topics", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Produces `n` records to `topic`/`partition`.
+fn produce(c: &mut harness::client::Client, topic: &str, partition: i32, n: i32) {
+    let batch = build_test_batch(n, 16, TimestampMs::now());
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+}
+
+/// A consumer-protocol message: its i16 version, then its fields at version 0.
+fn versioned<M: Encodable>(m: &M) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    m.encode(&mut buf, 0).unwrap();
+    buf.freeze()
+}
+
+/// A group member as the broker knows it: (member id, generation). A simple consumer, which
+/// commits without joining, is ("", -1).
+type Membership<'a> = (&'a str, i32);
+
+/// Commits offsets of `topic` for `group`.
+fn commit(
+    c: &mut harness::client::Client,
+    group: &str,
+    (member, generation): Membership,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(
+                offsets
+                    .iter()
+                    .map(|&(p, o)| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(o)
+                    })
+                    .collect(),
+            )]);
+    let resp: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 7, &req);
+    assert!(resp.topics[0].partitions.iter().all(|p| p.error_code == 0));
+}
+
+/// Joins `group` as its only member and takes `parts` of `topic`; returns the member id and
+/// generation. The session (30 s) outlives the test, so no heartbeats are needed.
+fn join_alone(
+    c: &mut harness::client::Client,
+    group: &str,
+    topic: &str,
+    parts: &[i32],
+) -> (String, i32) {
+    let subscription =
+        versioned(&ConsumerProtocolSubscription::default().with_topics(vec![s(topic)]));
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(subscription.clone())])
+    };
+    let first: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join(""));
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = first.member_id.to_string();
+    let joined: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join(&member));
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.leader.as_str(), member, "alone, so the leader");
+    let assignment = versioned(
+        &ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
+            TopicPartition::default()
+                .with_topic(TopicName(s(topic)))
+                .with_partitions(parts.to_vec()),
+        ]),
+    );
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(s(&member))
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(s(&member))
+            .with_assignment(assignment)]);
+    let synced: SyncGroupResponse = c.call(ApiKey::SyncGroup, 3, &sync);
+    assert_eq!(synced.error_code, 0);
+    (member, joined.generation_id)
+}
+
+/// The describe table's data rows, split into fields.
+fn rows(table: &str) -> Vec<Vec<String>> {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(header, shardlog::cli::groups::HEADER);
+    lines
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+// needs the group coordinator (issue 4): FindCoordinator, DescribeGroups, ListGroups,
+// OffsetFetch, OffsetCommit, JoinGroup and SyncGroup are being written on main; until that
+// merge this test fails (the broker does not serve those APIs yet).
+#[test]
+fn groups_list_and_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    assert_eq!(ok(&broker, &["groups", "list"]), "");
+    let err = fails(&broker, &["groups", "describe", "nosuch"]);
+    assert_eq!(err, "Error: Consumer group 'nosuch' does not exist.\n");
+
+    ok(
+        &broker,
+        &["topics", "create", "orders", "--partitions", "2"],
+    );
+    let mut c = broker.client();
+    produce(&mut c, "orders", 0, 5);
+    produce(&mut c, "orders", 1, 3);
+
+    // A group with committed offsets and no members.
+    commit(&mut c, "audit", ("", -1), "orders", &[(0, 2)]);
+    assert_eq!(ok(&broker, &["groups", "list"]), "audit\n");
+    let r = cli(&broker, &["groups", "describe", "audit"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.err, "Consumer group 'audit' has no active members.\n");
+    assert_eq!(
+        rows(&r.out),
+        [["audit", "orders", "0", "2", "5", "3", "-", "-", "-"]]
+    );
+
+    // A live member owning both partitions, one of them committed.
+    let (member, generation) = join_alone(&mut c, "live", "orders", &[0, 1]);
+    commit(&mut c, "live", (&member, generation), "orders", &[(1, 1)]);
+    let r = cli(&broker, &["groups", "describe", "live"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.err, "");
+    let got = rows(&r.out);
+    assert_eq!(got.len(), 2, "{}", r.out);
+    assert_eq!(got[0][1..6], ["orders", "0", "-", "5", "-"]);
+    assert_eq!(got[1][1..6], ["orders", "1", "1", "3", "2"]);
+    for row in &got {
+        assert_eq!(row[6], member);
+        assert_eq!(row[8], "shardlog-tests");
+    }
+    let listed = ok(&broker, &["groups", "list", "--state"]);
+    assert_eq!(
+        listed
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        [
+            vec!["GROUP", "STATE"],
+            vec!["audit", "Empty"],
+            vec!["live", "Stable"]
+        ]
+    );
+    assert_eq!(
+        ok(&broker, &["groups", "list", "--state", "stable"])
+            .lines()
+            .count(),
+        2
+    );
+
+    // Several groups: the good ones print, the missing one fails the command.
+    let r = cli(&broker, &["groups", "describe", "audit", "nosuch", "live"]);
+    assert_eq!(r.code, 1);
+    assert!(r
+        .err
+        .contains("Error: Consumer group 'nosuch' does not exist."));
+    assert_eq!(r.out.lines().filter(|l| l.starts_with("GROUP")).count(), 2);
+}
