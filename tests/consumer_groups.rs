@@ -580,6 +580,18 @@ fn kafkajs_members_share_partitions_and_take_over_after_leave_group() {
         reassigned.iter().any(|a| a.contains(&moved)),
         "partition {moved} moved to a remaining member: {reassigned:?}"
     );
+    // LeaveGroup, not the session timeout, started that rebalance.
+    let rebalanced = rest
+        .iter()
+        .map(|c| c.joins().last().unwrap().0)
+        .max()
+        .unwrap()
+        - left_at;
+    assert!(
+        rebalanced < SESSION_TIMEOUT - Duration::from_secs(1),
+        "the others had the leaver's partition {rebalanced:?} after the SIGTERM; a LeaveGroup \
+         should not wait for the session timeout ({SESSION_TIMEOUT:?})"
+    );
 
     for p in 0..3 {
         produced.send(&broker, topic, p, "after", 10);
@@ -975,4 +987,88 @@ fn committed_offsets_survive_a_clean_broker_restart() {
 #[test]
 fn committed_offsets_survive_a_broker_kill_9() {
     committed_offsets_survive_restart(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Seed 003's event chain: order.created → payment-service → payment.completed, and a
+//    notification-service subscribed to both; two groups, fromBeginning: false (latest).
+
+#[test]
+fn kafkajs_seed_event_chain_runs_through_two_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(&dir.path().join("data"), harness::free_port());
+    let node = clients_dir().join("node");
+    let seed = |file: &str| {
+        let mut c = Command::new("node");
+        c.arg(node.join("seeds").join(file))
+            .env("BROKER", broker.addr())
+            .current_dir(&node);
+        c
+    };
+    // The topics do not exist yet: the consumers' subscriptions create them (Metadata).
+    let payments = Proc::spawn("seed payment-consumer.js", &mut seed("payment-consumer.js"));
+    let notifications = Proc::spawn(
+        "seed notification-consumer.js",
+        &mut seed("notification-consumer.js"),
+    );
+    let count = |p: &Proc, text: &str| p.lines().iter().filter(|(_, l)| l == text).count();
+    let processing = "Processing payment for order: ORD-1001";
+    let processed = "Payment of ₹1999 processed for order ORD-1001";
+    let confirmation = "Sending order confirmation email for ORD-1001";
+    let receipt = "Sending payment receipt for ORD-1001";
+    let publish = || {
+        let out = stdout(&run(&mut seed("order-producer.js"), 60));
+        assert!(out.contains("Order event published: ORD-1001"), "{out}");
+    };
+
+    // fromBeginning: false starts a new group at the end of the log once it has its partitions,
+    // so orders published before that are not seen: publish until the chain has run once.
+    let mut published = 0;
+    wait_until(60, "an order to go through the whole chain", || {
+        payments.assert_running();
+        notifications.assert_running();
+        publish();
+        published += 1;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if count(&notifications, receipt) > 0 && count(&notifications, confirmation) > 0 {
+                return Some(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    });
+    // Let stragglers land (an idle kafkajs fetch waits up to 5 s: maxWaitTimeInMs), then each
+    // further order goes through every step exactly once.
+    let now = || {
+        [
+            count(&payments, processing),
+            count(&payments, processed),
+            count(&notifications, confirmation),
+            count(&notifications, receipt),
+        ]
+    };
+    let mut before = now();
+    wait_until(30, "the chain to go quiet", || {
+        std::thread::sleep(Duration::from_secs(6));
+        let later = now();
+        let quiet = later == before;
+        before = later;
+        quiet.then_some(())
+    });
+    assert!(
+        before.iter().all(|n| *n <= published),
+        "nothing seen twice: {before:?} after {published} orders"
+    );
+    for round in 1..=2 {
+        publish();
+        let want = before.map(|n| n + round);
+        wait_until(
+            30,
+            &format!("order {round} after the first through the chain"),
+            || now().iter().zip(&want).all(|(n, w)| n >= w).then_some(()),
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(now(), want, "each step once per order");
+    }
 }
