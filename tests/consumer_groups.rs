@@ -1083,3 +1083,81 @@ fn kafkajs_seed_event_chain_runs_through_two_groups() {
         assert_eq!(now(), want, "each step once per order");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lag reporting
+
+/// `shardlog groups describe` while a live member is behind: per partition the committed offset,
+/// the log end offset, their difference as LAG, and the member that owns the partition.
+#[test]
+fn groups_describe_shows_the_lag_of_a_member_that_is_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(&dir.path().join("data"), harness::free_port());
+    create_topic(&broker, "lagging", 2);
+    let mut produced = Produced::default();
+    produced.send(&broker, "lagging", 0, "lag", 30);
+    produced.send(&broker, "lagging", 1, "lag", 20);
+    let member = Proc::spawn(
+        "group_hold_confluent.py",
+        python("group_hold_confluent.py").args([&broker.addr(), "lagging", "laggards", "12"]),
+    );
+    let report = wait_until(60, "the member to take 12 records and commit", || {
+        member.json().into_iter().map(|(_, v)| v).next()
+    });
+    let committed: BTreeMap<i32, i64> = report["committed"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(p, o)| (p.parse().unwrap(), o.as_i64().unwrap()))
+        .filter(|(_, o)| *o >= 0) // librdkafka's OFFSET_INVALID (-1001): nothing committed
+        .collect();
+    assert_eq!(committed.values().sum::<i64>(), 12, "{report}");
+    let out = stdout(&run(
+        Command::new(env!("CARGO_BIN_EXE_shardlog")).args([
+            "groups",
+            "describe",
+            "laggards",
+            "--bootstrap-server",
+            &broker.addr(),
+        ]),
+        30,
+    ));
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.starts_with("laggards"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per partition:\n{out}");
+    let mut total_lag = 0;
+    for (row, (end, p)) in rows.iter().zip([(30, 0), (20, 1)]) {
+        let current = committed.get(&p).copied().unwrap_or(-1);
+        let (shown_current, lag) = if current < 0 {
+            ("-".to_string(), "-".to_string())
+        } else {
+            total_lag += end - current;
+            (current.to_string(), (end - current).to_string())
+        };
+        assert_eq!(
+            row[1..6],
+            [
+                "lagging",
+                &p.to_string(),
+                &shown_current,
+                &end.to_string(),
+                &lag
+            ],
+            "{out}"
+        );
+        assert_ne!(
+            row[6], "-",
+            "partition {p} is owned by the live member:\n{out}"
+        );
+        assert_eq!(row[8], "ck-hold", "{out}");
+    }
+    let uncommitted: i64 = [(0, 30), (1, 20)]
+        .iter()
+        .filter(|(p, _)| !committed.contains_key(p))
+        .map(|(_, end)| end)
+        .sum();
+    assert_eq!(total_lag + uncommitted, 50 - 12, "{out}");
+}
