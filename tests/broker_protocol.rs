@@ -448,3 +448,167 @@ fn long_poll_fetch_wakes_when_data_arrives() {
         "woke after {waited:?}"
     );
 }
+
+fn gid(s: &str) -> GroupId {
+    GroupId(StrBytes::from_string(s.to_string()))
+}
+
+/// Commits `offset` for partitions 0 and 1 of `topic` as a standalone (simple) consumer.
+fn simple_commit(c: &mut harness::client::Client, group: &str, topic: &str, offset: i64) {
+    use kafka_protocol::messages::offset_commit_request::*;
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(topic))
+            .with_partitions(
+                (0..2)
+                    .map(|p| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(offset)
+                    })
+                    .collect(),
+            )]);
+    let resp: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &req);
+    let codes: Vec<i16> = resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, [0, 0], "commit {group}");
+}
+
+/// (group, [(partition, committed offset)], group error) for each group, by OffsetFetch v8.
+fn fetch_groups(
+    c: &mut harness::client::Client,
+    groups: &[&str],
+) -> Vec<(String, Vec<(i32, i64)>, i16)> {
+    use kafka_protocol::messages::offset_fetch_request::*;
+    let req = OffsetFetchRequest::default().with_groups(
+        groups
+            .iter()
+            .map(|g| {
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(gid(g))
+                    .with_topics(None)
+            })
+            .collect(),
+    );
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 8, &req);
+    resp.groups
+        .into_iter()
+        .map(|g| {
+            let parts = g
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.committed_offset))
+                })
+                .collect();
+            (g.group_id.0.to_string(), parts, g.error_code)
+        })
+        .collect()
+}
+
+#[test]
+fn group_admin_apis_work_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 3);
+    let mut c = broker.client();
+    assert_eq!(create_topic(&mut c, "gt", 2, &[]), 0);
+    // Batched FindCoordinator (v4): every key answers with this broker.
+    let req = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![
+            StrBytes::from_static_str("a"),
+            StrBytes::from_static_str("b"),
+        ]);
+    let resp: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 4, &req);
+    assert_eq!(resp.coordinators.len(), 2);
+    for co in &resp.coordinators {
+        assert_eq!(
+            (co.error_code, co.node_id.0, co.port),
+            (0, 1, broker.port as i32)
+        );
+    }
+    // Offsets of several groups (on different shards) in one OffsetFetch v8.
+    let groups = ["ga", "gb", "gc", "gd"];
+    for (i, g) in groups.iter().enumerate() {
+        simple_commit(&mut c, g, "gt", 10 * (i as i64 + 1));
+    }
+    let fetched = fetch_groups(&mut c, &["ga", "gd", "none"]);
+    assert_eq!(fetched[0], ("ga".into(), vec![(0, 10), (1, 10)], 0));
+    assert_eq!(fetched[1], ("gd".into(), vec![(0, 40), (1, 40)], 0));
+    assert_eq!(fetched[2], ("none".into(), vec![], 0));
+    // OffsetDelete on an empty group deletes; an unknown topic is refused per partition.
+    let req = OffsetDeleteRequest::default()
+        .with_group_id(gid("ga"))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(name("gt"))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(1),
+                ]),
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(name("nosuch"))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
+    let resp: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, 0, &req);
+    assert_eq!(resp.error_code, 0);
+    let codes: Vec<(String, i16)> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.error_code))
+        })
+        .collect();
+    assert_eq!(codes, [("gt".to_string(), 0), ("nosuch".to_string(), 3)]);
+    assert_eq!(fetch_groups(&mut c, &["ga"])[0].1, [(0, 10)]);
+    // DeleteGroups: empty groups go; unknown ones are GROUP_ID_NOT_FOUND (69).
+    let req =
+        DeleteGroupsRequest::default().with_groups_names(vec![gid("ga"), gid("nosuch"), gid("ga")]);
+    let resp: DeleteGroupsResponse = c.call(ApiKey::DeleteGroups, 2, &req);
+    let codes: Vec<(String, i16)> = resp
+        .results
+        .iter()
+        .map(|r| (r.group_id.0.to_string(), r.error_code))
+        .collect();
+    assert_eq!(codes, [("ga".to_string(), 0), ("nosuch".to_string(), 69)]);
+    // ListGroups sees every shard's groups; DescribeGroups an absent one as Dead.
+    let resp: ListGroupsResponse = c.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    let mut listed: Vec<String> = resp
+        .groups
+        .iter()
+        .map(|g| g.group_id.0.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["gb", "gc", "gd"]);
+    assert!(resp
+        .groups
+        .iter()
+        .all(|g| g.group_state.as_str() == "Empty"));
+    let req = DescribeGroupsRequest::default().with_groups(vec![gid("ga")]);
+    let resp: DescribeGroupsResponse = c.call(ApiKey::DescribeGroups, 5, &req);
+    assert_eq!(
+        (
+            resp.groups[0].error_code,
+            resp.groups[0].group_state.as_str()
+        ),
+        (0, "Dead")
+    );
+    // Deleting a topic drops the offsets committed for it, on every shard.
+    let req = DeleteTopicsRequest::default().with_topic_names(vec![name("gt")]);
+    let _: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 4, &req);
+    for (_, parts, _) in fetch_groups(&mut c, &["gb", "gc", "gd"]) {
+        assert!(parts.is_empty(), "offsets of a deleted topic are gone");
+    }
+}
