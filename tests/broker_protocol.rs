@@ -479,11 +479,11 @@ fn simple_commit(c: &mut harness::client::Client, group: &str, topic: &str, offs
     assert_eq!(codes, [0, 0], "commit {group}");
 }
 
-/// (group, [(partition, committed offset)], group error) for each group, by OffsetFetch v8.
-fn fetch_groups(
-    c: &mut harness::client::Client,
-    groups: &[&str],
-) -> Vec<(String, Vec<(i32, i64)>, i16)> {
+/// (group, [(partition, committed offset)], group error).
+type GroupOffsets = (String, Vec<(i32, i64)>, i16);
+
+/// The committed offsets of each group, by OffsetFetch v8.
+fn fetch_groups(c: &mut harness::client::Client, groups: &[&str]) -> Vec<GroupOffsets> {
     use kafka_protocol::messages::offset_fetch_request::*;
     let req = OffsetFetchRequest::default().with_groups(
         groups
