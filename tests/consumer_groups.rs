@@ -1161,3 +1161,38 @@ fn groups_describe_shows_the_lag_of_a_member_that_is_behind() {
         .sum();
     assert_eq!(total_lag + uncommitted, 50 - 12, "{out}");
 }
+
+/// The eager assignors (range, roundrobin, sticky) run in the client; the broker chooses the
+/// protocol and hands the leader's plan out. Two kafka-python members split 4 partitions.
+#[test]
+fn kafka_python_eager_assignors_split_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(&dir.path().join("data"), harness::free_port());
+    create_topic(&broker, "assigned", 4);
+    for assignor in ["range", "roundrobin", "sticky"] {
+        let group = format!("assign-{assignor}");
+        let out = stdout(&run(
+            python("group_assignors.py").args([&broker.addr(), "assigned", &group, assignor]),
+            90,
+        ));
+        let v: Value = serde_json::from_str(out.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{assignor}: {e}: {out}"));
+        let (a, b) = (partitions_of(&v["a"]), partitions_of(&v["b"]));
+        assert_eq!((a.len(), b.len()), (2, 2), "{assignor}: {out}");
+        assert_eq!(
+            v["protocol"], assignor,
+            "the broker chose the members' protocol: {out}"
+        );
+        let listed = stdout(&run(
+            Command::new(env!("CARGO_BIN_EXE_shardlog")).args([
+                "groups",
+                "list",
+                "--state",
+                "--bootstrap-server",
+                &broker.addr(),
+            ]),
+            30,
+        ));
+        assert!(listed.contains(&group), "{listed}");
+    }
+}
