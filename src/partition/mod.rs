@@ -2,6 +2,8 @@
 //! fetch, offsets by time). Handlers reach it through `Shard::on(owner, ..)`; everything here
 //! runs on the owner and returns `Send` values so results can cross back to the caller's shard.
 
+pub mod producers;
+
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
