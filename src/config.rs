@@ -68,6 +68,9 @@ pub struct Cli {
     /// How long committed offsets of an empty group are kept (offsets.retention.minutes) [default: 10080]
     #[arg(long, env = "SHARDLOG_OFFSETS_RETENTION_MINUTES", value_name = "MIN")]
     pub offsets_retention_minutes: Option<i64>,
+    /// How long a partition remembers an idle idempotent producer (producer.id.expiration.ms) [default: 86400000]
+    #[arg(long, env = "SHARDLOG_PRODUCER_ID_EXPIRATION_MS", value_name = "MS")]
+    pub producer_id_expiration_ms: Option<i64>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -86,6 +89,7 @@ struct FileConfig {
     group_initial_rebalance_delay_ms: Option<i64>,
     group_min_session_timeout_ms: Option<i32>,
     offsets_retention_minutes: Option<i64>,
+    producer_id_expiration_ms: Option<i64>,
 }
 
 /// Resolved settings.
@@ -111,6 +115,8 @@ pub struct Config {
     pub retention_check_ms: u64,
     /// Consumer-group coordinator settings.
     pub group: GroupConfig,
+    /// producer.id.expiration.ms: idle idempotent producers are forgotten after this.
+    pub producer_id_expiration_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +181,11 @@ impl Config {
             fetch_wait_ms_max: 30_000,
             retention_check_ms: 1_000,
             group,
+            producer_id_expiration_ms: cli
+                .producer_id_expiration_ms
+                .or(file.producer_id_expiration_ms)
+                .unwrap_or(86_400_000)
+                .max(1),
         })
     }
 }

@@ -47,6 +47,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The versions of `api` we can actually decode: the advertised range, but never below what
@@ -165,6 +166,12 @@ pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Optio
         ApiKey::DescribeCluster => {
             run(api, version, corr, body, |r| {
                 handlers::describe_cluster::handle(s, r)
+            })
+            .await
+        }
+        ApiKey::InitProducerId => {
+            run(api, version, corr, body, |r| {
+                handlers::init_producer_id::handle(s, r, version)
             })
             .await
         }
@@ -300,6 +307,7 @@ pub fn decode_request(frame: Bytes) -> Result<ApiKey, Close> {
         ApiKey::ListGroups => body::<ListGroupsRequest>(frame, v),
         ApiKey::DeleteGroups => body::<DeleteGroupsRequest>(frame, v),
         ApiKey::OffsetDelete => body::<OffsetDeleteRequest>(frame, v),
+        ApiKey::InitProducerId => body::<InitProducerIdRequest>(frame, v),
         _ => Err(Close("no handler".into())),
     }?;
     Ok(api)

@@ -5,6 +5,8 @@ use kafka_protocol::ResponseError as E;
 use super::compression::CompressionError;
 use crate::group::GroupError;
 use crate::metadata::ConfigError;
+use crate::partition::producers::ProducerError;
+use crate::partition::ProduceError;
 use crate::shard::{AdminError, ShardGone};
 use crate::storage::StorageError;
 
@@ -18,6 +20,17 @@ pub fn storage(e: &StorageError) -> i16 {
         StorageError::CorruptOnDisk { .. } => E::KafkaStorageError.code(),
         StorageError::Io { .. } | StorageError::LogDirFailed(_) => E::KafkaStorageError.code(),
         StorageError::Closed => E::NotLeaderOrFollower.code(),
+    }
+}
+
+pub fn produce(e: &ProduceError) -> i16 {
+    match e {
+        ProduceError::Storage(e) => storage(e),
+        ProduceError::Producer(ProducerError::OutOfOrderSequence) => {
+            E::OutOfOrderSequenceNumber.code()
+        }
+        ProduceError::Producer(ProducerError::InvalidEpoch) => E::InvalidProducerEpoch.code(),
+        ProduceError::Producer(ProducerError::TooManyProducers) => E::PolicyViolation.code(),
     }
 }
 

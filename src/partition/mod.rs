@@ -4,18 +4,51 @@
 
 pub mod producers;
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::metadata::TopicMeta;
-use crate::storage::{self, Durability, PartitionLog, StorageError};
+use crate::storage::{self, batch, io, Durability, PartitionLog, StorageError};
 use crate::types::{Offset, TimestampMs};
+use producers::{ProducerError, ProducerStates, Verdict};
+
+/// Idempotent producers one partition tracks; more are refused.
+pub const PRODUCERS_MAX: usize = 100_000;
+/// Producer state file in a partition's directory (see `producers`).
+pub const PRODUCER_STATE_FILE: &str = "producer-state";
+/// Largest producer-state snapshot read back (bounded by PRODUCERS_MAX entries).
+const PRODUCER_STATE_BYTES_MAX: u64 = 64 << 20;
+/// Batches appended between periodic producer-state snapshots.
+const SNAPSHOT_EVERY_BATCHES: u64 = 10_000;
+/// Bytes read per step while rebuilding producer state from the log.
+const SCAN_READ_BYTES: usize = 1 << 20;
+
+/// The idempotent-producer state of a partition and its snapshot bookkeeping. Shared by the
+/// `Partition` values a shard installs for one partition over time (config changes).
+#[derive(Default)]
+pub struct Producers {
+    pub states: RefCell<ProducerStates>,
+    /// Idempotent batches appended since the last snapshot.
+    since_snapshot: Cell<u64>,
+}
 
 pub struct Partition {
     pub topic: Arc<TopicMeta>,
     pub index: i32,
     pub log: PartitionLog,
+    pub producers: Rc<Producers>,
+}
+
+/// Why a produce failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
 }
 
 /// What a produce to one partition returns.
@@ -41,22 +74,85 @@ impl Fetched {
 }
 
 impl Partition {
+    /// Opens the partition over its log: rebuilds idempotent-producer state from the last
+    /// snapshot and the batches after it.
+    pub async fn open(
+        topic: Arc<TopicMeta>,
+        index: i32,
+        log: PartitionLog,
+    ) -> Result<Partition, StorageError> {
+        let producers = Rc::new(Producers::default());
+        let path = log.dir().join(PRODUCER_STATE_FILE);
+        let snapshot = io::read_small(&path, PRODUCER_STATE_BYTES_MAX).await?;
+        let (mut at, states) = snapshot
+            .and_then(|b| ProducerStates::decode_snapshot(&b))
+            .filter(|(o, _)| *o >= log.log_start() && *o <= log.next_offset())
+            .unwrap_or((log.log_start(), ProducerStates::default()));
+        *producers.states.borrow_mut() = states;
+        let end = log.next_offset();
+        while at < end {
+            let read = log.read(at, SCAN_READ_BYTES).await?;
+            let before = at;
+            for chunk in &read.chunks {
+                let mut rest: &[u8] = chunk;
+                while let Some(size) = batch::declared_size(rest).filter(|&n| n <= rest.len()) {
+                    let h =
+                        batch::parse_header(&rest[..size]).map_err(StorageError::InvalidBatch)?;
+                    if h.base_offset >= at {
+                        producers.states.borrow_mut().record(&h, h.max_timestamp.0);
+                        at = h.next_offset();
+                    }
+                    rest = &rest[size..];
+                }
+            }
+            if at == before {
+                break; // nothing readable there (a gap below the log start)
+            }
+        }
+        Ok(Partition {
+            topic,
+            index,
+            log,
+            producers,
+        })
+    }
+
     /// Appends every batch in a produce request's records blob (usually one batch) and waits
     /// for the durability `acks` asks for: 0 and 1 wait for the O_DIRECT write (so nothing
-    /// acknowledged is lost to a process crash), -1 for the topic's flush policy.
-    pub async fn produce(&self, records: Bytes, acks: i16) -> Result<Appended, StorageError> {
+    /// acknowledged is lost to a process crash), -1 for the topic's flush policy. A batch an
+    /// idempotent producer already wrote (a retry) is not appended again: its original
+    /// offsets are answered.
+    pub async fn produce(&self, records: Bytes, acks: i16) -> Result<Appended, ProduceError> {
         let now = TimestampMs::now();
-        let mut first = None;
-        let mut last_ticket = None;
-        for batch in split_batches(records)? {
-            let info = self.log.append(BytesMut::from(&batch[..]), now).await?;
-            first.get_or_insert(info);
-            last_ticket = Some(info.ticket);
+        let mut first: Option<(Offset, TimestampMs)> = None;
+        let mut ticket = None;
+        for b in split_batches(records)? {
+            let mut h = batch::parse_header(&b).map_err(StorageError::InvalidBatch)?;
+            self.log.wait_for_room().await?;
+            // No await from here to `record`: the check and the append are one step.
+            let verdict = self.producers.states.borrow().check(&h, PRODUCERS_MAX)?;
+            let (base, time, next) = match verdict {
+                Verdict::Duplicate(m) => (m.first_offset, TimestampMs::NONE, m.last_offset.plus(1)),
+                Verdict::Append => {
+                    let info = self.log.append_now(BytesMut::from(&b[..]), now)?;
+                    h.base_offset = info.base_offset;
+                    self.producers.states.borrow_mut().record(&h, now.0);
+                    if producers::is_idempotent(&h) {
+                        self.producers
+                            .since_snapshot
+                            .set(self.producers.since_snapshot.get() + 1);
+                    }
+                    (info.base_offset, info.log_append_time, info.ticket)
+                }
+            };
+            first.get_or_insert((base, time));
+            ticket = Some(ticket.map_or(next, |t: Offset| t.max(next)));
         }
-        let (Some(first), Some(ticket)) = (first, last_ticket) else {
+        let (Some((base_offset, log_append_time)), Some(ticket)) = (first, ticket) else {
             return Err(StorageError::InvalidBatch(storage::BatchError::TooShort(
                 storage::batch::HEADER_BYTES,
-            )));
+            ))
+            .into());
         };
         let level = if acks == -1 {
             Durability::Policy
@@ -65,10 +161,40 @@ impl Partition {
         };
         self.log.wait(ticket, level).await?;
         Ok(Appended {
-            base_offset: first.base_offset,
-            log_append_time: first.log_append_time,
+            base_offset,
+            log_append_time,
             log_start_offset: self.log.log_start(),
         })
+    }
+
+    /// Writes a producer-state snapshot when enough idempotent batches were appended since the
+    /// last one (or always, with `force`), and forgets producers idle for `expiration_ms`.
+    pub async fn maintain_producers(
+        &self,
+        now: TimestampMs,
+        expiration_ms: i64,
+        force: bool,
+    ) -> Result<(), StorageError> {
+        let expired = self
+            .producers
+            .states
+            .borrow_mut()
+            .expire(now.0, expiration_ms);
+        let due = self.producers.since_snapshot.get() >= SNAPSHOT_EVERY_BATCHES;
+        if !(force || due || expired > 0)
+            || (self.producers.states.borrow().is_empty() && expired == 0 && !force)
+        {
+            return Ok(());
+        }
+        // State and offset are taken in the same step: the snapshot covers exactly the batches
+        // before `next_offset`.
+        let bytes = self
+            .producers
+            .states
+            .borrow()
+            .encode_snapshot(self.log.next_offset());
+        self.producers.since_snapshot.set(0);
+        io::write_small_atomic(self.log.dir(), PRODUCER_STATE_FILE, bytes).await
     }
 
     /// Whole batches from `offset` up to `max_bytes` (the first batch always). The Fetch

@@ -4,6 +4,7 @@
 //! its (`Send`) result back. Shard 0 is also the controller (`controller.rs`).
 
 pub mod controller;
+pub mod producer_ids;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ pub struct Shard {
     this: Weak<Shard>,
     /// Only on shard 0.
     pub controller: Option<Controller>,
+    /// Only on shard 0: the producer-id allocator (InitProducerId).
+    pub producer_ids: Option<producer_ids::ProducerIds>,
     /// The consumer groups this shard coordinates (`group::shard_for_group`).
     pub groups: Rc<Coordinator>,
     /// Requests being handled on this shard (drained before shutdown).
@@ -170,6 +173,7 @@ impl Shard {
                 topic: topic.clone(),
                 index,
                 log: p.log.clone(),
+                producers: p.producers.clone(),
             });
             self.partitions
                 .borrow_mut()
@@ -178,11 +182,7 @@ impl Shard {
         }
         let dir = self.partition_dir(topic, index);
         let log = PartitionLog::open(&dir, topic.configs.log_config()).await?;
-        let part = Rc::new(Partition {
-            topic: topic.clone(),
-            index,
-            log,
-        });
+        let part = Rc::new(Partition::open(topic.clone(), index, log).await?);
         self.partitions.borrow_mut().insert((topic.id, index), part);
         Ok(())
     }
@@ -191,9 +191,13 @@ impl Shard {
     async fn enforce_retention(&self) {
         let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         let now = TimestampMs::now();
+        let expiration = self.config.producer_id_expiration_ms;
         for p in parts {
             if let Err(e) = p.log.enforce_retention(now).await {
                 tracing::warn!(topic = %p.topic.name, partition = p.index, error = %e, "retention failed");
+            }
+            if let Err(e) = p.maintain_producers(now, expiration, false).await {
+                tracing::warn!(topic = %p.topic.name, partition = p.index, error = %e, "producer-state snapshot failed");
             }
         }
     }
@@ -205,9 +209,17 @@ impl Shard {
             .drain()
             .map(|(_, p)| p)
             .collect();
+        let expiration = self.config.producer_id_expiration_ms;
         for p in parts {
             if let Err(e) = p.log.close().await {
                 tracing::error!(topic = %p.topic.name, partition = p.index, error = %e, "close failed");
+                continue;
+            }
+            if let Err(e) = p
+                .maintain_producers(TimestampMs::now(), expiration, true)
+                .await
+            {
+                tracing::error!(topic = %p.topic.name, partition = p.index, error = %e, "producer-state snapshot failed");
             }
         }
     }
@@ -221,6 +233,17 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     };
     let config = boot.config.clone();
     let controller = (id == 0).then(|| Controller::new(boot.cluster_id.clone(), &boot.snapshot));
+    let producer_ids = if id == 0 {
+        match producer_ids::ProducerIds::load(&config.data_dir) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the producer-id block failed");
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let shard = Rc::new_cyclic(|this| Shard {
         id,
         config: config.clone(),
@@ -230,6 +253,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         senders,
         this: this.clone(),
         controller,
+        producer_ids,
         groups: Coordinator::new(id, config.shards, &config.data_dir, config.group.clone()),
         inflight: Cell::new(0),
         stopping: Cell::new(false),

@@ -151,6 +151,14 @@ impl PartitionLog {
     /// Appends one producer batch, waiting first if too much is queued for writing. Returns as
     /// soon as offsets are assigned; wait on `info.ticket` for durability.
     pub async fn append(&self, batch: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
+        self.wait_for_room().await?;
+        self.append_now(batch, now)
+    }
+
+    /// Waits until the log takes appends (not too much queued for writing). A caller that must
+    /// check something right before its append (producer state) calls this, checks, then
+    /// [`PartitionLog::append_now`] with no await in between.
+    pub async fn wait_for_room(&self) -> Result<()> {
         loop {
             let listener = self.inner.progress.listen();
             {
@@ -162,10 +170,18 @@ impl PartitionLog {
                     return Err(StorageError::Closed);
                 }
                 if st.has_room() {
-                    break;
+                    return Ok(());
                 }
             }
             listener.await;
+        }
+    }
+
+    /// Appends one batch now (see `wait_for_room`; without room it still appends, and the
+    /// queue bound is exceeded by this batch).
+    pub fn append_now(&self, batch: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
+        if self.inner.closing.get() {
+            return Err(StorageError::Closed);
         }
         let info = self.inner.state.borrow_mut().append(batch, now);
         let info = info.map_err(|e| match e {

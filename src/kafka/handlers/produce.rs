@@ -83,7 +83,7 @@ async fn produce_one(
     let r = on_partition(&s, topic.as_ref(), index, move |p| async move {
         p.produce(records, acks)
             .await
-            .map_err(|e| errors::storage(&e))
+            .map_err(|e| errors::produce(&e))
     })
     .await;
     match r {

@@ -1,0 +1,43 @@
+//! InitProducerId (API 22), non-transactional: gives an idempotent producer a fresh producer
+//! id (epoch 0) from the controller shard's never-reused allocator, or, when a v3+ client
+//! names its current id and epoch (KIP-360), the same id with the next epoch. Transactional
+//! ids are refused: transactions are not supported.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::kafka::errors;
+use crate::shard::Shard;
+
+pub async fn handle(
+    s: Rc<Shard>,
+    r: InitProducerIdRequest,
+    version: i16,
+) -> Option<InitProducerIdResponse> {
+    let resp = InitProducerIdResponse::default();
+    if r.transactional_id.is_some() {
+        return Some(resp.with_error_code(errors::INVALID_REQUEST));
+    }
+    let (id, epoch) = (r.producer_id.0, r.producer_epoch);
+    if version >= 3 && id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        return Some(
+            resp.with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch + 1),
+        );
+    }
+    let allocated = s
+        .on(0, |s| async move {
+            let ids = s
+                .producer_ids
+                .as_ref()
+                .expect("shard 0 allocates producer ids");
+            ids.allocate().await
+        })
+        .await;
+    Some(match allocated {
+        Ok(Ok(id)) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(Err(e)) => resp.with_error_code(errors::storage(&e)),
+        Err(gone) => resp.with_error_code(errors::shard_gone(&gone)),
+    })
+}
