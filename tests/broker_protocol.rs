@@ -612,3 +612,87 @@ fn group_admin_apis_work_end_to_end() {
         assert!(parts.is_empty(), "offsets of a deleted topic are gone");
     }
 }
+
+/// InitProducerId v4: (producer id, epoch), from scratch or bumping `current`.
+fn init_producer(c: &mut harness::client::Client, current: Option<(i64, i16)>) -> (i64, i16) {
+    let (id, epoch) = current.unwrap_or((-1, -1));
+    let req = InitProducerIdRequest::default()
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(epoch);
+    let resp: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req);
+    assert_eq!(resp.error_code, 0);
+    (resp.producer_id.0, resp.producer_epoch)
+}
+
+/// Produces one idempotent batch of `n` records to partition 0; returns (error, base offset).
+fn produce_idempotent(
+    c: &mut harness::client::Client,
+    topic: &str,
+    p: (i64, i16),
+    seq: i32,
+    n: i32,
+) -> (i16, i64) {
+    let mut b = build_test_batch(n, 16, TimestampMs::now());
+    batch::set_producer(&mut b, p.0, p.1, seq);
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(b)))])]);
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    let r = &resp.responses[0].partition_responses[0];
+    (r.error_code, r.base_offset)
+}
+
+#[test]
+fn idempotent_produce_answers_retries_gaps_and_stale_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = harness::free_port();
+    let broker = Broker::start_on(&data, 2, port, &[]);
+    let mut c = broker.client();
+    assert_eq!(create_topic(&mut c, "idem", 1, &[]), 0);
+    let first = init_producer(&mut c, None);
+    let second = init_producer(&mut c, None);
+    assert_ne!(first.0, second.0, "fresh producer ids");
+    assert_eq!(first.1, 0);
+    let p = init_producer(&mut c, Some(first));
+    assert_eq!(p, (first.0, 1), "KIP-360 epoch bump");
+    const OUT_OF_ORDER: i16 = 45;
+    const INVALID_EPOCH: i16 = 47;
+    let cases = [
+        ((p, 0, 3), (0, 0)),                         // appended at 0..2
+        ((p, 0, 3), (0, 0)),                         // the same batch again: its offsets
+        ((p, 5, 1), (OUT_OF_ORDER, -1)),             // a gap (3 expected)
+        (((p.0, 0), 3, 1), (INVALID_EPOCH, -1)),     // the fenced epoch
+        (((second.0, 0), 4, 1), (OUT_OF_ORDER, -1)), // unknown to the partition, seq ≠ 0
+        ((p, 3, 2), (0, 3)),                         // appended at 3..4
+    ];
+    for (i, ((producer, seq, n), want)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            produce_idempotent(&mut c, "idem", producer, seq, n),
+            want,
+            "case {i}"
+        );
+    }
+    // The state is rebuilt from the log after a crash: the retry is still recognised.
+    drop(c);
+    broker.kill();
+    let broker = Broker::start_on(&data, 2, port, &[]);
+    let mut c = broker.client();
+    assert_eq!(produce_idempotent(&mut c, "idem", p, 3, 2), (0, 3));
+    assert_eq!(produce_idempotent(&mut c, "idem", p, 5, 1), (0, 5));
+    // And from the snapshot written at a clean stop.
+    drop(c);
+    broker.stop();
+    let broker = Broker::start_on(&data, 2, port, &[]);
+    let mut c = broker.client();
+    assert_eq!(produce_idempotent(&mut c, "idem", p, 5, 1), (0, 5));
+    assert_eq!(produce_idempotent(&mut c, "idem", p, 6, 1), (0, 6));
+    let after = init_producer(&mut c, None);
+    assert!(after.0 > second.0, "ids are not reused after restarts");
+}

@@ -182,6 +182,17 @@ pub fn set_log_append_time(batch: &mut [u8], now: TimestampMs) {
     batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Stamps a batch with an idempotent producer's id, epoch and first sequence and recomputes
+/// its CRC (tests, benches and tools that play a producer).
+pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    assert!(batch.len() >= HEADER_BYTES, "a whole batch header");
+    batch[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Test and bench support: builds a valid v2 batch of `count` records with `value_bytes`-byte
 /// values. Records use the real v2 record encoding so real clients could decode them.
 pub fn build_test_batch(count: i32, value_bytes: usize, timestamp: TimestampMs) -> Vec<u8> {

@@ -16,7 +16,7 @@ pub async fn handle(
     version: i16,
 ) -> Option<InitProducerIdResponse> {
     let resp = InitProducerIdResponse::default();
-    if r.transactional_id.is_some() {
+    if r.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         return Some(resp.with_error_code(errors::INVALID_REQUEST));
     }
     let (id, epoch) = (r.producer_id.0, r.producer_epoch);
