@@ -132,7 +132,17 @@ impl Partition {
             // No await from here to `record`: the check and the append are one step.
             let verdict = self.producers.states.borrow().check(&h, PRODUCERS_MAX)?;
             let (base, time, next) = match verdict {
-                Verdict::Duplicate(m) => (m.first_offset, TimestampMs::NONE, m.last_offset.plus(1)),
+                Verdict::Duplicate(m) => {
+                    tracing::debug!(
+                        topic = %self.topic.name,
+                        partition = self.index,
+                        producer = h.producer_id,
+                        sequence = h.base_sequence,
+                        offset = m.first_offset.0,
+                        "retried batch answered with its original offsets"
+                    );
+                    (m.first_offset, TimestampMs::NONE, m.last_offset.plus(1))
+                }
                 Verdict::Append => {
                     let info = self.log.append_now(BytesMut::from(&b[..]), now)?;
                     h.base_offset = info.base_offset;
