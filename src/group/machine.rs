@@ -151,7 +151,8 @@ impl Groups {
         format!("{prefix}-{uuid}")
     }
 
-    fn create(&mut self, id: &str, now: i64) -> std::result::Result<(), GroupError> {
+    /// Creates an Empty group, within `groups_max`.
+    pub(super) fn create(&mut self, id: &str, now: i64) -> std::result::Result<(), GroupError> {
         if self.groups.len() >= self.config.groups_max {
             return Err(GroupError::CoordinatorNotAvailable);
         }
@@ -210,7 +211,7 @@ impl Groups {
             Some(id) => g.join_new(now, token, req, id, &config, fx),
             None => g.join_known(now, token, req, &config, fx),
         };
-        g.try_complete_join(now, &config, fx);
+        g.try_complete_join(now, fx);
         result
     }
 
@@ -284,7 +285,7 @@ impl Groups {
             .iter()
             .map(|m| g.leave_one(now.0, m, &config, &mut fx))
             .collect();
-        g.try_complete_join(now.0, &config, &mut fx);
+        g.try_complete_join(now.0, &mut fx);
         (Ok(results), fx)
     }
 
@@ -858,13 +859,13 @@ impl Group {
     }
 
     /// §4.3: complete the join phase early when everyone has joined (normal timer only).
-    fn try_complete_join(&mut self, now: i64, config: &GroupConfig, fx: &mut Effects) {
+    fn try_complete_join(&mut self, now: i64, fx: &mut Effects) {
         if self.state != State::PreparingRebalance {
             return;
         }
         let initial = self.join_timer.is_some_and(|t| t.remaining.is_some());
         if !initial && self.all_joined() {
-            self.complete_join(now, config, fx);
+            self.complete_join(now, fx);
         }
     }
 
@@ -882,12 +883,12 @@ impl Group {
                 return;
             }
         }
-        self.complete_join(now, config, fx);
+        self.complete_join(now, fx);
     }
 
     /// §4.3: end of the join phase: drop who did not rejoin, pick the protocol, answer every
     /// parked JoinGroup (the leader with the member list) and wait for the SyncGroups.
-    fn complete_join(&mut self, now: i64, config: &GroupConfig, fx: &mut Effects) {
+    fn complete_join(&mut self, now: i64, fx: &mut Effects) {
         self.join_timer = None;
         let gone: Vec<String> = self
             .members
@@ -947,7 +948,6 @@ impl Group {
             self.pending_sync.insert(id);
         }
         self.sync_timer = Some((now + self.rebalance_timeout_ms(), self.generation));
-        let _ = config;
     }
 
     /// The protocol every member supports that most members prefer (ties: the leader's
@@ -1005,7 +1005,7 @@ impl Group {
         self.remove_member(id, fx);
         match self.state {
             State::Stable | State::CompletingRebalance => self.prepare_rebalance(now, config, fx),
-            State::PreparingRebalance => self.try_complete_join(now, config, fx),
+            State::PreparingRebalance => self.try_complete_join(now, fx),
             State::Empty => {}
         }
     }
@@ -1128,7 +1128,7 @@ impl Group {
             .collect();
         for id in expired {
             self.pending.remove(&id);
-            self.try_complete_join(now, config, fx);
+            self.try_complete_join(now, fx);
         }
         let due: Vec<String> = self
             .members
@@ -1172,6 +1172,6 @@ impl Group {
             self.remove_member(&id, fx);
         }
         self.prepare_rebalance(now, config, fx);
-        self.try_complete_join(now, config, fx);
+        self.try_complete_join(now, fx);
     }
 }

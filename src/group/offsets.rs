@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::machine::{Effects, Group, Groups, State};
+use super::machine::{Effects, Groups, State};
 use super::record::Record;
 use super::*;
 use crate::types::TimestampMs;
@@ -60,7 +60,7 @@ impl Groups {
         let m = &req.member;
         let Some(g) = self.groups.get_mut(&req.group) else {
             if m.generation < 0 {
-                return self.create_simple(&req.group, now);
+                return self.create(&req.group, now); // a "simple" group: no protocol type
             }
             return Err(if req.group_id_not_found {
                 GroupError::GroupIdNotFound
@@ -85,15 +85,6 @@ impl Groups {
         if let Some(member) = g.members.get_mut(&m.member_id) {
             member.session_deadline = Some(now + i64::from(member.session_timeout_ms));
         }
-        Ok(())
-    }
-
-    fn create_simple(&mut self, group: &str, now: i64) -> Result<(), GroupError> {
-        if self.groups.len() >= self.config.groups_max {
-            return Err(GroupError::CoordinatorNotAvailable);
-        }
-        self.groups
-            .insert(group.to_string(), Group::new(group.to_string(), now));
         Ok(())
     }
 

@@ -10,11 +10,9 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
 use super::{group_id, join_all, on_group, str_bytes, topic_name};
-use crate::group::{Committed, CommittedOffsets, TopicPartitions};
+use crate::group::{CommittedOffsets, TopicPartitions};
 use crate::kafka::errors;
 use crate::shard::Shard;
-
-type Fetched = CommittedOffsets;
 
 pub async fn handle(
     s: Rc<Shard>,
@@ -35,7 +33,7 @@ pub async fn handle(
         let groups = join_all(futs)
             .await
             .into_iter()
-            .map(|(id, result)| group_v8(id, result, version))
+            .map(|(id, result)| group_v8(id, result))
             .collect();
         return Some(OffsetFetchResponse::default().with_groups(groups));
     }
@@ -48,7 +46,11 @@ pub async fn handle(
     Some(response_v1_7(result, version))
 }
 
-async fn fetch(s: &Shard, group: String, topics: Option<TopicPartitions>) -> Result<Fetched, i16> {
+async fn fetch(
+    s: &Shard,
+    group: String,
+    topics: Option<TopicPartitions>,
+) -> Result<CommittedOffsets, i16> {
     let g = group.clone();
     on_group(
         s,
@@ -59,34 +61,27 @@ async fn fetch(s: &Shard, group: String, topics: Option<TopicPartitions>) -> Res
     .map_err(|e| errors::group(&e))
 }
 
-fn response_v1_7(result: Result<Fetched, i16>, version: i16) -> OffsetFetchResponse {
-    let (fetched, error) = match result {
-        Ok(f) => (f, errors::NONE),
-        Err(e) => (Vec::new(), e),
-    };
-    let topics = fetched
-        .into_iter()
-        .map(|(t, parts)| {
-            let parts = parts
-                .into_iter()
-                .map(|(p, c)| {
-                    let (offset, epoch, meta) = fields(c);
-                    let part = OffsetFetchResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_committed_offset(offset)
-                        .with_metadata(Some(str_bytes(&meta)));
-                    if version >= 5 {
-                        part.with_committed_leader_epoch(epoch)
-                    } else {
-                        part
-                    }
-                })
-                .collect();
-            OffsetFetchResponseTopic::default()
-                .with_name(topic_name(&t))
-                .with_partitions(parts)
-        })
-        .collect();
+fn response_v1_7(result: Result<CommittedOffsets, i16>, version: i16) -> OffsetFetchResponse {
+    let (fetched, error) = split(result);
+    let topics = shape(fetched, |t, parts| {
+        let parts = parts
+            .into_iter()
+            .map(|(p, offset, epoch, meta)| {
+                let part = OffsetFetchResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(offset)
+                    .with_metadata(Some(str_bytes(&meta)));
+                if version >= 5 {
+                    part.with_committed_leader_epoch(epoch)
+                } else {
+                    part
+                }
+            })
+            .collect();
+        OffsetFetchResponseTopic::default()
+            .with_name(topic_name(t))
+            .with_partitions(parts)
+    });
     let resp = OffsetFetchResponse::default().with_topics(topics);
     if version >= 2 {
         resp.with_error_code(error)
@@ -95,40 +90,54 @@ fn response_v1_7(result: Result<Fetched, i16>, version: i16) -> OffsetFetchRespo
     }
 }
 
-fn group_v8(id: String, result: Result<Fetched, i16>, _version: i16) -> OffsetFetchResponseGroup {
-    let (fetched, error) = match result {
-        Ok(f) => (f, errors::NONE),
-        Err(e) => (Vec::new(), e),
-    };
-    let topics = fetched
-        .into_iter()
-        .map(|(t, parts)| {
-            let parts = parts
-                .into_iter()
-                .map(|(p, c)| {
-                    let (offset, epoch, meta) = fields(c);
-                    OffsetFetchResponsePartitions::default()
-                        .with_partition_index(p)
-                        .with_committed_offset(offset)
-                        .with_committed_leader_epoch(epoch)
-                        .with_metadata(Some(str_bytes(&meta)))
-                })
-                .collect();
-            OffsetFetchResponseTopics::default()
-                .with_name(topic_name(&t))
-                .with_partitions(parts)
-        })
-        .collect();
+fn group_v8(id: String, result: Result<CommittedOffsets, i16>) -> OffsetFetchResponseGroup {
+    let (fetched, error) = split(result);
+    let topics = shape(fetched, |t, parts| {
+        let parts = parts
+            .into_iter()
+            .map(|(p, offset, epoch, meta)| {
+                OffsetFetchResponsePartitions::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(epoch)
+                    .with_metadata(Some(str_bytes(&meta)))
+            })
+            .collect();
+        OffsetFetchResponseTopics::default()
+            .with_name(topic_name(t))
+            .with_partitions(parts)
+    });
     OffsetFetchResponseGroup::default()
         .with_group_id(group_id(&id))
         .with_topics(topics)
         .with_error_code(error)
 }
 
-/// (offset, leader epoch, metadata) of a partition: -1, -1, "" when nothing is committed.
-fn fields(c: Option<Committed>) -> (i64, i32, String) {
-    match c {
-        Some(c) => (c.offset, c.leader_epoch, c.metadata),
-        None => (-1, -1, String::new()),
+/// The offsets and the group-level error code of a fetch.
+fn split(result: Result<CommittedOffsets, i16>) -> (CommittedOffsets, i16) {
+    match result {
+        Ok(f) => (f, errors::NONE),
+        Err(e) => (Vec::new(), e),
     }
+}
+
+/// Builds each topic of a response (the v1-7 and v8+ shapes differ only in their types) from
+/// (partition, offset, leader epoch, metadata); nothing committed is -1, -1, "".
+fn shape<T>(
+    fetched: CommittedOffsets,
+    topic: impl Fn(&str, Vec<(i32, i64, i32, String)>) -> T,
+) -> Vec<T> {
+    fetched
+        .into_iter()
+        .map(|(t, parts)| {
+            let parts = parts
+                .into_iter()
+                .map(|(p, c)| match c {
+                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
+                    None => (p, -1, -1, String::new()),
+                })
+                .collect();
+            topic(&t, parts)
+        })
+        .collect()
 }
