@@ -83,11 +83,17 @@ impl Partition {
     ) -> Result<Partition, StorageError> {
         let producers = Rc::new(Producers::default());
         let path = log.dir().join(PRODUCER_STATE_FILE);
-        let snapshot = io::read_small(&path, PRODUCER_STATE_BYTES_MAX).await?;
-        let (mut at, states) = snapshot
-            .and_then(|b| ProducerStates::decode_snapshot(&b))
-            .filter(|(o, _)| *o >= log.log_start() && *o <= log.next_offset())
-            .unwrap_or((log.log_start(), ProducerStates::default()));
+        let stored = io::read_small(&path, PRODUCER_STATE_BYTES_MAX).await?;
+        let usable = stored
+            .as_deref()
+            .and_then(ProducerStates::decode_snapshot)
+            .filter(|(o, _)| *o >= log.log_start() && *o <= log.next_offset());
+        if stored.is_some() && usable.is_none() {
+            // Corrupt, or past the recovered log end (a crash lost the tail it covered): it must
+            // not come back into use once the log grows past its offset again.
+            io::remove(&path).await?;
+        }
+        let (mut at, states) = usable.unwrap_or((log.log_start(), ProducerStates::default()));
         *producers.states.borrow_mut() = states;
         let end = log.next_offset();
         while at < end {
@@ -190,10 +196,9 @@ impl Partition {
             .states
             .borrow_mut()
             .expire(now.0, expiration_ms);
-        let due = self.producers.since_snapshot.get() >= SNAPSHOT_EVERY_BATCHES;
-        if !(force || due || expired > 0)
-            || (self.producers.states.borrow().is_empty() && expired == 0 && !force)
-        {
+        let due = self.producers.since_snapshot.get() >= SNAPSHOT_EVERY_BATCHES
+            && !self.producers.states.borrow().is_empty();
+        if !(force || due || expired > 0) {
             return Ok(());
         }
         // State and offset are taken in the same step: the snapshot covers exactly the batches
@@ -268,5 +273,62 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(&parts[1][..], &b[..]);
         assert!(split_batches(blob.slice(..blob.len() - 1)).is_err());
+    }
+
+    fn idempotent(producer: i64, seq: i32) -> Bytes {
+        let mut b = build_test_batch(1, 8, TimestampMs(1));
+        batch::set_producer(&mut b, producer, 0, seq);
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn a_snapshot_past_the_log_end_is_dropped_not_kept_for_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = Arc::new(TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: Default::default(),
+        });
+        let open = |topic: Arc<TopicMeta>| {
+            let d = dir.path().to_path_buf();
+            async move {
+                let log = PartitionLog::open(&d, Default::default()).await.unwrap();
+                Partition::open(topic, 0, log).await.unwrap()
+            }
+        };
+        io::block_on(async {
+            let p = open(topic.clone()).await;
+            p.produce(idempotent(7, 0), -1).await.unwrap();
+            // A snapshot claiming a phantom producer at an offset the log has not reached, as
+            // a crash that lost the tail leaves it.
+            let mut phantom = ProducerStates::default();
+            let mut h = batch::parse_header(&idempotent(9, 0)).unwrap();
+            h.base_offset = Offset(5);
+            phantom.record(&h, 1);
+            let bytes = phantom.encode_snapshot(Offset(6));
+            io::write_small_atomic(p.log.dir(), PRODUCER_STATE_FILE, bytes)
+                .await
+                .unwrap();
+            p.log.abandon().await;
+            let p = open(topic.clone()).await;
+            assert!(
+                p.producers.states.borrow().get(7).is_some(),
+                "rebuilt from the log"
+            );
+            assert!(p.producers.states.borrow().get(9).is_none());
+            assert!(
+                !p.log.dir().join(PRODUCER_STATE_FILE).exists(),
+                "stale snapshot removed"
+            );
+            for seq in 1..10 {
+                p.produce(idempotent(7, seq), -1).await.unwrap();
+            }
+            p.log.abandon().await;
+            // Past offset 6 now: the stale snapshot would have been taken for true.
+            let p = open(topic).await;
+            assert!(p.producers.states.borrow().get(9).is_none());
+            assert_eq!(p.producers.states.borrow().len(), 1);
+        });
     }
 }
