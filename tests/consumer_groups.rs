@@ -285,12 +285,8 @@ struct Rec {
 }
 
 fn js_consumer(broker: &Broker, group: &str, topic: &str, name: &str) -> JsConsumer {
-    let node = clients_dir().join("node");
-    let mut cmd = Command::new("node");
-    cmd.arg(node.join("group-consumer.js"))
-        .args([group, topic, &SESSION_TIMEOUT.as_millis().to_string()])
-        .env("BROKER", broker.addr())
-        .current_dir(&node);
+    let mut cmd = harness::node("group-consumer.js", &broker.addr());
+    cmd.args([group, topic, &SESSION_TIMEOUT.as_millis().to_string()]);
     JsConsumer(Proc::spawn(name, &mut cmd))
 }
 
@@ -539,6 +535,36 @@ fn all_taken(runs: &[&Take]) -> Vec<(i32, i64, String)> {
     runs.iter().flat_map(|r| r.taken.clone()).collect()
 }
 
+/// Three kafkajs members of `group` share the new 3-partition `topic`, one partition each.
+/// Once their assignment is stable, `per_partition` records go to every partition and are
+/// processed and committed. Returns the members, their assignment and what was produced.
+fn three_js_members(
+    broker: &Broker,
+    topic: &str,
+    group: &str,
+    per_partition: i64,
+) -> (Vec<JsConsumer>, Vec<Vec<i32>>, Produced) {
+    create_topic(broker, topic, 3);
+    let started = Instant::now();
+    let consumers: Vec<JsConsumer> = (0..3)
+        .map(|i| js_consumer(broker, group, topic, &format!("kafkajs-{i}")))
+        .collect();
+    let all: Vec<&JsConsumer> = consumers.iter().collect();
+    let assigned = wait_stable_assignment(&all, started, 3, 45);
+    assert!(
+        assigned.iter().all(|a| a.len() == 1),
+        "one partition each: {assigned:?}"
+    );
+    let mut produced = Produced::default();
+    for p in 0..3 {
+        produced.send(broker, topic, p, "before", per_partition);
+    }
+    let what = format!("the first {} records processed", 3 * per_partition);
+    wait_processed(&all, &all, &produced, 30, &what);
+    wait_committed(&all, &produced, 15);
+    (consumers, assigned, produced)
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. kafkajs: three members share three partitions; one leaves; nothing is processed twice.
 
@@ -547,24 +573,9 @@ fn kafkajs_members_share_partitions_and_take_over_after_leave_group() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let broker = start_broker(&dir.path().join("data"), harness::free_port());
-    let (topic, group) = ("orders", "order-workers");
-    create_topic(&broker, topic, 3);
-    let started = Instant::now();
-    let consumers: Vec<JsConsumer> = (0..3)
-        .map(|i| js_consumer(&broker, group, topic, &format!("kafkajs-{i}")))
-        .collect();
+    let topic = "orders";
+    let (consumers, assigned, mut produced) = three_js_members(&broker, topic, "order-workers", 20);
     let all: Vec<&JsConsumer> = consumers.iter().collect();
-    let assigned = wait_stable_assignment(&all, started, 3, 45);
-    assert!(
-        assigned.iter().all(|a| a.len() == 1),
-        "one partition each: {assigned:?}"
-    );
-
-    let mut produced = Produced::default();
-    for p in 0..3 {
-        produced.send(&broker, topic, p, "before", 20);
-    }
-    wait_processed(&all, &all, &produced, 30, "the first 60 records processed");
     for (c, a) in consumers.iter().zip(&assigned) {
         let foreign: Vec<_> = c.records().into_iter().filter(|r| r.p != a[0]).collect();
         assert!(
@@ -573,7 +584,6 @@ fn kafkajs_members_share_partitions_and_take_over_after_leave_group() {
             c.0.name
         );
     }
-    wait_committed(&all, &produced, 15);
 
     // SIGTERM: consumer.disconnect() sends LeaveGroup; the other two rebalance at once.
     let (leaver, rest) = consumers.split_first().unwrap();
@@ -645,21 +655,10 @@ fn kafkajs_member_that_stops_heartbeating_is_removed_after_the_session_timeout()
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let broker = start_broker(&dir.path().join("data"), harness::free_port());
-    let (topic, group) = ("payments", "payment-workers");
-    create_topic(&broker, topic, 3);
-    let started = Instant::now();
-    let consumers: Vec<JsConsumer> = (0..3)
-        .map(|i| js_consumer(&broker, group, topic, &format!("kafkajs-{i}")))
-        .collect();
+    let topic = "payments";
+    let (consumers, assigned, mut produced) =
+        three_js_members(&broker, topic, "payment-workers", 10);
     let all: Vec<&JsConsumer> = consumers.iter().collect();
-    let assigned = wait_stable_assignment(&all, started, 3, 45);
-
-    let mut produced = Produced::default();
-    for p in 0..3 {
-        produced.send(&broker, topic, p, "before", 10);
-    }
-    wait_processed(&all, &all, &produced, 30, "the first 30 records processed");
-    wait_committed(&all, &produced, 15);
 
     // SIGSTOP: the process keeps its connections but sends nothing, heartbeats included.
     let (frozen, rest) = consumers.split_first().unwrap();
@@ -738,22 +737,13 @@ fn kafkajs_member_that_stops_heartbeating_is_removed_after_the_session_timeout()
 fn kafkajs_seed_consumer_receives_the_seed_producers_events() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start_broker(&dir.path().join("data"), harness::free_port());
-    let node = clients_dir().join("node");
-    let seed = |file: &str| {
-        let mut c = Command::new("node");
-        c.arg(node.join("seeds").join(file))
-            .env("BROKER", broker.addr())
-            .current_dir(&node);
-        c
-    };
+    let seed = |file: &str| harness::node(&format!("seeds/{file}"), &broker.addr());
     assert!(stdout(&run(&mut seed("kafka-topic.js"), 60)).contains("Topic created!"));
     assert!(stdout(&run(&mut seed("kafka-producer.js"), 60)).contains("Message sent!"));
-    let mut bulk = Command::new("node");
-    bulk.arg(node.join("keyed-producer.js"))
-        .args(["user-events", "30"])
-        .env("BROKER", broker.addr())
-        .current_dir(&node);
-    run(&mut bulk, 60);
+    run(
+        harness::node("keyed-producer.js", &broker.addr()).args(["user-events", "30"]),
+        60,
+    );
 
     // groupId 'notification-service', fromBeginning: true, kafkajs defaults otherwise.
     let consumer = Proc::spawn("seed kafka-consumer.js", &mut seed("kafka-consumer.js"));
@@ -1008,14 +998,7 @@ fn kafkajs_seed_event_chain_runs_through_two_groups() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let broker = start_broker(&dir.path().join("data"), harness::free_port());
-    let node = clients_dir().join("node");
-    let seed = |file: &str| {
-        let mut c = Command::new("node");
-        c.arg(node.join("seeds").join(file))
-            .env("BROKER", broker.addr())
-            .current_dir(&node);
-        c
-    };
+    let seed = |file: &str| harness::node(&format!("seeds/{file}"), &broker.addr());
     // The topics do not exist yet: the consumers' subscriptions create them (Metadata).
     let payments = Proc::spawn("seed payment-consumer.js", &mut seed("payment-consumer.js"));
     let notifications = Proc::spawn(

@@ -128,22 +128,13 @@ fn kafka_python_round_trips_headers_and_tombstones() {
 fn kafkajs_seed_walkthrough_creates_topic_and_produces_keyed_events() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("data"), 2);
-    let node = clients_dir().join("node");
-    let seed = |file: &str| {
-        let mut c = Command::new("node");
-        c.arg(node.join("seeds").join(file))
-            .env("BROKER", broker.addr())
-            .current_dir(&node);
-        c
-    };
+    let seed = |file: &str| harness::node(&format!("seeds/{file}"), &broker.addr());
     assert!(stdout(&run(&mut seed("kafka-topic.js"), 60)).contains("Topic created!"));
     assert!(stdout(&run(&mut seed("kafka-producer.js"), 60)).contains("Message sent!"));
-    let mut bulk = Command::new("node");
-    bulk.arg(node.join("keyed-producer.js"))
-        .args(["user-events", "300"])
-        .env("BROKER", broker.addr())
-        .current_dir(&node);
-    run(&mut bulk, 60);
+    run(
+        harness::node("keyed-producer.js", &broker.addr()).args(["user-events", "300"]),
+        60,
+    );
     // Read back with a different client: every key stays in one partition, in send order.
     let out = run(
         python("read_all.py").args([&broker.addr(), "user-events"]),

@@ -180,3 +180,14 @@ pub fn stdout(out: &Output) -> String {
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
+
+/// `node tests/clients/node/<script>` with the broker address in `BROKER` (how the seed code
+/// is pointed at a broker), run from that directory so that it finds node_modules.
+pub fn node(script: &str, broker: &str) -> Command {
+    let dir = clients_dir().join("node");
+    let mut c = Command::new("node");
+    c.arg(dir.join(script))
+        .env("BROKER", broker)
+        .current_dir(dir);
+    c
+}
