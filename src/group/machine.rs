@@ -414,7 +414,7 @@ fn splitmix(s: &mut u64) -> u64 {
 }
 
 impl Group {
-    pub(super) fn new(id: String, now: i64) -> Group {
+    fn new(id: String, now: i64) -> Group {
         Group {
             id,
             state: State::Empty,
