@@ -30,6 +30,16 @@ use crate::types::{Offset, TimestampMs};
 /// Bytes a disk read brings in beyond `max_bytes`, to cover the sparse index gap.
 const READ_SLACK_BYTES: usize = 8 << 10;
 
+/// The least a segment file is grown by (see `preallocate_ahead`).
+const PREALLOCATE_BYTES_MIN: u64 = 1 << 20;
+
+/// How far past the write end `end` to fallocate: as much as the segment already holds, at least
+/// `PREALLOCATE_BYTES_MIN` and at most `step_max`. Small partitions (a topic per test, a quiet
+/// partition) then take about their size on disk, and busy ones grow in full steps.
+fn preallocate_ahead(end: u64, step_max: u64, align: u64) -> u64 {
+    end.max(PREALLOCATE_BYTES_MIN).min(step_max).max(align)
+}
+
 /// A run of batch bytes handed to a reader: from the tail cache or a DMA read buffer.
 #[derive(Clone, Debug)]
 pub enum Chunk {
@@ -535,13 +545,8 @@ async fn do_write(inner: &Inner, job: WriteJob) -> Result<()> {
     let end = job.position + job.bytes;
     let mut allocated = allocated;
     if align_up(end, align) > allocated {
-        let step = inner
-            .state
-            .borrow()
-            .config
-            .preallocate_bytes_step
-            .max(align);
-        allocated = align_up(end, align) + step;
+        let step_max = inner.state.borrow().config.preallocate_bytes_step;
+        allocated = align_up(end, align) + preallocate_ahead(end, step_max, align);
         file.preallocate(allocated).await?;
     }
     let mut parts: Vec<&[u8]> = Vec::with_capacity(job.chunks.len() + 1);
@@ -617,6 +622,17 @@ async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn preallocation_grows_with_the_segment_up_to_the_step() {
+        use super::preallocate_ahead as ahead;
+        let mib = 1 << 20;
+        assert_eq!(ahead(100, 32 * mib, 4096), mib, "a small segment takes 1 MiB more");
+        assert_eq!(ahead(5 * mib, 32 * mib, 4096), 5 * mib, "then its own size");
+        assert_eq!(ahead(900 * mib, 32 * mib, 4096), 32 * mib, "at most the step");
+        assert_eq!(ahead(100, 8192, 4096), 8192, "a step below the minimum wins");
+        assert_eq!(ahead(100, 0, 4096), 4096, "never less than the alignment");
+    }
+
     use super::*;
 
     #[test]
