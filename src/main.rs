@@ -28,6 +28,8 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // A panic on any shard ends the process: half a broker (some partitions unreachable)
     // is worse than a restart, and recovery makes a crash safe.

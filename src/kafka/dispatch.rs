@@ -88,6 +88,8 @@ pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Optio
     if !decodable(api, version) {
         return Err(Close(format!("{api:?} v{version} is not supported")));
     }
+    // Which versions real clients use: the compatibility matrix reads these from the log.
+    tracing::trace!(target: "shardlog::requests", api = api as i16, version, client = %ctx.client_id, "request");
     let s = shard.clone();
     let body = frame;
     match api {
