@@ -626,10 +626,22 @@ mod tests {
     fn preallocation_grows_with_the_segment_up_to_the_step() {
         use super::preallocate_ahead as ahead;
         let mib = 1 << 20;
-        assert_eq!(ahead(100, 32 * mib, 4096), mib, "a small segment takes 1 MiB more");
+        assert_eq!(
+            ahead(100, 32 * mib, 4096),
+            mib,
+            "a small segment takes 1 MiB more"
+        );
         assert_eq!(ahead(5 * mib, 32 * mib, 4096), 5 * mib, "then its own size");
-        assert_eq!(ahead(900 * mib, 32 * mib, 4096), 32 * mib, "at most the step");
-        assert_eq!(ahead(100, 8192, 4096), 8192, "a step below the minimum wins");
+        assert_eq!(
+            ahead(900 * mib, 32 * mib, 4096),
+            32 * mib,
+            "at most the step"
+        );
+        assert_eq!(
+            ahead(100, 8192, 4096),
+            8192,
+            "a step below the minimum wins"
+        );
         assert_eq!(ahead(100, 0, 4096), 4096, "never less than the alignment");
     }
 
