@@ -784,6 +784,48 @@ fn kafkajs_seed_consumer_receives_the_seed_producers_events() {
     consumer.wait_exit(10);
 }
 
+/// Seed 000's producer (no key, no topic created beforehand) and its `billing-service`
+/// consumer (kafkajs defaults: a new group starts at the log end), both as written.
+#[test]
+fn kafkajs_seed_000_billing_consumer_processes_an_unkeyed_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(&dir.path().join("data"), harness::free_port());
+    let seed = |file: &str| harness::node(&format!("seeds/{file}"), &broker.addr());
+    let consumer = Proc::spawn(
+        "seed billing-consumer.mjs",
+        &mut seed("billing-consumer.mjs"),
+    );
+    consumer.wait_until(60, "the consumer joined", |lines| {
+        lines
+            .iter()
+            .any(|(_, l)| l.contains("Consumer has joined the group"))
+            .then_some(())
+    });
+    // A new group starts at the end of the log, which it looks up just after joining: an order
+    // sent in that moment is (rightly) not seen, so send until one is processed.
+    let processed = |lines: &[(Instant, String)]| -> usize {
+        let order = "Processing order: 123";
+        lines.iter().filter(|(_, l)| l == order).count()
+    };
+    let mut sent = 0;
+    while processed(&consumer.lines()) == 0 {
+        assert!(sent < 5, "no order processed after {sent} sent");
+        run(&mut seed("orders-producer.mjs"), 60);
+        sent += 1;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while processed(&consumer.lines()) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        processed(&consumer.lines()) <= sent,
+        "each order at most once"
+    );
+    consumer.signal(libc::SIGKILL);
+    consumer.wait_exit(10);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. confluent-kafka cooperative-sticky: a second member takes partitions over incrementally.
 

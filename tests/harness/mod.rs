@@ -32,13 +32,24 @@ impl Broker {
     }
 
     pub fn start_on(dir: &Path, shards: usize, port: u16, extra: &[&str]) -> Broker {
+        Broker::start_logging(dir, shards, port, extra, "shardlog=debug")
+    }
+
+    /// As `start_on`, with the broker's log filter (RUST_LOG) given.
+    pub fn start_logging(
+        dir: &Path,
+        shards: usize,
+        port: u16,
+        extra: &[&str],
+        filter: &str,
+    ) -> Broker {
         let log = std::fs::File::create(dir.with_extension("log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--data-dir", dir.to_str().unwrap()])
             .args(["--shards", &shards.to_string()])
             .args(extra)
-            .env("RUST_LOG", "shardlog=debug")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
