@@ -195,6 +195,21 @@ class Cell {
     check(same(sorted(got), sorted(values)), `expected exactly ${values}, got ${got}`)
   }
 
+  // The topic holds exactly n records (so no copy arrived after the n a consumer waited for).
+  async checkHeld(topic, n) {
+    const admin = await this.admin()
+    const offsets = await admin.fetchTopicOffsets(topic)
+    const held = offsets.reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0)
+    check(held === n, `topic holds ${held} records, expected ${n}`)
+  }
+
+  // Sum of the group's committed offsets on the topic (an uncommitted partition counts 0).
+  async committedTotal(topic) {
+    const admin = await this.admin()
+    const [t] = await admin.fetchOffsets({ groupId: this.group, topics: [topic] })
+    return t.partitions.reduce((sum, p) => sum + Math.max(Number(p.offset), 0), 0)
+  }
+
   async partitionOffsets(topic, partition = 0) {
     const admin = await this.admin()
     const offsets = await admin.fetchTopicOffsets(topic)
@@ -234,7 +249,8 @@ function loadCodec(name) {
     module = nodeRequire(pkg)
   } catch (e) {
     const why = e.message.split('\n')[0]
-    throw new Lacks(`kafkajs ships no ${name} codec and ${pkg} could not be loaded: ${why}`)
+    // The package is pinned in package-lock.json: failing to load it is a broken install.
+    throw new Failed(`${pkg} (the ${name} codec, pinned in package-lock.json) did not load: ${why}`)
   }
   CompressionCodecs[type] = codec(module)
   return type
@@ -252,6 +268,7 @@ function codecFeature(name) {
     const got = c.records.map((r) => text(r.value))
     check(same(sorted(got), sorted(messages.map((m) => m.value))), 'each value exactly once')
     checkOffsetsIncrease(c.records)
+    await cell.checkHeld(topic, RECORDS)
     return CODECS[name].note
   }
 }
@@ -269,6 +286,7 @@ async function headers(cell) {
       && r.headers.trace.every((v, i) => v.equals(sent.trace[i])), 'trace headers differ')
     check(Buffer.isBuffer(r.headers.bin) && r.headers.bin.equals(sent.bin), 'bin header differs')
   }
+  await cell.checkHeld(topic, 3)
   return 'kafkajs headers are an object (a repeated key is an array under its first position), '
     + 'so the order sent is trace, trace, bin'
 }
@@ -282,6 +300,7 @@ async function nullKey(cell) {
   await cell.waitRecords(c, 10)
   check(c.records.every((r) => r.key === null), 'a key is not null')
   check(same(sorted(c.records.map((r) => text(r.value))), sorted(values)), 'values differ')
+  await cell.checkHeld(topic, 10)
 }
 
 async function nullValue(cell) {
@@ -293,6 +312,7 @@ async function nullValue(cell) {
   const [r] = c.records
   check(text(r.key) === 'k', `key ${r.key}`)
   check(r.value === null, `value is ${JSON.stringify(r.value)}, not null`)
+  await cell.checkHeld(topic, 1)
 }
 
 async function timestamp(cell) {
@@ -305,6 +325,7 @@ async function timestamp(cell) {
   check(r.timestamp === String(TIMESTAMP_MS), `timestamp ${r.timestamp}`)
   const { timestampType } = r.batchContext
   check(timestampType === CREATE_TIME, `timestamp type ${timestampType}, not CreateTime`)
+  await cell.checkHeld(topic, 1)
 }
 
 async function record1mib(cell) {
@@ -315,6 +336,7 @@ async function record1mib(cell) {
   const c = await cell.consume(topic)
   await cell.waitRecords(c, 1)
   check(c.records[0].value.equals(value), 'consumed bytes differ')
+  await cell.checkHeld(topic, 1)
   return 'kafkajs has no client-side request or message size limit to raise'
 }
 
@@ -340,10 +362,7 @@ async function tooLarge(cell) {
   check(cause && cause.type === 'MESSAGE_TOO_LARGE' && cause.code === 10,
     `expected MESSAGE_TOO_LARGE (10), got ${error.name}: ${error.message}`)
   await cell.send(topic, [{ key: 'small', value: 'small' }])
-  const admin = await cell.admin()
-  const offsets = await admin.fetchTopicOffsets(topic)
-  const held = offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0)
-  check(held === 1, `topic holds ${held} records, expected 1`)
+  await cell.checkHeld(topic, 1)
   const c = await cell.consume(topic)
   await cell.expectOnly(c, ['small'])
   return 'kafkajs has no client-side request or message size limit to raise'
@@ -368,6 +387,7 @@ async function group(cell) {
   await cell.waitUntil(() => received().length >= 60, '60 records between the two consumers')
   const got = received().map((r) => text(r.value))
   check(same(sorted(got), sorted(messages.map((m) => m.value))), 'each record exactly once')
+  await cell.checkHeld(topic, 60)
   return `assignor ${members[0].assignor}`
 }
 
@@ -398,6 +418,9 @@ async function commitAuto(cell) {
   const first = await cell.consume(topic, { autoCommit: true, autoCommitInterval: 500 })
   await cell.waitRecords(first, 20)
   await sleep(SETTLE_MS)
+  // Committed by the periodic auto commit while the consumer runs, not only by its close.
+  await cell.waitUntil(async () => (await cell.committedTotal(topic)) === 20,
+    '20 offsets auto-committed before close')
   await cell.closeClient(first.consumer)
   const more = textMessages('second', 5)
   await cell.send(topic, more)
