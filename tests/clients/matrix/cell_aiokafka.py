@@ -16,8 +16,10 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import MessageSizeTooLargeError
 
 from matrix_common import (CLIENT_MAX_BYTES, CODECS, DEADLINE_S, HEADERS, RECORDS,
-                           RECORD_1MIB_BYTES, TIMESTAMP_MS, TOO_LARGE_BYTES, check, client_id,
-                           Failed, main, random_bytes, seek_base_ms)
+                           RECORD_1MIB_BYTES, TIMESTAMP_MS, TOO_LARGE_BYTES, Failed, at_least,
+                           check, check_offsets_increase, check_topic_holds, check_values_once,
+                           client_id, keyed, main, offsets, random_bytes, seek_base_ms,
+                           split_between, to_partition_0)
 
 PARTITIONS = 3  # of every topic a feature creates, unless it says otherwise
 CREATE_TIME = 0  # ConsumerRecord.timestamp_type
@@ -50,17 +52,19 @@ async def admin_client(bootstrap):
 
 
 def producer(bootstrap, **config):
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id(), acks="all", **config)
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id(), acks="all",
+                            **config)
 
 
 def consumer(bootstrap):
-    return AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id(), enable_auto_commit=False)
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id(),
+                            enable_auto_commit=False)
 
 
 def group_consumer(bootstrap, prefix, **config):
     """A consumer in PREFIX-g subscribed to PREFIX, reading from the earliest offset."""
-    return AIOKafkaConsumer(prefix, bootstrap_servers=bootstrap, client_id=client_id(), group_id=f"{prefix}-g",
-                            auto_offset_reset="earliest", **config)
+    return AIOKafkaConsumer(prefix, bootstrap_servers=bootstrap, client_id=client_id(),
+                            group_id=f"{prefix}-g", auto_offset_reset="earliest", **config)
 
 
 # --- topics --------------------------------------------------------------------------------
@@ -73,6 +77,13 @@ async def partition_ids(admin, topic):
     return []
 
 
+def response_errors(response, items):
+    """(name, error_code, error_message) of each entry of a raw response's `items` array,
+    decoded by field name (older versions have no error_message)."""
+    return [(e.get("topic", e.get("resource_name")), e["error_code"], e.get("error_message"))
+            for e in response.to_object()[items]]
+
+
 async def wait_partitions(admin, topic, count):
     async def shown():
         return await partition_ids(admin, topic) == list(range(count))
@@ -82,7 +93,7 @@ async def wait_partitions(admin, topic, count):
 async def create_topic(admin, topic, partitions=PARTITIONS):
     """aiokafka returns the CreateTopics response without raising its errors."""
     response = await admin.create_topics([NewTopic(topic, partitions, 1)])
-    for name, error_code, error_message in response.topic_errors:
+    for name, error_code, error_message in response_errors(response, "topic_errors"):
         check(error_code == 0, f"CreateTopics {name}: error {error_code} {error_message}")
     await wait_partitions(admin, topic, partitions)
 
@@ -101,15 +112,6 @@ async def produce(bootstrap, topic, records, **config):
         return [await asyncio.wait_for(f, DEADLINE_S) for f in futures]
 
 
-def keyed(values):
-    return [dict(key=f"k{i % 5}".encode(), value=v.encode()) for i, v in enumerate(values)]
-
-
-def to_partition_0(count, timestamp=None):
-    return [dict(value=f"v{i}".encode(), partition=0,
-                 timestamp_ms=None if timestamp is None else timestamp(i)) for i in range(count)]
-
-
 async def poll_until(c, done, what):
     """Polls c, collecting records, until done(records) holds; returns the records."""
     got = []
@@ -121,10 +123,6 @@ async def poll_until(c, done, what):
 
     await wait_until(step, what)
     return got
-
-
-def at_least(n):
-    return lambda got: len(got) >= n
 
 
 def all_partitions(topic):
@@ -152,22 +150,18 @@ async def to_beginning(c, tp):
     await c.seek_to_beginning(tp)
 
 
-def check_offsets_increase(records):
-    last = {}
-    for r in records:
-        check(r.offset > last.get(r.partition, -1),
-              f"offsets not increasing in partition {r.partition}")
-        last[r.partition] = r.offset
+async def watermarks(bootstrap, topic):
+    """{partition: (low, high)} of every partition of topic, asked of the broker."""
+    async with admin_client(bootstrap) as admin:
+        parts = [TopicPartition(topic, p) for p in await partition_ids(admin, topic)]
+    check(parts, f"metadata lists {topic}")
+    async with consumer(bootstrap) as c:
+        starts, ends = await c.beginning_offsets(parts), await c.end_offsets(parts)
+    return {tp.partition: (starts[tp], ends[tp]) for tp in parts}
 
 
-def check_values_once(records, expected):
-    counts = collections.Counter(r.value.decode() for r in records)
-    check(counts == collections.Counter(expected),
-          f"values not each exactly once: {sorted(counts)}")
-
-
-def offsets(records):
-    return [r.offset for r in records]
+async def check_holds(bootstrap, topic, n):
+    check_topic_holds(topic, await watermarks(bootstrap, topic), n)
 
 
 # --- record features -----------------------------------------------------------------------
@@ -181,6 +175,7 @@ def codec_feature(codec):
         got = await consume(bootstrap, prefix, RECORDS)
         check_values_once(got, values)
         check_offsets_increase(got)
+        await check_holds(bootstrap, prefix, RECORDS)
     return run
 
 
@@ -192,6 +187,7 @@ async def headers(bootstrap, prefix):
     check(len(got) == 3, f"{len(got)} records")
     for r in got:
         check(list(r.headers) == HEADERS, f"headers {r.headers}")
+    await check_holds(bootstrap, prefix, 3)
 
 
 async def null_key(bootstrap, prefix):
@@ -201,6 +197,7 @@ async def null_key(bootstrap, prefix):
     got = await consume(bootstrap, prefix, 10)
     check(all(r.key is None for r in got), f"keys {[r.key for r in got]}")
     check_values_once(got, values)
+    await check_holds(bootstrap, prefix, 10)
 
 
 async def null_value(bootstrap, prefix):
@@ -208,6 +205,7 @@ async def null_value(bootstrap, prefix):
     await produce(bootstrap, prefix, [dict(key=b"k", value=None)])
     (r,) = await consume(bootstrap, prefix, 1)
     check(r.key == b"k" and r.value is None, f"key {r.key!r} value {r.value!r}")
+    await check_holds(bootstrap, prefix, 1)
 
 
 async def timestamp(bootstrap, prefix):
@@ -216,6 +214,7 @@ async def timestamp(bootstrap, prefix):
     (r,) = await consume(bootstrap, prefix, 1)
     check(r.timestamp == TIMESTAMP_MS, f"timestamp {r.timestamp}")
     check(r.timestamp_type == CREATE_TIME, f"timestamp type {r.timestamp_type}")
+    await check_holds(bootstrap, prefix, 1)
 
 
 async def record_1mib(bootstrap, prefix):
@@ -224,27 +223,25 @@ async def record_1mib(bootstrap, prefix):
     await produce(bootstrap, prefix, [dict(value=value)], max_request_size=CLIENT_MAX_BYTES)
     (r,) = await consume(bootstrap, prefix, 1)
     check(r.value == value, f"value differs ({len(r.value)} bytes)")
+    await check_holds(bootstrap, prefix, 1)
 
 
 async def too_large(bootstrap, prefix):
     await setup_topic(bootstrap, prefix)
     async with producer(bootstrap, max_request_size=CLIENT_MAX_BYTES) as p:
+        # send() raises the same MessageSizeTooLargeError when the client itself rejects the
+        # record (max_request_size), so it stays outside the try: only the broker's answer,
+        # delivered through the future, counts.
+        fut = await p.send(prefix, value=random_bytes(TOO_LARGE_BYTES), partition=0)
         try:
-            await p.send_and_wait(prefix, value=random_bytes(TOO_LARGE_BYTES), partition=0)
+            await asyncio.wait_for(fut, DEADLINE_S)
             raise Failed("the broker acknowledged a 1,100,000-byte record")
         except MessageSizeTooLargeError as e:
             check(e.errno == 10, f"error code {e.errno}")
         await p.send_and_wait(prefix, value=b"small", partition=0)
-    check(await record_count(bootstrap, prefix) == 1, "the topic holds more than the small record")
+    await check_holds(bootstrap, prefix, 1)
     (r,) = await consume(bootstrap, prefix, 1)
     check(r.value == b"small", f"value {r.value[:20]!r}")
-
-
-async def record_count(bootstrap, topic):
-    async with consumer(bootstrap) as c:
-        parts = all_partitions(topic)
-        ends, starts = await c.end_offsets(parts), await c.beginning_offsets(parts)
-        return sum(ends[tp] - starts[tp] for tp in parts)
 
 
 # --- group features ------------------------------------------------------------------------
@@ -256,9 +253,16 @@ async def collect(c, records, stop):
             records.extend(batch)
 
 
-def split_between(members, partitions):
-    sets = [{tp.partition for tp in c.assignment()} for c in members]
-    return all(sets) and not set.intersection(*sets) and set.union(*sets) == partitions
+def polling(tasks):
+    """Raises what ended a collect task, if one has ended; for wait_until conditions."""
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            raise Failed(f"a member's poll failed: {t.exception()!r}") from t.exception()
+    return False
+
+
+def assignments(members):
+    return [{tp.partition for tp in c.assignment()} for c in members]
 
 
 async def group(bootstrap, prefix):
@@ -267,17 +271,22 @@ async def group(bootstrap, prefix):
         records, stop = [], asyncio.Event()
         polls = [asyncio.create_task(collect(c, records, stop)) for c in (a, b)]
         try:
-            await wait_until(lambda: split_between([a, b], {0, 1, 2}),
+            await wait_until(lambda: polling(polls)
+                             or split_between(assignments([a, b]), {0, 1, 2}),
                              "both members to split 3 partitions")
             async with admin_client(bootstrap) as admin:
                 note = f"assignor {(await describe_group(admin, f'{prefix}-g')).protocol}"
             values = [f"g{i}" for i in range(60)]
             await produce(bootstrap, prefix, keyed(values))
-            await wait_until(lambda: len(records) >= 60, "60 records in the group")
+            await wait_until(lambda: polling(polls) or len(records) >= 60,
+                             "60 records in the group")
             check_values_once(records, values)
         finally:
             stop.set()
-            await asyncio.gather(*polls)
+            # An error here was raised already (polling), or surfaces in the checks above:
+            # it must not replace the exception in flight.
+            await asyncio.gather(*polls, return_exceptions=True)
+    await check_holds(bootstrap, prefix, 60)
     return note
 
 
@@ -297,8 +306,20 @@ async def commit_auto(bootstrap, prefix):
                               auto_commit_interval_ms=500) as c:
         await poll_until(c, at_least(20), "20 records")
         keep_until = time.time() + 2
-        await poll_until(c, lambda _: time.time() > keep_until, "2 s of polling")
+        extra = await poll_until(c, lambda _: time.time() > keep_until, "2 s of polling")
+        check(not extra, f"nothing past the 20 records: {extra}")
+        # Before close: what auto commit alone committed (close would commit too).
+        await check_committed_all(bootstrap, prefix, c, 20)
     await check_resumes_after_commit(bootstrap, prefix)
+
+
+async def check_committed_all(bootstrap, prefix, c, n):
+    """PREFIX-g's committed offsets (c.committed asks the coordinator) are each partition's
+    end, n in total."""
+    committed = {p: await c.committed(TopicPartition(prefix, p)) for p in range(PARTITIONS)}
+    ends = {p: high for p, (_, high) in (await watermarks(bootstrap, prefix)).items()}
+    check(committed == ends and sum(ends.values()) == n,
+          f"committed offsets {committed} are the partitions' ends {ends} ({n} records)")
 
 
 async def check_resumes_after_commit(bootstrap, prefix):
@@ -310,6 +331,7 @@ async def check_resumes_after_commit(bootstrap, prefix):
         got = await poll_until(c, at_least(5), "the 5 new records")
     check(sorted(r.value.decode() for r in got) == new,
           f"resumed with {[r.value.decode() for r in got]}")
+    await check_holds(bootstrap, prefix, 25)
 
 
 # --- seek features -------------------------------------------------------------------------
@@ -326,6 +348,7 @@ async def seek_beginning(bootstrap, prefix):
         again = offsets(await poll_until(c, at_least(10), "10 records after the seek"))
     check(first == list(range(10)), f"first read {first}")
     check(again == list(range(10)), f"after seek_to_beginning {again}")
+    await check_holds(bootstrap, prefix, 10)
 
 
 async def seek_offset(bootstrap, prefix):
@@ -337,6 +360,7 @@ async def seek_offset(bootstrap, prefix):
 
     got = await read_partition_0(bootstrap, prefix, 4, to_6)
     check(got == [6, 7, 8, 9], f"offsets {got}")
+    await check_holds(bootstrap, prefix, 10)
 
 
 async def seek_timestamp(bootstrap, prefix):
@@ -351,6 +375,7 @@ async def seek_timestamp(bootstrap, prefix):
 
     got = await read_partition_0(bootstrap, prefix, 5, to_time)
     check(got == [5, 6, 7, 8, 9], f"offsets {got}")
+    await check_holds(bootstrap, prefix, 10)
 
 
 # --- admin features ------------------------------------------------------------------------
@@ -367,7 +392,7 @@ def with_admin(fn):
 async def admin_topics(admin, bootstrap, prefix):
     await create_topic(admin, prefix, 2)
     response = await admin.delete_topics([prefix])
-    for name, error_code, *_ in response.topic_error_codes:
+    for name, error_code, _ in response_errors(response, "topic_error_codes"):
         check(error_code == 0, f"DeleteTopics {name}: error {error_code}")
 
     async def gone():
@@ -384,14 +409,16 @@ async def admin_partitions(admin, bootstrap, prefix):
     await wait_partitions(admin, prefix, 5)
     (meta,) = await produce(bootstrap, prefix, [dict(value=b"p4", partition=4)])
     check(meta.partition == 4, f"acknowledged on partition {meta.partition}")
+    await check_holds(bootstrap, prefix, 1)
 
 
 async def topic_configs(admin, topic):
     """{name: value} of every config of topic, from the raw DescribeConfigs response."""
     (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    (error_code, error_message, _, _, entries) = response.resources[0][:5]
-    check(error_code == 0, f"DescribeConfigs error {error_code} {error_message}")
-    return {entry[0]: entry[1] for entry in entries}
+    (described,) = response.to_object()["resources"]
+    check(described["error_code"] == 0,
+          f"DescribeConfigs error {described['error_code']} {described['error_message']}")
+    return {e["config_names"]: e["config_value"] for e in described["config_entries"]}
 
 
 @with_admin
@@ -408,8 +435,8 @@ async def admin_alter_configs(admin, bootstrap, prefix):
     await create_topic(admin, prefix)
     resource = ConfigResource(ConfigResourceType.TOPIC, prefix, {"retention.ms": "3600000"})
     for response in await admin.alter_configs([resource]):
-        for error_code, error_message, *_ in response.resources:
-            check(error_code == 0, f"AlterConfigs error {error_code} {error_message}")
+        for name, error_code, error_message in response_errors(response, "resources"):
+            check(error_code == 0, f"AlterConfigs {name}: error {error_code} {error_message}")
     retention = (await topic_configs(admin, prefix)).get("retention.ms")
     check(retention == "3600000", f"retention.ms after alter: {retention}")
     return "via AlterConfigs: aiokafka has no incremental alter"
@@ -424,6 +451,7 @@ async def admin_list_groups(admin, bootstrap, prefix):
         await c.commit()
     listed = {group_id for group_id, _protocol_type in await admin.list_consumer_groups()}
     check(f"{prefix}-g" in listed, f"{prefix}-g not listed")
+    await check_holds(bootstrap, prefix, 1)
 
 
 Group = collections.namedtuple("Group", "state protocol_type protocol assignments")
@@ -434,11 +462,12 @@ async def describe_group(admin, group_id):
     aiokafka returns the raw DescribeGroups response; its consumer protocol decodes the
     assignment bytes."""
     (response,) = await admin.describe_consumer_groups([group_id])
-    (error_code, _, state, protocol_type, protocol, members, *_) = response.groups[0]
-    check(error_code == 0, f"DescribeGroups error {error_code}")
-    assignments = [ConsumerProtocolMemberAssignment.decode(m[4]).assignment for m in members]
-    return Group(state, protocol_type, protocol,
-                 [[(t, sorted(ps)) for t, ps in a] for a in assignments])
+    (g,) = response.to_object()["groups"]
+    check(g["error_code"] == 0, f"DescribeGroups error {g['error_code']}")
+    decoded = [ConsumerProtocolMemberAssignment.decode(m["member_assignment"]).assignment
+               for m in g["members"]]
+    return Group(g["state"], g["protocol_type"], g["protocol"],
+                 [[(t, sorted(ps)) for t, ps in a] for a in decoded])
 
 
 @with_admin
@@ -478,6 +507,7 @@ async def admin_delete_records(admin, bootstrap, prefix):
     check(earliest == 4, f"earliest offset {earliest}")
     got = await read_partition_0(bootstrap, prefix, 6, to_beginning)
     check(got == list(range(4, 10)), f"offsets from the beginning {got}")
+    await check_holds(bootstrap, prefix, 6)
 
 
 def blocking(feature):

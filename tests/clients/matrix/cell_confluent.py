@@ -5,14 +5,17 @@ consumer-group, list-offsets, delete-records or incremental-alter calls: those f
 older way 1.7.0 offers (AdminClient.list_groups, the consumer's offset queries, alter_configs)
 and say so in the PASS note, or report LACKS where there is none.
 Usage: cell_confluent.py BOOTSTRAP FEATURE PREFIX"""
+import sys
 import time
 
 from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError,
                              Producer, TopicPartition, admin, libversion, version)
 
 from matrix_common import (CLIENT_MAX_BYTES, CODECS, DEADLINE_S, HEADERS, RECORD_1MIB_BYTES,
-                           RECORDS, client_id, TIMESTAMP_MS, TOO_LARGE_BYTES, Lacks, check, main,
-                           random_bytes, seek_base_ms, wait_until)
+                           RECORDS, TIMESTAMP_MS, TOO_LARGE_BYTES, Lacks, check,
+                           check_offsets_increase, check_topic_holds, check_values_once,
+                           client_id, main, offsets, random_bytes, seek_base_ms, split_between,
+                           values, wait_until)
 
 # version() is a string in 2.x, a (string, int) pair in 1.x.
 CLIENT = f"confluent-kafka {version() if isinstance(version(), str) else version()[0]}"
@@ -50,7 +53,8 @@ def topic_configs(adm, topic):
 # ---- produce -----------------------------------------------------------------------------
 
 def new_producer(bootstrap, conf=None):
-    return Producer({"bootstrap.servers": bootstrap, "client.id": client_id(), "acks": "all", **(conf or {})})
+    return Producer({"bootstrap.servers": bootstrap, "client.id": client_id(), "acks": "all",
+                     **(conf or {})})
 
 
 def send(producer, topic, records):
@@ -86,27 +90,39 @@ def timestamped(n):
 def reader(bootstrap, prefix, partitions):
     """A consumer assign()ed to partitions of prefix from the earliest offset (it never joins
     or commits to its group)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id(), "group.id": f"{prefix}-g-reader",
-                  "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id(),
+                  "group.id": f"{prefix}-g-reader", "enable.auto.commit": False})
     c.assign([TopicPartition(prefix, p, OFFSET_BEGINNING) for p in partitions])
     return c
 
 
 def member(bootstrap, prefix, conf=None):
     """A consumer of group PREFIX-g subscribed to prefix (earliest when nothing is committed)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id(), "group.id": f"{prefix}-g",
-                  "auto.offset.reset": "earliest", **GROUP_TIMEOUTS, **(conf or {})})
+    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id(),
+                  "group.id": f"{prefix}-g", "auto.offset.reset": "earliest", **GROUP_TIMEOUTS,
+                  **(conf or {})})
     c.subscribe([prefix])
     return c
 
 
 def pump(consumers, got):
-    """Polls each consumer once, appending what it returns to got."""
+    """Polls each consumer once, appending the records it returns to got. A consumer error
+    fails the cell if it is fatal or names a partition (and is not retriable); other errors
+    (e.g. _TRANSPORT, _ALL_BROKERS_DOWN: librdkafka reconnects by itself) are only logged, and
+    if they persist the caller's deadline runs out."""
     for c in consumers:
         m = c.poll(0.1)
-        if m is not None:
-            check(not m.error(), f"consumer error: {m.error()}")
+        if m is None:
+            continue
+        err = m.error()
+        if err is None:
             got.append(m)
+            continue
+        where = f"{m.topic()} [{m.partition()}]" if m.topic() is not None else "client"
+        check(not err.fatal() and (m.topic() is None or err.retriable()),
+              f"consumer error on {where}: {err}")
+        print(f"transient consumer error on {where} (retriable: {err.retriable()}): {err}",
+              file=sys.stderr, flush=True)
 
 
 def read(consumers, n):
@@ -130,15 +146,19 @@ def consume(bootstrap, prefix, n, partitions=(0, 1, 2)):
     return got
 
 
-def values(messages):
-    return sorted(m.value() for m in messages)
+def watermarks(bootstrap, prefix):
+    """{partition: (low, high)} of every partition of topic prefix, asked of the broker."""
+    c = reader(bootstrap, prefix, [])
+    parts = c.list_topics(prefix, timeout=DEADLINE_S).topics[prefix].partitions
+    marks = {p: c.get_watermark_offsets(TopicPartition(prefix, p), DEADLINE_S, False)
+             for p in sorted(parts)}
+    c.close()
+    return marks
 
 
-def check_offsets_increase(messages):
-    last = {}
-    for m in messages:
-        check(m.offset() > last.get(m.partition(), -1), f"offsets increase in [{m.partition()}]")
-        last[m.partition()] = m.offset()
+def check_holds(bootstrap, prefix, n):
+    """Topic prefix holds exactly n records."""
+    check_topic_holds(prefix, watermarks(bootstrap, prefix), n)
 
 
 # ---- features: records -------------------------------------------------------------------
@@ -149,8 +169,9 @@ def codec_feature(codec):
         records = [{"key": f"k{i % 5}", "value": f"{codec}-{i}".encode()} for i in range(RECORDS)]
         produce(bootstrap, prefix, records, {"compression.type": codec})
         got = consume(bootstrap, prefix, RECORDS)
-        check(values(got) == sorted(r["value"] for r in records), "each value exactly once")
+        check_values_once(got, [r["value"] for r in records])
         check_offsets_increase(got)
+        check_holds(bootstrap, prefix, RECORDS)
     return run
 
 
@@ -159,6 +180,7 @@ def headers(bootstrap, prefix):
     produce(bootstrap, prefix, numbered("h", 3, headers=HEADERS))
     for m in consume(bootstrap, prefix, 3):
         check(m.headers() == HEADERS, f"headers {m.headers()} == {HEADERS}")
+    check_holds(bootstrap, prefix, 3)
 
 
 def null_key(bootstrap, prefix):
@@ -167,7 +189,8 @@ def null_key(bootstrap, prefix):
     produce(bootstrap, prefix, records)
     got = consume(bootstrap, prefix, 10)
     check(all(m.key() is None for m in got), "every key is null")
-    check(values(got) == sorted(r["value"] for r in records), "values intact")
+    check_values_once(got, [r["value"] for r in records])
+    check_holds(bootstrap, prefix, 10)
 
 
 def null_value(bootstrap, prefix):
@@ -175,6 +198,7 @@ def null_value(bootstrap, prefix):
     produce(bootstrap, prefix, [{"key": "k", "value": None}])
     [m] = consume(bootstrap, prefix, 1)
     check(m.key() == b"k" and m.value() is None, f"key k, null value: {m.key()} {m.value()}")
+    check_holds(bootstrap, prefix, 1)
 
 
 def timestamp(bootstrap, prefix):
@@ -183,6 +207,7 @@ def timestamp(bootstrap, prefix):
     [m] = consume(bootstrap, prefix, 1)
     check(m.timestamp() == (TIMESTAMP_CREATE_TIME, TIMESTAMP_MS),
           f"timestamp (CreateTime, {TIMESTAMP_MS}): {m.timestamp()}")
+    check_holds(bootstrap, prefix, 1)
 
 
 def record_1mib(bootstrap, prefix):
@@ -191,20 +216,22 @@ def record_1mib(bootstrap, prefix):
     produce(bootstrap, prefix, [{"value": value, "partition": 0}], LIMITS)
     [m] = consume(bootstrap, prefix, 1, [0])
     check(m.value() == value, "the 1 MiB value reads back equal")
+    check_holds(bootstrap, prefix, 1)
 
 
 def too_large(bootstrap, prefix):
     create_topic(bootstrap, prefix)
     producer = new_producer(bootstrap, LIMITS)
-    [(err, _)] = send(producer, prefix, [{"value": random_bytes(TOO_LARGE_BYTES), "partition": 0}])
+    # produce() itself raises if librdkafka rejects the record against message.max.bytes; a
+    # delivery report with MSG_SIZE_TOO_LARGE is the broker's answer.
+    big = {"value": random_bytes(TOO_LARGE_BYTES), "partition": 0}
+    [(err, _)] = send(producer, prefix, [big])
     check(err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE,
           f"delivery error MSG_SIZE_TOO_LARGE (10): {err}")
     [(err, _)] = send(producer, prefix, [{"value": b"small", "partition": 0}])
     check(err is None, f"the small record is acknowledged: {err}")
+    check_holds(bootstrap, prefix, 1)
     c = reader(bootstrap, prefix, [0, 1, 2])
-    marks = [c.get_watermark_offsets(TopicPartition(prefix, p), DEADLINE_S, False)
-             for p in range(3)]
-    check(sum(high - low for low, high in marks) == 1, f"the topic holds one record: {marks}")
     [m] = read([c], 1)
     c.close()
     check(m.value() == b"small", "the one record is the small one")
@@ -216,25 +243,35 @@ def partitions_of(consumer):
     return {tp.partition for tp in consumer.assignment()}
 
 
-def balanced(a, b):
-    pa, pb = partitions_of(a), partitions_of(b)
-    return pa and pb and not pa & pb and pa | pb == {0, 1, 2}
+def balanced(consumers):
+    return split_between([partitions_of(c) for c in consumers], {0, 1, 2})
 
 
 def group(bootstrap, prefix):
     create_topic(bootstrap, prefix)
     consumers = [member(bootstrap, prefix) for _ in range(2)]
     got = []
-    wait_until(lambda: pump(consumers, got) or balanced(*consumers),
+    wait_until(lambda: pump(consumers, got) or balanced(consumers),
                "assignments non-empty, disjoint, covering 3 partitions", step_s=0)
     assignor = describe_group(bootstrap, f"{prefix}-g")["assignor"]
     records = [{"key": f"k{i}", "value": f"g-{i}".encode()} for i in range(60)]
     produce(bootstrap, prefix, records)
     wait_until(lambda: pump(consumers, got) or len(got) >= 60, "60 records", step_s=0)
-    check(values(got) == sorted(r["value"] for r in records), "each record exactly once")
+    check_values_once(got, [r["value"] for r in records])
     for c in consumers:
         c.close()
+    check_holds(bootstrap, prefix, 60)
     return f"default assignor: {assignor}"
+
+
+def check_committed_all(bootstrap, prefix, c, n):
+    """PREFIX-g's committed offsets, asked of the broker through c, are each partition's end,
+    n in total."""
+    parts = [TopicPartition(prefix, p) for p in range(3)]
+    committed = {tp.partition: tp.offset for tp in c.committed(parts, timeout=DEADLINE_S)}
+    ends = {p: high for p, (_, high) in watermarks(bootstrap, prefix).items()}
+    check(committed == ends and sum(ends.values()) == n,
+          f"committed offsets {committed} are the partitions' ends {ends} ({n} records)")
 
 
 def resumes_after_commit(bootstrap, prefix):
@@ -245,6 +282,7 @@ def resumes_after_commit(bootstrap, prefix):
     c.close()
     check(values(got) == sorted(f"after-{i}".encode() for i in range(5)),
           f"exactly the 5 new records: {values(got)}")
+    check_holds(bootstrap, prefix, 25)
 
 
 def commit_manual(bootstrap, prefix):
@@ -263,15 +301,13 @@ def commit_auto(bootstrap, prefix):
     c = member(bootstrap, prefix, {"enable.auto.commit": True, "auto.commit.interval.ms": 500})
     read([c], 20)
     check(not keep_polling([c], 2), "nothing past the 20 records")
+    # Before close: what auto commit alone committed (close would commit too).
+    check_committed_all(bootstrap, prefix, c, 20)
     c.close()
     resumes_after_commit(bootstrap, prefix)
 
 
 # ---- features: seeking -------------------------------------------------------------------
-
-def offsets(messages):
-    return [m.offset() for m in messages]
-
 
 def read_after_seek(c, topic, offset, n):
     c.seek(TopicPartition(topic, 0, offset))
@@ -286,6 +322,7 @@ def seek_beginning(bootstrap, prefix):
     again = read_after_seek(c, prefix, OFFSET_BEGINNING, 10)
     c.close()
     check(again == list(range(10)), f"after seek to the beginning: offsets 0..9: {again}")
+    check_holds(bootstrap, prefix, 10)
 
 
 def seek_offset(bootstrap, prefix):
@@ -296,6 +333,7 @@ def seek_offset(bootstrap, prefix):
     got = read_after_seek(c, prefix, 6, 4)
     c.close()
     check(got == [6, 7, 8, 9], f"after seek to 6: offsets 6..9: {got}")
+    check_holds(bootstrap, prefix, 10)
 
 
 def seek_timestamp(bootstrap, prefix):
@@ -309,6 +347,7 @@ def seek_timestamp(bootstrap, prefix):
     got = read_after_seek(c, prefix, found.offset, 5)
     c.close()
     check(got == [5, 6, 7, 8, 9], f"after seek: offsets 5..9: {got}")
+    check_holds(bootstrap, prefix, 10)
 
 
 # ---- features: admin ---------------------------------------------------------------------
@@ -325,6 +364,7 @@ def admin_partitions(bootstrap, prefix):
     wait_until(lambda: partition_count(adm, prefix) == 5, "metadata to show 5 partitions")
     [m] = produce(bootstrap, prefix, [{"value": b"p4", "partition": 4}])
     check(m.partition() == 4, f"acknowledged in partition 4: {m.partition()}")
+    check_holds(bootstrap, prefix, 1)
 
 
 def admin_describe_configs(bootstrap, prefix):
@@ -367,7 +407,8 @@ def group_ids(adm):
 
 def admin_list_groups(bootstrap, prefix):
     adm = create_topic(bootstrap, prefix)
-    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id(), "group.id": f"{prefix}-g"})
+    c = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id(),
+                  "group.id": f"{prefix}-g"})
     c.commit(offsets=[TopicPartition(prefix, 0, 0)], asynchronous=False)
     c.close()
     ids, note = group_ids(adm)
@@ -455,6 +496,7 @@ def admin_delete_records(bootstrap, prefix):
     check(earliest.offset == 4, f"earliest offset 4: {earliest.offset}")
     got = offsets(consume(bootstrap, prefix, 6, [0]))
     check(got == list(range(4, 10)), f"a consumer from the beginning reads 4..9: {got}")
+    check_holds(bootstrap, prefix, 6)
 
 
 FEATURES = {

@@ -12,10 +12,13 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 from collections import namedtuple
 
 from matrix_common import (CLIENT_MAX_BYTES, CODECS, DEADLINE_S, RECORD_1MIB_BYTES, RECORDS,
-                           TOO_LARGE_BYTES, Failed, client_id, Lacks, check, main, random_bytes, wait_until)
+                           TOO_LARGE_BYTES, Failed, Lacks, check, check_offsets_increase,
+                           check_topic_holds, check_values_once, client_id, main, offsets,
+                           random_bytes, split_between, values, wait_until)
 
 KCAT = "kcat"
 NO_ADMIN = "kcat has no admin API"
@@ -98,15 +101,31 @@ class Running:
             self.proc.kill()
             raise Failed(f"kcat did not stop within {DEADLINE_S} s") from None
 
+    def kill(self):
+        """SIGKILL: kcat gets no chance to commit, leave the group or close anything."""
+        self.proc.kill()
+        self.proc.wait(DEADLINE_S)
+
 
 @contextlib.contextmanager
-def group_member(bootstrap, prefix, *opts):
-    """kcat -G: a member of PREFIX-g subscribed to prefix; stopped on leaving the block."""
-    member = Running(bootstrap, "-G", f"{prefix}-g", "-u", "-f", FORMAT, *GROUP_OPTS, *opts, prefix)
+def group_member(bootstrap, prefix, *opts, kill=False):
+    """kcat -G: a member of PREFIX-g subscribed to prefix; on leaving the block stopped (SIGTERM,
+    checked to exit 0) or, with kill, killed (SIGKILL)."""
+    member = Running(bootstrap, "-G", f"{prefix}-g", "-u", "-f", FORMAT, *GROUP_OPTS, *opts,
+                     prefix)
     try:
         yield member
-    finally:
-        code = member.stop()
+    except BaseException:
+        # The failure already in flight is the verdict; one in stopping kcat must not hide it.
+        try:
+            member.stop()
+        except Exception:  # noqa: BLE001 - reported, then the original failure goes on
+            traceback.print_exc()
+        raise
+    if kill:
+        member.kill()
+        return
+    code = member.stop()
     check(code == 0, f"kcat -G exit {code} when stopped: {b''.join(member.err)}")
 
 
@@ -139,12 +158,17 @@ def consume(bootstrap, topic, n, *opts, start="beginning"):
     return got
 
 
+def partition_ids(bootstrap, topic):
+    """Partition ids of topic in kcat -L -t topic (a metadata request that auto-creates it)."""
+    listing = json.loads(kcat(bootstrap, "-L", "-t", topic, "-J"))
+    return sorted(p["partition"] for t in listing["topics"] if t["topic"] == topic
+                  for p in t["partitions"])
+
+
 def ensure_topic(bootstrap, topic):
     """Auto-creates topic through a metadata request (kcat -L -t) and waits for 3 partitions."""
-    def partitions():
-        listing = json.loads(kcat(bootstrap, "-L", "-t", topic, "-J"))
-        return [len(t["partitions"]) for t in listing["topics"] if t["topic"] == topic] == [3]
-    wait_until(partitions, f"metadata to show {topic} with 3 partitions")
+    wait_until(lambda: partition_ids(bootstrap, topic) == [0, 1, 2],
+               f"metadata to show {topic} with 3 partitions")
 
 
 def query(bootstrap, topic, partitions, timestamp):
@@ -154,19 +178,12 @@ def query(bootstrap, topic, partitions, timestamp):
     return {p: answer[str(p)]["offset"] for p in partitions}
 
 
-def values(records):
-    return sorted(r.value for r in records)
-
-
-def offsets(records):
-    return [r.offset for r in records]
-
-
-def check_offsets_increase(records):
-    last = {}
-    for r in records:
-        check(r.offset > last.get(r.partition, -1), f"offsets increase in [{r.partition}]")
-        last[r.partition] = r.offset
+def check_holds(bootstrap, topic, n):
+    """The topic holds exactly n records: kcat -Q for each partition's earliest (-2) and
+    latest (-1) offset."""
+    parts = partition_ids(bootstrap, topic)
+    earliest, latest = (query(bootstrap, topic, parts, t) for t in (-2, -1))
+    check_topic_holds(topic, {p: (earliest[p], latest[p]) for p in parts}, n)
 
 
 def spaced_timestamps(bootstrap, topic, n):
@@ -184,9 +201,9 @@ def codec_feature(codec):
         lines = [f"k{i % 5}:{codec}-{i}".encode() for i in range(RECORDS)]
         produce(bootstrap, prefix, lines, "-K", ":", "-z", codec)
         got = consume(bootstrap, prefix, RECORDS)
-        check(values(got) == sorted(f"{codec}-{i}".encode() for i in range(RECORDS)),
-              "each value exactly once")
+        check_values_once(got, [f"{codec}-{i}" for i in range(RECORDS)])
         check_offsets_increase(got)
+        check_holds(bootstrap, prefix, RECORDS)
     return run_codec
 
 
@@ -195,6 +212,7 @@ def headers(bootstrap, prefix):
     produce(bootstrap, prefix, [b"h-0", b"h-1", b"h-2"], "-H", "trace=abc", "-H", "trace=again")
     for r in consume(bootstrap, prefix, 3):
         check(r.headers == text, f"headers {r.headers} == {text}")
+    check_holds(bootstrap, prefix, 3)
     raise Lacks("kcat -H takes a header value as a C string, so it cannot send bin=00 ff 01 "
                 "(a NUL byte); text headers with a repeated key round-trip")
 
@@ -204,13 +222,15 @@ def null_key(bootstrap, prefix):
     produce(bootstrap, prefix, lines)
     got = consume(bootstrap, prefix, 10)
     check(all(r.key is None for r in got), "every key is null")
-    check(values(got) == sorted(lines), "values intact")
+    check_values_once(got, lines)
+    check_holds(bootstrap, prefix, 10)
 
 
 def null_value(bootstrap, prefix):
     produce(bootstrap, prefix, [b"k:"], "-K", ":", "-Z")
     [r] = consume(bootstrap, prefix, 1)
     check(r.key == b"k" and r.value is None, f"key k, null value: {r.key} {r.value}")
+    check_holds(bootstrap, prefix, 1)
     return "-Z sends an empty value as null"
 
 
@@ -232,6 +252,7 @@ def record_1mib(bootstrap, prefix):
              "-X", f"message.max.bytes={CLIENT_MAX_BYTES}", value_file(d, "value", value))
     out = kcat(bootstrap, "-C", "-t", prefix, "-p", "0", "-o", "beginning", "-c", "1", "-f", "%s")
     check(out == value, f"the 1 MiB value reads back equal ({len(out)} bytes)")
+    check_holds(bootstrap, prefix, 1)
 
 
 def too_large(bootstrap, prefix):
@@ -247,29 +268,24 @@ def too_large(bootstrap, prefix):
           f"one delivery failure, MSG_SIZE_TOO_LARGE (10): {failed}")
     check(len(re.findall(r"Message delivered to partition 0", log)) == 1,
           f"the small record is acknowledged: {log}")
-    earliest, latest = (query(bootstrap, prefix, [0, 1, 2], t) for t in (-2, -1))
-    check(sum(latest[p] - earliest[p] for p in range(3)) == 1,
-          f"the topic holds one record: earliest {earliest}, latest {latest}")
+    check_holds(bootstrap, prefix, 1)
     [rec] = consume(bootstrap, prefix, 1)
     check(rec.value == b"small", "the one record is the small one")
 
 
 # ---- features: groups and commits --------------------------------------------------------
 
-def balanced(a, b):
-    pa, pb = a.assignment(), b.assignment()
-    return pa and pb and not pa & pb and pa | pb == {0, 1, 2}
-
-
 def group(bootstrap, prefix):
     ensure_topic(bootstrap, prefix)
     with group_member(bootstrap, prefix) as a, group_member(bootstrap, prefix) as b:
-        wait_until(lambda: balanced(a, b), "assignments non-empty, disjoint, covering 3 partitions")
+        wait_until(lambda: split_between([a.assignment(), b.assignment()], {0, 1, 2}),
+                   "assignments non-empty, disjoint, covering 3 partitions")
         lines = [f"k{i}:g-{i}".encode() for i in range(60)]
         produce(bootstrap, prefix, lines, "-K", ":")
         wait_until(lambda: a.received() + b.received() >= 60, "60 records")
         got = a.records() + b.records()
-    check(values(got) == sorted(f"g-{i}".encode() for i in range(60)), "each record exactly once")
+    check_values_once(got, [f"g-{i}" for i in range(60)])
+    check_holds(bootstrap, prefix, 60)
 
 
 def commit_manual(bootstrap, prefix):
@@ -277,12 +293,34 @@ def commit_manual(bootstrap, prefix):
                 "librdkafka's auto commit")
 
 
+def group_conf(bootstrap, prefix):
+    """{property: value} of the global (not topic) librdkafka configuration of a kcat -G, from
+    -X dump (which prints the configuration and exits without connecting)."""
+    out = kcat(bootstrap, "-G", f"{prefix}-g", "-X", "dump", prefix).decode()
+    global_section = out.split("# Topic config")[0]
+    return dict(re.findall(r"^(\S+) = (.*)$", global_section, re.M))
+
+
 def commit_auto(bootstrap, prefix):
+    # kcat -X tries a property on the topic config first, and librdkafka's topic config has
+    # legacy enable.auto.commit and auto.commit.interval.ms properties (for the old simple
+    # consumer): the group consumer's own cannot be set through kcat, and keep librdkafka's
+    # defaults (auto commit on, every 5000 ms), which kcat -X dump shows.
+    conf = group_conf(bootstrap, prefix)
+    on = conf.get("enable.auto.commit")
+    check(on == "true", f"kcat's group consumer auto commits: enable.auto.commit {on}")
+    interval_ms = int(conf["auto.commit.interval.ms"])
+    polled_s = max(2, interval_ms / 1000 + 1.5)
     produce(bootstrap, prefix, [f"before-{i}".encode() for i in range(20)])
-    with group_member(bootstrap, prefix, "-X", "enable.auto.commit=true",
-                      "-X", "auto.commit.interval.ms=500") as c:
+    # kcat cannot show the group's committed offsets, so the first member is killed (SIGKILL)
+    # instead of closed: it cannot commit on close, so only what auto commit committed while it
+    # polled can make the next member start after the 20 records. (Killed, it does not leave
+    # the group either: the next member's join completes once its session, 6 s, has expired.)
+    with group_member(bootstrap, prefix, kill=True) as c:
         wait_until(lambda: c.received() >= 20, "20 records")
-        time.sleep(2)  # kcat keeps polling meanwhile: auto commits happen, nothing more arrives
+        # kcat keeps polling meanwhile: an auto commit happens after the 20th record (at most
+        # one interval later), and nothing more arrives.
+        time.sleep(polled_s)
         check(c.received() == 20, f"nothing past the 20 records: {c.received()}")
     produce(bootstrap, prefix, [f"after-{i}".encode() for i in range(5)])
     with group_member(bootstrap, prefix) as c:
@@ -291,6 +329,11 @@ def commit_auto(bootstrap, prefix):
         got = c.records()
     check(values(got) == sorted(f"after-{i}".encode() for i in range(5)),
           f"exactly the 5 new records: {values(got)}")
+    check_holds(bootstrap, prefix, 25)
+    return (f"auto commit every {interval_ms} ms, librdkafka's default (kcat -X "
+            "auto.commit.interval.ms sets a legacy topic property), so the first member polls "
+            f"{polled_s:g} s past the 20 records; it is then killed (SIGKILL), not closed: kcat "
+            "cannot show committed offsets")
 
 
 # ---- features: seeking -------------------------------------------------------------------
@@ -300,6 +343,7 @@ def seek_beginning(bootstrap, prefix):
     for _ in range(2):
         got = offsets(consume(bootstrap, prefix, 10, "-p", "0"))
         check(got == list(range(10)), f"offsets 0..9: {got}")
+    check_holds(bootstrap, prefix, 10)
     return "a new kcat -C -o beginning: kcat cannot seek a running consumer"
 
 
@@ -307,6 +351,7 @@ def seek_offset(bootstrap, prefix):
     produce(bootstrap, prefix, [f"s-{i}".encode() for i in range(10)], "-p", "0")
     got = offsets(consume(bootstrap, prefix, 4, "-p", "0", start="6"))
     check(got == [6, 7, 8, 9], f"from offset 6: offsets 6..9: {got}")
+    check_holds(bootstrap, prefix, 10)
     return "kcat -C -o 6: kcat starts at an offset, it cannot seek a running consumer"
 
 
@@ -317,6 +362,7 @@ def seek_timestamp(bootstrap, prefix):
     check(found == 5, f"offset for a time between records 4 and 5 is 5: {found}")
     got = offsets(consume(bootstrap, prefix, 5, "-p", "0", start=f"s@{at}"))
     check(got == [5, 6, 7, 8, 9], f"from that time: offsets 5..9: {got}")
+    check_holds(bootstrap, prefix, 10)
     return ("records carry their send times (kcat cannot set one); -Q finds the offset, "
             "kcat -C -o s@<ms> starts there")
 
@@ -334,7 +380,8 @@ def admin_list_offsets(bootstrap, prefix):
     got = (query(bootstrap, prefix, [0], -2)[0], query(bootstrap, prefix, [0], -1)[0],
            query(bootstrap, prefix, [0], stamps[3])[0])
     check(got == (0, 7, 3), f"earliest 0, latest 7, offset for record 3's time is 3: {got}")
-    return f"via kcat -Q (timestamps -2/-1 for earliest/latest): {NO_ADMIN}"
+    return (f"via kcat -Q (timestamps -2/-1 for earliest/latest; records carry their send "
+            f"times, kcat cannot set one): {NO_ADMIN}")
 
 
 FEATURES = {
