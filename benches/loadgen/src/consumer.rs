@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::latency;
 use crate::payload::Header;
@@ -31,6 +32,22 @@ pub struct ConsumerPlan {
     pub topic: String,
     pub partitions: Vec<i32>,
 }
+
+/// Consumer context that does not log end-of-partition (the readiness signal, expected once
+/// per partition) as an error, as librdkafka's default error callback would.
+pub struct EofQuiet;
+
+impl ClientContext for EofQuiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !eof {
+            tracing::error!(error = %error, reason, "librdkafka consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for EofQuiet {}
 
 /// Consumer `index` of `consumers` on a topic of `partitions` partitions gets every partition
 /// `p` with `p mod consumers == index` (none when there are more consumers than partitions).
@@ -50,7 +67,7 @@ pub fn spawn(
     hist: SharedHist,
     ready: Arc<AtomicUsize>,
 ) -> Result<JoinHandle<()>, KafkaError> {
-    let consumer: BaseConsumer = config.create()?;
+    let consumer: BaseConsumer<EofQuiet> = config.create_with_context(EofQuiet)?;
     let mut tpl = TopicPartitionList::new();
     for p in &plan.partitions {
         tpl.add_partition_offset(&plan.topic, *p, Offset::Beginning)?;
@@ -64,7 +81,7 @@ pub fn spawn(
 }
 
 fn consume_loop(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<EofQuiet>,
     plan: &ConsumerPlan,
     shared: &RunShared,
     hist: &SharedHist,
