@@ -140,7 +140,32 @@ pub fn load_series(paths: &[PathBuf]) -> Result<Vec<Series>, OutputError> {
             _ => return Err(OutputError::Kind(path.clone())),
         }
     }
+    disambiguate(&mut series);
     Ok(series)
+}
+
+/// Makes labels unique so the legend tells series apart: a repeated label gets its workload's
+/// name, and if that is not enough, its position.
+fn disambiguate(series: &mut [Series]) {
+    let repeated = |series: &[Series]| -> Vec<bool> {
+        let labels: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
+        labels
+            .iter()
+            .map(|l| labels.iter().filter(|m| *m == l).count() > 1)
+            .collect()
+    };
+    let first = repeated(series);
+    for (s, rep) in series.iter_mut().zip(first) {
+        if let (true, Some(summary)) = (rep, &s.summary) {
+            s.label = format!("{} ({})", s.label, summary.workload_name);
+        }
+    }
+    let second = repeated(series);
+    for (i, (s, rep)) in series.iter_mut().zip(second).enumerate() {
+        if rep {
+            s.label = format!("{} #{}", s.label, i + 1);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +214,37 @@ mod tests {
         assert_eq!(series[1].curves.len(), 2);
         assert_eq!(series[1].curves[0].0, Metric::Publish);
         assert_eq!(series[1].curves[1].0, Metric::EndToEnd);
+    }
+
+    #[test]
+    fn repeated_labels_are_told_apart() {
+        let with = |label: &str, workload: Option<&str>| Series {
+            label: label.into(),
+            curves: Vec::new(),
+            summary: workload.map(|w| RunSummary {
+                workload_name: w.into(),
+                ..Default::default()
+            }),
+        };
+        let mut s = vec![
+            with("shardlog", Some("max")),
+            with("shardlog", Some("20mib")),
+            with("kafka", Some("max")),
+            with("x", None),
+            with("x", None),
+        ];
+        disambiguate(&mut s);
+        let labels: Vec<&str> = s.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "shardlog (max)",
+                "shardlog (20mib)",
+                "kafka",
+                "x #4",
+                "x #5"
+            ]
+        );
     }
 
     #[test]

@@ -54,13 +54,20 @@ const NINES_MAX: f64 = 5.0;
 const WIDTH: f64 = 920.0;
 const HEIGHT: f64 = 440.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 56.0;
 const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 const DASHES: [&str; 3] = ["", "8 4", "2 3"];
+/// Presentation attributes (not CSS classes, so an SVG cut out of the page looks the same).
+const GRID: &str = r##"stroke="#ccc" stroke-width="1""##;
+const GRID_MINOR: &str = r##"stroke="#eee" stroke-width="1""##;
+const X_LABEL: &str = r##"font-size="12" text-anchor="middle""##;
+const Y_LABEL: &str = r##"font-size="12" text-anchor="end""##;
+/// Height of one legend row under the chart.
+const LEGEND_ROW: f64 = 18.0;
 
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -138,7 +145,7 @@ fn grid(out: &mut String, a: &Axes) {
         let x = a.x(i as f64);
         let _ = write!(
             out,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" class="grid"/><text x="{x:.1}" y="{:.1}" class="xl">{label}</text>"##,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" {GRID}/><text x="{x:.1}" y="{:.1}" {X_LABEL}>{label}</text>"##,
             HEIGHT - BOTTOM,
             HEIGHT - BOTTOM + 18.0
         );
@@ -146,7 +153,7 @@ fn grid(out: &mut String, a: &Axes) {
     let x50 = a.x(nines(0.5));
     let _ = write!(
         out,
-        r##"<line x1="{x50:.1}" y1="{TOP}" x2="{x50:.1}" y2="{:.1}" class="grid minor"/><text x="{x50:.1}" y="{:.1}" class="xl">50%</text>"##,
+        r##"<line x1="{x50:.1}" y1="{TOP}" x2="{x50:.1}" y2="{:.1}" {GRID_MINOR}/><text x="{x50:.1}" y="{:.1}" {X_LABEL}>50%</text>"##,
         HEIGHT - BOTTOM,
         HEIGHT - BOTTOM + 18.0
     );
@@ -157,10 +164,10 @@ fn grid(out: &mut String, a: &Axes) {
                 continue;
             }
             let y = a.y(v);
-            let class = if m == 1.0 { "grid" } else { "grid minor" };
+            let grid = if m == 1.0 { GRID } else { GRID_MINOR };
             let _ = write!(
                 out,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" class="{class}"/><text x="{:.1}" y="{:.1}" class="yl">{}</text>"##,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" {grid}/><text x="{:.1}" y="{:.1}" {Y_LABEL}>{}</text>"##,
                 WIDTH - RIGHT,
                 LEFT - 6.0,
                 y + 4.0,
@@ -170,7 +177,7 @@ fn grid(out: &mut String, a: &Axes) {
     }
     let _ = write!(
         out,
-        r##"<text x="{:.1}" y="{:.1}" class="axis">percentile</text>"##,
+        r##"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle">percentile</text>"##,
         (LEFT + WIDTH - RIGHT) / 2.0,
         HEIGHT - 12.0
     );
@@ -197,8 +204,9 @@ fn chart(metric: Metric, series: &[Series]) -> String {
         .collect();
     let (lo_d, hi_d) = y_decades(curves.iter().flat_map(|(_, c)| c.iter().map(|p| p[1])));
     let a = Axes { lo_d, hi_d };
+    let height = HEIGHT + curves.len() as f64 * LEGEND_ROW + 8.0;
     let mut out = format!(
-        r##"<h2>{}</h2><svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"##,
+        r##"<h2>{}</h2><svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" role="img"><rect width="100%" height="100%" fill="#fff"/>"##,
         escape(metric.title())
     );
     grid(&mut out, &a);
@@ -223,11 +231,11 @@ fn chart(metric: Metric, series: &[Series]) -> String {
 fn legend(out: &mut String, series: &[Series], shown: impl Iterator<Item = usize>) {
     for (row, i) in shown.enumerate() {
         let (color, dash) = style_of(i);
-        let y = TOP + 14.0 + row as f64 * 18.0;
-        let x = LEFT + 14.0;
+        let y = HEIGHT + 4.0 + row as f64 * LEGEND_ROW;
+        let x = LEFT;
         let _ = write!(
             out,
-            r##"<line x1="{x}" y1="{y}" x2="{:.1}" y2="{y}" stroke="{color}" stroke-width="3" stroke-dasharray="{dash}"/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"##,
+            r##"<line x1="{x}" y1="{y}" x2="{:.1}" y2="{y}" stroke="{color}" stroke-width="3" stroke-dasharray="{dash}"/><text x="{:.1}" y="{:.1}" font-size="13">{}</text>"##,
             x + 28.0,
             x + 34.0,
             y + 4.0,
@@ -278,10 +286,7 @@ fn table(series: &[Series]) -> String {
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222}\
-svg{background:#fff;border:1px solid #ccc}\
-.grid{stroke:#ccc;stroke-width:1}.minor{stroke:#eee}\
-.xl{font-size:12px;text-anchor:middle}.yl{font-size:12px;text-anchor:end}\
-.axis{font-size:13px;text-anchor:middle}.legend{font-size:13px}\
+svg{border:1px solid #ccc}\
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;\
 text-align:right}td:first-child,th:first-child{text-align:left}";
 

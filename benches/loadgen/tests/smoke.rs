@@ -184,6 +184,13 @@ fn run_report_and_compare_against_the_real_broker() {
     let workload = tmp.path().join("smoke.toml");
     std::fs::write(&workload, WORKLOAD).unwrap();
     let out = tmp.path().join("run");
+    check_run(&broker, &workload, &out);
+    check_report(&broker, &out, &tmp.path().join("report.html"));
+    check_compare(&broker, &workload, &tmp.path().join("compare"));
+}
+
+/// `run` writes a complete summary, both `.hgrm` files and a report with two charts.
+fn check_run(broker: &Broker, workload: &Path, out: &Path) {
     let pid = broker.child.id().to_string();
     let stdout = bench(
         &[
@@ -199,7 +206,7 @@ fn run_report_and_compare_against_the_real_broker() {
             "--broker-pid",
             &pid,
         ],
-        &broker,
+        broker,
     );
     assert!(stdout.contains("p99.99"), "{stdout}");
     let summary = read_json(&out.join("summary.json"));
@@ -213,20 +220,24 @@ fn run_report_and_compare_against_the_real_broker() {
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2);
+}
 
-    let report = tmp.path().join("report.html");
+/// `report` draws a run's summary and its `.hgrm` files as two series on each chart.
+fn check_report(broker: &Broker, run: &Path, report: &Path) {
     let inputs = [
-        out.join("summary.json"),
-        out.join("publish.hgrm"),
-        out.join("e2e.hgrm"),
+        run.join("summary.json"),
+        run.join("publish.hgrm"),
+        run.join("e2e.hgrm"),
     ];
     let mut args = vec!["report", "--out", report.to_str().unwrap()];
     args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
-    bench(&args, &broker);
-    let html = std::fs::read_to_string(&report).unwrap();
+    bench(&args, broker);
+    let html = std::fs::read_to_string(report).unwrap();
     assert_eq!(html.matches("<polyline").count(), 4, "2 series x 2 charts");
+}
 
-    let cmp = tmp.path().join("compare");
+/// `compare` with the broker on both sides: every round complete, ratios written.
+fn check_compare(broker: &Broker, workload: &Path, out: &Path) {
     let addr = broker.addr();
     let stdout = bench(
         &[
@@ -245,18 +256,17 @@ fn run_report_and_compare_against_the_real_broker() {
             "1",
             "--quiet",
             "--out",
-            cmp.to_str().unwrap(),
+            out.to_str().unwrap(),
         ],
-        &broker,
+        broker,
     );
     assert!(stdout.contains("B/A"), "{stdout}");
     for side in ["round-1-A", "round-1-B", "combined-A", "combined-B"] {
-        check_summary(&read_json(&cmp.join(side).join("summary.json")));
+        check_summary(&read_json(&out.join(side).join("summary.json")));
     }
-    let c = read_json(&cmp.join("compare.json"));
+    let c = read_json(&out.join("compare.json"));
     assert_eq!(c["ratios"].as_array().unwrap().len(), 9);
     assert_eq!(c["rounds"].as_array().unwrap().len(), 1);
-    assert!(std::fs::read_to_string(cmp.join("report.html"))
-        .unwrap()
-        .contains("<pre>"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<pre>"));
 }
