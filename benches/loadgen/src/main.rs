@@ -219,7 +219,12 @@ impl Side {
     }
 
     fn combined(&self, dir: &Path) -> anyhow::Result<summary::RunSummary> {
-        let label = format!("{} ({} rounds)", self.opts.label, self.rounds.len());
+        let n = self.rounds.len();
+        let label = format!(
+            "{} ({n} round{})",
+            self.opts.label,
+            if n == 1 { "" } else { "s" }
+        );
         let s = compare::combine(&label, &self.rounds, &self.publish, &self.e2e);
         output::write_run(dir, &s, &self.publish, &self.e2e)?;
         Ok(s)

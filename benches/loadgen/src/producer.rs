@@ -22,6 +22,8 @@ use crate::stats::{bump, SharedHist};
 
 /// Pause before retrying a send that found librdkafka's queue full.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_micros(200);
+/// How long a new producer may take to connect and fetch its topic's metadata.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors logged per producer; the rest are only counted.
 const ERRORS_LOGGED_MAX: u64 = 5;
 
@@ -75,30 +77,55 @@ impl ProducerContext for DeliveryCtx {
     }
 }
 
-/// Creates the producer (so a bad setting fails here) and starts its sending thread.
-pub fn spawn(
+/// A connected producer whose sending thread has not started.
+pub struct ReadyProducer {
+    producer: ThreadedProducer<DeliveryCtx>,
+    plan: ProducerPlan,
+    shared: Arc<RunShared>,
+}
+
+/// Creates the producer (so a bad setting fails here) and fetches its topic's metadata, so the
+/// connection is up before the clock of the schedule starts.
+pub fn create(
     config: &ClientConfig,
     plan: ProducerPlan,
     shared: Arc<RunShared>,
     hist: SharedHist,
-) -> Result<JoinHandle<()>, KafkaError> {
+) -> Result<ReadyProducer, KafkaError> {
     let ctx = DeliveryCtx {
         shared: shared.clone(),
         hist,
         errors_logged: AtomicU64::new(0),
     };
     let producer: ThreadedProducer<DeliveryCtx> = config.create_with_context(ctx)?;
-    let name = format!("producer-{}", plan.id.0);
-    let handle = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            send_loop(&producer, &plan, &shared);
-            if let Err(e) = producer.flush(plan.flush_timeout) {
-                tracing::warn!(producer = plan.id.0, error = %e, "flush failed");
-            }
-        })
-        .expect("spawn producer thread");
-    Ok(handle)
+    producer
+        .client()
+        .fetch_metadata(Some(&plan.topic), CONNECT_TIMEOUT)?;
+    Ok(ReadyProducer {
+        producer,
+        plan,
+        shared,
+    })
+}
+
+impl ReadyProducer {
+    /// Starts sending; the run's phases must be set.
+    pub fn start(self) -> JoinHandle<()> {
+        let ReadyProducer {
+            producer,
+            plan,
+            shared,
+        } = self;
+        std::thread::Builder::new()
+            .name(format!("producer-{}", plan.id.0))
+            .spawn(move || {
+                send_loop(&producer, &plan, &shared);
+                if let Err(e) = producer.flush(plan.flush_timeout) {
+                    tracing::warn!(producer = plan.id.0, error = %e, "flush failed");
+                }
+            })
+            .expect("spawn producer thread")
+    }
 }
 
 fn send_loop(p: &ThreadedProducer<DeliveryCtx>, plan: &ProducerPlan, shared: &RunShared) {

@@ -18,7 +18,7 @@ use crate::latency::{LatencyError, LatencySummary};
 use crate::monitor::Monitor;
 use crate::payload::{ProducerId, RunId};
 use crate::procstat::Pid;
-use crate::producer::{self, ProducerPlan};
+use crate::producer::{self, ProducerPlan, ReadyProducer};
 use crate::schedule::{Phases, RateSchedule};
 use crate::seqset::SeqSets;
 use crate::shared::RunShared;
@@ -101,11 +101,12 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunOutput, RunError> {
         e2e: Vec::new(),
     };
     start_consumers(w, opts, &mut crew)?;
+    let ready = create_producers(w, opts, &mut crew)?;
     let mut monitor = Monitor::new(&shared, opts.broker_pid, opts.progress);
     let phases = Phases::new(shared.clock.now_ns(), w.warmup_s, w.duration_s);
     shared.phases.set(phases).expect("phases set once");
     monitor.mark_start();
-    start_producers(w, opts, &mut crew)?;
+    crew.producers = ready.into_iter().map(ReadyProducer::start).collect();
     monitor.tick_until(phases.end_ns, &crew.publish, &crew.e2e);
     drain(w, &mut crew, &mut monitor, phases);
     let out = finish(w, opts, crew, monitor, phases, started_at_unix_s)?;
@@ -155,8 +156,14 @@ fn start_consumers(w: &Workload, opts: &RunOptions, crew: &mut Crew) -> Result<(
     Ok(())
 }
 
-fn start_producers(w: &Workload, opts: &RunOptions, crew: &mut Crew) -> Result<(), RunError> {
+/// Creates and connects every producer; none sends until started.
+fn create_producers(
+    w: &Workload,
+    opts: &RunOptions,
+    crew: &mut Crew,
+) -> Result<Vec<ReadyProducer>, RunError> {
     let producers = w.producers();
+    let mut ready = Vec::with_capacity(producers);
     for (t, topic) in w.topic_names().into_iter().enumerate() {
         for j in 0..w.producers_per_topic {
             let index = t * w.producers_per_topic + j;
@@ -175,12 +182,16 @@ fn start_producers(w: &Workload, opts: &RunOptions, crew: &mut Crew) -> Result<(
             };
             let hist = stats::new_shared();
             let config = clientconf::producer(&opts.bootstrap, w, index);
-            let handle = producer::spawn(&config, plan, crew.shared.clone(), hist.clone())?;
-            crew.producers.push(handle);
+            ready.push(producer::create(
+                &config,
+                plan,
+                crew.shared.clone(),
+                hist.clone(),
+            )?);
             crew.publish.push(hist);
         }
     }
-    Ok(())
+    Ok(ready)
 }
 
 /// Waits (bounded by the drain timeout) until the producers have had every message
