@@ -183,7 +183,7 @@ fn send_one(
                 std::thread::sleep(QUEUE_FULL_PAUSE);
             }
             Err((e, _)) => {
-                let n = shared.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                let n = shared.counters.send_errors.add(1);
                 if n < ERRORS_LOGGED_MAX {
                     tracing::warn!(producer = plan.id.0, error = %e, "send failed");
                 }

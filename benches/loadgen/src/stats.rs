@@ -11,33 +11,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::latency::{self, LatencyError};
 
+/// One counter on its own cache lines, so the producer and consumer threads bumping
+/// neighbouring counters do not slow each other down (false sharing).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`, returning the previous value.
+    pub fn add(&self, n: u64) -> u64 {
+        self.0.fetch_add(n, Ordering::Relaxed)
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Run-wide event counters. "Window" counters count events that happened inside the
 /// measurement window; the others count the whole run.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub sent: AtomicU64,
-    pub queue_full_waits: AtomicU64,
-    pub send_errors: AtomicU64,
-    pub acked: AtomicU64,
-    pub delivery_errors: AtomicU64,
-    pub acked_window_msgs: AtomicU64,
-    pub acked_window_bytes: AtomicU64,
-    pub consumed: AtomicU64,
-    pub consumed_unique: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub untracked: AtomicU64,
-    pub foreign: AtomicU64,
-    pub consume_errors: AtomicU64,
-    pub consumed_window_msgs: AtomicU64,
-    pub consumed_window_bytes: AtomicU64,
+    pub sent: Counter,
+    pub queue_full_waits: Counter,
+    pub send_errors: Counter,
+    pub acked: Counter,
+    pub delivery_errors: Counter,
+    pub acked_window_msgs: Counter,
+    pub acked_window_bytes: Counter,
+    pub consumed: Counter,
+    pub consumed_unique: Counter,
+    pub duplicates: Counter,
+    pub untracked: Counter,
+    pub foreign: Counter,
+    pub consume_errors: Counter,
+    pub consumed_window_msgs: Counter,
+    pub consumed_window_bytes: Counter,
 }
 
-pub fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+pub fn bump(c: &Counter, n: u64) {
+    c.add(n);
 }
 
-fn get(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
+fn get(c: &Counter) -> u64 {
+    c.get()
 }
 
 /// A copy of the counters at one moment.
