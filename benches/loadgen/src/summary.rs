@@ -174,6 +174,14 @@ pub fn format_table(s: &RunSummary) -> String {
         t.missing,
         t.foreign
     );
+    if t.missing > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: {} acknowledged messages were not consumed before the drain timeout; \
+             end-to-end latency covers only the ones that were",
+            t.missing
+        );
+    }
     out
 }
 
@@ -243,6 +251,9 @@ mod tests {
         ] {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
+        assert!(!t.contains("WARNING"));
+        s.totals.missing = 3;
+        assert!(format_table(&s).contains("WARNING: 3 acknowledged messages were not consumed"));
     }
 
     #[test]
