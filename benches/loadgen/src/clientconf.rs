@@ -15,6 +15,9 @@ pub const PRODUCER_QUEUE_KIB_MAX: u64 = 64 * 1024;
 /// Messages librdkafka may buffer per producer (its default).
 pub const PRODUCER_QUEUE_MSGS_MAX: u64 = 100_000;
 
+/// librdkafka's prefetch queue per consumer, KiB (its default, stated so the bound is visible).
+pub const CONSUMER_QUEUE_KIB_MAX: u64 = 64 * 1024;
+
 fn base(bootstrap: &str, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
@@ -55,7 +58,11 @@ pub fn consumer(bootstrap: &str, w: &Workload, index: usize, group: &str) -> Cli
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "queued.max.messages.kbytes",
+            CONSUMER_QUEUE_KIB_MAX.to_string(),
+        );
     for (k, v) in &w.consumer_config {
         c.set(k, v);
     }
@@ -96,5 +103,6 @@ mod tests {
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("enable.partition.eof"), Some("true"));
         assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("65536"));
     }
 }

@@ -9,7 +9,7 @@ use crate::payload::ProducerId;
 
 /// Memory budget for all bits of a run: 2^28 bits = 32 MiB. Sequence numbers beyond a
 /// producer's share are counted as consumed but not checked for duplicates.
-pub const SEQ_BITS_BUDGET: u64 = 1 << 28;
+pub const SEQ_BITS_MAX: u64 = 1 << 28;
 
 /// What inserting a sequence number found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +26,9 @@ pub struct SeqSets {
 
 impl SeqSets {
     /// Bits for `producers` producers, each expected to send about `expected_msgs` messages
-    /// (with headroom), all within `SEQ_BITS_BUDGET`.
+    /// (with headroom), all within `SEQ_BITS_MAX`.
     pub fn new(producers: usize, expected_msgs: Option<u64>) -> SeqSets {
-        let share = SEQ_BITS_BUDGET / producers.max(1) as u64;
+        let share = SEQ_BITS_MAX / producers.max(1) as u64;
         let want = expected_msgs.map_or(share, |m| m.saturating_mul(5) / 4 + 4096);
         let words = want.min(share).div_ceil(64) as usize;
         SeqSets {
@@ -74,9 +74,9 @@ mod tests {
     fn stays_within_budget() {
         let s = SeqSets::new(4, None);
         let bits: usize = s.per_producer.iter().map(|w| w.len() * 64).sum();
-        assert!(bits as u64 <= SEQ_BITS_BUDGET);
+        assert!(bits as u64 <= SEQ_BITS_MAX);
         let t = SeqSets::new(1, Some(u64::MAX));
-        assert!(t.per_producer[0].len() as u64 * 64 <= SEQ_BITS_BUDGET);
+        assert!(t.per_producer[0].len() as u64 * 64 <= SEQ_BITS_MAX);
     }
 
     #[test]
