@@ -1,0 +1,100 @@
+//! Which messages the consumers have seen, so a run can say "every acknowledged message was
+//! consumed, none twice" instead of comparing two counters that a duplicate and a loss would
+//! balance out. One bit per (producer, sequence number), shared by all consumer threads through
+//! atomic bit operations, within a fixed memory budget.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::payload::ProducerId;
+
+/// Memory budget for all bits of a run: 2^28 bits = 32 MiB. Sequence numbers beyond a
+/// producer's share are counted as consumed but not checked for duplicates.
+pub const SEQ_BITS_MAX: u64 = 1 << 28;
+
+/// What inserting a sequence number found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    First,
+    Duplicate,
+    /// Beyond the tracked range (or an unknown producer): not checked.
+    Untracked,
+}
+
+pub struct SeqSets {
+    per_producer: Vec<Vec<AtomicU64>>,
+}
+
+impl SeqSets {
+    /// Bits for `producers` producers, each expected to send about `expected_msgs` messages
+    /// (with headroom), all within `SEQ_BITS_MAX`.
+    pub fn new(producers: usize, expected_msgs: Option<u64>) -> SeqSets {
+        let share = SEQ_BITS_MAX / producers.max(1) as u64;
+        let want = expected_msgs.map_or(share, |m| m.saturating_mul(5) / 4 + 4096);
+        let words = want.min(share).div_ceil(64) as usize;
+        SeqSets {
+            per_producer: (0..producers)
+                .map(|_| (0..words).map(|_| AtomicU64::new(0)).collect())
+                .collect(),
+        }
+    }
+
+    pub fn insert(&self, producer: ProducerId, seq: u64) -> Seen {
+        let Some(words) = self.per_producer.get(producer.0 as usize) else {
+            return Seen::Untracked;
+        };
+        let Some(word) = words.get((seq / 64) as usize) else {
+            return Seen::Untracked;
+        };
+        let bit = 1u64 << (seq % 64);
+        if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            Seen::First
+        } else {
+            Seen::Duplicate
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_then_duplicate() {
+        let s = SeqSets::new(2, Some(100));
+        assert_eq!(s.insert(ProducerId(0), 5), Seen::First);
+        assert_eq!(s.insert(ProducerId(1), 5), Seen::First);
+        assert_eq!(s.insert(ProducerId(0), 5), Seen::Duplicate);
+        assert_eq!(s.insert(ProducerId(0), 63), Seen::First);
+        assert_eq!(s.insert(ProducerId(0), 64), Seen::First);
+        assert_eq!(s.insert(ProducerId(2), 0), Seen::Untracked);
+        assert_eq!(s.insert(ProducerId(0), 10_000_000), Seen::Untracked);
+    }
+
+    #[test]
+    fn stays_within_budget() {
+        let s = SeqSets::new(4, None);
+        let bits: usize = s.per_producer.iter().map(|w| w.len() * 64).sum();
+        assert!(bits as u64 <= SEQ_BITS_MAX);
+        let t = SeqSets::new(1, Some(u64::MAX));
+        assert!(t.per_producer[0].len() as u64 * 64 <= SEQ_BITS_MAX);
+    }
+
+    #[test]
+    fn concurrent_inserts_count_each_once() {
+        let s = std::sync::Arc::new(SeqSets::new(1, Some(10_000)));
+        let firsts: usize = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    (0..10_000)
+                        .filter(|&q| s.insert(ProducerId(0), q) == Seen::First)
+                        .count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(firsts, 10_000);
+    }
+}
