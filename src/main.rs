@@ -39,8 +39,12 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
         tracing::error!("panic: {info}; aborting");
         std::process::abort();
     }));
-    let config = Arc::new(Config::from_cli(cli)?);
+    let mut config = Config::from_cli(cli)?;
     std::fs::create_dir_all(&config.data_dir)?;
+    // Every path below is absolute: glommio's directory open fails (EBADF) on relative paths
+    // such as `./data`, and the shards must not depend on the working directory.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)?;
+    let config = Arc::new(config);
     let registry = match store::load(&config.data_dir)? {
         Some(r) => r,
         None => {

@@ -147,6 +147,26 @@ fn topics_create_list_describe_delete() {
     assert_eq!(ok(&broker, &["topics", "list"]), "audit\n");
 }
 
+/// `--data-dir ./data` (relative, with a `./`) serves consumer groups like an absolute path.
+#[test]
+fn a_relative_data_dir_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_in(dir.path(), "./data", 2, harness::free_port());
+    ok(
+        &broker,
+        &["topics", "create", "rel-topic", "--partitions", "1"],
+    );
+    commit(
+        &mut broker.client(),
+        "rel-group",
+        ("", -1),
+        "rel-topic",
+        &[(0, 0)],
+    );
+    assert!(ok(&broker, &["groups", "list"]).contains("rel-group"));
+    assert!(dir.path().join("data/__cluster").is_dir());
+}
+
 #[test]
 fn bootstrap_comes_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,17 +43,26 @@ impl Broker {
         extra: &[&str],
         filter: &str,
     ) -> Broker {
-        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--data-dir", dir.to_str().unwrap()])
-            .args(["--shards", &shards.to_string()])
-            .args(extra)
-            .env("RUST_LOG", filter)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start shardlog");
+        let mut cmd = broker_command(
+            dir.to_str().unwrap(),
+            shards,
+            port,
+            filter,
+            &dir.with_extension("log"),
+        );
+        Broker::launch(cmd.args(extra), port, dir, shards)
+    }
+
+    /// A broker started in the working directory `cwd` with a relative `--data-dir`.
+    pub fn start_in(cwd: &Path, relative_dir: &str, shards: usize, port: u16) -> Broker {
+        let dir = cwd.join(relative_dir);
+        let log = dir.with_extension("log");
+        let mut cmd = broker_command(relative_dir, shards, port, "shardlog=debug", &log);
+        Broker::launch(cmd.current_dir(cwd), port, &dir, shards)
+    }
+
+    fn launch(cmd: &mut Command, port: u16, dir: &Path, shards: usize) -> Broker {
+        let child = cmd.spawn().expect("start shardlog");
         let b = Broker {
             child: Some(child),
             port,
@@ -159,6 +168,17 @@ fn wait_timeout(child: &mut Child, d: Duration) -> Option<std::process::ExitStat
     }
     let _ = child.kill();
     None
+}
+
+fn broker_command(data_dir: &str, shards: usize, port: u16, filter: &str, log: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--data-dir", data_dir])
+        .args(["--shards", &shards.to_string()])
+        .env("RUST_LOG", filter)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
 }
 
 /// Runs a client program with a time limit; panics with its output if it fails.
