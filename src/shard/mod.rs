@@ -58,6 +58,45 @@ pub struct Shard {
     /// Requests being handled on this shard (drained before shutdown).
     pub inflight: Cell<usize>,
     pub stopping: Cell<bool>,
+    /// Cross-shard calls made from this shard, waiting for their replies.
+    replies: Replies,
+}
+
+/// A cross-shard call's result on its way back (its type is known to the caller only).
+type Reply = Box<dyn std::any::Any + Send>;
+
+/// The callers on this shard waiting for cross-shard replies, by call id. A caller that gave
+/// up (its future dropped) leaves its entry until the reply comes; a target shard that stops
+/// without replying leaves it until this shard stops (its drain is bounded).
+#[derive(Default)]
+struct Replies {
+    next_id: Cell<u64>,
+    waiting: RefCell<HashMap<u64, Box<dyn FnOnce(Reply)>>>,
+}
+
+impl Replies {
+    fn expect<T: 'static>(&self) -> (u64, futures_channel::oneshot::Receiver<T>) {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let (tx, rx) = futures_channel::oneshot::channel::<T>();
+        let complete = move |reply: Reply| {
+            let value = reply.downcast::<T>().expect("a reply has its call's type");
+            let _ = tx.send(*value);
+        };
+        self.waiting.borrow_mut().insert(id, Box::new(complete));
+        (id, rx)
+    }
+
+    fn deliver(&self, id: u64, reply: Reply) {
+        let complete = self.waiting.borrow_mut().remove(&id);
+        if let Some(complete) = complete {
+            complete(reply);
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.waiting.borrow_mut().remove(&id);
+    }
 }
 
 impl Shard {
@@ -74,7 +113,11 @@ impl Shard {
     }
 
     /// Runs `f` on shard `target` and returns its result. Local calls run inline; remote ones
-    /// travel over the bounded mesh channel (waiting when it is full).
+    /// travel over the bounded mesh channel (waiting when it is full), and so does the reply:
+    /// it is handed to the waiting caller on this shard's own thread (`deliver`). No task's
+    /// waker ever crosses threads: glommio 0.9 wakes a task from a foreign thread through a
+    /// path that can double-free it (seen as `free(): double free` under acks=all load when
+    /// the reply was a futures oneshot completed on the target shard).
     pub async fn on<T, F, Fut>(&self, target: usize, f: F) -> Result<T, ShardGone>
     where
         T: Send + 'static,
@@ -84,16 +127,21 @@ impl Shard {
         if target == self.id {
             return Ok(f(self.rc()).await);
         }
-        let (tx, rx) = futures_channel::oneshot::channel();
+        let (id, rx) = self.replies.expect::<T>();
+        let origin = self.id;
         let job: Job = Box::new(move |s| {
             Box::pin(async move {
-                let _ = tx.send(f(s).await);
+                let value: Reply = Box::new(f(s.clone()).await);
+                let back: Job =
+                    Box::new(move |home| Box::pin(async move { home.replies.deliver(id, value) }));
+                // Fails only if the caller's shard is gone, and then nobody waits.
+                let _ = s.senders.send_to(origin, back).await;
             })
         });
-        self.senders
-            .send_to(target, job)
-            .await
-            .map_err(|_| ShardGone(target))?;
+        if self.senders.send_to(target, job).await.is_err() {
+            self.replies.forget(id);
+            return Err(ShardGone(target));
+        }
         rx.await.map_err(|_| ShardGone(target))
     }
 
@@ -257,6 +305,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         groups: Coordinator::new(id, config.shards, &config.data_dir, config.group.clone()),
         inflight: Cell::new(0),
         stopping: Cell::new(false),
+        replies: Replies::default(),
     });
     if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
         tracing::error!(shard = id, error = %e, "opening partitions failed");
