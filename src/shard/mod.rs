@@ -65,13 +65,16 @@ pub struct Shard {
 /// A cross-shard call's result on its way back (its type is known to the caller only).
 type Reply = Box<dyn std::any::Any + Send>;
 
+/// Hands a reply to the caller waiting for it.
+type Complete = Box<dyn FnOnce(Reply)>;
+
 /// The callers on this shard waiting for cross-shard replies, by call id. A caller that gave
 /// up (its future dropped) leaves its entry until the reply comes; a target shard that stops
 /// without replying leaves it until this shard stops (its drain is bounded).
 #[derive(Default)]
 struct Replies {
     next_id: Cell<u64>,
-    waiting: RefCell<HashMap<u64, Box<dyn FnOnce(Reply)>>>,
+    waiting: RefCell<HashMap<u64, Complete>>,
 }
 
 impl Replies {
