@@ -15,10 +15,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import MessageSizeTooLargeError
 
-from matrix_common import (CLIENT_MAX_BYTES, CODECS, DEADLINE_S, HEADERS, RECORDS,
-                           RECORD_1MIB_BYTES, TIMESTAMP_MS, TOO_LARGE_BYTES, Failed, at_least,
-                           check, check_offsets_increase, check_topic_holds, check_values_once,
-                           client_id, keyed, main, offsets, random_bytes, seek_base_ms,
+from matrix_common import (CLIENT_MAX_BYTES, DEADLINE_S, HEADERS, RECORDS, RECORD_1MIB_BYTES,
+                           TIMESTAMP_MS, TOO_LARGE_BYTES, Failed, at_least, check,
+                           check_offsets_increase, check_topic_holds, check_values_once, client_id,
+                           keyed, features_of, main, offsets, random_bytes, seek_base_ms,
                            split_between, to_partition_0)
 
 PARTITIONS = 3  # of every topic a feature creates, unless it says otherwise
@@ -517,30 +517,7 @@ def blocking(feature):
     return run
 
 
-FEATURES = {
-    **{f"codec-{codec}": codec_feature(codec) for codec in CODECS},
-    "headers": headers,
-    "null-key": null_key,
-    "null-value": null_value,
-    "timestamp": timestamp,
-    "record-1mib": record_1mib,
-    "too-large": too_large,
-    "group": group,
-    "commit-manual": commit_manual,
-    "commit-auto": commit_auto,
-    "seek-beginning": seek_beginning,
-    "seek-offset": seek_offset,
-    "seek-timestamp": seek_timestamp,
-    "admin-topics": admin_topics,
-    "admin-partitions": admin_partitions,
-    "admin-describe-configs": admin_describe_configs,
-    "admin-alter-configs": admin_alter_configs,
-    "admin-list-groups": admin_list_groups,
-    "admin-describe-groups": admin_describe_groups,
-    "admin-list-offsets": admin_list_offsets,
-    "admin-delete-records": admin_delete_records,
-}
 
 if __name__ == "__main__":
-    main({name: blocking(fn) for name, fn in FEATURES.items()},
+    main({name: blocking(fn) for name, fn in features_of(globals()).items()},
          lambda: f"aiokafka {aiokafka.__version__}")

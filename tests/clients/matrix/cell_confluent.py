@@ -11,11 +11,10 @@ import time
 from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError,
                              Producer, TopicPartition, admin, libversion, version)
 
-from matrix_common import (CLIENT_MAX_BYTES, CODECS, DEADLINE_S, HEADERS, RECORD_1MIB_BYTES,
-                           RECORDS, TIMESTAMP_MS, TOO_LARGE_BYTES, Lacks, check,
-                           check_offsets_increase, check_topic_holds, check_values_once,
-                           client_id, main, offsets, random_bytes, seek_base_ms, split_between,
-                           values, wait_until)
+from matrix_common import (CLIENT_MAX_BYTES, DEADLINE_S, HEADERS, RECORD_1MIB_BYTES, RECORDS,
+                           TIMESTAMP_MS, TOO_LARGE_BYTES, Lacks, check, check_offsets_increase,
+                           check_topic_holds, check_values_once, client_id, features_of, main,
+                           offsets, random_bytes, seek_base_ms, split_between, values, wait_until)
 
 # version() is a string in 2.x, a (string, int) pair in 1.x.
 CLIENT = f"confluent-kafka {version() if isinstance(version(), str) else version()[0]}"
@@ -499,29 +498,6 @@ def admin_delete_records(bootstrap, prefix):
     check_holds(bootstrap, prefix, 6)
 
 
-FEATURES = {
-    **{f"codec-{c}": codec_feature(c) for c in CODECS},
-    "headers": headers,
-    "null-key": null_key,
-    "null-value": null_value,
-    "timestamp": timestamp,
-    "record-1mib": record_1mib,
-    "too-large": too_large,
-    "group": group,
-    "commit-manual": commit_manual,
-    "commit-auto": commit_auto,
-    "seek-beginning": seek_beginning,
-    "seek-offset": seek_offset,
-    "seek-timestamp": seek_timestamp,
-    "admin-topics": admin_topics,
-    "admin-partitions": admin_partitions,
-    "admin-describe-configs": admin_describe_configs,
-    "admin-alter-configs": admin_alter_configs,
-    "admin-list-groups": admin_list_groups,
-    "admin-describe-groups": admin_describe_groups,
-    "admin-list-offsets": admin_list_offsets,
-    "admin-delete-records": admin_delete_records,
-}
 
 if __name__ == "__main__":
-    main(FEATURES, lambda: f"{CLIENT} (librdkafka {libversion()[0]})")
+    main(features_of(globals()), lambda: f"{CLIENT} (librdkafka {libversion()[0]})")

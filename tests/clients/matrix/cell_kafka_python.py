@@ -14,11 +14,11 @@ import kafka.errors as Errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 
-from matrix_common import (CLIENT_MAX_BYTES, CODECS, DEADLINE_S, HEADERS, RECORDS,
-                           RECORD_1MIB_BYTES, TIMESTAMP_MS, TOO_LARGE_BYTES, Failed, Lacks,
-                           at_least, check, check_offsets_increase, check_topic_holds,
-                           check_values_once, client_id, keyed, main, offsets, random_bytes,
-                           seek_base_ms, split_between, to_partition_0, wait_until)
+from matrix_common import (CLIENT_MAX_BYTES, DEADLINE_S, HEADERS, RECORDS, RECORD_1MIB_BYTES,
+                           TIMESTAMP_MS, TOO_LARGE_BYTES, Failed, Lacks, at_least, check,
+                           check_offsets_increase, check_topic_holds, check_values_once, client_id,
+                           keyed, features_of, main, offsets, random_bytes, seek_base_ms,
+                           split_between, to_partition_0, wait_until)
 
 CREATE_TIME = 0  # ConsumerRecord.timestamp_type
 
@@ -545,29 +545,6 @@ def admin_delete_records(admin, bootstrap, prefix):
     check_holds(bootstrap, prefix, 6)
 
 
-FEATURES = {
-    **{f"codec-{codec}": codec_feature(codec) for codec in CODECS},
-    "headers": headers,
-    "null-key": null_key,
-    "null-value": null_value,
-    "timestamp": timestamp,
-    "record-1mib": record_1mib,
-    "too-large": too_large,
-    "group": group,
-    "commit-manual": commit_manual,
-    "commit-auto": commit_auto,
-    "seek-beginning": seek_beginning,
-    "seek-offset": seek_offset,
-    "seek-timestamp": seek_timestamp,
-    "admin-topics": admin_topics,
-    "admin-partitions": admin_partitions,
-    "admin-describe-configs": admin_describe_configs,
-    "admin-alter-configs": admin_alter_configs,
-    "admin-list-groups": admin_list_groups,
-    "admin-describe-groups": admin_describe_groups,
-    "admin-list-offsets": admin_list_offsets,
-    "admin-delete-records": admin_delete_records,
-}
 
 if __name__ == "__main__":
-    main(FEATURES, lambda: f"kafka-python {kafka.__version__}")
+    main(features_of(globals()), lambda: f"kafka-python {kafka.__version__}")

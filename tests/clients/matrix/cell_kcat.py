@@ -15,10 +15,10 @@ import time
 import traceback
 from collections import namedtuple
 
-from matrix_common import (CLIENT_MAX_BYTES, CODECS, DEADLINE_S, RECORD_1MIB_BYTES, RECORDS,
+from matrix_common import (CLIENT_MAX_BYTES, DEADLINE_S, RECORD_1MIB_BYTES, RECORDS,
                            TOO_LARGE_BYTES, Failed, Lacks, check, check_offsets_increase,
-                           check_topic_holds, check_values_once, client_id, main, offsets,
-                           random_bytes, split_between, values, wait_until)
+                           check_topic_holds, check_values_once, client_id, features_of, main,
+                           offsets, random_bytes, split_between, values, wait_until)
 
 KCAT = "kcat"
 NO_ADMIN = "kcat has no admin API"
@@ -384,29 +384,13 @@ def admin_list_offsets(bootstrap, prefix):
             f"times, kcat cannot set one): {NO_ADMIN}")
 
 
-FEATURES = {
-    **{f"codec-{c}": codec_feature(c) for c in CODECS},
-    "headers": headers,
-    "null-key": null_key,
-    "null-value": null_value,
-    "timestamp": timestamp,
-    "record-1mib": record_1mib,
-    "too-large": too_large,
-    "group": group,
-    "commit-manual": commit_manual,
-    "commit-auto": commit_auto,
-    "seek-beginning": seek_beginning,
-    "seek-offset": seek_offset,
-    "seek-timestamp": seek_timestamp,
-    "admin-topics": no_admin("it lists topics with -L but cannot create or delete them"),
-    "admin-partitions": no_admin("cannot create partitions"),
-    "admin-describe-configs": no_admin("cannot describe configs"),
-    "admin-alter-configs": no_admin("cannot alter configs"),
-    "admin-list-groups": no_admin("cannot list groups"),
-    "admin-describe-groups": no_admin("cannot describe groups"),
-    "admin-list-offsets": admin_list_offsets,
-    "admin-delete-records": no_admin("cannot delete records"),
-}
+admin_topics = no_admin("it lists topics with -L but cannot create or delete them")
+admin_partitions = no_admin("cannot create partitions")
+admin_describe_configs = no_admin("cannot describe configs")
+admin_alter_configs = no_admin("cannot alter configs")
+admin_list_groups = no_admin("cannot list groups")
+admin_describe_groups = no_admin("cannot describe groups")
+admin_delete_records = no_admin("cannot delete records")
 
 
 def kcat_version():
@@ -416,4 +400,4 @@ def kcat_version():
 
 
 if __name__ == "__main__":
-    main(FEATURES, kcat_version)
+    main(features_of(globals()), kcat_version)

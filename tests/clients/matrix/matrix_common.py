@@ -18,6 +18,13 @@ TIMESTAMP_MS = 1_600_000_000_123
 HEADERS = [("trace", b"abc"), ("bin", bytes([0, 255, 1])), ("trace", b"again")]
 DEADLINE_S = 30
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+# Every feature a driver runs (README.md defines each); tests/matrix/mod.rs lists the same ids.
+FEATURES = [f"codec-{c}" for c in CODECS] + [
+    "headers", "null-key", "null-value", "timestamp", "record-1mib", "too-large",
+    "group", "commit-manual", "commit-auto", "seek-beginning", "seek-offset", "seek-timestamp",
+    "admin-topics", "admin-partitions", "admin-describe-configs", "admin-alter-configs",
+    "admin-list-groups", "admin-describe-groups", "admin-list-offsets", "admin-delete-records",
+]
 # The runner kills a cell after 120 s. Before that, a hung cell prints every thread's stack to
 # stderr and a FAIL line (HANG_FAIL_S, from a python thread), or, if no python thread can run
 # any more, at least the stacks (HANG_DUMP_S, from faulthandler's own C thread), and exits 1.
@@ -149,6 +156,19 @@ def _watch_for_hangs():
     timer = threading.Timer(HANG_FAIL_S, _hung)
     timer.daemon = True
     timer.start()
+
+
+def features_of(driver):
+    """A driver's feature table from its module namespace: `codec-X` is `codec_feature("X")`,
+    every other feature the function named like it (dashes as underscores). A feature the
+    driver does not define is left out, so running it fails as "no such feature"."""
+    table = {}
+    for name in FEATURES:
+        if name.startswith("codec-") and "codec_feature" in driver:
+            table[name] = driver["codec_feature"](name.removeprefix("codec-"))
+        elif name.replace("-", "_") in driver:
+            table[name] = driver[name.replace("-", "_")]
+    return table
 
 
 def main(features, version):
