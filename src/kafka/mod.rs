@@ -5,5 +5,6 @@
 pub mod compression;
 pub mod dispatch;
 pub mod errors;
+pub mod fanout;
 pub mod handlers;
 pub mod records;

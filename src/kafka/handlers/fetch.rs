@@ -4,23 +4,19 @@
 //! non-empty partition is always returned whole (Kafka's rule). Sessionless: session_id 0
 //! tells clients to send full requests (KIP-227 allows it).
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use event_listener::Event;
-use futures_lite::future;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
-use super::{join_all, on_partition};
 use crate::kafka::errors;
+use crate::kafka::fanout::{self, PartItem};
 use crate::metadata::TopicMeta;
 use crate::partition::Fetched;
-use crate::runtime;
 use crate::shard::Shard;
 use crate::types::Offset;
 
@@ -97,17 +93,17 @@ pub async fn handle(s: Rc<Shard>, req: FetchRequest, version: i16) -> Option<Fet
 
 type PartResult = Result<Fetched, (i16, Offset, Offset)>;
 
+/// Reads every wanted partition on its owner shard (one round trip per shard).
 async fn read_all(s: &Rc<Shard>, wants: &[Want]) -> Vec<PartResult> {
-    join_all(wants.iter().cloned().map(|w| read_one(s.clone(), w))).await
-}
-
-async fn read_one(s: Rc<Shard>, w: Want) -> PartResult {
-    let unknown = Err((w.unknown_code, Offset(-1), Offset(-1)));
-    if w.topic.is_none() {
-        return unknown;
-    }
-    let (offset, max) = (w.offset, w.max_bytes);
-    on_partition(&s, w.topic.as_ref(), w.partition, move |p| async move {
+    let items = wants
+        .iter()
+        .map(|w| PartItem {
+            topic: w.topic.clone(),
+            index: w.partition,
+            item: (w.offset, w.max_bytes),
+        })
+        .collect();
+    let read = fanout::on_partitions(s, items, |p, (offset, max)| async move {
         let read = p.read(offset, max).await;
         Ok(read.map_err(|e| {
             (
@@ -117,32 +113,34 @@ async fn read_one(s: Rc<Shard>, w: Want) -> PartResult {
             )
         }))
     })
-    .await
-    .unwrap_or_else(|code| Err((code, Offset(-1), Offset(-1))))
+    .await;
+    wants
+        .iter()
+        .zip(read)
+        .map(|(w, r)| match r {
+            _ if w.topic.is_none() => Err((w.unknown_code, Offset(-1), Offset(-1))),
+            Ok(r) => r,
+            Err(code) => Err((code, Offset(-1), Offset(-1))),
+        })
+        .collect()
 }
 
 /// Returns when any wanted partition's high watermark passes its `seen` offset, or after
 /// `timeout`.
 async fn wait_any(s: &Rc<Shard>, wants: &[Want], seen: &[Offset], timeout: Duration) {
-    let woke = Rc::new((Event::new(), Cell::new(false)));
-    let listener = woke.0.listen();
-    let mut tasks = Vec::new();
-    for (w, &offset) in wants.iter().zip(seen) {
-        let (topic, index) = (w.topic.clone(), w.partition);
-        let (s, woke) = (s.clone(), woke.clone());
-        tasks.push(runtime::spawn(async move {
-            let _ = on_partition(&s, topic.as_ref(), index, move |p| async move {
-                p.log.wait_for_data(offset, timeout).await;
-                Ok(())
-            })
-            .await;
-            woke.1.set(true);
-            woke.0.notify(usize::MAX);
-        }));
-    }
-    if !woke.1.get() {
-        future::or(listener, runtime::sleep(timeout)).await;
-    }
+    let items = wants
+        .iter()
+        .zip(seen)
+        .map(|(w, &offset)| PartItem {
+            topic: w.topic.clone(),
+            index: w.partition,
+            item: offset,
+        })
+        .collect();
+    fanout::wait_any(s, items, timeout, move |p, offset| async move {
+        p.log.wait_for_data(offset, timeout).await
+    })
+    .await
 }
 
 fn respond(

@@ -1,5 +1,5 @@
 //! Produce (key 0): each partition's records go to the shard that owns the partition, all
-//! partitions in parallel; the answer waits for the durability `acks` asks for (see
+//! partitions in parallel, one mesh round trip per owner shard (`kafka::fanout`); the answer waits for the durability `acks` asks for (see
 //! `Partition::produce`). acks=0 gets no response at all, as in Kafka.
 
 use std::rc::Rc;
@@ -9,7 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{on_partition, per_partition};
+use crate::kafka::fanout::{self, PartItem};
 use crate::kafka::{compression, errors};
 use crate::metadata::TopicMeta;
 use crate::shard::Shard;
@@ -20,78 +20,88 @@ const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 pub async fn handle(s: Rc<Shard>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     let snap = s.metadata();
-    let topics = req
-        .topic_data
-        .into_iter()
-        .map(|t| ((t.name, t.topic_id), t.partition_data))
-        .collect();
-    let results = per_partition(topics, |(name, _), pd| {
-        produce_one(
-            s.clone(),
-            snap.topic(name).cloned(),
-            pd.index,
-            pd.records,
-            acks,
-        )
-    })
-    .await;
-    let responses = results
-        .into_iter()
-        .map(|((name, id), parts)| {
-            TopicProduceResponse::default()
-                .with_name(name)
-                .with_topic_id(id)
-                .with_partition_responses(parts)
+    let mut shapes = Vec::with_capacity(req.topic_data.len());
+    let mut prepared = Vec::new();
+    for t in req.topic_data {
+        let topic = snap.topic(&t.name).cloned();
+        shapes.push((t.name, t.topic_id, t.partition_data.len()));
+        for pd in t.partition_data {
+            prepared.push((pd.index, prepare(topic.clone(), pd.records, acks)));
+        }
+    }
+    let items = prepared
+        .iter()
+        .filter_map(|(index, p)| {
+            p.as_ref()
+                .ok()
+                .map(|(topic, records)| (index, topic, records))
+        })
+        .map(|(&index, topic, records)| PartItem {
+            topic: topic.clone(),
+            index,
+            item: records.clone(),
         })
         .collect();
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
-}
-
-async fn produce_one(
-    s: Rc<Shard>,
-    topic: Option<Arc<TopicMeta>>,
-    index: i32,
-    records: Option<Bytes>,
-    acks: i16,
-) -> PartitionProduceResponse {
-    let fail = |code| {
-        PartitionProduceResponse::default()
-            .with_index(index)
-            .with_error_code(code)
-            .with_base_offset(-1)
-            .with_log_append_time_ms(-1)
-            .with_log_start_offset(-1)
-    };
-    if !matches!(acks, -1..=1) {
-        return fail(errors::INVALID_REQUIRED_ACKS);
-    }
-    let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return fail(errors::CORRUPT_MESSAGE);
-    };
-    // A topic with its own compression.type gets every batch in that codec (here, on the
-    // connection's shard, so the owner's core only appends).
-    let codec = topic
-        .as_ref()
-        .and_then(|t| compression::target(t.configs.compression()));
-    let records = match codec {
-        None => records,
-        Some(codec) => match compression::recompress(records, codec, DECOMPRESSED_BYTES_MAX) {
-            Ok(r) => r,
-            Err(e) => return fail(errors::compression(&e)),
-        },
-    };
-    let r = on_partition(&s, topic.as_ref(), index, move |p| async move {
+    let appended = fanout::on_partitions(&s, items, move |p, records| async move {
         p.produce(records, acks)
             .await
             .map_err(|e| errors::produce(&e))
     })
     .await;
-    match r {
-        Ok(a) => PartitionProduceResponse::default()
-            .with_index(index)
-            .with_base_offset(a.base_offset.get())
-            .with_log_append_time_ms(a.log_append_time.get())
-            .with_log_start_offset(a.log_start_offset.get()),
-        Err(code) => fail(code),
+    let mut appended = appended.into_iter();
+    let mut parts = prepared.into_iter().map(|(index, p)| match p {
+        Err(code) => fail(index, code),
+        Ok(_) => match appended.next().expect("one answer per prepared partition") {
+            Ok(a) => PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(a.base_offset.get())
+                .with_log_append_time_ms(a.log_append_time.get())
+                .with_log_start_offset(a.log_start_offset.get()),
+            Err(code) => fail(index, code),
+        },
+    });
+    let responses = shapes
+        .into_iter()
+        .map(|(name, id, n)| {
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_topic_id(id)
+                .with_partition_responses(parts.by_ref().take(n).collect())
+        })
+        .collect();
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+fn fail(index: i32, code: i16) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+/// Checks one partition's part of the request here, on the connection's shard, and
+/// recompresses it if the topic has its own compression.type, so the owner's core only
+/// appends.
+fn prepare(
+    topic: Option<Arc<TopicMeta>>,
+    records: Option<Bytes>,
+    acks: i16,
+) -> Result<(Option<Arc<TopicMeta>>, Bytes), i16> {
+    if !matches!(acks, -1..=1) {
+        return Err(errors::INVALID_REQUIRED_ACKS);
     }
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err(errors::CORRUPT_MESSAGE);
+    };
+    let codec = topic
+        .as_ref()
+        .and_then(|t| compression::target(t.configs.compression()));
+    let records = match codec {
+        None => records,
+        Some(codec) => compression::recompress(records, codec, DECOMPRESSED_BYTES_MAX)
+            .map_err(|e| errors::compression(&e))?,
+    };
+    Ok((topic, records))
 }
