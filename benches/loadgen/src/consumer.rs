@@ -18,7 +18,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::latency;
 use crate::payload::Header;
-use crate::seqset::Seen;
+use crate::seqset::{Seen, SubscriptionId};
 use crate::shared::RunShared;
 use crate::stats::{bump, SharedHist};
 
@@ -29,6 +29,7 @@ const ERRORS_LOGGED_MAX: u64 = 5;
 #[derive(Debug, Clone)]
 pub struct ConsumerPlan {
     pub index: usize,
+    pub subscription: SubscriptionId,
     pub topic: String,
     pub partitions: Vec<i32>,
 }
@@ -97,7 +98,7 @@ fn consume_loop(
         }
         match consumer.poll(POLL_TIMEOUT) {
             None => {}
-            Some(Ok(m)) => on_record(m.payload().unwrap_or_default(), shared, hist),
+            Some(Ok(m)) => on_record(m.payload().unwrap_or_default(), plan, shared, hist),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
@@ -111,14 +112,14 @@ fn consume_loop(
     }
 }
 
-fn on_record(payload: &[u8], shared: &RunShared, hist: &SharedHist) {
+fn on_record(payload: &[u8], plan: &ConsumerPlan, shared: &RunShared, hist: &SharedHist) {
     let now = shared.clock.now_ns();
     let c = &shared.counters;
     let Some(h) = Header::decode(payload, shared.run) else {
         return bump(&c.foreign, 1);
     };
     bump(&c.consumed, 1);
-    match shared.seqs.insert(h.producer, h.seq) {
+    match shared.seqs.insert(plan.subscription, h.producer, h.seq) {
         Seen::First => bump(&c.consumed_unique, 1),
         Seen::Duplicate => bump(&c.duplicates, 1),
         Seen::Untracked => bump(&c.untracked, 1),

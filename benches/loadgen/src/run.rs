@@ -20,9 +20,9 @@ use crate::payload::{ProducerId, RunId};
 use crate::procstat::Pid;
 use crate::producer::{self, ProducerPlan, ReadyProducer};
 use crate::schedule::{Phases, RateSchedule};
-use crate::seqset::SeqSets;
+use crate::seqset::{SeqSets, SubscriptionId};
 use crate::shared::RunShared;
-use crate::stats::{self, SharedHist};
+use crate::stats::{self, ReadsPerMessage, SharedHist};
 use crate::summary::{RunSummary, Throughput};
 use crate::workload::{Rate, Workload};
 
@@ -90,7 +90,8 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunOutput, RunError> {
     let per_producer = w.planned_msgs().map(|m| m.div_ceil(w.producers() as u64));
     let shared = Arc::new(RunShared::new(
         RunId::random(),
-        SeqSets::new(w.producers(), per_producer),
+        SeqSets::new(w.subscriptions_per_topic, w.producers(), per_producer),
+        ReadsPerMessage(w.subscriptions_per_topic as u64),
         w.message_size_bytes as u64,
     ));
     let mut crew = Crew {
@@ -121,11 +122,14 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<RunOutput, RunError> {
 fn start_consumers(w: &Workload, opts: &RunOptions, crew: &mut Crew) -> Result<(), RunError> {
     let ready = Arc::new(AtomicUsize::new(0));
     let group = format!("shardlog-bench-{:x}", crew.shared.run.0);
+    let per_topic = w.subscriptions_per_topic * w.consumers_per_topic;
     for (t, topic) in w.topic_names().into_iter().enumerate() {
-        for c in 0..w.consumers_per_topic {
-            let index = t * w.consumers_per_topic + c;
+        for i in 0..per_topic {
+            let (s, c) = (i / w.consumers_per_topic, i % w.consumers_per_topic);
+            let index = t * per_topic + i;
             let plan = ConsumerPlan {
                 index,
+                subscription: SubscriptionId(s),
                 topic: topic.clone(),
                 partitions: consumer::partitions_for(
                     c,

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use crate::payload::RunId;
 use crate::schedule::{Phases, RunClock};
 use crate::seqset::SeqSets;
-use crate::stats::Counters;
+use crate::stats::{Counters, ReadsPerMessage};
 
 pub struct RunShared {
     pub run: RunId,
@@ -24,12 +24,12 @@ pub struct RunShared {
 }
 
 impl RunShared {
-    pub fn new(run: RunId, seqs: SeqSets, message_bytes: u64) -> RunShared {
+    pub fn new(run: RunId, seqs: SeqSets, reads: ReadsPerMessage, message_bytes: u64) -> RunShared {
         RunShared {
             run,
             clock: RunClock::start(),
             phases: OnceLock::new(),
-            counters: Counters::default(),
+            counters: Counters::new(reads),
             seqs,
             message_bytes,
             stop_producers: AtomicBool::new(false),

@@ -28,10 +28,22 @@ impl Counter {
     }
 }
 
+/// How many times each acknowledged message should be read: once per subscription (an
+/// independent set of consumers reading the whole topic). At least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadsPerMessage(pub u64);
+
+impl Default for ReadsPerMessage {
+    fn default() -> Self {
+        ReadsPerMessage(1)
+    }
+}
+
 /// Run-wide event counters. "Window" counters count events that happened inside the
 /// measurement window; the others count the whole run.
 #[derive(Debug, Default)]
 pub struct Counters {
+    pub reads_per_message: ReadsPerMessage,
     pub sent: Counter,
     pub queue_full_waits: Counter,
     pub send_errors: Counter,
@@ -73,13 +85,26 @@ pub struct Totals {
     /// Records without this run's header (left from another run, or another writer).
     pub foreign: u64,
     pub consume_errors: u64,
-    /// Acknowledged messages no consumer read (0 after a clean run).
+    /// Reads still owed: each acknowledged message once per subscription, less the distinct
+    /// (subscription, message) reads seen (0 after a clean run).
     pub missing: u64,
 }
 
 impl Counters {
+    pub fn new(reads_per_message: ReadsPerMessage) -> Counters {
+        assert!(
+            reads_per_message.0 >= 1,
+            "every message is read at least once"
+        );
+        Counters {
+            reads_per_message,
+            ..Counters::default()
+        }
+    }
+
     pub fn totals(&self) -> Totals {
         let acked = get(&self.acked);
+        let due = acked.saturating_mul(self.reads_per_message.0);
         let seen = get(&self.consumed_unique) + get(&self.untracked);
         Totals {
             sent: get(&self.sent),
@@ -93,7 +118,7 @@ impl Counters {
             untracked: get(&self.untracked),
             foreign: get(&self.foreign),
             consume_errors: get(&self.consume_errors),
-            missing: acked.saturating_sub(seen),
+            missing: due.saturating_sub(seen),
         }
     }
 
@@ -146,6 +171,16 @@ mod tests {
         assert!(c.caught_up());
         bump(&c.consumed_unique, 5); // more seen than acked (failed deliveries that landed)
         assert_eq!(c.totals().missing, 0);
+    }
+
+    #[test]
+    fn missing_counts_each_subscription() {
+        let c = Counters::new(ReadsPerMessage(3));
+        bump(&c.acked, 10);
+        bump(&c.consumed_unique, 20);
+        assert_eq!(c.totals().missing, 10);
+        bump(&c.consumed_unique, 10);
+        assert!(c.caught_up());
     }
 
     #[test]

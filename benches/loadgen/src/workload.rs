@@ -155,6 +155,8 @@ struct WorkloadFile {
     producers_per_topic: usize,
     #[serde(default = "one")]
     consumers_per_topic: usize,
+    #[serde(default = "one")]
+    subscriptions_per_topic: usize,
     #[serde(default = "default_rate")]
     rate: String,
     #[serde(default = "default_acks")]
@@ -227,6 +229,10 @@ pub struct Workload {
     pub keys: bool,
     pub producers_per_topic: usize,
     pub consumers_per_topic: usize,
+    /// Independent readers of the whole topic (the OpenMessaging Benchmark's subscriptions):
+    /// each has `consumers_per_topic` consumers splitting the partitions, and every message is
+    /// read once per subscription (fan-out).
+    pub subscriptions_per_topic: usize,
     pub rate: Rate,
     pub acks: Acks,
     pub compression: Compression,
@@ -292,7 +298,7 @@ impl Workload {
     }
 
     pub fn consumers(&self) -> usize {
-        self.topics * self.consumers_per_topic
+        self.topics * self.subscriptions_per_topic * self.consumers_per_topic
     }
 
     /// Messages the producers aim to send in warm-up plus measurement, if the rate is fixed.
@@ -347,6 +353,7 @@ fn validate(f: WorkloadFile) -> Result<Workload, WorkloadError> {
         keys: f.keys,
         producers_per_topic: f.producers_per_topic,
         consumers_per_topic: f.consumers_per_topic,
+        subscriptions_per_topic: f.subscriptions_per_topic,
         rate,
         acks: f.acks,
         compression: f.compression,
@@ -367,6 +374,7 @@ fn check_counts(f: &WorkloadFile) -> Result<(), WorkloadError> {
         ("partitions_per_topic", f.partitions_per_topic),
         ("producers_per_topic", f.producers_per_topic),
         ("consumers_per_topic", f.consumers_per_topic),
+        ("subscriptions_per_topic", f.subscriptions_per_topic),
     ];
     for (name, n) in counts {
         if n == 0 {
@@ -379,7 +387,12 @@ fn check_counts(f: &WorkloadFile) -> Result<(), WorkloadError> {
     if f.replication_factor < 1 {
         return Err(invalid("replication_factor must be at least 1"));
     }
-    let clients = f.topics * (f.producers_per_topic + f.consumers_per_topic);
+    let readers = f
+        .subscriptions_per_topic
+        .saturating_mul(f.consumers_per_topic);
+    let clients = f
+        .topics
+        .saturating_mul(f.producers_per_topic.saturating_add(readers));
     if clients > CLIENTS_MAX {
         return Err(invalid(format!(
             "{clients} producer and consumer threads; at most {CLIENTS_MAX}"
@@ -461,6 +474,7 @@ mod tests {
             partitions_per_topic = 16
             producers_per_topic = 2
             consumers_per_topic = 3
+            subscriptions_per_topic = 2
             acks = "all"
             compression = "zstd"
             keys = true
@@ -473,10 +487,25 @@ mod tests {
         .unwrap();
         assert_eq!(w.acks, Acks::All);
         assert_eq!(w.compression.as_config(), "zstd");
-        assert_eq!((w.producers(), w.consumers()), (4, 6));
+        assert_eq!((w.producers(), w.consumers()), (4, 12));
         assert_eq!(w.topic_config["flush.messages"], "1");
         assert_eq!(w.producer_config.len(), 1);
         assert_eq!(w.topic_names(), vec!["bench-fsync-0", "bench-fsync-1"]);
+    }
+
+    #[test]
+    fn shipped_workloads_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Workload::load(&path, &Overrides::default())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "only {n} workloads in {}", dir.display());
     }
 
     #[test]
@@ -504,6 +533,8 @@ mod tests {
             "name = \"x\"\ncompression = \"brotli\"",
             "name = \"x\"\nrate = \"lots\"",
             "name = \"x\"\nproducers_per_topic = 300",
+            "name = \"x\"\nsubscriptions_per_topic = 0",
+            "name = \"x\"\nsubscriptions_per_topic = 200\nconsumers_per_topic = 2",
             "name = \"x y\"",
             "name = \"x\"\nunknown_field = 1",
             "topics = 1",
