@@ -227,6 +227,11 @@ fn admin_apis_work_end_to_end() {
         3,
         "UNKNOWN_TOPIC_OR_PARTITION"
     );
+    // a refused partition between two good ones: each answer stays with its partition
+    let mixed = produce(&mut c, "adm", &[1, 9, 2], 1, -1);
+    let codes: Vec<i16> = mixed.iter().map(|r| r.0).collect();
+    assert_eq!(codes, vec![0, 3, 0], "{mixed:?}");
+    assert_eq!((mixed[0].1, mixed[2].1), (3, 3), "{mixed:?}");
     // delete records, then list offsets sees the new start
     produce(&mut c, "adm", &[0], 3, -1);
     let req = DeleteRecordsRequest::default().with_topics(vec![

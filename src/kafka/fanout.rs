@@ -4,7 +4,9 @@
 //! cross-thread wake-up per partition, both ways. Here the items for one shard travel together,
 //! run concurrently on that shard, and their results come back in one reply, in request order.
 //!
-//! Sits between the handlers (`handlers/produce.rs`, `handlers/fetch.rs`) and `Shard::on`.
+//! Sits between the partition handlers (Produce, Fetch, ListOffsets, DeleteRecords) and
+//! `Shard::on`. The handlers flatten a request's topics into one item list, and `regroup`
+//! cuts the results back into the request's topics.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -30,6 +32,19 @@ pub struct PartItem<I> {
 struct Batch<I> {
     owner: usize,
     items: Vec<(usize, Uuid, i32, I)>,
+}
+
+/// Cuts `results` (request order, flattened) back into runs of `shapes`' lengths: the
+/// per-topic shape of a partition response.
+pub fn regroup<N, R>(
+    shapes: Vec<(N, usize)>,
+    results: impl IntoIterator<Item = R>,
+) -> Vec<(N, Vec<R>)> {
+    let mut results = results.into_iter();
+    shapes
+        .into_iter()
+        .map(|(name, n)| (name, results.by_ref().take(n).collect()))
+        .collect()
 }
 
 /// Groups items by owning shard, in first-seen shard order. Items naming an unknown topic or a
@@ -167,10 +182,9 @@ pub async fn wait_any<I, F, Fut>(
 
 /// Completes when the first of `futs` does, or after `timeout` (also when `futs` is empty).
 async fn first_of<Fut: Future<Output = ()>>(
-    futs: Vec<std::pin::Pin<Box<Fut>>>,
+    mut futs: Vec<std::pin::Pin<Box<Fut>>>,
     timeout: std::time::Duration,
 ) {
-    let mut futs = futs;
     // Polls every future on each wake-up: a fetch watches at most a few hundred partitions.
     let any = std::future::poll_fn(move |cx| {
         for f in futs.iter_mut() {

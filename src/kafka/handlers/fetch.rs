@@ -31,7 +31,7 @@ struct Want {
 
 pub async fn handle(s: Rc<Shard>, req: FetchRequest, version: i16) -> Option<FetchResponse> {
     let snap = s.metadata();
-    let mut shapes: Vec<(TopicName, Uuid, usize)> = Vec::new();
+    let mut shapes: Vec<((TopicName, Uuid), usize)> = Vec::new();
     let mut wants = Vec::new();
     for t in &req.topics {
         let (topic, unknown_code) = if version >= 13 {
@@ -45,7 +45,7 @@ pub async fn handle(s: Rc<Shard>, req: FetchRequest, version: i16) -> Option<Fet
                 errors::UNKNOWN_TOPIC_OR_PARTITION,
             )
         };
-        shapes.push((t.topic.clone(), t.topic_id, t.partitions.len()));
+        shapes.push(((t.topic.clone(), t.topic_id), t.partitions.len()));
         for p in &t.partitions {
             wants.push(Want {
                 topic: topic.clone(),
@@ -144,23 +144,23 @@ async fn wait_any(s: &Rc<Shard>, wants: &[Want], seen: &[Offset], timeout: Durat
 }
 
 fn respond(
-    shapes: Vec<(TopicName, Uuid, usize)>,
+    shapes: Vec<((TopicName, Uuid), usize)>,
     wants: &[Want],
     results: Vec<PartResult>,
     max: usize,
 ) -> FetchResponse {
     let mut total = 0usize;
-    let mut parts = wants
+    let parts = wants
         .iter()
         .zip(results)
         .map(|(w, r)| partition_data(w, r, &mut total, max));
-    let responses = shapes
+    let responses = fanout::regroup(shapes, parts)
         .into_iter()
-        .map(|(name, id, n)| {
+        .map(|((name, id), parts)| {
             FetchableTopicResponse::default()
                 .with_topic(name)
                 .with_topic_id(id)
-                .with_partitions(parts.by_ref().take(n).collect())
+                .with_partitions(parts)
         })
         .collect();
     FetchResponse::default().with_responses(responses)

@@ -9,38 +9,41 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::{on_partition, per_partition};
 use crate::kafka::errors;
+use crate::kafka::fanout::{self, PartItem};
 use crate::shard::Shard;
 
 pub async fn handle(s: Rc<Shard>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let snap = s.metadata();
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| (t.name, t.partitions))
-        .collect();
-    let results = per_partition(topics, |name, p| {
-        let (s, topic) = (s.clone(), snap.topic(name).cloned());
-        async move {
-            let base = ListOffsetsPartitionResponse::default()
-                .with_partition_index(p.partition_index)
-                .with_timestamp(-1)
-                .with_offset(-1);
-            let ts = p.timestamp;
-            let r = on_partition(&s, topic.as_ref(), p.partition_index, move |p| async move {
-                p.offset_for(ts).await.map_err(|e| errors::storage(&e))
-            })
-            .await;
-            match r {
-                Ok(Some((o, t))) => base.with_offset(o.get()).with_timestamp(t.get()),
-                Ok(None) => base,
-                Err(code) => base.with_error_code(code),
-            }
+    let (mut shapes, mut indexes, mut items) = (Vec::new(), Vec::new(), Vec::new());
+    for t in req.topics {
+        let topic = snap.topic(&t.name).cloned();
+        shapes.push((t.name, t.partitions.len()));
+        for p in t.partitions {
+            indexes.push(p.partition_index);
+            items.push(PartItem {
+                topic: topic.clone(),
+                index: p.partition_index,
+                item: p.timestamp,
+            });
         }
+    }
+    let found = fanout::on_partitions(&s, items, |p, ts| async move {
+        p.offset_for(ts).await.map_err(|e| errors::storage(&e))
     })
     .await;
-    let topics = results
+    let parts = indexes.into_iter().zip(found).map(|(index, r)| {
+        let base = ListOffsetsPartitionResponse::default()
+            .with_partition_index(index)
+            .with_timestamp(-1)
+            .with_offset(-1);
+        match r {
+            Ok(Some((o, t))) => base.with_offset(o.get()).with_timestamp(t.get()),
+            Ok(None) => base,
+            Err(code) => base.with_error_code(code),
+        }
+    });
+    let topics = fanout::regroup(shapes, parts)
         .into_iter()
         .map(|(name, parts)| {
             ListOffsetsTopicResponse::default()

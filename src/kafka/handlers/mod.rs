@@ -30,44 +30,14 @@ pub mod sync_group;
 
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::group::{Coordinator, GroupError};
 use crate::kafka::errors;
-use crate::metadata::TopicMeta;
-use crate::partition::Partition;
 use crate::runtime;
 use crate::shard::Shard;
-
-/// Runs `f` with partition `index` of `topic` on the shard that owns it. A topic or partition
-/// that does not exist there is UNKNOWN_TOPIC_OR_PARTITION; an unreachable shard maps too.
-pub async fn on_partition<T, F, Fut>(
-    s: &Shard,
-    topic: Option<&Arc<TopicMeta>>,
-    index: i32,
-    f: F,
-) -> Result<T, i16>
-where
-    T: Send + 'static,
-    F: FnOnce(Rc<Partition>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, i16>> + 'static,
-{
-    let topic = topic
-        .filter(|t| index >= 0 && index < t.partitions)
-        .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
-    let id = topic.id;
-    s.on(s.owner_of(&id, index), move |s| async move {
-        match s.partition(&id, index) {
-            Some(p) => f(p).await,
-            None => Err(errors::UNKNOWN_TOPIC_OR_PARTITION),
-        }
-    })
-    .await
-    .unwrap_or_else(|gone| Err(errors::shard_gone(&gone)))
-}
 
 /// Who sent a request: what JoinGroup records as the member's client id and host.
 #[derive(Clone, Debug, Default)]
@@ -87,30 +57,6 @@ where
     s.on(s.coordinator_of(group), move |s| f(s.groups.clone()))
         .await
         .map_err(|_| GroupError::CoordinatorNotAvailable)
-}
-
-/// Runs `f` for every partition item of every topic concurrently and regroups the results by
-/// topic, in request order: the shape of Produce, ListOffsets and DeleteRecords responses.
-pub async fn per_partition<N, P, R, F, Fut>(topics: Vec<(N, Vec<P>)>, mut f: F) -> Vec<(N, Vec<R>)>
-where
-    R: 'static,
-    F: FnMut(&N, P) -> Fut,
-    Fut: Future<Output = R> + 'static,
-{
-    let mut names = Vec::with_capacity(topics.len());
-    let mut futs = Vec::new();
-    for (name, parts) in topics {
-        let n = parts.len();
-        for p in parts {
-            futs.push(f(&name, p));
-        }
-        names.push((name, n));
-    }
-    let mut results = join_all(futs).await.into_iter();
-    names
-        .into_iter()
-        .map(|(name, n)| (name, results.by_ref().take(n).collect()))
-        .collect()
 }
 
 /// Runs the futures concurrently on this shard and returns their outputs in order.
