@@ -34,6 +34,42 @@ struct Batch<I> {
     items: Vec<(usize, Uuid, i32, I)>,
 }
 
+/// A request's topics flattened into partition items, with what is needed to answer them:
+/// each topic's name and partition count (for `regroup`) and each item's partition index.
+pub struct Flat<N, I> {
+    pub shapes: Vec<(N, usize)>,
+    pub indexes: Vec<i32>,
+    pub items: Vec<PartItem<I>>,
+}
+
+/// Flattens `(topic name, partition entries)` pairs: `topic_of` resolves a name against the
+/// caller's snapshot, `split` turns an entry into its partition index and the item to send.
+pub fn flatten<N, P, I>(
+    topics: impl IntoIterator<Item = (N, Vec<P>)>,
+    topic_of: impl Fn(&N) -> Option<Arc<TopicMeta>>,
+    split: impl Fn(P) -> (i32, I),
+) -> Flat<N, I> {
+    let mut flat = Flat {
+        shapes: Vec::new(),
+        indexes: Vec::new(),
+        items: Vec::new(),
+    };
+    for (name, parts) in topics {
+        let topic = topic_of(&name);
+        flat.shapes.push((name, parts.len()));
+        for p in parts {
+            let (index, item) = split(p);
+            flat.indexes.push(index);
+            flat.items.push(PartItem {
+                topic: topic.clone(),
+                index,
+                item,
+            });
+        }
+    }
+    flat
+}
+
 /// Cuts `results` (request order, flattened) back into runs of `shapes`' lengths: the
 /// per-topic shape of a partition response.
 pub fn regroup<N, R>(

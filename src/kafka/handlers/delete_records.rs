@@ -9,26 +9,18 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::kafka::errors;
-use crate::kafka::fanout::{self, PartItem};
+use crate::kafka::fanout;
 use crate::shard::Shard;
 use crate::types::{Offset, TimestampMs};
 
 pub async fn handle(s: Rc<Shard>, req: DeleteRecordsRequest) -> Option<DeleteRecordsResponse> {
     let snap = s.metadata();
-    let (mut shapes, mut indexes, mut items) = (Vec::new(), Vec::new(), Vec::new());
-    for t in req.topics {
-        let topic = snap.topic(&t.name).cloned();
-        shapes.push((t.name, t.partitions.len()));
-        for p in t.partitions {
-            indexes.push(p.partition_index);
-            items.push(PartItem {
-                topic: topic.clone(),
-                index: p.partition_index,
-                item: p.offset,
-            });
-        }
-    }
-    let moved = fanout::on_partitions(&s, items, |p, offset| async move {
+    let flat = fanout::flatten(
+        req.topics.into_iter().map(|t| (t.name, t.partitions)),
+        |name| snap.topic(name).cloned(),
+        |p| (p.partition_index, p.offset),
+    );
+    let moved = fanout::on_partitions(&s, flat.items, |p, offset| async move {
         let to = if offset == -1 {
             p.log.high_watermark()
         } else {
@@ -40,7 +32,7 @@ pub async fn handle(s: Rc<Shard>, req: DeleteRecordsRequest) -> Option<DeleteRec
             .map_err(|e| errors::storage(&e))
     })
     .await;
-    let parts = indexes.into_iter().zip(moved).map(|(index, r)| {
+    let parts = flat.indexes.into_iter().zip(moved).map(|(index, r)| {
         let base = DeleteRecordsPartitionResult::default()
             .with_partition_index(index)
             .with_low_watermark(-1);
@@ -49,7 +41,7 @@ pub async fn handle(s: Rc<Shard>, req: DeleteRecordsRequest) -> Option<DeleteRec
             Err(code) => base.with_error_code(code),
         }
     });
-    let topics = fanout::regroup(shapes, parts)
+    let topics = fanout::regroup(flat.shapes, parts)
         .into_iter()
         .map(|(name, parts)| {
             DeleteRecordsTopicResult::default()

@@ -10,29 +10,21 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::kafka::errors;
-use crate::kafka::fanout::{self, PartItem};
+use crate::kafka::fanout;
 use crate::shard::Shard;
 
 pub async fn handle(s: Rc<Shard>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
     let snap = s.metadata();
-    let (mut shapes, mut indexes, mut items) = (Vec::new(), Vec::new(), Vec::new());
-    for t in req.topics {
-        let topic = snap.topic(&t.name).cloned();
-        shapes.push((t.name, t.partitions.len()));
-        for p in t.partitions {
-            indexes.push(p.partition_index);
-            items.push(PartItem {
-                topic: topic.clone(),
-                index: p.partition_index,
-                item: p.timestamp,
-            });
-        }
-    }
-    let found = fanout::on_partitions(&s, items, |p, ts| async move {
+    let flat = fanout::flatten(
+        req.topics.into_iter().map(|t| (t.name, t.partitions)),
+        |name| snap.topic(name).cloned(),
+        |p| (p.partition_index, p.timestamp),
+    );
+    let found = fanout::on_partitions(&s, flat.items, |p, ts| async move {
         p.offset_for(ts).await.map_err(|e| errors::storage(&e))
     })
     .await;
-    let parts = indexes.into_iter().zip(found).map(|(index, r)| {
+    let parts = flat.indexes.into_iter().zip(found).map(|(index, r)| {
         let base = ListOffsetsPartitionResponse::default()
             .with_partition_index(index)
             .with_timestamp(-1)
@@ -43,7 +35,7 @@ pub async fn handle(s: Rc<Shard>, req: ListOffsetsRequest) -> Option<ListOffsets
             Err(code) => base.with_error_code(code),
         }
     });
-    let topics = fanout::regroup(shapes, parts)
+    let topics = fanout::regroup(flat.shapes, parts)
         .into_iter()
         .map(|(name, parts)| {
             ListOffsetsTopicResponse::default()
