@@ -74,3 +74,49 @@ pub fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
 
 pub use glommio::channels::local_channel;
 pub use glommio::net::{TcpListener, TcpStream};
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use glommio::channels::shared_channel;
+    use glommio::{LocalExecutorBuilder, Placement};
+
+    const ROUND_TRIPS: u64 = 20_000;
+
+    /// The patched park path (vendor/glommio/PATCHED.md): two executors ping-pong over shared
+    /// channels, so each message finds its receiver parked or about to park. A lost wake-up
+    /// leaves both waiting forever; the watchdog turns that into a failure, not a hung run.
+    #[test]
+    fn cross_executor_wakeups_are_not_lost() {
+        let (ping_tx, ping_rx) = shared_channel::new_bounded::<u64>(1);
+        let (pong_tx, pong_rx) = shared_channel::new_bounded::<u64>(1);
+        let (done_tx, done_rx) = mpsc::channel::<u64>();
+        let echo = LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move {
+                let rx = ping_rx.connect().await;
+                let tx = pong_tx.connect().await;
+                while let Some(n) = rx.recv().await {
+                    tx.send(n + 1).await.expect("pong receiver gone");
+                }
+            })
+            .expect("echo executor");
+        let caller = LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move {
+                let tx = ping_tx.connect().await;
+                let rx = pong_rx.connect().await;
+                let mut sum = 0;
+                for n in 0..ROUND_TRIPS {
+                    tx.send(n).await.expect("ping receiver gone");
+                    sum += rx.recv().await.expect("echo stopped") - n;
+                }
+                done_tx.send(sum).expect("test thread gone");
+            })
+            .expect("caller executor");
+        let sum = done_rx.recv_timeout(Duration::from_secs(120));
+        assert_eq!(sum, Ok(ROUND_TRIPS), "a cross-executor wake-up was lost");
+        caller.join().expect("caller");
+        echo.join().expect("echo");
+    }
+}
