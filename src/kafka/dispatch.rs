@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use super::frame::{self, Frame, Spliced};
 use super::handlers;
 use crate::shard::Shard;
 
@@ -74,7 +75,7 @@ fn split_header(mut frame: Bytes) -> Result<(ApiKey, i16, RequestHeader, Bytes),
 
 /// Handles one request frame (size prefix already removed) from a client at `peer`
 /// ("/1.2.3.4"). Ok(None): no response (acks=0).
-pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Option<Bytes>, Close> {
+pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Option<Frame>, Close> {
     let (api, version, header, frame) = split_header(frame)?;
     let corr = header.correlation_id;
     let ctx = handlers::Ctx {
@@ -83,7 +84,7 @@ pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Optio
     };
     if api == ApiKey::ApiVersions && !decodable(api, version) {
         let body = handlers::api_versions::unsupported();
-        return encode(ApiKey::ApiVersions, 0, corr, &body).map(Some);
+        return encode(ApiKey::ApiVersions, 0, corr, &body).map(|b| Some(b.into()));
     }
     if !decodable(api, version) {
         return Err(Close(format!("{api:?} v{version} is not supported")));
@@ -189,7 +190,7 @@ async fn handle_group_api(
     corr: i32,
     body: Bytes,
     ctx: handlers::Ctx,
-) -> Result<Option<Bytes>, Close> {
+) -> Result<Option<Frame>, Close> {
     use handlers::*;
     match api {
         ApiKey::FindCoordinator => {
@@ -322,10 +323,10 @@ async fn run<Req, Resp, F, Fut>(
     corr: i32,
     mut body: Bytes,
     f: F,
-) -> Result<Option<Bytes>, Close>
+) -> Result<Option<Frame>, Close>
 where
     Req: Decodable,
-    Resp: Encodable,
+    Resp: Reply,
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Option<Resp>>,
 {
@@ -333,7 +334,29 @@ where
         .map_err(|e| Close(format!("cannot decode {api:?} v{version}: {e}")))?;
     match f(req).await {
         None => Ok(None),
-        Some(resp) => encode(api, version, corr, &resp).map(Some),
+        Some(resp) => resp.into_frame(api, version, corr).map(Some),
+    }
+}
+
+/// What a handler answers with, made into the frame the connection writer sends.
+pub trait Reply {
+    fn into_frame(self, api: ApiKey, version: i16, corr: i32) -> Result<Frame, Close>;
+}
+
+/// A message encoded whole, into one buffer.
+impl<R: Encodable> Reply for R {
+    fn into_frame(self, api: ApiKey, version: i16, corr: i32) -> Result<Frame, Close> {
+        encode(api, version, corr, &self).map(Frame::from)
+    }
+}
+
+/// A message whose record sets go out as the buffers they are (Fetch; see `frame`).
+impl<R: Encodable> Reply for Spliced<R> {
+    fn into_frame(self, api: ApiKey, version: i16, corr: i32) -> Result<Frame, Close> {
+        let hv = api.response_header_version(version);
+        let header = ResponseHeader::default().with_correlation_id(corr);
+        frame::encode_spliced(&header, hv, version, self)
+            .map_err(|e| Close(format!("cannot encode {api:?} v{version} response: {e}")))
     }
 }
 

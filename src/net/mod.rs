@@ -3,9 +3,13 @@
 //! task pair per connection. The reader frames requests (size-prefixed, bounded by
 //! `request_bytes_max`, buffer grown only as bytes arrive) and starts each one as its own task,
 //! so a client's pipelined requests run concurrently; the writer sends their responses strictly
-//! in request order. At most `inflight_requests_max` requests per connection are in flight.
+//! in request order (a frame in segments, see `send`). At most `inflight_requests_max` requests
+//! per connection are in flight.
+
+mod send;
 
 use std::cell::Cell;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -13,6 +17,7 @@ use event_listener::Event;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 
 use crate::kafka::dispatch::{self, Close};
+use crate::kafka::frame::Frame;
 use crate::runtime::{self, local_channel, TcpListener, TcpStream};
 use crate::shard::Shard;
 
@@ -36,7 +41,7 @@ pub async fn accept_loop(shard: Rc<Shard>) {
     }
 }
 
-type Pending = runtime::Task<Result<Option<Bytes>, Close>>;
+type Pending = runtime::Task<Result<Option<Frame>, Close>>;
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
@@ -44,6 +49,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         Ok(a) => format!("/{}", a.ip()).into(),
         Err(_) => "".into(),
     };
+    let fd = stream.as_raw_fd(); // the writer's half owns the stream, so it stays open
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.inflight_requests_max);
     let closed = Rc::new((Cell::new(false), Event::new()));
@@ -51,7 +57,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer = runtime::spawn(async move {
         while let Some(pending) = rx.recv().await {
             let ok = match pending.await {
-                Ok(Some(frame)) => wr.write_all(&frame).await.is_ok(),
+                Ok(Some(frame)) => send::send_frame(fd, &mut wr, &frame).await.is_ok(),
                 Ok(None) => true,
                 Err(Close(why)) => {
                     tracing::debug!(reason = %why, "closing connection");

@@ -2,19 +2,21 @@
 //! is there, waits (long poll) until any of them gets data or max_wait_ms passes, then reads
 //! again. Whole batches only; the response holds at most max_bytes, except that the first
 //! non-empty partition is always returned whole (Kafka's rule). Sessionless: session_id 0
-//! tells clients to send full requests (KIP-227 allows it).
+//! tells clients to send full requests (KIP-227 allows it). The batches are not copied into
+//! the response: each partition's are passed on as the `Bytes` they were read as (`frame`).
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
 use crate::kafka::errors;
 use crate::kafka::fanout::{self, PartItem};
+use crate::kafka::frame::{records_marker, Spliced};
 use crate::metadata::TopicMeta;
 use crate::partition::Fetched;
 use crate::shard::Shard;
@@ -29,7 +31,11 @@ struct Want {
     max_bytes: usize,
 }
 
-pub async fn handle(s: Rc<Shard>, req: FetchRequest, version: i16) -> Option<FetchResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    req: FetchRequest,
+    version: i16,
+) -> Option<Spliced<FetchResponse>> {
     let snap = s.metadata();
     let mut shapes: Vec<((TopicName, Uuid), usize)> = Vec::new();
     let mut wants = Vec::new();
@@ -148,12 +154,14 @@ fn respond(
     wants: &[Want],
     results: Vec<PartResult>,
     max: usize,
-) -> FetchResponse {
+) -> Spliced<FetchResponse> {
     let mut total = 0usize;
-    let parts = wants
+    let mut sets = Vec::new();
+    let parts: Vec<PartitionData> = wants
         .iter()
         .zip(results)
-        .map(|(w, r)| partition_data(w, r, &mut total, max));
+        .map(|(w, r)| partition_data(w, r, &mut total, max, &mut sets))
+        .collect();
     let responses = fanout::regroup(shapes, parts)
         .into_iter()
         .map(|((name, id), parts)| {
@@ -163,10 +171,21 @@ fn respond(
                 .with_partitions(parts)
         })
         .collect();
-    FetchResponse::default().with_responses(responses)
+    Spliced {
+        body: FetchResponse::default().with_responses(responses),
+        sets,
+    }
 }
 
-fn partition_data(w: &Want, r: PartResult, total: &mut usize, max: usize) -> PartitionData {
+/// A partition's part of the response. Its batches, if they fit, are pushed on `sets` and
+/// the `records` field gets the marker the encoder replaces with them (in partition order).
+fn partition_data(
+    w: &Want,
+    r: PartResult,
+    total: &mut usize,
+    max: usize,
+    sets: &mut Vec<Vec<Bytes>>,
+) -> PartitionData {
     let base = PartitionData::default().with_partition_index(w.partition);
     match r {
         Err((code, hw, start)) => base
@@ -177,33 +196,17 @@ fn partition_data(w: &Want, r: PartResult, total: &mut usize, max: usize) -> Par
         Ok(f) => {
             let n = f.bytes();
             let fits = *total == 0 || *total + n <= max;
-            let records = if fits {
-                concat(f.records)
+            let records = if fits && n > 0 {
+                *total += n;
+                sets.push(f.records);
+                records_marker()
             } else {
                 Bytes::new()
             };
-            if fits {
-                *total += n;
-            }
             base.with_high_watermark(f.high_watermark.get())
                 .with_last_stable_offset(f.high_watermark.get())
                 .with_log_start_offset(f.log_start_offset.get())
                 .with_records(Some(records))
-        }
-    }
-}
-
-/// One buffer for the response encoder; a single batch run is passed through without copying.
-fn concat(mut parts: Vec<Bytes>) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().expect("one"),
-        _ => {
-            let mut b = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
-            for p in parts {
-                b.extend_from_slice(&p);
-            }
-            b.freeze()
         }
     }
 }
