@@ -10,7 +10,8 @@ Prints one JSON summary line (the test asserts on it):
   {"partitions":[..], "events":[{"c","ev","parts","t"}..],
    "a_owned_alone":[..], "owned":{"A":[..],"B":[..]}, "assignment":{"A":[..],"B":[..]},
    "consumed":{"A":n,"B":n}, "distinct":n, "done":bool, "errors":[..]}
-`events` t is seconds since start; B is created at "b_joined_at".
+`events` t is seconds since start (to the ms); B is created at "b_joined_at", after the first
+"events_before_b" events (A's own assignment can fall in the same millisecond).
 Usage: cooperative.py BOOTSTRAP TOPIC GROUP EXPECTED"""
 import json
 import sys
@@ -77,7 +78,7 @@ deadline = start + 45
 while owned["A"] != partitions and time.monotonic() < deadline:
     poll("A", a)
 a_alone = sorted(owned["A"])
-b_joined_at = now()
+b_joined_at, events_before_b = now(), len(events)
 b = consumer("B")
 last_change, last_state, done = time.monotonic(), None, False
 while time.monotonic() < deadline:
@@ -96,6 +97,7 @@ summary = {
     "events": events,
     "a_owned_alone": a_alone,
     "b_joined_at": b_joined_at,
+    "events_before_b": events_before_b,
     "owned": {k: sorted(v) for k, v in owned.items()},
     "assignment": {"A": sorted(p.partition for p in a.assignment()),
                    "B": sorted(p.partition for p in b.assignment())},
