@@ -119,4 +119,32 @@ mod tests {
         caller.join().expect("caller");
         echo.join().expect("echo");
     }
+
+    /// The patched preempt timer (vendor/glommio/PATCHED.md) is kept across passes until it
+    /// fires: a task that spins until `need_preempt` must still see it, again and again, after
+    /// yielding and after sleeping on a timer (the sleep path cancels it and uses a user timer).
+    #[test]
+    fn a_spinning_task_is_still_told_to_yield() {
+        let (done_tx, done_rx) = mpsc::channel::<u32>();
+        let ex = LocalExecutorBuilder::new(Placement::Unbound)
+            .preempt_timer(Duration::from_millis(5))
+            .spawn(move || async move {
+                let mut preempted = 0;
+                for round in 0..20 {
+                    while !glommio::executor().need_preempt() {
+                        std::hint::spin_loop();
+                    }
+                    preempted += 1;
+                    glommio::yield_if_needed().await;
+                    if round % 2 == 0 {
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                done_tx.send(preempted).expect("test thread gone");
+            })
+            .expect("executor");
+        let preempted = done_rx.recv_timeout(Duration::from_secs(120));
+        assert_eq!(preempted, Ok(20), "a preempt timer never fired");
+        ex.join().expect("executor");
+    }
 }

@@ -1222,6 +1222,9 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // shardlog patch: the preempt duration the timer in `latency_preemption_timeout_src` was
+    // armed for (None while that slot holds a user timer, or nothing).
+    latency_preemption_armed_for: Cell<Option<Duration>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1356,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_armed_for: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1818,33 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // shardlog patch: upstream cancelled both preemption timers and armed new ones on
+        // every pass (a TIMEOUT, an ASYNC_CANCEL and a linked eventfd WRITE each time, tens
+        // of thousands a second under load). Now a preempt timer that has not fired and was
+        // armed for the same duration is kept while we stay awake, so it fires at most one
+        // preempt duration after it was armed rather than after this pass (glommio's
+        // fairness between task queues gets coarser; a need_preempt only sends the running
+        // queue back through this loop). Before a sleep it is still cancelled, as upstream:
+        // an idle executor is not woken by it.
+        let old = self.latency_preemption_timeout_src.take();
+        let armed_for = self.latency_preemption_armed_for.take();
+        let keep = preempt_timer().is_some_and(|d| armed_for == Some(d))
+            && old.as_ref().is_some_and(|src| src.result().is_none());
+        let kept = if keep { old } else { None }; // a dropped pending timer is cancelled
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // shardlog patch: the throughput timer (fires after ring-depth completions on the main
+        // ring) is likewise kept until it fires, counting completions across passes.
+        let throughput = self
+            .throughput_preemption_timeout_src
+            .take()
+            .filter(|src| src.result().is_none());
+        self.throughput_preemption_timeout_src
+            .set(Some(throughput.unwrap_or_else(|| {
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                )
+            })));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1884,8 +1899,13 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            // A kept timer whose completion the last consume_rings! took has fired: replace it,
+            // or this pass would run with no preempt timer at all.
+            let timer = kept
+                .filter(|src| src.result().is_none())
+                .unwrap_or_else(|| lat_ring.prepare_latency_preemption_timer(preempt));
+            self.latency_preemption_timeout_src.set(Some(timer));
+            self.latency_preemption_armed_for.set(Some(preempt));
             flush_rings!(lat_ring, main_ring)?;
         }
 
