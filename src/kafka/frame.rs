@@ -35,26 +35,10 @@ impl Frame {
         &self.parts
     }
 
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The frame in one buffer (a copy): for tests and for callers that need contiguous bytes.
+    /// The frame in one buffer (a copy), to compare with a whole-buffer encoding.
+    #[cfg(test)]
     pub fn to_bytes(&self) -> Bytes {
-        match self.parts.as_slice() {
-            [one] => one.clone(),
-            parts => {
-                let mut b = BytesMut::with_capacity(self.len());
-                for p in parts {
-                    b.extend_from_slice(p);
-                }
-                b.freeze()
-            }
-        }
+        Bytes::from(self.parts.concat())
     }
 }
 
@@ -93,7 +77,7 @@ pub fn encode_spliced<R: Encodable>(
     r: Spliced<R>,
 ) -> anyhow::Result<Frame> {
     let compact = header_version >= 1;
-    let marker_bytes = if compact { 2 } else { 5 };
+    let marker_bytes = record_set_bytes(MARK.len(), compact);
     let grow: usize = r
         .sets
         .iter()

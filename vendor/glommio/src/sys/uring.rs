@@ -1828,9 +1828,8 @@ impl Reactor {
         // an idle executor is not woken by it.
         let old = self.latency_preemption_timeout_src.take();
         let armed_for = self.latency_preemption_armed_for.take();
-        let keep = preempt_timer().is_some_and(|d| armed_for == Some(d))
-            && old.as_ref().is_some_and(|src| src.result().is_none());
-        let kept = if keep { old } else { None }; // a dropped pending timer is cancelled
+        // A dropped pending timer is cancelled; one that has fired is replaced further down.
+        let kept = old.filter(|_| preempt_timer().is_some_and(|d| armed_for == Some(d)));
 
         // shardlog patch: the throughput timer (fires after ring-depth completions on the main
         // ring) is likewise kept until it fires, counting completions across passes.
@@ -1899,8 +1898,8 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            // A kept timer whose completion the last consume_rings! took has fired: replace it,
-            // or this pass would run with no preempt timer at all.
+            // A kept timer that has fired (its completion consumed above, or before this pass)
+            // is replaced, or this pass would run with no preempt timer at all.
             let timer = kept
                 .filter(|src| src.result().is_none())
                 .unwrap_or_else(|| lat_ring.prepare_latency_preemption_timer(preempt));
