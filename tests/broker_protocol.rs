@@ -140,6 +140,19 @@ fn sixteen_partitions_on_four_shards_keep_order() {
             "partition {p} in order"
         );
     }
+    // A clean stop logs each shard's request latency: the one connection's shard saw the ten
+    // produce requests and the fetches (two per partition: the records, then none).
+    let (data, _) = broker.stop();
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    let line = |api: &str| {
+        log.lines()
+            .find(|l| l.contains("request latency") && l.contains(&format!("api=\"{api}\"")))
+            .unwrap_or_else(|| panic!("no {api} latency in the log:\n{log}"))
+            .to_string()
+    };
+    assert!(line("Produce").contains("count=10 "), "{}", line("Produce"));
+    assert!(line("Fetch").contains("count=32 "), "{}", line("Fetch"));
+    assert!(line("Produce").contains("total_us=p50 "));
 }
 
 #[test]

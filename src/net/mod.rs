@@ -7,10 +7,14 @@
 //! per connection are in flight.
 
 mod send;
+mod timing;
+
+pub use timing::RequestTimes;
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use event_listener::Event;
@@ -41,7 +45,12 @@ pub async fn accept_loop(shard: Rc<Shard>) {
     }
 }
 
-type Pending = runtime::Task<Result<Option<Frame>, Close>>;
+/// A request's task, with what the writer needs to time it: its API key and arrival.
+struct Pending {
+    task: runtime::Task<(Result<Option<Frame>, Close>, Instant)>,
+    api: i16,
+    arrived: Instant,
+}
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
@@ -54,9 +63,11 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.inflight_requests_max);
     let closed = Rc::new((Cell::new(false), Event::new()));
     let writer_closed = closed.clone();
+    let timed = shard.clone();
     let writer = runtime::spawn(async move {
         while let Some(pending) = rx.recv().await {
-            let ok = match pending.await {
+            let (reply, handled) = pending.task.await;
+            let ok = match reply {
                 Ok(Some(frame)) => send::send_frame(fd, &mut wr, &frame).await.is_ok(),
                 Ok(None) => true,
                 Err(Close(why)) => {
@@ -67,6 +78,8 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             if !ok {
                 break;
             }
+            let (handle, total) = (handled - pending.arrived, pending.arrived.elapsed());
+            timed.request_times.record(pending.api, handle, total);
         }
         let _ = wr.close().await;
         writer_closed.0.set(true);
@@ -91,13 +104,14 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             }
             _ => break,
         };
+        let (api, arrived) = (i16::from_be_bytes([frame[0], frame[1]]), Instant::now());
         let s = shard.clone();
         let peer = peer.clone();
         let task = runtime::spawn(async move {
             let _counted = Inflight::enter(&s);
-            dispatch::handle(&s, frame, &peer).await
+            (dispatch::handle(&s, frame, &peer).await, Instant::now())
         });
-        if tx.send(task).await.is_err() {
+        if tx.send(Pending { task, api, arrived }).await.is_err() {
             break;
         }
     }

@@ -60,6 +60,8 @@ pub struct Shard {
     pub stopping: Cell<bool>,
     /// Cross-shard calls made from this shard, waiting for their replies.
     replies: Replies,
+    /// How long this shard's requests took, by API key (logged when it stops).
+    pub request_times: crate::net::RequestTimes,
 }
 
 /// A cross-shard call's result on its way back (its type is known to the caller only).
@@ -309,6 +311,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         inflight: Cell::new(0),
         stopping: Cell::new(false),
         replies: Replies::default(),
+        request_times: Default::default(),
     });
     if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
         tracing::error!(shard = id, error = %e, "opening partitions failed");
@@ -343,6 +346,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     }
     shard.close_all().await;
     shard.groups.close().await;
+    shard.request_times.log(id);
     tracing::info!(shard = id, "shard stopped");
 }
 
