@@ -81,7 +81,7 @@ mod tests {
             name = "x"
             acks = "all"
             compression = "lz4"
-            linger_ms = 5
+            linger_ms = 0.5
             batch_size_bytes = 65536
             [producer_config]
             "linger.ms" = "7"
@@ -98,11 +98,18 @@ mod tests {
         assert_eq!(p.get("compression.type"), Some("lz4"));
         assert_eq!(p.get("batch.size"), Some("65536"));
         assert_eq!(p.get("linger.ms"), Some("7"), "producer_config wins");
+
         assert_eq!(p.get("queue.buffering.max.kbytes"), Some("65536"));
         let c = consumer("127.0.0.1:1", &w, 0, "g");
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("enable.partition.eof"), Some("true"));
         assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("65536"));
+        // linger.ms takes fractions of a millisecond; whole ones are written without a point.
+        for (given, set) in [("0.5", "0.5"), ("2", "2")] {
+            let text = format!("name = \"x\"\nlinger_ms = {given}");
+            let w = Workload::parse(&text, &Overrides::default()).unwrap();
+            assert_eq!(producer("b", &w, 0).get("linger.ms"), Some(set));
+        }
     }
 }

@@ -73,6 +73,9 @@ struct WorkloadArgs {
     /// Override the topic name prefix
     #[arg(long)]
     topic_prefix: Option<String>,
+    /// Override the producers' linger.ms (fractions allowed, e.g. 0.5)
+    #[arg(long, value_name = "MS")]
+    linger_ms: Option<f64>,
     /// Keep the topics after the run (they are always recreated before one)
     #[arg(long)]
     keep_topics: bool,
@@ -88,6 +91,7 @@ impl WorkloadArgs {
             warmup_s: self.warmup_s,
             duration_s: self.duration_s,
             topic_prefix: self.topic_prefix.clone(),
+            linger_ms: self.linger_ms,
         };
         Ok(Workload::load(&self.workload, &overrides)?)
     }

@@ -23,6 +23,9 @@ pub const MESSAGE_BYTES_MAX: usize = 1_000_000;
 /// bound only stops a typo from starting thousands of threads).
 pub const CLIENTS_MAX: usize = 256;
 
+/// librdkafka's upper bound for `linger.ms`.
+pub const LINGER_MS_MAX: f64 = 900_000.0;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     #[error("cannot read workload {path}: {source}")]
@@ -164,7 +167,7 @@ struct WorkloadFile {
     #[serde(default = "default_compression")]
     compression: Compression,
     #[serde(default = "default_linger")]
-    linger_ms: u64,
+    linger_ms: f64,
     #[serde(default = "default_batch")]
     batch_size_bytes: usize,
     #[serde(default = "default_warmup")]
@@ -199,8 +202,8 @@ fn default_acks() -> Acks {
 fn default_compression() -> Compression {
     Compression::None
 }
-fn default_linger() -> u64 {
-    1
+fn default_linger() -> f64 {
+    1.0
 }
 fn default_batch() -> usize {
     1 << 20
@@ -236,7 +239,8 @@ pub struct Workload {
     pub rate: Rate,
     pub acks: Acks,
     pub compression: Compression,
-    pub linger_ms: u64,
+    /// librdkafka's `linger.ms`, which takes fractions of a millisecond.
+    pub linger_ms: f64,
     pub batch_size_bytes: usize,
     pub warmup_s: u64,
     pub duration_s: u64,
@@ -253,6 +257,7 @@ pub struct Overrides {
     pub warmup_s: Option<u64>,
     pub duration_s: Option<u64>,
     pub topic_prefix: Option<String>,
+    pub linger_ms: Option<f64>,
 }
 
 impl Workload {
@@ -280,6 +285,7 @@ impl Workload {
         }
         file.warmup_s = overrides.warmup_s.unwrap_or(file.warmup_s);
         file.duration_s = overrides.duration_s.unwrap_or(file.duration_s);
+        file.linger_ms = overrides.linger_ms.unwrap_or(file.linger_ms);
         if let Some(prefix) = &overrides.topic_prefix {
             file.topic_prefix = Some(prefix.clone());
         }
@@ -327,6 +333,9 @@ fn validate(f: WorkloadFile) -> Result<Workload, WorkloadError> {
     }
     if f.duration_s == 0 {
         return Err(invalid("duration_s must be at least 1"));
+    }
+    if !(0.0..=LINGER_MS_MAX).contains(&f.linger_ms) {
+        return Err(invalid(format!("linger_ms must be 0-{LINGER_MS_MAX}")));
     }
     if f.batch_size_bytes == 0 {
         return Err(invalid("batch_size_bytes must be at least 1"));
@@ -515,8 +524,10 @@ mod tests {
             warmup_s: Some(0),
             duration_s: Some(3),
             topic_prefix: Some("smoke".into()),
+            linger_ms: Some(0.5),
         };
         let w = Workload::parse("name = \"x\"\nrate = \"max\"", &o).unwrap();
+        assert_eq!(w.linger_ms, 0.5);
         assert_eq!(w.rate, Rate::Fixed { msgs_per_s: 100.0 });
         assert_eq!((w.warmup_s, w.duration_s), (0, 3));
         assert_eq!(w.topic_prefix, "smoke");
@@ -529,6 +540,9 @@ mod tests {
             "name = \"x\"\nmessage_size_bytes = 8",
             "name = \"x\"\nmessage_size_bytes = 2000000",
             "name = \"x\"\nduration_s = 0",
+            "name = \"x\"\nlinger_ms = -1",
+            "name = \"x\"\nlinger_ms = 1e9",
+            "name = \"x\"\nlinger_ms = nan",
             "name = \"x\"\nacks = \"2\"",
             "name = \"x\"\ncompression = \"brotli\"",
             "name = \"x\"\nrate = \"lots\"",
