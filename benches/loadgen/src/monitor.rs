@@ -1,10 +1,13 @@
-//! The once-a-second view of a running benchmark: rates since the last tick, p99 so far, and
-//! the broker's CPU and memory when its pid is known. Ticks fall on whole seconds after the
+//! The once-a-second view of a running benchmark: rates since the last tick, the p99 and max
+//! latency of the messages acknowledged (or consumed) since the last tick, so a stall shows in
+//! the second it happened, and the broker's CPU and memory when its pid is known. Ticks fall on whole seconds after the
 //! start, so the samples at the start and end of the measurement window bound the broker CPU
 //! time charged to the window exactly.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use hdrhistogram::Histogram;
 
 use crate::procstat::{Pid, Sample, Sampler};
 use crate::shared::RunShared;
@@ -50,6 +53,9 @@ pub struct Monitor {
     prev_ns: u64,
     prev_acked: u64,
     prev_consumed: u64,
+    /// The histograms as they were at the last tick (the next tick reports the difference).
+    prev_publish: Option<Histogram<u64>>,
+    prev_e2e: Option<Histogram<u64>>,
     timeline: Vec<TimelinePoint>,
 }
 
@@ -71,6 +77,8 @@ impl Monitor {
             prev_ns: 0,
             prev_acked: 0,
             prev_consumed: 0,
+            prev_publish: None,
+            prev_e2e: None,
             timeline: Vec::new(),
         }
     }
@@ -112,6 +120,8 @@ impl Monitor {
         let consumed = (totals.consumed - self.prev_consumed) as f64 / interval_s;
         let cpu_before = self.broker.as_ref().and_then(|b| b.last);
         let sample = self.sample_broker(t_ns);
+        let (publish_p99_ms, publish_max_ms) = since_last(publish, &mut self.prev_publish);
+        let (e2e_p99_ms, e2e_max_ms) = since_last(e2e, &mut self.prev_e2e);
         let point = TimelinePoint {
             t_s: (t_ns - phases.start_ns) as f64 / 1e9,
             phase: if t_ns <= phases.measure_start_ns {
@@ -124,8 +134,10 @@ impl Monitor {
             produced_msgs_per_s: produced,
             produced_mib_per_s: produced * self.shared.message_bytes as f64 / MIB,
             consumed_msgs_per_s: consumed,
-            publish_p99_ms: p99_ms(publish),
-            e2e_p99_ms: p99_ms(e2e),
+            publish_p99_ms,
+            publish_max_ms,
+            e2e_p99_ms,
+            e2e_max_ms,
             broker_cpu_pct: match (cpu_before, sample) {
                 (Some(a), Some(b)) => Some((b.cpu_s - a.cpu_s) / interval_s * 100.0),
                 _ => None,
@@ -171,7 +183,57 @@ impl Monitor {
     }
 }
 
-fn p99_ms(hists: &[SharedHist]) -> Option<f64> {
-    let h = stats::merged(hists).ok()?;
-    (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0)
+/// p99 and max, ms, of what `hists` recorded since `prev` (which becomes their current state).
+fn since_last(
+    hists: &[SharedHist],
+    prev: &mut Option<Histogram<u64>>,
+) -> (Option<f64>, Option<f64>) {
+    let Ok(now) = stats::merged(hists) else {
+        return (None, None);
+    };
+    let mut new = now.clone();
+    let subtracted = prev.as_ref().is_none_or(|p| new.subtract(p).is_ok());
+    *prev = Some(now);
+    if !subtracted || new.is_empty() {
+        return (None, None);
+    }
+    let ms = |us: u64| Some(us as f64 / 1000.0);
+    (ms(new.value_at_quantile(0.99)), ms(new.max()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::record_ns;
+
+    #[test]
+    fn each_tick_reports_only_its_own_second() {
+        let hists = [stats::new_shared(), stats::new_shared()];
+        let record = |i: usize, ms: u64| record_ns(&mut hists[i].lock().unwrap(), ms * 1_000_000);
+        let mut prev = None;
+        assert_eq!(since_last(&hists, &mut prev), (None, None), "nothing yet");
+        for _ in 0..100 {
+            record(0, 1);
+        }
+        record(1, 50);
+        let (p99, max) = since_last(&hists, &mut prev);
+        assert!(
+            p99.unwrap() < 1.01 && max.unwrap() > 49.9,
+            "{p99:?} {max:?}"
+        );
+        for _ in 0..10 {
+            record(1, 2);
+        }
+        let (p99, max) = since_last(&hists, &mut prev);
+        assert!(
+            (1.99..2.01).contains(&max.unwrap()),
+            "the 50 ms stall was last second"
+        );
+        assert_eq!(p99, max);
+        assert_eq!(
+            since_last(&hists, &mut prev),
+            (None, None),
+            "a quiet second"
+        );
+    }
 }

@@ -58,7 +58,8 @@ impl BrokerUsage {
     }
 }
 
-/// One second of the run, as the progress line showed it.
+/// One second of the run, as the progress line showed it. Latencies are of the messages
+/// acknowledged (publish) or consumed (e2e) in that second, and only measured ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimelinePoint {
     pub t_s: f64,
@@ -67,7 +68,11 @@ pub struct TimelinePoint {
     pub produced_mib_per_s: f64,
     pub consumed_msgs_per_s: f64,
     pub publish_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub publish_max_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub e2e_max_ms: Option<f64>,
     pub broker_cpu_pct: Option<f64>,
     pub broker_rss_mib: Option<f64>,
 }
@@ -190,14 +195,16 @@ pub fn format_progress(p: &TimelinePoint) -> String {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
     let mut line = format!(
         "[{:>5.0}s {:<7}] produced {:>10.1} msg/s {:>8.2} MiB/s | consumed {:>10.1} msg/s | \
-         p99 publish {} ms, e2e {} ms",
+         publish p99 {} max {} ms, e2e p99 {} max {} ms",
         p.t_s,
         p.phase.name(),
         p.produced_msgs_per_s,
         p.produced_mib_per_s,
         p.consumed_msgs_per_s,
         ms(p.publish_p99_ms),
-        ms(p.e2e_p99_ms)
+        ms(p.publish_max_ms),
+        ms(p.e2e_p99_ms),
+        ms(p.e2e_max_ms)
     );
     if let (Some(cpu), Some(rss)) = (p.broker_cpu_pct, p.broker_rss_mib) {
         let _ = write!(line, " | broker {cpu:.0}% CPU, {rss:.0} MiB");
@@ -265,7 +272,9 @@ mod tests {
             produced_mib_per_s: 20.0,
             consumed_msgs_per_s: 20470.0,
             publish_p99_ms: Some(1.5),
+            publish_max_ms: Some(4.25),
             e2e_p99_ms: None,
+            e2e_max_ms: None,
             broker_cpu_pct: Some(55.0),
             broker_rss_mib: Some(120.0),
         };
@@ -273,7 +282,7 @@ mod tests {
         assert!(line.starts_with("[    3s measure]"), "{line}");
         assert!(line.contains("20480.0 msg/s"));
         assert!(line.contains("20.00 MiB/s"));
-        assert!(line.contains("p99 publish 1.500 ms, e2e - ms"));
+        assert!(line.contains("publish p99 1.500 max 4.250 ms, e2e p99 - max - ms"));
         assert!(line.contains("broker 55% CPU, 120 MiB"));
     }
 
