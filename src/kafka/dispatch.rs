@@ -51,6 +51,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
 ];
 
+/// The largest API key in [`SUPPORTED`]: a request with a larger one is never answered.
+pub const SERVED_KEY_MAX: i16 = {
+    let (mut i, mut max) = (0, 0);
+    while i < SUPPORTED.len() {
+        let key = SUPPORTED[i].0 as i16;
+        if key > max {
+            max = key;
+        }
+        i += 1;
+    }
+    max
+};
+
 /// The versions of `api` we can actually decode: the advertised range, but never below what
 /// the protocol crate decodes (Produce v0-2 are advertised only).
 fn decodable(api: ApiKey, version: i16) -> bool {
@@ -383,6 +396,14 @@ pub fn encode<R: Encodable>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_largest_served_key_is_in_the_table() {
+        let keys = SUPPORTED.iter().map(|&(k, _, _)| k as i16);
+        assert!(keys.clone().all(|k| k <= SERVED_KEY_MAX));
+        assert!(keys.clone().any(|k| k == SERVED_KEY_MAX));
+        assert_eq!(SERVED_KEY_MAX, ApiKey::DescribeCluster as i16);
+    }
 
     /// Valid request frames (without size prefix) to mutate.
     fn seeds() -> Vec<Vec<u8>> {

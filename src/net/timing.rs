@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// API keys above this are not recorded (none is served: see `dispatch::SUPPORTED`).
-const API_KEY_MAX: i16 = 74;
+/// API keys above this are not recorded (none is served; only answered requests are).
+const API_KEY_MAX: i16 = crate::kafka::dispatch::SERVED_KEY_MAX;
 /// Longer spans are recorded as this (a parked Fetch is bounded by its max_wait_ms anyway).
 const SPAN_US_MAX: u64 = 60_000_000;
 /// Two significant digits (1 % resolution) keep a histogram at about 20 KiB; three would take

@@ -98,7 +98,6 @@ mod tests {
         assert_eq!(p.get("compression.type"), Some("lz4"));
         assert_eq!(p.get("batch.size"), Some("65536"));
         assert_eq!(p.get("linger.ms"), Some("7"), "producer_config wins");
-
         assert_eq!(p.get("queue.buffering.max.kbytes"), Some("65536"));
         let c = consumer("127.0.0.1:1", &w, 0, "g");
         assert_eq!(c.get("group.id"), Some("g"));

@@ -1,8 +1,8 @@
 //! The once-a-second view of a running benchmark: rates since the last tick, the p99 and max
 //! latency of the messages acknowledged (or consumed) since the last tick, so a stall shows in
-//! the second it happened, and the broker's CPU and memory when its pid is known. Ticks fall on whole seconds after the
-//! start, so the samples at the start and end of the measurement window bound the broker CPU
-//! time charged to the window exactly.
+//! the second it happened, and the broker's CPU and memory when its pid is known. Ticks fall on
+//! whole seconds after the start, so the samples at the start and end of the measurement window
+//! bound the broker CPU time charged to the window exactly.
 
 use std::sync::Arc;
 use std::time::Duration;
