@@ -71,6 +71,13 @@ pub struct Cli {
     /// How long a partition remembers an idle idempotent producer (producer.id.expiration.ms) [default: 86400000]
     #[arg(long, env = "SHARDLOG_PRODUCER_ID_EXPIRATION_MS", value_name = "MS")]
     pub producer_id_expiration_ms: Option<i64>,
+    /// Memory each shard may use to keep batches read from disk, read ahead, or just pushed
+    /// out of a partition's 16 MiB tail cache, bytes [default: 1/8 of memory / shards, at most 1 GiB]
+    #[arg(long, env = "SHARDLOG_READ_CACHE_BYTES", value_name = "BYTES")]
+    pub read_cache_bytes: Option<usize>,
+    /// Check the CRC32C of every batch read from disk, not only when it is appended [default: false]
+    #[arg(long, env = "SHARDLOG_VERIFY_READS", value_name = "BOOL")]
+    pub verify_reads: Option<bool>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -90,6 +97,8 @@ struct FileConfig {
     group_min_session_timeout_ms: Option<i32>,
     offsets_retention_minutes: Option<i64>,
     producer_id_expiration_ms: Option<i64>,
+    read_cache_bytes: Option<usize>,
+    verify_reads: Option<bool>,
 }
 
 /// Resolved settings.
@@ -117,6 +126,10 @@ pub struct Config {
     pub group: GroupConfig,
     /// producer.id.expiration.ms: idle idempotent producers are forgotten after this.
     pub producer_id_expiration_ms: i64,
+    /// Each shard's read cache budget (`storage::readcache`).
+    pub read_cache_bytes_max: usize,
+    /// Check the CRC of batches read from disk (`LogConfig::verify_reads`).
+    pub verify_reads: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,8 +199,30 @@ impl Config {
                 .or(file.producer_id_expiration_ms)
                 .unwrap_or(86_400_000)
                 .max(1),
+            read_cache_bytes_max: cli
+                .read_cache_bytes
+                .or(file.read_cache_bytes)
+                .unwrap_or_else(|| default_read_cache_bytes(shards)),
+            verify_reads: cli.verify_reads.or(file.verify_reads).unwrap_or(false),
         })
     }
+}
+
+/// An eighth of the machine's memory shared by the shards, at most 1 GiB each (64 MiB when
+/// the memory size cannot be read).
+fn default_read_cache_bytes(shards: usize) -> usize {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages <= 0 || page <= 0 {
+        return 64 << 20;
+    }
+    let memory = (pages as u64).saturating_mul(page as u64);
+    ((memory / 8 / shards as u64).min(1 << 30)) as usize
 }
 
 fn group_config(cli: &Cli, file: &FileConfig) -> Result<GroupConfig, ConfigError> {

@@ -44,6 +44,7 @@ fn group_log_config(config: &GroupConfig) -> LogConfig {
         retention_ms: -1,
         message_bytes_max: 64 << 20,
         cache_bytes_max: 1 << 20,
+        read_cache: false,
         pending_bytes_max: 16 << 20,
         preallocate_bytes_step: 1 << 20,
         ..LogConfig::default()

@@ -22,7 +22,7 @@ use crate::group::Coordinator;
 use crate::metadata::{shard_for, Snapshot, TopicMeta};
 use crate::partition::Partition;
 use crate::runtime::{self, Job, Mesh, MeshSenders};
-use crate::storage::{PartitionLog, StorageError};
+use crate::storage::{LogConfig, PartitionLog, StorageError};
 use crate::types::TimestampMs;
 
 pub use controller::{AdminError, Controller};
@@ -213,6 +213,14 @@ impl Shard {
         Ok(())
     }
 
+    /// A topic's log settings with the broker's own on top (`verify_reads`).
+    fn log_config(&self, topic: &TopicMeta) -> LogConfig {
+        LogConfig {
+            verify_reads: self.config.verify_reads,
+            ..topic.configs.log_config()
+        }
+    }
+
     async fn ensure_partition(
         &self,
         topic: &Arc<TopicMeta>,
@@ -220,7 +228,7 @@ impl Shard {
     ) -> Result<(), StorageError> {
         if let Some(p) = self.partition(&topic.id, index) {
             if p.topic.configs != topic.configs {
-                p.log.set_config(topic.configs.log_config());
+                p.log.set_config(self.log_config(topic));
             }
             let updated = Rc::new(Partition {
                 topic: topic.clone(),
@@ -234,7 +242,7 @@ impl Shard {
             return Ok(());
         }
         let dir = self.partition_dir(topic, index);
-        let log = PartitionLog::open(&dir, topic.configs.log_config()).await?;
+        let log = PartitionLog::open(&dir, self.log_config(topic)).await?;
         let part = Rc::new(Partition::open(topic.clone(), index, log).await?);
         self.partitions.borrow_mut().insert((topic.id, index), part);
         Ok(())
@@ -285,6 +293,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         return;
     };
     let config = boot.config.clone();
+    crate::storage::readcache::set_budget(config.read_cache_bytes_max);
     let controller = (id == 0).then(|| Controller::new(boot.cluster_id.clone(), &boot.snapshot));
     let producer_ids = if id == 0 {
         match producer_ids::ProducerIds::load(&config.data_dir) {

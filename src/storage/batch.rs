@@ -141,7 +141,7 @@ pub fn parse_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// `strict_delta` demands `last_offset_delta == record_count - 1`, which every producer sends;
 /// stored batches (recovery) only need `last_offset_delta >= record_count - 1`.
 pub fn validate(batch: &[u8], strict_delta: bool) -> Result<BatchHeader, BatchError> {
-    let header = parse_header(batch)?;
+    let header = validate_structure(batch, strict_delta)?;
     let computed = compute_crc(batch);
     if computed != header.crc {
         return Err(BatchError::BadCrc {
@@ -149,6 +149,13 @@ pub fn validate(batch: &[u8], strict_delta: bool) -> Result<BatchHeader, BatchEr
             computed,
         });
     }
+    Ok(header)
+}
+
+/// `validate` without the CRC: header, length, magic, record count and last offset delta.
+/// For batches read back from the log, which were checked whole when they were appended.
+pub fn validate_structure(batch: &[u8], strict_delta: bool) -> Result<BatchHeader, BatchError> {
+    let header = parse_header(batch)?;
     if header.record_count <= 0 {
         return Err(BatchError::NoRecords(header.record_count));
     }

@@ -10,11 +10,15 @@ use bytes::Bytes;
 
 use crate::types::Offset;
 
+/// One batch in the tail cache, with where it lies in the log (for the shard's read cache,
+/// which takes it over when it leaves).
 #[derive(Clone, Debug)]
-struct Entry {
-    base: Offset,
-    next: Offset,
-    bytes: Bytes,
+pub struct Entry {
+    pub base: Offset,
+    pub next: Offset,
+    pub segment: Offset,
+    pub position: u64,
+    pub bytes: Bytes,
 }
 
 #[derive(Debug)]
@@ -33,17 +37,21 @@ impl TailCache {
         }
     }
 
-    pub fn push(&mut self, base: Offset, next: Offset, bytes: Bytes) {
+    /// Adds the newest batch; returns the batches it pushed out (oldest first).
+    pub fn push(&mut self, entry: Entry) -> Vec<Entry> {
         if let Some(last) = self.entries.back() {
-            assert_eq!(last.next, base, "cache must stay contiguous");
+            assert_eq!(last.next, entry.base, "cache must stay contiguous");
         }
-        self.bytes += bytes.len();
-        self.entries.push_back(Entry { base, next, bytes });
+        self.bytes += entry.bytes.len();
+        self.entries.push_back(entry);
+        let mut evicted = Vec::new();
         // Keep at least the newest batch even if it alone exceeds the bound.
         while self.bytes > self.bytes_max && self.entries.len() > 1 {
             let e = self.entries.pop_front().expect("non-empty");
             self.bytes -= e.bytes.len();
+            evicted.push(e);
         }
+        evicted
     }
 
     /// True when a read at `offset` can be answered entirely from the cache.
@@ -85,12 +93,24 @@ mod tests {
         Bytes::from(vec![0u8; n])
     }
 
+    fn e(base: i64, next: i64, n: usize) -> Entry {
+        Entry {
+            base: Offset(base),
+            next: Offset(next),
+            segment: Offset(0),
+            position: 0,
+            bytes: b(n),
+        }
+    }
+
     #[test]
     fn bounded_and_contiguous() {
         let mut c = TailCache::new(250);
-        c.push(Offset(0), Offset(2), b(100));
-        c.push(Offset(2), Offset(5), b(100));
-        c.push(Offset(5), Offset(6), b(100));
+        assert!(c.push(e(0, 2, 100)).is_empty());
+        assert!(c.push(e(2, 5, 100)).is_empty());
+        let out = c.push(e(5, 6, 100));
+        assert_eq!(out.len(), 1, "the oldest batch leaves");
+        assert_eq!(out[0].base, Offset(0));
         assert_eq!(c.bytes(), 200);
         assert!(!c.covers(Offset(1)));
         assert!(c.covers(Offset(3)));

@@ -39,6 +39,18 @@ pub struct LogConfig {
     pub pending_bytes_max: usize,
     /// fallocate step for the active segment file.
     pub preallocate_bytes_step: u64,
+    /// Whether the shard's read cache takes this log's batches (off for group logs, read
+    /// once at start).
+    pub read_cache: bool,
+    /// How far ahead of a sequential reader the log keeps batches read from disk.
+    pub readahead_bytes: usize,
+    /// The size of one read-ahead read (O_DIRECT); `readahead_bytes / read_chunk_bytes` are
+    /// in flight at once.
+    pub read_chunk_bytes: usize,
+    /// Check every batch's CRC32C when it is read from disk (`--verify-reads`). Off by
+    /// default: every batch was checked when it was appended, and the recovery scan checks
+    /// what a crash may have torn; length, magic and offsets are always checked.
+    pub verify_reads: bool,
 }
 
 impl Default for LogConfig {
@@ -56,6 +68,10 @@ impl Default for LogConfig {
             cache_bytes_max: 16 << 20,
             pending_bytes_max: 64 << 20,
             preallocate_bytes_step: 32 << 20,
+            read_cache: true,
+            readahead_bytes: 16 << 20,
+            read_chunk_bytes: 4 << 20,
+            verify_reads: false,
         }
     }
 }

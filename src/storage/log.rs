@@ -23,6 +23,7 @@ use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
 use super::error::{Result, StorageError};
 use super::io::{self, align_down, align_up, IoBuf, SegmentFile};
+use super::readcache;
 use super::recovery::{self, segment_path};
 use super::state::{Action, AppendInfo, Durability, Failed, LogState, ReadPlan, WriteJob};
 use crate::types::{Offset, TimestampMs};
@@ -105,6 +106,18 @@ struct Inner {
     flusher_done: Cell<bool>,
     /// The log start last written to the checkpoint file (None: not this run).
     checkpointed_start: Cell<Option<Offset>>,
+    /// This log's key in the shard's read cache.
+    cache_id: u64,
+    /// Where the last read from the read cache or disk ended: read-ahead works from here.
+    reader_at: Cell<Offset>,
+    /// A read-ahead task is running (at most one per log).
+    reading_ahead: Cell<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        readcache::with(|c| c.forget(self.cache_id, None));
+    }
 }
 
 #[derive(Clone)]
@@ -149,6 +162,9 @@ impl PartitionLog {
             abandoned: Cell::new(false),
             flusher_done: Cell::new(false),
             checkpointed_start: Cell::new(None),
+            cache_id: readcache::next_log_id(),
+            reader_at: Cell::new(Offset(0)),
+            reading_ahead: Cell::new(false),
         });
         io::spawn(run_flusher(inner.clone())).detach();
         Ok(PartitionLog { inner })
@@ -193,11 +209,25 @@ impl PartitionLog {
         if self.inner.closing.get() {
             return Err(StorageError::Closed);
         }
-        let info = self.inner.state.borrow_mut().append(batch, now);
+        let (info, evicted) = {
+            let mut st = self.inner.state.borrow_mut();
+            (st.append(batch, now), st.take_evicted())
+        };
         let info = info.map_err(|e| match e {
             StorageError::LogDirFailed(_) => StorageError::LogDirFailed(self.inner.dir.clone()),
             e => e,
         })?;
+        if !evicted.is_empty() {
+            readcache::with(|c| {
+                for e in evicted {
+                    c.insert(
+                        self.inner.cache_id,
+                        e.base,
+                        (e.next, e.segment, e.position, e.bytes),
+                    );
+                }
+            });
+        }
         self.inner.work.notify(1);
         Ok(info)
     }
@@ -255,7 +285,9 @@ impl PartitionLog {
         self.inner.state.borrow().config.clone()
     }
 
-    /// Whole batches from `offset` up to `max_bytes` (the first batch always, whatever its size).
+    /// Whole batches from `offset` up to `max_bytes` (the first batch always, whatever its size):
+    /// from the tail cache, else the shard's read cache, else the disk (and then kept in the
+    /// read cache). A read that did not come from the tail cache starts read-ahead after it.
     pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
         let (plan, hw, start) = {
             let st = self.inner.state.borrow();
@@ -267,38 +299,174 @@ impl PartitionLog {
         };
         let chunks = match plan {
             ReadPlan::Empty => Vec::new(),
-            ReadPlan::Cached(v) => v.into_iter().map(Chunk::Mem).collect(),
+            ReadPlan::Cached(v) => v,
             ReadPlan::Disk {
                 segment,
                 position,
                 end,
             } => {
-                let mut out = Vec::new();
-                let mut total = 0usize;
-                self.scan_disk(segment, position, end, max_bytes, |h, buf| {
-                    if h.next_offset() <= offset {
-                        return Visit::Skip;
-                    }
-                    if !out.is_empty() && total + buf.len() > max_bytes {
-                        return Visit::Stop;
-                    }
-                    total += buf.len();
-                    out.push(Chunk::Disk(buf));
-                    if total >= max_bytes {
-                        Visit::Stop
-                    } else {
-                        Visit::Skip
-                    }
-                })
-                .await?;
-                out
+                let id = self.inner.cache_id;
+                let mut got = readcache::with(|c| c.read(id, offset, hw, max_bytes));
+                if got.is_empty() {
+                    readcache::with(|c| c.count_miss());
+                    got = self
+                        .read_disk(offset, max_bytes, (segment, position, end))
+                        .await?;
+                }
+                self.after_read(&got);
+                got
             }
         };
         Ok(ReadOutcome {
-            chunks,
+            chunks: chunks.into_iter().map(Chunk::Mem).collect(),
             high_watermark: hw,
             log_start: start,
         })
+    }
+
+    /// A read from disk: the batches from the index position `at` (≤ the batch holding
+    /// `offset`) are copied out of the DMA buffer once, into one `Bytes` that the read cache
+    /// keeps; the answer is slices of it from the batch holding `offset`.
+    async fn read_disk(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        at: (Offset, u64, u64),
+    ) -> Result<Vec<Bytes>> {
+        let (segment, position, end) = at;
+        let mut run = BytesMut::new();
+        let mut sizes = Vec::new();
+        let (mut total, mut taken) = (0usize, 0usize);
+        self.scan_disk(segment, position, end, max_bytes, |h, buf| {
+            if h.next_offset() > offset {
+                if taken > 0 && total + buf.len() > max_bytes {
+                    return Visit::Stop;
+                }
+                total += buf.len();
+                taken += 1;
+            }
+            run.extend_from_slice(&buf);
+            sizes.push((*h, buf.len()));
+            if total >= max_bytes {
+                Visit::Stop
+            } else {
+                Visit::Skip
+            }
+        })
+        .await?;
+        let (Some(first), Some(last)) = (sizes.first(), sizes.last()) else {
+            return Ok(Vec::new());
+        };
+        let run = run.freeze();
+        if self.inner.state.borrow().config.read_cache {
+            let extent = (last.0.next_offset(), segment, position, run.clone());
+            readcache::with(|c| c.insert(self.inner.cache_id, first.0.base_offset, extent));
+        }
+        let mut out = Vec::new();
+        let mut from = 0usize;
+        for (h, size) in sizes {
+            if h.next_offset() > offset {
+                out.push(run.slice(from..from + size));
+            }
+            from += size;
+        }
+        Ok(out)
+    }
+
+    /// Notes where a sequential reader is and starts read-ahead if it is not running.
+    fn after_read(&self, got: &[Bytes]) {
+        let Some(last) = got.last().and_then(|b| batch::parse_header(b).ok()) else {
+            return;
+        };
+        self.inner.reader_at.set(last.next_offset());
+        let wanted = {
+            let c = &self.inner.state.borrow().config;
+            c.read_cache && c.readahead_bytes > 0
+        };
+        if wanted && !self.inner.reading_ahead.get() {
+            self.inner.reading_ahead.set(true);
+            io::spawn(read_ahead(self.clone())).detach();
+        }
+    }
+
+    /// What read-ahead should read next: the extents after the cached run that holds the
+    /// reader's position, up to `readahead_bytes` ahead of it. None when there is nothing
+    /// (more) to read: the reader is at the high watermark or in the tail cache, its position
+    /// is not cached, or the run already reaches far enough.
+    fn next_read_ahead(&self) -> Option<AheadJob> {
+        let st = self.inner.state.borrow();
+        if st.is_failed() || self.inner.closing.get() {
+            return None;
+        }
+        let (at, hw) = (self.inner.reader_at.get(), st.high_watermark());
+        let window = st.config.readahead_bytes;
+        if at >= hw || st.tail_covers(at) {
+            return None;
+        }
+        // The run holding the reader's last batch (its last offset is `at - 1`).
+        let last = Offset(at.0 - 1);
+        let run = readcache::with(|c| c.run_end(self.inner.cache_id, last, window))?;
+        if run.bytes >= window || run.next >= hw || st.tail_covers(run.next) {
+            return None;
+        }
+        let seg = st.segment(run.segment)?;
+        let (segment, position) = if run.position < seg.written_bytes {
+            (run.segment, run.position)
+        } else {
+            (st.segment(run.next)?.base, 0)
+        };
+        let end = st.segment(segment)?.written_bytes;
+        let chunk = st.config.read_chunk_bytes.max(1);
+        let reads = (window - run.bytes).div_ceil(chunk);
+        (position < end).then_some(AheadJob {
+            segment,
+            position,
+            first: run.next,
+            end,
+            chunk,
+            reads,
+        })
+    }
+
+    /// Reads `job`'s chunks concurrently and adds the whole batches they hold to the read
+    /// cache, in order; a batch split between two chunks is joined from both. Returns how many
+    /// extents it added.
+    async fn run_read_ahead(&self, job: AheadJob) -> Result<usize> {
+        let file = self.inner.files.borrow().get(&job.segment).cloned();
+        let Some(file) = file else { return Ok(0) };
+        let mut reads = Vec::new();
+        let mut pos = job.position;
+        while reads.len() < job.reads && pos < job.end {
+            let len = job.chunk.min((job.end - pos) as usize);
+            let f = file.clone();
+            reads.push((len, io::spawn(async move { f.read(pos, len).await })));
+            pos += len as u64;
+        }
+        let verify = self.inner.state.borrow().config.verify_reads;
+        let mut carry = BytesMut::new();
+        let (mut position, mut next, mut added) = (job.position, job.first, 0);
+        for (len, read) in reads {
+            let buf = read.await?;
+            let short = buf.len() < len;
+            carry.extend_from_slice(&buf);
+            let (used, end) = whole_batches(&carry, next, verify).map_err(|reason| {
+                StorageError::CorruptOnDisk {
+                    path: file.path().to_path_buf(),
+                    offset: job.segment,
+                    reason,
+                }
+            })?;
+            if used > 0 {
+                let run = carry.split_to(used).freeze();
+                let extent = (end, job.segment, position, run);
+                readcache::with(|c| c.insert(self.inner.cache_id, next, extent));
+                (position, next, added) = (position + used as u64, end, added + 1);
+            }
+            if short {
+                break;
+            }
+        }
+        Ok(added)
     }
 
     /// The first batch whose max timestamp is ≥ `ts` (ListOffsets by time); the caller finds
@@ -343,6 +511,7 @@ impl PartitionLog {
             start: self.log_start(),
             end: self.high_watermark(),
         })?;
+        let verify = self.inner.state.borrow().config.verify_reads;
         let mut want = max_bytes.saturating_add(READ_SLACK_BYTES);
         while position < end {
             let len = want.min((end - position) as usize);
@@ -371,8 +540,7 @@ impl PartitionLog {
                     }
                     break;
                 }
-                let h =
-                    batch::validate(&rest[..size], false).map_err(|e| corrupt(e.to_string()))?;
+                let h = check_batch(&rest[..size], verify).map_err(corrupt)?;
                 let slice = buf.slice(at, size).expect("in bounds");
                 at += size;
                 if visit(&h, slice) == Visit::Stop {
@@ -413,6 +581,7 @@ impl PartitionLog {
         let cp = recovery::encode_checkpoint(start);
         io::write_small_atomic(&self.inner.dir, recovery::LOG_START_FILE, cp).await?;
         self.inner.checkpointed_start.set(Some(start));
+        readcache::with(|c| c.forget(self.inner.cache_id, Some(start)));
         for base in &removed {
             self.inner.files.borrow_mut().remove(base);
             recovery::delete_segment_files(&self.inner.dir, *base).await?;
@@ -474,6 +643,71 @@ impl PartitionLog {
 enum Visit {
     Skip,
     Stop,
+}
+
+/// One read-ahead step: `reads` reads of `chunk` bytes from `position` of `segment` (not past
+/// `end`, its written bytes), whose first batch starts at offset `first`.
+struct AheadJob {
+    segment: Offset,
+    position: u64,
+    first: Offset,
+    end: u64,
+    chunk: usize,
+    reads: usize,
+}
+
+/// Keeps reading ahead while there is something to read and each step adds to the cache.
+async fn read_ahead(log: PartitionLog) {
+    while let Some(job) = log.next_read_ahead() {
+        match log.run_read_ahead(job).await {
+            Ok(0) => break, // a batch larger than the window: demand reads get it
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(dir = %log.inner.dir.display(), error = %e, "read-ahead failed");
+                break;
+            }
+        }
+    }
+    log.inner.reading_ahead.set(false);
+}
+
+/// A batch read from disk: its length, magic, record count and offsets are checked always,
+/// its CRC32C with `verify` (`LogConfig::verify_reads`).
+fn check_batch(b: &[u8], verify: bool) -> std::result::Result<BatchHeader, String> {
+    let checked = if verify {
+        batch::validate(b, false)
+    } else {
+        batch::validate_structure(b, false)
+    };
+    checked.map_err(|e| e.to_string())
+}
+
+/// The length of the run of whole batches at the start of `buf` whose first batch has base
+/// offset `first` or more, and the offset after it. Offsets must increase batch to batch.
+fn whole_batches(
+    buf: &[u8],
+    first: Offset,
+    verify: bool,
+) -> std::result::Result<(usize, Offset), String> {
+    let (mut used, mut next) = (0usize, first);
+    while let Some(size) = batch::declared_size(&buf[used..]) {
+        if used + size > buf.len() {
+            break;
+        }
+        let h = check_batch(&buf[used..used + size], verify)?;
+        if h.base_offset < next {
+            return Err(format!(
+                "batch at offset {} where {} was expected",
+                h.base_offset.0, next.0
+            ));
+        }
+        next = h.next_offset();
+        used += size;
+    }
+    if used == 0 && buf.len() >= batch::LOG_OVERHEAD_BYTES && batch::declared_size(buf).is_none() {
+        return Err("bad length".into());
+    }
+    Ok((used, next))
 }
 
 /// The flusher: carries out the state machine's actions until closed (and drained) or failed.

@@ -4,7 +4,7 @@
 //! and read batches for fetches; nothing here knows about the network or the Kafka protocol
 //! beyond the RecordBatch v2 header. On-disk format and durability rules: docs/storage.md.
 //!
-//! Pure parts ([`batch`], [`index`], [`scan`], [`cache`], [`state`]) run without an executor;
+//! Pure parts ([`batch`], [`index`], [`scan`], [`cache`], [`readcache`], [`state`]) run without an executor;
 //! [`io`] is the one file that talks to the runtime (glommio), and [`log`] / [`recovery`] are
 //! the async edge that carries out the state machine's decisions.
 
@@ -15,6 +15,7 @@ pub mod error;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod readcache;
 pub mod recovery;
 pub mod scan;
 pub mod state;

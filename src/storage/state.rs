@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader};
-use super::cache::TailCache;
+use super::cache::{self, TailCache};
 use super::config::{LogConfig, TimestampType};
 use super::error::{Result, StorageError};
 use super::index::{OffsetIndex, SegmentSummary, TimeIndex};
@@ -171,6 +171,8 @@ pub struct LogState {
     /// Bytes appended and not yet reported written (queued or in flight).
     unwritten_bytes: usize,
     cache: TailCache,
+    /// Batches that left the tail cache since `take_evicted` last ran (for the read cache).
+    evicted: Vec<cache::Entry>,
     unsynced_records: u64,
     unsynced_since: TimestampMs,
     last_written_segment: Offset,
@@ -215,6 +217,7 @@ impl LogState {
             pending: VecDeque::new(),
             unwritten_bytes: 0,
             cache,
+            evicted: Vec::new(),
             unsynced_records: 0,
             unsynced_since: TimestampMs(0),
             last_written_segment: last,
@@ -263,6 +266,14 @@ impl LogState {
     }
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
+    }
+    /// True when the tail cache can answer a read at `offset`.
+    pub fn tail_covers(&self, offset: Offset) -> bool {
+        self.cache.covers(offset)
+    }
+    /// The batches that left the tail cache since the last call, oldest first.
+    pub fn take_evicted(&mut self) -> Vec<cache::Entry> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Whether the batch at `ticket` meets `level`; Err once the log has failed.
@@ -316,7 +327,16 @@ impl LogState {
         seg.track(&header, position, interval);
         let bytes = bytes.freeze();
         let next = header.next_offset();
-        self.cache.push(base, next, bytes.clone());
+        let out = self.cache.push(cache::Entry {
+            base,
+            next,
+            segment: seg.base,
+            position,
+            bytes: bytes.clone(),
+        });
+        if self.config.read_cache {
+            self.evicted.extend(out);
+        }
         self.unwritten_bytes += bytes.len();
         self.pending.push_back(Pending {
             segment: seg.base,

@@ -243,6 +243,57 @@ fn reads_from_disk_after_clean_reopen_and_by_timestamp() {
 }
 
 #[test]
+fn a_sequential_reader_is_served_from_read_ahead_after_its_first_disk_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 64 << 10,
+        readahead_bytes: 16 << 10,
+        read_chunk_bytes: 3000, // batches straddle the chunks
+        ..small_config()
+    };
+    let mut want = Vec::new();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for i in 0..400 {
+            let b = build_test_batch(1 + i % 3, 150 + (i as usize * 7) % 300, TimestampMs(1));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(1))
+                .await
+                .unwrap();
+            want.push(stored(b, info.base_offset));
+            last = info.ticket;
+        }
+        log.wait(last, Durability::Written).await.unwrap();
+        log.close().await.unwrap();
+    });
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        let (hits0, misses0) = super::readcache::with(|c| c.hit_counts());
+        let mut got = Vec::new();
+        let mut at = Offset(0);
+        while at < log.high_watermark() {
+            let r = log.read(at, 700).await.unwrap();
+            for c in r.chunks {
+                at = batch::validate(&c, false).unwrap().next_offset();
+                got.push(c.to_vec());
+            }
+            super::io::sleep(std::time::Duration::from_millis(1)).await; // let read-ahead run
+        }
+        assert_eq!(got, want, "every batch once, in order, across segments");
+        let (hits, misses) = super::readcache::with(|c| c.hit_counts());
+        let (hits, misses) = (hits - hits0, misses - misses0);
+        assert!(
+            misses <= 8 && hits > 10 * misses,
+            "{hits} reads from the cache, {misses} from disk"
+        );
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn corrupt_trusted_segment_is_an_error_not_served() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
@@ -269,6 +320,7 @@ fn corrupt_trusted_segment_is_an_error_not_served() {
     bytes[crc_hit] ^= 0x10; // and a flipped byte in the last batch
     std::fs::write(&seg, &bytes).unwrap();
     block_on(async {
+        // Without --verify-reads, a length that breaks the batch chain is still caught.
         let log = PartitionLog::open(dir.path(), small_config())
             .await
             .unwrap();
@@ -276,7 +328,19 @@ fn corrupt_trusted_segment_is_an_error_not_served() {
             log.read(Offset(0), 1 << 20).await,
             Err(StorageError::CorruptOnDisk { .. })
         ));
-        // Whatever is read from that segment is either an error or a valid batch.
+        log.close().await.unwrap();
+    });
+    block_on(async {
+        let verifying = LogConfig {
+            verify_reads: true,
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path(), verifying).await.unwrap();
+        assert!(matches!(
+            log.read(Offset(0), 1 << 20).await,
+            Err(StorageError::CorruptOnDisk { .. })
+        ));
+        // With it, whatever is read from that segment is either an error or a valid batch.
         let mut at = Offset(1);
         while at < Offset(20) {
             match log.read(at, 100).await {
