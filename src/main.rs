@@ -40,6 +40,7 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
         std::process::abort();
     }));
     let mut config = Config::from_cli(cli)?;
+    runtime::keep_freed_memory();
     std::fs::create_dir_all(&config.data_dir)?;
     // Every path below is absolute: glommio's directory open fails (EBADF) on relative paths
     // such as `./data`, and the shards must not depend on the working directory.

@@ -95,6 +95,7 @@ pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Optio
         client_id: header.client_id.as_deref().unwrap_or_default().to_string(),
         client_host: peer.to_string(),
     };
+    drop(header); // its strings are slices of the frame, which Produce wants to own (below)
     if api == ApiKey::ApiVersions && !decodable(api, version) {
         let body = handlers::api_versions::unsupported();
         return encode(ApiKey::ApiVersions, 0, corr, &body).map(|b| Some(b.into()));
@@ -120,8 +121,11 @@ pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Optio
             .await
         }
         ApiKey::Produce => {
+            // The frame goes along so the handler can take its record batches over without
+            // a copy once the decoded request is gone (`produce::own_records`).
+            let whole = body.clone();
             run(api, version, corr, body, |r| {
-                handlers::produce::handle(s, r, version)
+                handlers::produce::handle(s, r, version, whole)
             })
             .await
         }
@@ -345,6 +349,7 @@ where
 {
     let req = Req::decode(&mut body, version)
         .map_err(|e| Close(format!("cannot decode {api:?} v{version}: {e}")))?;
+    drop(body); // a handle on the frame, held no longer than needed
     match f(req).await {
         None => Ok(None),
         Some(resp) => resp.into_frame(api, version, corr).map(Some),

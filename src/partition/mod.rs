@@ -128,11 +128,13 @@ impl Partition {
     /// acknowledged is lost to a process crash), -1 for the topic's flush policy. A batch an
     /// idempotent producer already wrote (a retry) is not appended again: its original
     /// offsets are answered.
-    pub async fn produce(&self, records: Bytes, acks: i16) -> Result<Appended, ProduceError> {
+    /// The records are the log's to keep: each batch goes into the log as it is, with its base
+    /// offset written into its header.
+    pub async fn produce(&self, records: BytesMut, acks: i16) -> Result<Appended, ProduceError> {
         let now = TimestampMs::now();
         let mut first: Option<(Offset, TimestampMs)> = None;
         let mut ticket = None;
-        for b in split_batches(records)? {
+        for b in split_batches_mut(records)? {
             let mut h = batch::parse_header(&b).map_err(StorageError::InvalidBatch)?;
             self.log.wait_for_room().await?;
             // No await from here to `record`: the check and the append are one step.
@@ -150,7 +152,7 @@ impl Partition {
                     (m.first_offset, TimestampMs::NONE, m.last_offset.plus(1))
                 }
                 Verdict::Append => {
-                    let info = self.log.append_now(BytesMut::from(&b[..]), now)?;
+                    let info = self.log.append_now(b, now)?;
                     h.base_offset = info.base_offset;
                     self.producers.states.borrow_mut().record(&h, now.0);
                     if producers::is_idempotent(&h) {
@@ -246,7 +248,19 @@ impl Partition {
 
 /// Splits a produce records blob into its v2 batches (by their length fields). A blob with a
 /// torn trailing batch is corrupt. Zero-copy: slices of the request frame.
-pub fn split_batches(mut records: Bytes) -> Result<Vec<Bytes>, StorageError> {
+pub fn split_batches(records: Bytes) -> Result<Vec<Bytes>, StorageError> {
+    split_by_length(records, |b, n| b.split_to(n))
+}
+
+/// `split_batches` for records the caller owns: disjoint `BytesMut` views, no copy.
+pub fn split_batches_mut(records: BytesMut) -> Result<Vec<BytesMut>, StorageError> {
+    split_by_length(records, |b, n| b.split_to(n))
+}
+
+fn split_by_length<B: std::ops::Deref<Target = [u8]>>(
+    mut records: B,
+    split_to: impl Fn(&mut B, usize) -> B,
+) -> Result<Vec<B>, StorageError> {
     let mut out = Vec::new();
     while !records.is_empty() {
         let size = storage::batch::declared_size(&records)
@@ -254,7 +268,7 @@ pub fn split_batches(mut records: Bytes) -> Result<Vec<Bytes>, StorageError> {
             .ok_or(StorageError::InvalidBatch(storage::BatchError::TooShort(
                 storage::batch::HEADER_BYTES,
             )))?;
-        out.push(records.split_to(size));
+        out.push(split_to(&mut records, size));
     }
     Ok(out)
 }
@@ -275,10 +289,10 @@ mod tests {
         assert!(split_batches(blob.slice(..blob.len() - 1)).is_err());
     }
 
-    fn idempotent(producer: i64, seq: i32) -> Bytes {
+    fn idempotent(producer: i64, seq: i32) -> BytesMut {
         let mut b = build_test_batch(1, 8, TimestampMs(1));
         batch::set_producer(&mut b, producer, 0, seq);
-        Bytes::from(b)
+        BytesMut::from(&b[..])
     }
 
     #[test]

@@ -63,6 +63,27 @@ where
     Ok(())
 }
 
+/// Largest allocation glibc's malloc serves from its heaps rather than a fresh mmap (its
+/// ceiling, `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit).
+const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// Free memory at the top of a malloc heap kept for reuse before it is returned to the OS.
+const TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
+
+/// Makes the allocator keep and reuse the large buffers the data path frees (request frames,
+/// batch copies, DMA buffers for O_DIRECT writes and reads, read-cache extents) instead of
+/// mapping fresh pages for each one. With glibc's defaults every buffer above about 128 KiB
+/// to 32 MiB (its threshold moves) came from a new mmap: the kernel zeroed each page on its
+/// first touch, and that page-fault path was more than half of the broker's CPU when one
+/// producer wrote 1 MiB batches (docs/benchmarks.md). Call once, before the shards start.
+pub fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator parameters; it has no memory preconditions.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+    }
+}
+
 /// A flag set by SIGINT or SIGTERM; shards poll it.
 pub fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));

@@ -6,9 +6,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::kafka::fanout::{self, PartItem};
 use crate::kafka::{compression, errors};
@@ -18,7 +19,13 @@ use crate::shard::Shard;
 /// Largest batch, decompressed, that recompression will expand.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
-pub async fn handle(s: Rc<Shard>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+/// `frame` is the request body the protocol crate decoded `req` from.
+pub async fn handle(
+    s: Rc<Shard>,
+    req: ProduceRequest,
+    _version: i16,
+    frame: Bytes,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let snap = s.metadata();
     let mut shapes = Vec::with_capacity(req.topic_data.len());
@@ -27,7 +34,9 @@ pub async fn handle(s: Rc<Shard>, req: ProduceRequest, _version: i16) -> Option<
     let mut items = Vec::new();
     for t in req.topic_data {
         let topic = snap.topic(&t.name).cloned();
-        shapes.push(((t.name, t.topic_id), t.partition_data.len()));
+        // An owned copy: the name in the request is a slice of the frame (see own_records).
+        let name = TopicName(StrBytes::from_string(t.name.to_string()));
+        shapes.push(((name, t.topic_id), t.partition_data.len()));
         for pd in t.partition_data {
             match prepare(topic.as_ref(), pd.records, acks) {
                 Ok(records) => {
@@ -42,6 +51,7 @@ pub async fn handle(s: Rc<Shard>, req: ProduceRequest, _version: i16) -> Option<
             }
         }
     }
+    let items = own_records(frame, items);
     let appended = fanout::on_partitions(&s, items, move |p, records| async move {
         p.produce(records, acks)
             .await
@@ -75,6 +85,80 @@ pub async fn handle(s: Rc<Shard>, req: ProduceRequest, _version: i16) -> Option<
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
+/// Turns each item's records into a `BytesMut` the log can take as it is (it writes the base
+/// offset into each batch's header). Records that are slices of the request `frame` are taken
+/// over without a copy when nothing else holds the frame: the decoded request is gone by now,
+/// so the frame is then unique, and it is cut into one disjoint `BytesMut` per item. Otherwise
+/// (or for records not in the frame, such as recompressed ones, which are unique already
+/// unless shared) each is copied, as it was before this existed.
+fn own_records(frame: Bytes, items: Vec<PartItem<Bytes>>) -> Vec<PartItem<BytesMut>> {
+    let (base, end) = (
+        frame.as_ptr() as usize,
+        frame.as_ptr() as usize + frame.len(),
+    );
+    let mut ranges = Vec::with_capacity(items.len());
+    let mut outside = Vec::new();
+    let mut shells = Vec::with_capacity(items.len());
+    for it in items {
+        let at = it.item.as_ptr() as usize;
+        if at >= base && at + it.item.len() <= end {
+            ranges.push(Some((at - base, it.item.len())));
+            outside.push(None);
+        } else {
+            ranges.push(None);
+            outside.push(Some(BytesMut::from(it.item)));
+        }
+        shells.push((it.topic, it.index));
+    }
+    let ascending = ranges
+        .iter()
+        .flatten()
+        .try_fold(0usize, |at, &(start, len)| {
+            (start >= at).then_some(start + len)
+        })
+        .is_some();
+    let mut parts = cut(frame, &ranges, ascending).into_iter();
+    shells
+        .into_iter()
+        .zip(ranges.iter().zip(outside))
+        .map(|((topic, index), (range, own))| PartItem {
+            topic,
+            index,
+            item: match (range, own) {
+                (Some(_), _) => parts.next().expect("one part per range"),
+                (None, Some(own)) => own,
+                (None, None) => unreachable!("each item is inside the frame or outside"),
+            },
+        })
+        .collect()
+}
+
+/// The `ranges` of `frame` as `BytesMut`s, in order: disjoint views of the frame itself when it
+/// is unique and the ranges ascend (as the decoder meets them), copies otherwise.
+fn cut(frame: Bytes, ranges: &[Option<(usize, usize)>], ascending: bool) -> Vec<BytesMut> {
+    let wanted = ranges.iter().flatten();
+    let frame = if ascending {
+        frame.try_into_mut()
+    } else {
+        Err(frame)
+    };
+    match frame {
+        Ok(mut whole) => {
+            let mut at = 0;
+            wanted
+                .map(|&(start, len)| {
+                    let _ = whole.split_to(start - at);
+                    at = start + len;
+                    whole.split_to(len)
+                })
+                .collect()
+        }
+        Err(frame) => wanted
+            .map(|&(start, len)| BytesMut::from(&frame[start..start + len]))
+            .collect(),
+    }
+}
+
 fn fail(index: i32, code: i16) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
@@ -105,4 +189,70 @@ fn prepare(
             .map_err(|e| errors::compression(&e))?,
     };
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(frame: &Bytes, ranges: &[(usize, usize)]) -> Vec<PartItem<Bytes>> {
+        ranges
+            .iter()
+            .map(|&(at, len)| PartItem {
+                topic: None,
+                index: at as i32,
+                item: frame.slice(at..at + len),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_of_a_unique_frame_are_taken_over_and_others_copied() {
+        let frame = Bytes::from((0..=255u8).cycle().take(4096).collect::<Vec<u8>>());
+        let ranges = [(10, 100), (200, 50), (1000, 3000)];
+        let original: Vec<usize> = ranges
+            .iter()
+            .map(|r| frame.as_ptr() as usize + r.0)
+            .collect();
+        let mut its = items(&frame, &ranges);
+        let recompressed = Bytes::from(vec![7u8; 30]);
+        its.insert(
+            1,
+            PartItem {
+                topic: None,
+                index: -1,
+                item: recompressed,
+            },
+        );
+        let owned = own_records(frame.clone(), its);
+        let expect = |(at, len): (usize, usize)| -> Vec<u8> {
+            (0..=255u8).cycle().skip(at).take(len).collect()
+        };
+        assert_eq!(
+            owned[1].item[..],
+            [7u8; 30][..],
+            "an item outside the frame, in its place"
+        );
+        let inside: Vec<&PartItem<BytesMut>> = owned.iter().filter(|i| i.index >= 0).collect();
+        for ((it, &r), &ptr) in inside.iter().zip(&ranges).zip(&original) {
+            assert_eq!(it.item[..], expect(r)[..]);
+            assert_ne!(
+                it.item.as_ptr() as usize,
+                ptr,
+                "copied: the test still holds the frame"
+            );
+        }
+        drop(owned);
+        // Now the handler's handle is the only one: no copies.
+        let (ptr, its) = (frame.as_ptr() as usize, items(&frame, &ranges));
+        let owned = own_records(frame, its);
+        for ((it, &r), base) in owned.iter().zip(&ranges).zip(std::iter::repeat(ptr)) {
+            assert_eq!(it.item[..], expect(r)[..]);
+            assert_eq!(
+                it.item.as_ptr() as usize,
+                base + r.0,
+                "the frame's own bytes"
+            );
+        }
+    }
 }
