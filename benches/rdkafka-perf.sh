@@ -10,7 +10,8 @@
 #      partition consume of data just produced (within the read cache); 16 partitions produce
 #      and consume;
 #   3. for each: MB/s (rdkafka_performance's own figure, 10^6 bytes of payload per second), its
-#      ratio to the raw device, and the broker's CPU seconds per GiB moved.
+#      ratio to the raw device, and the CPU seconds per GiB moved of the broker and of the
+#      client (both share this machine's cores).
 #
 # Usage: benches/rdkafka-perf.sh [--data-dir DIR] [--shards N] [--messages N]
 #          [--recent-messages N] [--raw-mib N] [--out FILE] [-- extra broker flags]
@@ -113,19 +114,23 @@ rows=()
 run() {
   local name=$1 raw=$2
   shift 3
-  local c0 c1 line mbps bytes cpu_per_gib ratio
+  local c0 c1 line mbps bytes cpu_per_gib client_per_gib ratio client_cpu
   sync
   c0=$(broker_cpu)
-  line=$("$perf_bin" -b "$bootstrap" -q "$@" 2>&1 | grep -E '^% [0-9]+ messages.*(produced|consumed) ' | tail -1)
+  local TIMEFORMAT='%U %S'
+  { time "$perf_bin" -b "$bootstrap" -q "$@" >"$data_dir/client.out" 2>&1; } 2>"$data_dir/client.time"
+  line=$(grep -E '^% [0-9]+ messages.*(produced|consumed) ' "$data_dir/client.out" | tail -1)
+  client_cpu=$(awk '{print $1 + $2}' "$data_dir/client.time")
   c1=$(broker_cpu)
   mbps=$(sed -E "s/.*[ (]([0-9.]+) MB\/s.*/\1/" <<<"$line")
   bytes=$(sed -E 's/^% [0-9]+ messages (produced )?\(([0-9]+) bytes\).*/\2/' <<<"$line")
   cpu_per_gib=$(awk -v c="$((c1 - c0))" -v t="$clk_tck" -v b="$bytes" \
     'BEGIN {printf "%.2f", (c / t) / (b / 1073741824)}')
+  client_per_gib=$(awk -v c="$client_cpu" -v b="$bytes" 'BEGIN {printf "%.2f", c / (b / 1073741824)}')
   ratio="–"
   [ "$raw" != "-" ] && ratio=$(awk -v m="$mbps" -v r="$raw" 'BEGIN {printf "%.0f %%", 100 * m / r}')
   echo "$name: $line" >&2
-  rows+=("| $name | $mbps | $ratio | $cpu_per_gib |")
+  rows+=("| $name | $mbps | $ratio | $cpu_per_gib | $client_per_gib |")
 }
 topic() { "$broker_bin" topics create "$1" --partitions "$2" --bootstrap-server "$bootstrap" >/dev/null; }
 all_partitions() { for p in $(seq 0 $(($1 - 1))); do printf -- '-p %s ' "$p"; done; }
@@ -154,8 +159,8 @@ table=$(
   echo "raw O_DIRECT (dd, 1 MiB blocks, one in flight): write $raw_write MB/s, read $raw_read MB/s;"
   echo "$messages messages of 1024 B ($recent for the recent-data pair), --shards $shards"
   echo
-  echo "| run | MB/s | of raw device | broker CPU-s per GiB |"
-  echo "|---|---|---|---|"
+  echo "| run | MB/s | of raw device | broker CPU-s per GiB | rdkafka_performance CPU-s per GiB |"
+  echo "|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 )
 echo "$table"

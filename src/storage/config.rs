@@ -70,7 +70,7 @@ impl Default for LogConfig {
             preallocate_bytes_step: 32 << 20,
             read_cache: true,
             readahead_bytes: 16 << 20,
-            read_chunk_bytes: 4 << 20,
+            read_chunk_bytes: 2 << 20,
             verify_reads: false,
         }
     }

@@ -258,9 +258,11 @@ pub async fn remove(path: &Path) -> Result<()> {
     }
 }
 
+pub type Task<T> = glommio::Task<T>;
+
 /// Spawns a task on the current shard's executor; it is cancelled when the handle drops
 /// unless detached.
-pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> glommio::Task<T> {
+pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
 }
 

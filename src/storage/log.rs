@@ -112,6 +112,10 @@ struct Inner {
     reader_at: Cell<Offset>,
     /// A read-ahead task is running (at most one per log).
     reading_ahead: Cell<bool>,
+    /// What the running read-ahead step is reading: (segment, first offset, end position).
+    ahead: Cell<Option<(Offset, Offset, u64)>>,
+    /// Notified each time read-ahead adds an extent, and when a step ends.
+    ahead_progress: Event,
 }
 
 impl Drop for Inner {
@@ -165,6 +169,8 @@ impl PartitionLog {
             cache_id: readcache::next_log_id(),
             reader_at: Cell::new(Offset(0)),
             reading_ahead: Cell::new(false),
+            ahead: Cell::new(None),
+            ahead_progress: Event::new(),
         });
         io::spawn(run_flusher(inner.clone())).detach();
         Ok(PartitionLog { inner })
@@ -308,6 +314,11 @@ impl PartitionLog {
                 let id = self.inner.cache_id;
                 let mut got = readcache::with(|c| c.read(id, offset, hw, max_bytes));
                 if got.is_empty() {
+                    got = self
+                        .await_read_ahead(offset, (segment, position), hw, max_bytes)
+                        .await;
+                }
+                if got.is_empty() {
                     readcache::with(|c| c.count_miss());
                     got = self
                         .read_disk(offset, max_bytes, (segment, position, end))
@@ -373,6 +384,34 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// A read that missed the read cache while read-ahead is reading the part of the segment
+    /// it wants (`at`: the segment and the index position at or before `offset`) waits for it
+    /// instead of reading the same bytes itself. Empty: nothing to wait for, or it did not
+    /// bring `offset`.
+    async fn await_read_ahead(
+        &self,
+        offset: Offset,
+        at: (Offset, u64),
+        hw: Offset,
+        max_bytes: usize,
+    ) -> Vec<Bytes> {
+        loop {
+            let listener = self.inner.ahead_progress.listen();
+            let covered = self.inner.ahead.get().is_some_and(|(segment, first, end)| {
+                segment == at.0 && offset >= first && at.1 < end
+            });
+            if !covered {
+                return Vec::new();
+            }
+            listener.await;
+            let id = self.inner.cache_id;
+            let got = readcache::with(|c| c.read(id, offset, hw, max_bytes));
+            if !got.is_empty() {
+                return got;
+            }
+        }
+    }
+
     /// Notes where a sequential reader is and starts read-ahead if it is not running.
     fn after_read(&self, got: &[Bytes]) {
         let Some(last) = got.last().and_then(|b| batch::parse_header(b).ok()) else {
@@ -417,56 +456,71 @@ impl PartitionLog {
         };
         let end = st.segment(segment)?.written_bytes;
         let chunk = st.config.read_chunk_bytes.max(1);
-        let reads = (window - run.bytes).div_ceil(chunk);
         (position < end).then_some(AheadJob {
             segment,
             position,
             first: run.next,
             end,
             chunk,
-            reads,
         })
     }
 
-    /// Reads `job`'s chunks concurrently and adds the whole batches they hold to the read
-    /// cache, in order; a batch split between two chunks is joined from both. Returns how many
-    /// extents it added.
+    /// Streams `job`'s segment from its position: keeps up to `readahead_bytes /
+    /// read_chunk_bytes` reads of `read_chunk_bytes` in flight while the cache holds less than
+    /// `readahead_bytes` past the reader (counting what is in flight), and adds the whole
+    /// batches of each read to the read cache in order as it completes; a batch split between
+    /// two reads is joined from both. Ends at the segment's written end, when the window is
+    /// full and nothing is in flight, or at a short read. Returns how many extents it added.
     async fn run_read_ahead(&self, job: AheadJob) -> Result<usize> {
         let file = self.inner.files.borrow().get(&job.segment).cloned();
         let Some(file) = file else { return Ok(0) };
-        let mut reads = Vec::new();
-        let mut pos = job.position;
-        while reads.len() < job.reads && pos < job.end {
-            let len = job.chunk.min((job.end - pos) as usize);
-            let f = file.clone();
-            reads.push((len, io::spawn(async move { f.read(pos, len).await })));
-            pos += len as u64;
-        }
-        let verify = self.inner.state.borrow().config.verify_reads;
-        let mut carry = BytesMut::new();
-        let (mut position, mut next, mut added) = (job.position, job.first, 0);
-        for (len, read) in reads {
-            let buf = read.await?;
-            let short = buf.len() < len;
-            carry.extend_from_slice(&buf);
-            let (used, end) = whole_batches(&carry, next, verify).map_err(|reason| {
-                StorageError::CorruptOnDisk {
+        let mut inflight = std::collections::VecDeque::new();
+        let mut join = Join::new(&job, self.inner.state.borrow().config.verify_reads);
+        let mut cursor = job.position;
+        let depth = (self.inner.state.borrow().config.readahead_bytes / job.chunk).max(1);
+        let result = loop {
+            while inflight.len() < depth && cursor < job.end && self.has_room_ahead(&inflight) {
+                let len = job.chunk.min((job.end - cursor) as usize);
+                let (f, pos) = (file.clone(), cursor);
+                inflight.push_back((len, io::spawn(async move { f.read(pos, len).await })));
+                cursor += len as u64;
+                self.inner.ahead.set(Some((job.segment, job.first, cursor)));
+            }
+            let Some((len, read)) = inflight.pop_front() else {
+                break Ok(join.added);
+            };
+            let buf = match read.await {
+                Ok(buf) => buf,
+                Err(e) => break Err(e),
+            };
+            if let Err(reason) = join.push(&buf, self.inner.cache_id) {
+                break Err(StorageError::CorruptOnDisk {
                     path: file.path().to_path_buf(),
                     offset: job.segment,
                     reason,
-                }
-            })?;
-            if used > 0 {
-                let run = carry.split_to(used).freeze();
-                let extent = (end, job.segment, position, run);
-                readcache::with(|c| c.insert(self.inner.cache_id, next, extent));
-                (position, next, added) = (position + used as u64, end, added + 1);
+                });
             }
-            if short {
-                break;
+            self.inner.ahead_progress.notify(usize::MAX);
+            if buf.len() < len {
+                break Ok(join.added); // the file ends early: recovery's business, not ours
             }
-        }
-        Ok(added)
+        };
+        self.inner.ahead.set(None);
+        self.inner.ahead_progress.notify(usize::MAX);
+        result
+    }
+
+    /// Whether read-ahead may issue another read: the cached run past the reader plus the
+    /// reads in flight stay under `readahead_bytes`.
+    fn has_room_ahead(
+        &self,
+        inflight: &std::collections::VecDeque<(usize, io::Task<Result<IoBuf>>)>,
+    ) -> bool {
+        let window = self.inner.state.borrow().config.readahead_bytes;
+        let last = Offset(self.inner.reader_at.get().0 - 1);
+        let cached = readcache::with(|c| c.run_end(self.inner.cache_id, last, window))
+            .map_or(0, |r| r.bytes);
+        cached + inflight.iter().map(|(len, _)| len).sum::<usize>() < window
     }
 
     /// The first batch whose max timestamp is ≥ `ts` (ListOffsets by time); the caller finds
@@ -645,15 +699,52 @@ enum Visit {
     Stop,
 }
 
-/// One read-ahead step: `reads` reads of `chunk` bytes from `position` of `segment` (not past
-/// `end`, its written bytes), whose first batch starts at offset `first`.
+/// One read-ahead step: reads of `chunk` bytes from `position` of `segment` (not past `end`,
+/// its written bytes), whose first batch starts at offset `first`.
 struct AheadJob {
     segment: Offset,
     position: u64,
     first: Offset,
     end: u64,
     chunk: usize,
-    reads: usize,
+}
+
+/// Joins read-ahead reads, in order, into extents of whole batches.
+struct Join {
+    carry: BytesMut,
+    segment: Offset,
+    position: u64,
+    next: Offset,
+    verify: bool,
+    added: usize,
+}
+
+impl Join {
+    fn new(job: &AheadJob, verify: bool) -> Join {
+        Join {
+            carry: BytesMut::new(),
+            segment: job.segment,
+            position: job.position,
+            next: job.first,
+            verify,
+            added: 0,
+        }
+    }
+
+    /// Adds the bytes of the next read; the whole batches now at the front become an extent.
+    fn push(&mut self, buf: &[u8], cache_id: u64) -> std::result::Result<(), String> {
+        self.carry.extend_from_slice(buf);
+        let (used, end) = whole_batches(&self.carry, self.next, self.verify)?;
+        if used > 0 {
+            let run = self.carry.split_to(used).freeze();
+            let extent = (end, self.segment, self.position, run);
+            readcache::with(|c| c.insert(cache_id, self.next, extent));
+            self.position += used as u64;
+            self.next = end;
+            self.added += 1;
+        }
+        Ok(())
+    }
 }
 
 /// Keeps reading ahead while there is something to read and each step adds to the cache.

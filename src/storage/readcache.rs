@@ -120,6 +120,13 @@ impl ReadCache {
         if bytes.len() > self.bytes_max {
             return;
         }
+        if let Some(k) = self
+            .find(log, first)
+            .filter(|k| self.extents[k].next >= next)
+        {
+            self.touch(k); // already held whole, maybe in a larger extent: keep that one
+            return;
+        }
         // Extents never overlap, so only the one before `first` and those starting in
         // `[first, next)` can.
         let before = self.find(log, first).filter(|k| k.1 < first);
