@@ -13,8 +13,11 @@
 #      ratio to the raw device, and the CPU seconds per GiB moved of the broker and of the
 #      client (both share this machine's cores).
 #
-# Usage: benches/rdkafka-perf.sh [--data-dir DIR] [--shards N] [--messages N]
-#          [--recent-messages N] [--raw-mib N] [--out FILE] [-- extra broker flags]
+# Usage: benches/rdkafka-perf.sh [--data-dir DIR] [--shards N] [--messages N] [--rounds N]
+#          [--recent-messages N] [--raw-mib N] [--port P] [--out FILE] [-- extra broker flags]
+# Each round starts from an empty data directory and measures the device again; the kernel
+# spreads connections over the shards at random, so a client lands on its partition's shard
+# in some rounds and not in others (a cross-shard hop per request): hence several rounds.
 # The data directory must be on a real disk (not tmpfs: the log uses O_DIRECT); it is wiped.
 # Prints a table and writes it (markdown) to --out. Asserts nothing: speed is reported, never
 # tested.
@@ -27,6 +30,7 @@ shards=2
 messages=1000000
 recent=500000
 raw_mib=2048
+rounds=3
 out=""
 port=19092
 while [ $# -gt 0 ]; do
@@ -36,6 +40,7 @@ while [ $# -gt 0 ]; do
     --messages) messages=$2; shift 2 ;;
     --recent-messages) recent=$2; shift 2 ;;
     --raw-mib) raw_mib=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --) shift; break ;;
@@ -75,7 +80,6 @@ cargo build --release -q -p shardlog
 broker_bin="$root/target/release/shardlog"
 mkdir -p "$data_dir"
 data_dir=$(cd "$data_dir" && pwd)
-rm -rf "${data_dir:?}/broker"
 broker_pid=""
 clk_tck=$(getconf CLK_TCK)
 start_broker() {
@@ -101,15 +105,19 @@ broker_cpu() { awk '{print $14 + $15}' "/proc/$broker_pid/stat"; }
 # --- the raw device --------------------------------------------------------------------------
 # "N bytes (...) copied, S s, ..." -> MB/s (10^6 bytes), the unit rdkafka_performance uses.
 dd_mbps() { awk '/copied/ {printf "%.0f", $1 / $(NF-3) / 1e6}'; }
-raw_file="$data_dir/raw-device.bin"
-sync
-raw_write=$(dd if=/dev/zero of="$raw_file" bs=1M count="$raw_mib" oflag=direct conv=fsync 2>&1 | dd_mbps)
-raw_read=$(dd if="$raw_file" of=/dev/null bs=1M iflag=direct 2>&1 | dd_mbps)
-rm -f "$raw_file"
-echo "raw O_DIRECT, 1 MiB blocks, one in flight: write $raw_write MB/s, read $raw_read MB/s" >&2
+raw_write="" raw_read=""
+measure_device() {
+  local raw_file="$data_dir/raw-device.bin"
+  sync
+  raw_write=$(dd if=/dev/zero of="$raw_file" bs=1M count="$raw_mib" oflag=direct conv=fsync 2>&1 | dd_mbps)
+  raw_read=$(dd if="$raw_file" of=/dev/null bs=1M iflag=direct 2>&1 | dd_mbps)
+  rm -f "$raw_file"
+  echo "raw O_DIRECT, 1 MiB blocks, one in flight: write $raw_write MB/s, read $raw_read MB/s" >&2
+}
 
 # --- the runs --------------------------------------------------------------------------------
-rows=()
+names=()
+declare -A cells mbps_of
 # run NAME RAW_MBPS(or -) -- rdkafka_performance arguments...
 run() {
   local name=$1 raw=$2
@@ -127,41 +135,51 @@ run() {
   cpu_per_gib=$(awk -v c="$((c1 - c0))" -v t="$clk_tck" -v b="$bytes" \
     'BEGIN {printf "%.2f", (c / t) / (b / 1073741824)}')
   client_per_gib=$(awk -v c="$client_cpu" -v b="$bytes" 'BEGIN {printf "%.2f", c / (b / 1073741824)}')
-  ratio="–"
-  [ "$raw" != "-" ] && ratio=$(awk -v m="$mbps" -v r="$raw" 'BEGIN {printf "%.0f %%", 100 * m / r}')
-  echo "$name: $line" >&2
-  rows+=("| $name | $mbps | $ratio | $cpu_per_gib | $client_per_gib |")
+  ratio=""
+  [ "$raw" != "-" ] && ratio=$(awk -v m="$mbps" -v r="$raw" 'BEGIN {printf " (%.0f %%)", 100 * m / r}')
+  echo "round $round, $name: $line" >&2
+  [ -n "${cells[$name]+x}" ] || names+=("$name")
+  cells[$name]+=" ${mbps%.*}$ratio, $cpu_per_gib / $client_per_gib;"
+  mbps_of[$name]+=" $mbps"
 }
 topic() { "$broker_bin" topics create "$1" --partitions "$2" --bootstrap-server "$bootstrap" >/dev/null; }
 all_partitions() { for p in $(seq 0 $(($1 - 1))); do printf -- '-p %s ' "$p"; done; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-start_broker
-topic perf-1p 1
-topic perf-recent 1
-topic perf-16p 16
-run "1 partition, produce" "$raw_write" -- -P -t perf-1p -p 0 -s 1024 -c "$messages" -a 1 -X linger.ms=5
-# shellcheck disable=SC2046
-run "16 partitions, produce" "$raw_write" -- -P -t perf-16p -s 1024 -c "$messages" -a 1 -X linger.ms=5
-run "1 partition, produce (recent data)" "$raw_write" -- \
-  -P -t perf-recent -p 0 -s 1024 -c "$recent" -a 1 -X linger.ms=5
-run "1 partition, consume recent data (read cache)" - -- \
-  -C -t perf-recent -p 0 -o beginning -c "$recent" -X fetch.wait.max.ms=10
-stop_broker
-start_broker # a fresh process: nothing of the logs is in memory
-run "1 partition, consume from disk" "$raw_read" -- \
-  -C -t perf-1p -p 0 -o beginning -c "$messages" -X fetch.wait.max.ms=10
-# shellcheck disable=SC2046
-run "16 partitions, consume from disk" "$raw_read" -- \
-  -C -t perf-16p $(all_partitions 16) -o beginning -c "$messages" -X fetch.wait.max.ms=10
-stop_broker
+devices=()
+for round in $(seq "$rounds"); do
+  rm -rf "${data_dir:?}/broker"
+  measure_device
+  devices+=("write $raw_write, read $raw_read")
+  start_broker
+  topic perf-1p 1
+  topic perf-recent 1
+  topic perf-16p 16
+  run "1 partition, produce" "$raw_write" -- -P -t perf-1p -p 0 -s 1024 -c "$messages" -a 1 -X linger.ms=5
+  run "16 partitions, produce" "$raw_write" -- -P -t perf-16p -s 1024 -c "$messages" -a 1 -X linger.ms=5
+  run "1 partition, produce (then consumed as recent data)" "$raw_write" -- \
+    -P -t perf-recent -p 0 -s 1024 -c "$recent" -a 1 -X linger.ms=5
+  run "1 partition, consume recent data (read cache)" - -- \
+    -C -t perf-recent -p 0 -o beginning -c "$recent" -X fetch.wait.max.ms=10
+  stop_broker
+  start_broker # a fresh process: nothing of the logs is in memory
+  run "1 partition, consume from disk" "$raw_read" -- \
+    -C -t perf-1p -p 0 -o beginning -c "$messages" -X fetch.wait.max.ms=10
+  # shellcheck disable=SC2046
+  run "16 partitions, consume from disk" "$raw_read" -- \
+    -C -t perf-16p $(all_partitions 16) -o beginning -c "$messages" -X fetch.wait.max.ms=10
+  stop_broker
+done
 
 table=$(
-  echo "raw O_DIRECT (dd, 1 MiB blocks, one in flight): write $raw_write MB/s, read $raw_read MB/s;"
-  echo "$messages messages of 1024 B ($recent for the recent-data pair), --shards $shards"
+  echo "raw O_DIRECT (dd, 1 MiB blocks, one in flight), MB/s, by round: $(IFS=';'; echo "${devices[*]}")"
+  echo "$messages messages of 1024 B ($recent for the recent-data pair), --shards $shards, $rounds rounds"
   echo
-  echo "| run | MB/s | of raw device | broker CPU-s per GiB | rdkafka_performance CPU-s per GiB |"
-  echo "|---|---|---|---|---|"
-  printf '%s\n' "${rows[@]}"
+  echo "| run | median MB/s | each round: MB/s (of raw device), broker / rdkafka_performance CPU-s per GiB |"
+  echo "|---|---|---|"
+  for n in "${names[@]}"; do
+    echo "| $n | $(median <<<"${mbps_of[$n]}") |${cells[$n]%;} |"
+  done
 )
 echo "$table"
 [ -z "$out" ] || echo "$table" >"$out"
