@@ -39,6 +39,10 @@ pub struct LogConfig {
     pub pending_bytes_max: usize,
     /// fallocate step for the active segment file.
     pub preallocate_bytes_step: u64,
+    /// The most one write takes of what is queued (at least one batch): more waits for the
+    /// next write. Large enough for the device's full speed, small enough that the copy into
+    /// the DMA buffer stays short and reuses memory.
+    pub write_bytes_max: u64,
     /// Whether the shard's read cache takes this log's batches (off for group logs, read
     /// once at start).
     pub read_cache: bool,
@@ -68,6 +72,7 @@ impl Default for LogConfig {
             cache_bytes_max: 16 << 20,
             pending_bytes_max: 64 << 20,
             preallocate_bytes_step: 32 << 20,
+            write_bytes_max: 8 << 20,
             read_cache: true,
             readahead_bytes: 16 << 20,
             read_chunk_bytes: 2 << 20,

@@ -438,7 +438,9 @@ impl LogState {
             records: 0,
         };
         while let Some(p) = self.pending.front() {
-            if p.segment != segment {
+            let full =
+                job.bytes > 0 && job.bytes + p.bytes.len() as u64 > self.config.write_bytes_max;
+            if p.segment != segment || full {
                 break;
             }
             let p = self.pending.pop_front().expect("front");
@@ -677,6 +679,33 @@ mod tests {
         assert_eq!(s.reached(b.ticket, Durability::Synced), Ok(false));
         match s.plan_read(Offset(4), 1).unwrap() {
             ReadPlan::Cached(v) => assert_eq!(v.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_write_takes_at_most_write_bytes_max_but_always_one_batch() {
+        let one = batch(1, 1).len() as u64;
+        let c = LogConfig {
+            segment_bytes_max: 1 << 20,
+            write_bytes_max: 2 * one + 1,
+            ..cfg()
+        };
+        let mut s = LogState::new(c, VecDeque::new(), Offset(0), TimestampMs(0));
+        for _ in 0..5 {
+            s.append(batch(1, 1), TimestampMs(1)).unwrap();
+        }
+        let mut sizes = Vec::new();
+        while let Action::Write(job) = s.next_action(TimestampMs(2)) {
+            sizes.push(job.chunks.len());
+            s.complete_write(&job, TimestampMs(2));
+        }
+        assert_eq!(sizes, [2, 2, 1], "five batches in writes of at most two");
+        assert_eq!(s.high_watermark(), Offset(5));
+        s.config.write_bytes_max = 1;
+        s.append(batch(1, 1), TimestampMs(3)).unwrap();
+        match s.next_action(TimestampMs(3)) {
+            Action::Write(job) => assert_eq!(job.chunks.len(), 1, "a batch above the limit"),
             other => panic!("{other:?}"),
         }
     }
