@@ -135,6 +135,10 @@ impl Drop for Inflight<'_> {
     }
 }
 
+/// The most of a frame's declared size reserved before its bytes arrive (address space, not
+/// memory: pages are touched only as bytes are read into them).
+const FRAME_RESERVE_BYTES_MAX: usize = 16 << 20;
+
 /// Reads one size-prefixed frame; Ok(None) at a clean end of stream. A size outside
 /// [8, max] is an error (the connection closes). The buffer grows as bytes arrive, so a lying
 /// size prefix costs at most twice the bytes actually sent.
@@ -156,7 +160,9 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
         ));
     }
     let size = size as usize;
-    let mut buf = BytesMut::new();
+    // Address space for the whole frame up to FRAME_RESERVE_BYTES_MAX, so the buffer is not
+    // reallocated (and what arrived so far copied) as it grows; memory is only touched below.
+    let mut buf = BytesMut::with_capacity(size.min(FRAME_RESERVE_BYTES_MAX));
     while buf.len() < size {
         let have = buf.len();
         let grow = (size - have).min(have.max(64 << 10));
