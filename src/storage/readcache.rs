@@ -217,11 +217,7 @@ impl ReadCache {
             self.touch(k);
             let e = &self.extents[&k];
             let mut rest = e.bytes.clone();
-            while let Some(h) = batch::declared_size(&rest)
-                .filter(|&n| n <= rest.len())
-                .and_then(|n| batch::parse_header(&rest[..n]).ok().map(|h| (n, h)))
-            {
-                let (n, h) = h;
+            while let Some((n, h)) = first_batch(&rest) {
                 if h.next_offset() > limit {
                     return self.counted(out);
                 }
@@ -275,6 +271,12 @@ impl ReadCache {
             bytes,
         })
     }
+}
+
+/// The size and header of the batch at the start of `buf`, if a whole one is there.
+fn first_batch(buf: &[u8]) -> Option<(usize, batch::BatchHeader)> {
+    let n = batch::declared_size(buf).filter(|&n| n <= buf.len())?;
+    batch::parse_header(&buf[..n]).ok().map(|h| (n, h))
 }
 
 #[cfg(test)]
