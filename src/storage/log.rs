@@ -482,8 +482,15 @@ impl PartitionLog {
         let result = loop {
             while inflight.len() < depth && cursor < job.end && self.has_room_ahead(&inflight) {
                 let len = job.chunk.min((job.end - cursor) as usize);
+                let Some(claim) = AheadClaim::take(len) else {
+                    break; // the shard has enough read-ahead in flight
+                };
                 let (f, pos) = (file.clone(), cursor);
-                inflight.push_back((len, io::spawn(async move { f.read(pos, len).await })));
+                let read = io::spawn(async move {
+                    let _claim = claim;
+                    f.read(pos, len).await
+                });
+                inflight.push_back((len, read));
                 cursor += len as u64;
                 self.inner.ahead.set(Some((job.segment, job.first, cursor)));
             }
@@ -698,6 +705,36 @@ impl PartitionLog {
 enum Visit {
     Skip,
     Stop,
+}
+
+/// Read-ahead bytes in flight at once on one shard, over all its logs: many partitions read
+/// from the start at once must not queue hundreds of reads before the one a consumer waits for.
+const SHARD_READAHEAD_BYTES_MAX: usize = 32 << 20;
+
+thread_local! {
+    /// Read-ahead bytes in flight on this shard (see `AheadClaim`).
+    static SHARD_READAHEAD_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A share of the shard's read-ahead budget, held by one read until it completes or is
+/// dropped.
+struct AheadClaim(usize);
+
+impl AheadClaim {
+    fn take(len: usize) -> Option<AheadClaim> {
+        SHARD_READAHEAD_BYTES.with(|n| {
+            (n.get() + len <= SHARD_READAHEAD_BYTES_MAX || n.get() == 0).then(|| {
+                n.set(n.get() + len);
+                AheadClaim(len)
+            })
+        })
+    }
+}
+
+impl Drop for AheadClaim {
+    fn drop(&mut self) {
+        SHARD_READAHEAD_BYTES.with(|n| n.set(n.get() - self.0));
+    }
 }
 
 /// One read-ahead step: reads of `chunk` bytes from `position` of `segment` (not past `end`,
