@@ -4,10 +4,11 @@
 //! task carries out what [`LogState::next_action`] asks for: it writes what was queued since
 //! the last write (up to `write_bytes_max`) in one aligned O_DIRECT write (group commit),
 //! keeps the partial last block in memory and rewrites it with the next write, seals rolled
-//! segments, and runs fdatasync as the flush policy says. Callers wait on a ticket for the durability they need. Reads come from the
-//! tail cache, the shard's read cache (`readcache`) or the disk, which read-ahead keeps ahead of
-//! sequential readers; nothing above the high watermark (the written offset) is ever served. An
-//! I/O error fails the log: no further append or ack succeeds.
+//! segments, and runs fdatasync as the flush policy says. Callers wait on a ticket for the
+//! durability they need. Reads come from the tail cache, the shard's read cache (`readcache`)
+//! or the disk, which read-ahead keeps ahead of sequential readers; nothing above the high
+//! watermark (the written offset) is ever served. An I/O error fails the log: no further
+//! append or ack succeeds.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
