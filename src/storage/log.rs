@@ -444,9 +444,7 @@ impl PartitionLog {
         if at >= hw || st.tail_covers(at) {
             return None;
         }
-        // The run holding the reader's last batch (its last offset is `at - 1`).
-        let last = Offset(at.0 - 1);
-        let run = readcache::with(|c| c.run_end(self.inner.cache_id, last, window))?;
+        let run = self.run_past_reader(window)?;
         if run.bytes >= window || run.next >= hw || st.tail_covers(run.next) {
             return None;
         }
@@ -526,10 +524,15 @@ impl PartitionLog {
         inflight: &std::collections::VecDeque<(usize, io::Task<Result<IoBuf>>)>,
     ) -> bool {
         let window = self.inner.state.borrow().config.readahead_bytes;
-        let last = Offset(self.inner.reader_at.get().0 - 1);
-        let cached = readcache::with(|c| c.run_end(self.inner.cache_id, last, window))
-            .map_or(0, |r| r.bytes);
+        let cached = self.run_past_reader(window).map_or(0, |r| r.bytes);
         cached + inflight.iter().map(|(len, _)| len).sum::<usize>() < window
+    }
+
+    /// The cached run holding the reader's last batch (its last offset is `reader_at - 1`),
+    /// followed for at most `window` bytes.
+    fn run_past_reader(&self, window: usize) -> Option<readcache::RunEnd> {
+        let last = Offset(self.inner.reader_at.get().0 - 1);
+        readcache::with(|c| c.run_end(self.inner.cache_id, last, window))
     }
 
     /// The first batch whose max timestamp is ≥ `ts` (ListOffsets by time); the caller finds

@@ -85,6 +85,10 @@ pub async fn handle(
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
+/// Where one partition's records are: a range (start, length) of the frame, or a buffer of
+/// their own.
+type Source = Result<(usize, usize), BytesMut>;
+
 /// Turns each item's records into a `BytesMut` the log can take as it is (it writes the base
 /// offset into each batch's header). Records that are slices of the request `frame` are taken
 /// over without a copy when nothing else holds the frame: the decoded request is gone by now,
@@ -96,38 +100,37 @@ fn own_records(frame: Bytes, items: Vec<PartItem<Bytes>>) -> Vec<PartItem<BytesM
         frame.as_ptr() as usize,
         frame.as_ptr() as usize + frame.len(),
     );
-    let mut ranges = Vec::with_capacity(items.len());
-    let mut outside = Vec::new();
-    let mut shells = Vec::with_capacity(items.len());
-    for it in items {
-        let at = it.item.as_ptr() as usize;
-        if at >= base && at + it.item.len() <= end {
-            ranges.push(Some((at - base, it.item.len())));
-            outside.push(None);
-        } else {
-            ranges.push(None);
-            outside.push(Some(BytesMut::from(it.item)));
-        }
-        shells.push((it.topic, it.index));
-    }
-    let ascending = ranges
-        .iter()
-        .flatten()
-        .try_fold(0usize, |at, &(start, len)| {
-            (start >= at).then_some(start + len)
-        })
-        .is_some();
-    let mut parts = cut(frame, &ranges, ascending).into_iter();
-    shells
+    // Each item's records: a range of the frame (its slice dropped here), or a buffer of its own.
+    let sources: Vec<(PartItem<()>, Source)> = items
         .into_iter()
-        .zip(ranges.iter().zip(outside))
-        .map(|((topic, index), (range, own))| PartItem {
-            topic,
-            index,
-            item: match (range, own) {
-                (Some(_), _) => parts.next().expect("one part per range"),
-                (None, Some(own)) => own,
-                (None, None) => unreachable!("each item is inside the frame or outside"),
+        .map(|it| {
+            let (at, len) = (it.item.as_ptr() as usize, it.item.len());
+            let source = if at >= base && at + len <= end {
+                Ok((at - base, len))
+            } else {
+                Err(BytesMut::from(it.item))
+            };
+            let shell = PartItem {
+                topic: it.topic,
+                index: it.index,
+                item: (),
+            };
+            (shell, source)
+        })
+        .collect();
+    let ranges: Vec<(usize, usize)> = sources
+        .iter()
+        .filter_map(|(_, source)| source.as_ref().ok().copied())
+        .collect();
+    let mut parts = cut(frame, &ranges).into_iter();
+    sources
+        .into_iter()
+        .map(|(shell, source)| PartItem {
+            topic: shell.topic,
+            index: shell.index,
+            item: match source {
+                Ok(_) => parts.next().expect("one part per range"),
+                Err(own) => own,
             },
         })
         .collect()
@@ -135,8 +138,13 @@ fn own_records(frame: Bytes, items: Vec<PartItem<Bytes>>) -> Vec<PartItem<BytesM
 
 /// The `ranges` of `frame` as `BytesMut`s, in order: disjoint views of the frame itself when it
 /// is unique and the ranges ascend (as the decoder meets them), copies otherwise.
-fn cut(frame: Bytes, ranges: &[Option<(usize, usize)>], ascending: bool) -> Vec<BytesMut> {
-    let wanted = ranges.iter().flatten();
+fn cut(frame: Bytes, ranges: &[(usize, usize)]) -> Vec<BytesMut> {
+    let ascending = ranges
+        .iter()
+        .try_fold(0usize, |at, &(start, len)| {
+            (start >= at).then_some(start + len)
+        })
+        .is_some();
     let frame = if ascending {
         frame.try_into_mut()
     } else {
@@ -145,7 +153,8 @@ fn cut(frame: Bytes, ranges: &[Option<(usize, usize)>], ascending: bool) -> Vec<
     match frame {
         Ok(mut whole) => {
             let mut at = 0;
-            wanted
+            ranges
+                .iter()
                 .map(|&(start, len)| {
                     let _ = whole.split_to(start - at);
                     at = start + len;
@@ -153,7 +162,8 @@ fn cut(frame: Bytes, ranges: &[Option<(usize, usize)>], ascending: bool) -> Vec<
                 })
                 .collect()
         }
-        Err(frame) => wanted
+        Err(frame) => ranges
+            .iter()
             .map(|&(start, len)| BytesMut::from(&frame[start..start + len]))
             .collect(),
     }
