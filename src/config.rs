@@ -78,6 +78,10 @@ pub struct Cli {
     /// Check the CRC32C of every batch read from disk, not only when it is appended [default: false]
     #[arg(long, env = "SHARDLOG_VERIFY_READS", value_name = "BOOL")]
     pub verify_reads: Option<bool>,
+    /// Most bytes one Fetch response holds, whatever the request asks (fetch.max.bytes)
+    /// [default: 57671680]
+    #[arg(long, env = "SHARDLOG_FETCH_BYTES_MAX", value_name = "BYTES")]
+    pub fetch_bytes_max: Option<usize>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -99,6 +103,7 @@ struct FileConfig {
     producer_id_expiration_ms: Option<i64>,
     read_cache_bytes: Option<usize>,
     verify_reads: Option<bool>,
+    fetch_bytes_max: Option<usize>,
 }
 
 /// Resolved settings.
@@ -120,6 +125,9 @@ pub struct Config {
     pub mesh_channel_capacity: usize,
     /// Upper bound on a Fetch's max_wait_ms.
     pub fetch_wait_ms_max: u64,
+    /// Upper bound on a Fetch's max_bytes (fetch.max.bytes): what one response holds and what
+    /// each owner shard reads for it.
+    pub fetch_bytes_max: usize,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
     /// Consumer-group coordinator settings.
@@ -192,6 +200,11 @@ impl Config {
             inflight_requests_max: 64,
             mesh_channel_capacity: 1024,
             fetch_wait_ms_max: 30_000,
+            fetch_bytes_max: cli
+                .fetch_bytes_max
+                .or(file.fetch_bytes_max)
+                .unwrap_or(55 << 20)
+                .max(1),
             retention_check_ms: 1_000,
             group,
             producer_id_expiration_ms: cli

@@ -9,8 +9,12 @@ use std::sync::Arc;
 use clap::Parser;
 use shardlog::config::{Cli, Config};
 use shardlog::metadata::{store, Snapshot};
-use shardlog::runtime;
 use shardlog::shard::{self, Boot};
+use shardlog::{net, runtime};
+
+/// How long start-up waits for a listener left on the address (a killed broker's, while the
+/// kernel tears it down) to go before it gives up.
+const PORT_WAIT_MS: u64 = 10_000;
 
 fn main() -> anyhow::Result<ExitCode> {
     let mut cli = Cli::parse();
@@ -66,6 +70,7 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
         cluster_id: registry.cluster_id.clone(),
         snapshot: Arc::new(Snapshot::from_topics(registry.version, registry.topics)),
         shutdown: runtime::shutdown_flag()?,
+        started: Default::default(),
     };
     tracing::info!(
         shards = config.shards,
@@ -74,6 +79,8 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting shardlog"
     );
+    net::wait_for_port(config.listen, PORT_WAIT_MS)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     runtime::run_shards(&config, move |id, mesh| shard::run(id, mesh, boot.clone()))?;
     tracing::info!("stopped");
     Ok(())

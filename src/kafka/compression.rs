@@ -1,18 +1,29 @@
-//! Recompression for topics whose compression.type is not "producer": a batch compressed
-//! otherwise is decoded and re-encoded with the topic's codec before it is appended (Kafka does
-//! the same). Decompression is ours and bounded (`decompressed_bytes_max`): the protocol crate's
+//! What Produce needs to look inside record batches, on the connection's shard before the
+//! owner appends: `check_record_counts` holds every batch to the record count its header
+//! declares (decompressing as a stream where it must, as Kafka does), and `recompress`, for
+//! topics whose compression.type is not "producer", re-encodes a batch compressed otherwise
+//! with the topic's codec (Kafka does the same). Decompression is ours and bounded
+//! (`decompressed_bytes_max`, and per record in recompression): the protocol crate's
 //! decompressors grow their output without limit, and a small gzip or zstd batch can expand a
 //! thousandfold. Batches already in the topic's codec pass through untouched (zero-copy).
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
 };
 
+use crate::kafka::records;
 use crate::partition::split_batches;
 use crate::storage::batch;
+
+/// Decoded bytes a record costs recompression besides its data: the protocol crate builds one
+/// `Record` per record, so a batch of millions of empty records must not pass for small.
+const RECORD_DECODED_BYTES: usize = std::mem::size_of::<kafka_protocol::records::Record>();
+
+/// Buffer between a streaming decompressor and the record counter.
+const COUNT_BUFFER_BYTES: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompressionError {
@@ -20,6 +31,115 @@ pub enum CompressionError {
     Corrupt(String),
     #[error("batch decompresses to more than {0} bytes")]
     TooLarge(usize),
+    /// Well-formed bytes that break a rule of the records (Kafka's INVALID_RECORD).
+    #[error("{0}")]
+    InvalidRecord(String),
+}
+
+fn corrupt(e: impl std::fmt::Display) -> CompressionError {
+    CompressionError::Corrupt(e.to_string())
+}
+
+fn from_anyhow(e: anyhow::Error) -> CompressionError {
+    e.downcast::<CompressionError>().unwrap_or_else(corrupt)
+}
+
+/// Checks that each batch of `records` holds exactly the records its header declares, as
+/// Kafka does: a batch that declares 2^31-1 records and holds one would move the log end by
+/// 2^31 offsets (and roll a segment) per request. Uncompressed record areas are walked in
+/// place; compressed ones are decoded as a stream and skipped, never held (snappy's blocks,
+/// which are not a stream, are held up to `bytes_max`); at most `bytes_max` decompressed
+/// bytes per batch.
+pub fn check_record_counts(records: &Bytes, bytes_max: usize) -> Result<(), CompressionError> {
+    for b in split_batches(records.clone()).map_err(corrupt)? {
+        let h = batch::parse_header(&b).map_err(corrupt)?;
+        let declared = i64::from(h.record_count);
+        let area = &b[batch::HEADER_BYTES..];
+        let found = match codec_of(h.attributes) {
+            Some(Compression::None) => records::count_records(area, declared),
+            Some(Compression::Snappy) => {
+                records::count_records(&snappy(area, bytes_max).map_err(from_anyhow)?, declared)
+            }
+            Some(Compression::Gzip) => {
+                count_stream(flate2::read::GzDecoder::new(area), declared, bytes_max)?
+            }
+            Some(Compression::Zstd) => count_stream(
+                zstd::stream::read::Decoder::new(area).map_err(corrupt)?,
+                declared,
+                bytes_max,
+            )?,
+            Some(Compression::Lz4) => count_stream(
+                lz4::Decoder::new(area).map_err(corrupt)?,
+                declared,
+                bytes_max,
+            )?,
+            None => {
+                return Err(corrupt(format!(
+                    "unknown codec in attributes {}",
+                    h.attributes
+                )))
+            }
+        };
+        match found {
+            Some(n) if n == declared => {}
+            Some(n) => {
+                let held = if n > declared { "more" } else { "only" };
+                return Err(CompressionError::InvalidRecord(format!(
+                    "batch declares {declared} records but holds {held} {n}"
+                )));
+            }
+            None => return Err(corrupt("records are not whole")),
+        }
+    }
+    Ok(())
+}
+
+/// `records::count_records` over a decompressor: counts length-prefixed records, skipping
+/// their bytes through a fixed buffer. None if the stream is not exactly whole records.
+fn count_stream(
+    decoder: impl Read,
+    most: i64,
+    bytes_max: usize,
+) -> Result<Option<i64>, CompressionError> {
+    let mut r = BufReader::with_capacity(COUNT_BUFFER_BYTES, decoder);
+    let (mut n, mut total) = (0i64, 0usize);
+    while n <= most {
+        let Some((len, used)) = stream_varint(&mut r)? else {
+            return Ok(Some(n)); // the end, at a record boundary
+        };
+        let Ok(len) = usize::try_from(len) else {
+            return Ok(None);
+        };
+        total = total.saturating_add(used).saturating_add(len);
+        if total > bytes_max {
+            return Err(CompressionError::TooLarge(bytes_max));
+        }
+        let skipped =
+            std::io::copy(&mut (&mut r).take(len as u64), &mut std::io::sink()).map_err(corrupt)?;
+        if skipped != len as u64 {
+            return Ok(None);
+        }
+        n += 1;
+    }
+    Ok(Some(n))
+}
+
+/// A zigzag varint and the bytes it took; None at the end of the stream before its first byte.
+fn stream_varint(r: &mut impl BufRead) -> Result<Option<(i64, usize)>, CompressionError> {
+    let mut v: u64 = 0;
+    for (i, shift) in (0..64).step_by(7).enumerate() {
+        let byte = match r.fill_buf().map_err(corrupt)?.first() {
+            Some(&b) => b,
+            None if i == 0 => return Ok(None),
+            None => return Err(corrupt("torn record length")),
+        };
+        r.consume(1);
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(Some((((v >> 1) as i64) ^ -((v & 1) as i64), i + 1)));
+        }
+    }
+    Err(corrupt("record length varint too long"))
 }
 
 /// The codec a topic's compression.type asks for; None for "producer" (keep as sent).
@@ -67,15 +187,17 @@ pub fn recompress(
             out.extend_from_slice(&b);
             continue;
         }
+        // The decoder builds one `Record` per record the header declares: that counts against
+        // the same bound as the bytes.
+        if (h.record_count as usize).saturating_mul(RECORD_DECODED_BYTES) > decompressed_bytes_max {
+            return Err(CompressionError::TooLarge(decompressed_bytes_max));
+        }
         let mut buf = b.clone();
         let set = RecordBatchDecoder::decode_with_custom_compression(
             &mut buf,
             Some(|data: &mut Bytes, c: Compression| bounded(data, c, decompressed_bytes_max)),
         )
-        .map_err(|e| match e.downcast::<CompressionError>() {
-            Ok(e) => e,
-            Err(e) => CompressionError::Corrupt(e.to_string()),
-        })?;
+        .map_err(from_anyhow)?;
         let options = RecordEncodeOptions {
             version: 2,
             compression: target,
@@ -194,6 +316,92 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn records_of(n: i64, compression: Compression) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1 + i as i32,
+                timestamp: 1000,
+                key: None,
+                value: None,
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        let opts = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut out, records.iter(), &opts).unwrap();
+        out.freeze()
+    }
+
+    /// The batch with its header's count (and last offset delta) set to `count`, CRC redone.
+    fn claiming(b: &Bytes, count: i32) -> Bytes {
+        let mut m = BytesMut::from(&b[..]);
+        m[57..61].copy_from_slice(&count.to_be_bytes());
+        m[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        let crc = batch::compute_crc(&m);
+        m[17..21].copy_from_slice(&crc.to_be_bytes());
+        m.freeze()
+    }
+
+    #[test]
+    fn record_counts_are_checked_against_the_records_in_every_codec() {
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for codec in codecs {
+            let honest = batch_with(codec, b"hello".repeat(20));
+            let two = Bytes::from([honest.to_vec(), honest.to_vec()].concat());
+            assert!(check_record_counts(&two, 1 << 20).is_ok(), "{codec:?}");
+            for lie in [1, 2, 4, i32::MAX] {
+                let e = check_record_counts(&claiming(&honest, lie), 1 << 20);
+                assert!(
+                    matches!(e, Err(CompressionError::InvalidRecord(_))),
+                    "{codec:?} claiming {lie}: {:?}",
+                    e.err()
+                );
+            }
+            // The check decompresses no more than its bound.
+            if codec != Compression::None {
+                let big = batch_with(codec, vec![0u8; 4 << 20]);
+                let e = check_record_counts(&big, 1 << 20);
+                assert!(
+                    matches!(e, Err(CompressionError::TooLarge(_))),
+                    "{codec:?}: {:?}",
+                    e.err()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn recompression_counts_records_as_well_as_bytes() {
+        // 100,000 empty records: under a megabyte decompressed, far more once decoded.
+        let b = records_of(100_000, Compression::Zstd);
+        assert_eq!(batch::parse_header(&b).unwrap().record_count, 100_000);
+        assert!(check_record_counts(&b, 1 << 20).is_ok());
+        let e = recompress(b.clone(), Compression::Lz4, 1 << 20);
+        assert!(
+            matches!(e, Err(CompressionError::TooLarge(_))),
+            "{:?}",
+            e.err()
+        );
+        assert!(recompress(b, Compression::Lz4, 64 << 20).is_ok());
     }
 
     #[test]

@@ -48,10 +48,14 @@ pub fn admin(e: &AdminError) -> i16 {
     }
 }
 
-pub fn compression(e: &CompressionError) -> i16 {
+/// `produce_version`: INVALID_RECORD exists from Produce v8 (KIP-467); older clients get
+/// CORRUPT_MESSAGE, as Kafka answers them.
+pub fn compression(e: &CompressionError, produce_version: i16) -> i16 {
     match e {
         CompressionError::Corrupt(_) => E::CorruptMessage.code(),
         CompressionError::TooLarge(_) => E::MessageTooLarge.code(),
+        CompressionError::InvalidRecord(_) if produce_version >= 8 => E::InvalidRecord.code(),
+        CompressionError::InvalidRecord(_) => E::CorruptMessage.code(),
     }
 }
 

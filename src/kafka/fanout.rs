@@ -123,6 +123,41 @@ where
     F: Fn(Rc<Partition>, I) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<T, i16>> + 'static,
 {
+    on_owners(s, items, move |parts| {
+        let f = f.clone();
+        async move {
+            join_all(parts.into_iter().map(|(p, item)| {
+                let f = f.clone();
+                async move {
+                    match p {
+                        Some(p) => f(p, item).await,
+                        None => Err(errors::UNKNOWN_TOPIC_OR_PARTITION),
+                    }
+                }
+            }))
+            .await
+        }
+    })
+    .await
+}
+
+/// One owner shard's items, each with its partition (`None`: the owner does not have it).
+pub type Owned<I> = Vec<(Option<Rc<Partition>>, I)>;
+
+/// As `on_partitions`, but `g` gets all of one owner shard's items at once (in request order,
+/// `None` for a partition the owner does not have) and answers each of them, in that order:
+/// for handlers that share something, such as a byte budget, among a shard's partitions.
+pub async fn on_owners<I, T, G, Fut>(
+    s: &Rc<Shard>,
+    items: Vec<PartItem<I>>,
+    g: G,
+) -> Vec<Result<T, i16>>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    G: Fn(Owned<I>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Vec<Result<T, i16>>> + 'static,
+{
     let mut out: Vec<Option<Result<T, i16>>> = (0..items.len()).map(|_| None).collect();
     let (batches, unknown) = by_owner(s, items);
     for pos in unknown {
@@ -130,7 +165,7 @@ where
     }
     let tasks: Vec<_> = batches
         .into_iter()
-        .map(|b| runtime::spawn(run_batch(s.clone(), b, f.clone())))
+        .map(|b| runtime::spawn(run_batch(s.clone(), b, g.clone())))
         .collect();
     for t in tasks {
         for (pos, r) in t.await {
@@ -142,28 +177,23 @@ where
         .collect()
 }
 
-/// One owner shard's items: shipped in one job, run concurrently there, answered together.
-async fn run_batch<I, T, F, Fut>(s: Rc<Shard>, b: Batch<I>, f: F) -> Vec<(usize, Result<T, i16>)>
+/// One owner shard's items: shipped in one job, handed to `g` there, answered together.
+async fn run_batch<I, T, G, Fut>(s: Rc<Shard>, b: Batch<I>, g: G) -> Vec<(usize, Result<T, i16>)>
 where
     I: Send + 'static,
     T: Send + 'static,
-    F: Fn(Rc<Partition>, I) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<T, i16>> + 'static,
+    G: Fn(Owned<I>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Vec<Result<T, i16>>> + 'static,
 {
     let positions: Vec<usize> = b.items.iter().map(|e| e.0).collect();
     let items = b.items;
     let answered = s
         .on(b.owner, move |owner| async move {
-            join_all(items.into_iter().map(|(_, id, index, item)| {
-                let (owner, f) = (owner.clone(), f.clone());
-                async move {
-                    match owner.partition(&id, index) {
-                        Some(p) => f(p, item).await,
-                        None => Err(errors::UNKNOWN_TOPIC_OR_PARTITION),
-                    }
-                }
-            }))
-            .await
+            let parts = items
+                .into_iter()
+                .map(|(_, id, index, item)| (owner.partition(&id, index), item))
+                .collect();
+            g(parts).await
         })
         .await;
     match answered {

@@ -4,7 +4,9 @@
 //! `request_bytes_max`, buffer grown only as bytes arrive) and starts each one as its own task,
 //! so a client's pipelined requests run concurrently; the writer sends their responses strictly
 //! in request order (a frame in segments, see `send`). At most `inflight_requests_max` requests
-//! per connection are in flight.
+//! per connection are in flight. Before any shard binds, `wait_for_port` makes sure the port
+//! is ours alone: a killed broker's SO_REUSEPORT socket lingers while its io_uring is torn
+//! down, and would take (and reset) a share of new connections.
 
 mod send;
 mod timing;
@@ -24,6 +26,31 @@ use crate::kafka::dispatch::{self, Close};
 use crate::kafka::frame::Frame;
 use crate::runtime::{self, local_channel, TcpListener, TcpStream};
 use crate::shard::Shard;
+
+/// Waits until `addr` can be bound without SO_REUSEPORT, that is until no other socket listens
+/// on it (polled every `PORT_POLL_MS`, for at most `wait_ms`), then lets it go for the shards
+/// to bind together. An error if it stays taken.
+pub fn wait_for_port(addr: std::net::SocketAddr, wait_ms: u64) -> std::io::Result<()> {
+    const PORT_POLL_MS: u64 = 10;
+    let deadline = Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let mut logged = false;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(exclusive) => {
+                drop(exclusive);
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !logged {
+                    tracing::info!(%addr, "waiting for another listener on the address to go");
+                    logged = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(PORT_POLL_MS));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// Accepts connections until the shard stops (this task is dropped then).
 pub async fn accept_loop(shard: Rc<Shard>) {

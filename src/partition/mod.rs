@@ -214,10 +214,11 @@ impl Partition {
         io::write_small_atomic(self.log.dir(), PRODUCER_STATE_FILE, bytes).await
     }
 
-    /// Whole batches from `offset` up to `max_bytes` (the first batch always). The Fetch
-    /// handler does the long poll, across all the partitions of a request.
+    /// Whole batches from `offset` up to `max_bytes` (the first batch always; none when
+    /// `max_bytes` is 0, which only checks the offset). The Fetch handler does the long poll,
+    /// across all the partitions of a request.
     pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<Fetched, StorageError> {
-        let r = self.log.read(offset, max_bytes.max(1)).await?;
+        let r = self.log.read(offset, max_bytes).await?;
         Ok(Fetched {
             high_watermark: r.high_watermark,
             log_start_offset: r.log_start,

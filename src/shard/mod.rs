@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,9 @@ pub struct Boot {
     pub cluster_id: String,
     pub snapshot: Arc<Snapshot>,
     pub shutdown: Arc<AtomicBool>,
+    /// Shards that have opened their partitions and groups: none listens before all have, so
+    /// the first client is never answered by a shard whose peers cannot answer yet.
+    pub started: Arc<AtomicUsize>,
 }
 
 pub struct Shard {
@@ -287,10 +290,30 @@ impl Shard {
 }
 
 /// A shard's whole life: join the mesh, open owned partitions, serve until shutdown, close.
+/// A shard that cannot open what it owns stops the whole process, with the reason: a broker
+/// with one shard missing would answer some partitions and groups and not others. Nothing has
+/// been acknowledged yet (no shard listens before all have started), and what is on disk is
+/// recovered at the next start.
+fn cannot_start(id: usize, what: &str, e: &dyn std::fmt::Display) -> ! {
+    tracing::error!(shard = id, error = %e, "{what}; shardlog cannot start");
+    eprintln!("shardlog: shard {id}: {what}: {e}");
+    std::process::exit(2);
+}
+
+/// Counts this shard as started and waits until every shard is (or shutdown is asked).
+async fn wait_for_peers(boot: &Boot) {
+    boot.started.fetch_add(1, Ordering::SeqCst);
+    while boot.started.load(Ordering::SeqCst) < boot.config.shards
+        && !boot.shutdown.load(Ordering::SeqCst)
+    {
+        runtime::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
-    let Ok((senders, mut receivers)) = mesh.join().await else {
-        tracing::error!(shard = id, "could not join the shard mesh");
-        return;
+    let (senders, mut receivers) = match mesh.join().await {
+        Ok(joined) => joined,
+        Err(e) => cannot_start(id, "could not join the shard mesh", &e),
     };
     let config = boot.config.clone();
     crate::storage::readcache::set_budget(config.read_cache_bytes_max);
@@ -298,10 +321,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     let producer_ids = if id == 0 {
         match producer_ids::ProducerIds::load(&config.data_dir) {
             Ok(p) => Some(p),
-            Err(e) => {
-                tracing::error!(error = %e, "reading the producer-id block failed");
-                return;
-            }
+            Err(e) => cannot_start(id, "reading the producer-id block failed", &e),
         }
     } else {
         None
@@ -323,12 +343,10 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         request_times: Default::default(),
     });
     if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
-        tracing::error!(shard = id, error = %e, "opening partitions failed");
-        return;
+        cannot_start(id, "opening partitions failed", &e);
     }
     if let Err(e) = shard.groups.start().await {
-        tracing::error!(shard = id, error = %e, "loading consumer groups failed");
-        return;
+        cannot_start(id, "loading consumer groups failed", &e);
     }
     let snap = shard.metadata();
     shard.groups.forget_topics(|t| snap.topic(t).is_some());
@@ -341,6 +359,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
         })
         .detach();
     }
+    wait_for_peers(&boot).await;
     // Kept (not detached): dropping the task cancels the accept loop at shutdown.
     let listener = runtime::spawn(crate::net::accept_loop(shard.clone()));
     housekeeping(&shard, &boot.shutdown).await;

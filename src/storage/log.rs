@@ -296,6 +296,7 @@ impl PartitionLog {
     /// Whole batches from `offset` up to `max_bytes` (the first batch always, whatever its size):
     /// from the tail cache, else the shard's read cache, else the disk (and then kept in the
     /// read cache). A read that did not come from the tail cache starts read-ahead after it.
+    /// `max_bytes` 0 reads nothing: it only checks `offset` and answers the log's bounds.
     pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
         let (plan, hw, start) = {
             let st = self.inner.state.borrow();
@@ -306,6 +307,7 @@ impl PartitionLog {
             )
         };
         let chunks = match plan {
+            _ if max_bytes == 0 => Vec::new(),
             ReadPlan::Empty => Vec::new(),
             ReadPlan::Cached(v) => v,
             ReadPlan::Disk {

@@ -568,9 +568,10 @@ impl LogState {
             })
     }
 
-    /// DeleteRecords: moves the log start to `offset` (≤ high watermark).
+    /// DeleteRecords: moves the log start to `offset` (0 ≤ offset ≤ high watermark; an offset
+    /// below the start leaves it where it is). A negative offset is out of range, as in Kafka.
     pub fn advance_log_start(&mut self, offset: Offset) -> Result<Offset> {
-        if offset > self.written {
+        if offset > self.written || offset < Offset(0) {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
                 start: self.log_start,
@@ -655,6 +656,31 @@ mod tests {
                 Action::Idle => break,
             }
         }
+    }
+
+    #[test]
+    fn the_log_start_moves_only_forward_within_the_log() {
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0), TimestampMs(0));
+        s.append(batch(3, 10), TimestampMs(1)).unwrap();
+        drain(&mut s, 2);
+        let out = |r: Result<Offset>| matches!(r, Err(StorageError::OffsetOutOfRange { .. }));
+        assert!(
+            out(s.advance_log_start(Offset(-1001))),
+            "negative: out of range"
+        );
+        assert!(out(s.advance_log_start(Offset(-2))));
+        assert!(
+            out(s.advance_log_start(Offset(4))),
+            "past the high watermark"
+        );
+        assert_eq!(s.advance_log_start(Offset(2)).unwrap(), Offset(2));
+        assert_eq!(
+            s.advance_log_start(Offset(1)).unwrap(),
+            Offset(2),
+            "never back"
+        );
+        assert_eq!(s.advance_log_start(Offset(3)).unwrap(), Offset(3));
+        assert_eq!(s.log_start(), Offset(3));
     }
 
     #[test]

@@ -62,22 +62,32 @@ impl Broker {
     }
 
     fn launch(cmd: &mut Command, port: u16, dir: &Path, shards: usize) -> Broker {
-        let child = cmd.spawn().expect("start shardlog");
-        let b = Broker {
-            child: Some(child),
-            port,
-            dir: dir.to_path_buf(),
-            shards,
-        };
+        let b = Broker::spawn(cmd, port, dir, shards);
         b.wait_ready();
         b
     }
 
-    /// Ready when several fresh connections in a row get an ApiVersions answer. One successful
-    /// connect is not enough after a restart on the same port: a killed process's io_uring is
-    /// torn down asynchronously, and until then its SO_REUSEPORT socket still takes (and then
-    /// resets) a share of new connections.
-    fn wait_ready(&self) {
+    /// As `start_on`, but returns at once, ready or not (`wait_ready` waits).
+    pub fn start_unready(dir: &Path, shards: usize, port: u16) -> Broker {
+        let log = dir.with_extension("log");
+        let mut cmd = broker_command(dir.to_str().unwrap(), shards, port, "shardlog=debug", &log);
+        Broker::spawn(&mut cmd, port, dir, shards)
+    }
+
+    fn spawn(cmd: &mut Command, port: u16, dir: &Path, shards: usize) -> Broker {
+        let child = cmd.spawn().expect("start shardlog");
+        Broker {
+            child: Some(child),
+            port,
+            dir: dir.to_path_buf(),
+            shards,
+        }
+    }
+
+    /// Ready when several fresh connections in a row get an ApiVersions answer (the broker
+    /// binds only once a killed predecessor's sockets are gone, `net::wait_for_port`; the
+    /// streak stays as a check of that).
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut streak = 0;
         while Instant::now() < deadline {
@@ -130,6 +140,17 @@ impl Broker {
         let _ = child.kill();
         let _ = child.wait();
         (self.dir.clone(), self.port)
+    }
+
+    /// The broker process's resident memory now, bytes (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,10 +1,15 @@
 //! Fetch (key 1): reads each requested partition on its owning shard; if less than min_bytes
 //! is there, waits (long poll) until any of them gets data or max_wait_ms passes, then reads
-//! again. Whole batches only; the response holds at most max_bytes, except that the first
-//! non-empty partition is always returned whole (Kafka's rule). Sessionless: session_id 0
-//! tells clients to send full requests (KIP-227 allows it). The batches are not copied into
-//! the response: each partition's are passed on as the `Bytes` they were read as (`frame`).
+//! again. Whole batches only, Kafka's limits: the response holds at most the request's
+//! max_bytes (and the broker's `fetch_bytes_max`), partitions are filled in request order with
+//! what is left, only the first batch of the first non-empty partition may exceed a limit, and
+//! a partition named twice is served once. The budget also bounds what is read, not only what
+//! is sent: each owner shard reads its partitions with what is left of it (`read_owned`).
+//! Sessionless: session_id 0 tells clients to send full requests (KIP-227 allows it). The
+//! batches are not copied into the response: each partition's are passed on as the `Bytes`
+//! they were read as (`frame`).
 
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +22,9 @@ use uuid::Uuid;
 use crate::kafka::errors;
 use crate::kafka::fanout::{self, PartItem};
 use crate::kafka::frame::{records_marker, Spliced};
+use crate::kafka::handlers::join_all;
 use crate::metadata::TopicMeta;
-use crate::partition::Fetched;
+use crate::partition::{split_batches, Fetched, Partition};
 use crate::shard::Shard;
 use crate::types::Offset;
 
@@ -39,6 +45,7 @@ pub async fn handle(
     let snap = s.metadata();
     let mut shapes: Vec<((TopicName, Uuid), usize)> = Vec::new();
     let mut wants = Vec::new();
+    let mut named = HashSet::new();
     for t in &req.topics {
         let (topic, unknown_code) = if version >= 13 {
             (
@@ -51,8 +58,11 @@ pub async fn handle(
                 errors::UNKNOWN_TOPIC_OR_PARTITION,
             )
         };
-        shapes.push(((t.topic.clone(), t.topic_id), t.partitions.len()));
+        let before = wants.len();
         for p in &t.partitions {
+            if !named.insert((t.topic.clone(), t.topic_id, p.partition)) {
+                continue; // named before: served once, where it was first named
+            }
             wants.push(Want {
                 topic: topic.clone(),
                 unknown_code,
@@ -61,11 +71,15 @@ pub async fn handle(
                 max_bytes: p.partition_max_bytes.max(0) as usize,
             });
         }
+        if wants.len() > before || t.partitions.is_empty() {
+            shapes.push(((t.topic.clone(), t.topic_id), wants.len() - before));
+        }
     }
+    let budget = (req.max_bytes.max(0) as usize).min(s.config.fetch_bytes_max);
     let wait_ms = (req.max_wait_ms.max(0) as u64).min(s.config.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let mut results = read_all(&s, &wants).await;
+    let mut results = read_all(&s, &wants, budget).await;
     loop {
         let total: usize = results
             .iter()
@@ -87,20 +101,16 @@ pub async fn handle(
             })
             .collect();
         wait_any(&s, &wants, &seen, deadline - now).await;
-        results = read_all(&s, &wants).await;
+        results = read_all(&s, &wants, budget).await;
     }
-    Some(respond(
-        shapes,
-        &wants,
-        results,
-        req.max_bytes.max(0) as usize,
-    ))
+    Some(respond(shapes, &wants, results, budget))
 }
 
 type PartResult = Result<Fetched, (i16, Offset, Offset)>;
 
-/// Reads every wanted partition on its owner shard (one round trip per shard).
-async fn read_all(s: &Rc<Shard>, wants: &[Want]) -> Vec<PartResult> {
+/// Reads every wanted partition on its owner shard (one round trip per shard), each shard
+/// within `budget` bytes.
+async fn read_all(s: &Rc<Shard>, wants: &[Want], budget: usize) -> Vec<PartResult> {
     let items = wants
         .iter()
         .map(|w| PartItem {
@@ -109,17 +119,7 @@ async fn read_all(s: &Rc<Shard>, wants: &[Want]) -> Vec<PartResult> {
             item: (w.offset, w.max_bytes),
         })
         .collect();
-    let read = fanout::on_partitions(s, items, |p, (offset, max)| async move {
-        let read = p.read(offset, max).await;
-        Ok(read.map_err(|e| {
-            (
-                errors::storage(&e),
-                p.log.high_watermark(),
-                p.log.log_start(),
-            )
-        }))
-    })
-    .await;
+    let read = fanout::on_owners(s, items, move |parts| read_owned(parts, budget)).await;
     wants
         .iter()
         .zip(read)
@@ -129,6 +129,69 @@ async fn read_all(s: &Rc<Shard>, wants: &[Want]) -> Vec<PartResult> {
             Err(code) => Err((code, Offset(-1), Offset(-1))),
         })
         .collect()
+}
+
+/// Least a partition read is charged against the budget when reads run concurrently: a read
+/// may return one batch (up to max.message.bytes, 1 MiB by default) more than it was asked
+/// for, so tiny partition limits over many partitions must not start many reads at once.
+const READ_CHARGE_BYTES_MIN: usize = 1 << 20;
+
+/// One owner shard's partitions of a Fetch, read with `budget` bytes between them, in request
+/// order: the leading partitions whose limits (each charged at least READ_CHARGE_BYTES_MIN)
+/// fit in the budget are read concurrently; the rest one after another, each with what the
+/// reads before it left, and none once it is spent (those answer their bounds only). So a
+/// shard reads at most the budget plus a batch per partition read concurrently.
+async fn read_owned(
+    parts: fanout::Owned<(Offset, usize)>,
+    budget: usize,
+) -> Vec<Result<PartResult, i16>> {
+    let mut left = budget;
+    let concurrent = parts
+        .iter()
+        .take_while(|(_, (_, max))| {
+            let charge = (*max).max(READ_CHARGE_BYTES_MIN);
+            let fits = charge <= left;
+            left = left.saturating_sub(charge);
+            fits
+        })
+        .count();
+    let mut parts = parts.into_iter();
+    let mut out = join_all(
+        parts
+            .by_ref()
+            .take(concurrent)
+            .map(|(p, (offset, max))| read_one(p, offset, max)),
+    )
+    .await;
+    let used: usize = out.iter().map(read_bytes).sum();
+    let mut left = budget.saturating_sub(used);
+    for (p, (offset, max)) in parts {
+        let r = read_one(p, offset, max.min(left)).await;
+        left = left.saturating_sub(read_bytes(&r));
+        out.push(r);
+    }
+    out
+}
+
+async fn read_one(p: Option<Rc<Partition>>, offset: Offset, max: usize) -> Result<PartResult, i16> {
+    let Some(p) = p else {
+        return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let read = p.read(offset, max).await;
+    Ok(read.map_err(|e| {
+        (
+            errors::storage(&e),
+            p.log.high_watermark(),
+            p.log.log_start(),
+        )
+    }))
+}
+
+fn read_bytes(r: &Result<PartResult, i16>) -> usize {
+    match r {
+        Ok(Ok(f)) => f.bytes(),
+        _ => 0,
+    }
 }
 
 /// Returns when any wanted partition's high watermark passes its `seen` offset, or after
@@ -194,11 +257,16 @@ fn partition_data(
             .with_last_stable_offset(hw.get())
             .with_log_start_offset(start.get()),
         Ok(f) => {
-            let n = f.bytes();
-            let fits = *total == 0 || *total + n <= max;
-            let records = if fits && n > 0 {
+            let records = if *total == 0 {
+                f.records // the first non-empty partition: whole, whatever its size
+            } else {
+                let room = w.max_bytes.min(max.saturating_sub(*total));
+                whole_batches_within(f.records, room)
+            };
+            let n: usize = records.iter().map(|b| b.len()).sum();
+            let records = if n > 0 {
                 *total += n;
-                sets.push(f.records);
+                sets.push(records);
                 records_marker()
             } else {
                 Bytes::new()
@@ -208,5 +276,57 @@ fn partition_data(
                 .with_log_start_offset(f.log_start_offset.get())
                 .with_records(Some(records))
         }
+    }
+}
+
+/// The leading whole batches of `records` that fit in `room` bytes.
+fn whole_batches_within(records: Vec<Bytes>, mut room: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for run in records {
+        if run.len() <= room {
+            room -= run.len();
+            out.push(run);
+            continue;
+        }
+        // A run of several batches (a cached extent): keep the batches that fit.
+        for b in split_batches(run).unwrap_or_default() {
+            if b.len() > room {
+                return out;
+            }
+            room -= b.len();
+            out.push(b);
+        }
+        return out;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::build_test_batch;
+    use crate::types::TimestampMs;
+
+    fn batch(value_bytes: usize) -> Bytes {
+        Bytes::from(build_test_batch(1, value_bytes, TimestampMs(1)))
+    }
+
+    #[test]
+    fn whole_batches_within_cuts_runs_at_batch_boundaries() {
+        let (a, b, c) = (batch(100), batch(200), batch(300));
+        let run = Bytes::from([a.clone(), b.clone()].concat());
+        let sets = vec![run.clone(), c.clone()];
+        let lens = |v: &[Bytes]| v.iter().map(|x| x.len()).collect::<Vec<_>>();
+        // Everything fits: the runs pass through as they are.
+        let all = whole_batches_within(sets.clone(), usize::MAX);
+        assert_eq!(lens(&all), vec![run.len(), c.len()]);
+        // Room for the first batch and part of the second: the run is cut after the first.
+        let cut = whole_batches_within(sets.clone(), a.len() + b.len() - 1);
+        assert_eq!(lens(&cut), vec![a.len()]);
+        // Room for the run and part of the last: the last is left out.
+        let two = whole_batches_within(sets.clone(), run.len() + c.len() - 1);
+        assert_eq!(lens(&two), vec![run.len()]);
+        // Less than a batch: nothing.
+        assert!(whole_batches_within(sets, a.len() - 1).is_empty());
     }
 }

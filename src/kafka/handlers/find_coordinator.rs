@@ -1,5 +1,9 @@
 //! FindCoordinator (API 10): every group is coordinated by this broker (one node; inside it,
 //! the owning shard is found per request). v0-3 ask for one key, v4+ for a batch (KIP-699).
+//! There are no transactions yet: a transactional producer is told so at once with
+//! CLUSTER_AUTHORIZATION_FAILED, the one code that the Java client, librdkafka, kafkajs and
+//! aiokafka all treat as fatal (COORDINATOR_NOT_AVAILABLE, say, is retried until the client's
+//! timeout, 60 s for Java); Java and librdkafka show the error message with it.
 
 use std::rc::Rc;
 
@@ -13,6 +17,9 @@ use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
+
+const TRANSACTIONS_REFUSED: &str = "shardlog does not support transactions yet: a producer \
+    with a transactional.id cannot start (idempotent producers work)";
 
 pub async fn handle(
     s: Rc<Shard>,
@@ -50,11 +57,7 @@ fn coordinator(s: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
             .with_node_id(BrokerId(s.config.node_id))
             .with_host(str_bytes(&s.config.advertised_host))
             .with_port(s.config.advertised_port),
-        KEY_TYPE_TRANSACTION => refuse(
-            c,
-            E::CoordinatorNotAvailable,
-            "transactions are not supported",
-        ),
+        KEY_TYPE_TRANSACTION => refuse(c, E::ClusterAuthorizationFailed, TRANSACTIONS_REFUSED),
         _ => refuse(c, E::InvalidRequest, "unknown coordinator key type"),
     }
 }

@@ -16,21 +16,21 @@ use crate::kafka::{compression, errors};
 use crate::metadata::TopicMeta;
 use crate::shard::Shard;
 
-/// Largest batch, decompressed, that recompression will expand.
+/// Largest batch, decompressed, that the record-count check and recompression will expand.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 /// `frame` is the request body the protocol crate decoded `req` from.
 pub async fn handle(
     s: Rc<Shard>,
     req: ProduceRequest,
-    _version: i16,
+    version: i16,
     frame: Bytes,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let snap = s.metadata();
     let mut shapes = Vec::with_capacity(req.topic_data.len());
     // Per partition entry in request order: its index, and the error it was refused with here.
-    let mut checked: Vec<(i32, Option<i16>)> = Vec::new();
+    let mut checked: Vec<(i32, Option<Refused>)> = Vec::new();
     let mut items = Vec::new();
     for t in req.topic_data {
         let topic = snap.topic(&t.name).cloned();
@@ -38,7 +38,7 @@ pub async fn handle(
         let name = TopicName(StrBytes::from_string(t.name.to_string()));
         shapes.push(((name, t.topic_id), t.partition_data.len()));
         for pd in t.partition_data {
-            match prepare(topic.as_ref(), pd.records, acks) {
+            match prepare(topic.as_ref(), pd.records, acks, version) {
                 Ok(records) => {
                     checked.push((pd.index, None));
                     items.push(PartItem {
@@ -61,8 +61,11 @@ pub async fn handle(
     let mut appended = appended.into_iter();
     let parts = checked.into_iter().map(|(index, refused)| {
         let r = match refused {
-            Some(code) => Err(code),
-            None => appended.next().expect("one answer per item sent"),
+            Some(refused) => Err(refused),
+            None => appended
+                .next()
+                .expect("one answer per item sent")
+                .map_err(|code| (code, None)),
         };
         match r {
             Ok(a) => PartitionProduceResponse::default()
@@ -70,7 +73,7 @@ pub async fn handle(
                 .with_base_offset(a.base_offset.get())
                 .with_log_append_time_ms(a.log_append_time.get())
                 .with_log_start_offset(a.log_start_offset.get()),
-            Err(code) => fail(index, code),
+            Err((code, message)) => fail(index, code).with_error_message(message),
         }
     });
     let responses = fanout::regroup(shapes, parts)
@@ -178,25 +181,36 @@ fn fail(index: i32, code: i16) -> PartitionProduceResponse {
         .with_log_start_offset(-1)
 }
 
-/// Checks one partition's part of the request here, on the connection's shard, and
-/// recompresses it if the topic has its own compression.type, so the owner's core only
-/// appends.
+/// Why a partition's records were refused before they reached the owner: the error code and
+/// the message for the response (v8+).
+type Refused = (i16, Option<StrBytes>);
+
+/// Checks one partition's part of the request here, on the connection's shard (each batch's
+/// record count against its records), and recompresses it if the topic has its own
+/// compression.type, so the owner's core only appends.
 fn prepare(
     topic: Option<&Arc<TopicMeta>>,
     records: Option<Bytes>,
     acks: i16,
-) -> Result<Bytes, i16> {
+    version: i16,
+) -> Result<Bytes, Refused> {
     if !matches!(acks, -1..=1) {
-        return Err(errors::INVALID_REQUIRED_ACKS);
+        return Err((errors::INVALID_REQUIRED_ACKS, None));
     }
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err(errors::CORRUPT_MESSAGE);
+        return Err((errors::CORRUPT_MESSAGE, None));
     };
+    let refuse = |e: compression::CompressionError| {
+        let code = errors::compression(&e, version);
+        (code, Some(StrBytes::from_string(e.to_string())))
+    };
+    compression::check_record_counts(&records, DECOMPRESSED_BYTES_MAX).map_err(refuse)?;
     let codec = topic.and_then(|t| compression::target(t.configs.compression()));
     let records = match codec {
         None => records,
-        Some(codec) => compression::recompress(records, codec, DECOMPRESSED_BYTES_MAX)
-            .map_err(|e| errors::compression(&e))?,
+        Some(codec) => {
+            compression::recompress(records, codec, DECOMPRESSED_BYTES_MAX).map_err(refuse)?
+        }
     };
     Ok(records)
 }
