@@ -165,6 +165,7 @@ impl Coordinator {
                 StorageError::CorruptOnDisk {
                     path: gl.log.dir().to_path_buf(),
                     offset: at,
+                    position: 0,
                     reason: e.to_string(),
                 }
             })?;

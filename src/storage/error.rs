@@ -34,10 +34,12 @@ pub enum StorageError {
         start: Offset,
         end: Offset,
     },
-    #[error("stored batch at offset {offset} in {path} is corrupt: {reason}")]
+    /// `offset`: the segment's base offset; `position`: the batch's byte position in it.
+    #[error("stored batch at byte {position} of segment {offset} in {path} is corrupt: {reason}")]
     CorruptOnDisk {
         path: PathBuf,
         offset: Offset,
+        position: u64,
         reason: String,
     },
     #[error("{op} failed on {path}: {source}")]

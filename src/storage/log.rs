@@ -118,6 +118,8 @@ struct Inner {
     ahead: Cell<Option<(Offset, Offset, u64)>>,
     /// Notified each time read-ahead adds an extent, and when a step ends.
     ahead_progress: Event,
+    /// The corrupt batch last logged, (segment, byte position): each is logged once.
+    corrupt_logged: Cell<Option<(Offset, u64)>>,
 }
 
 impl Drop for Inner {
@@ -173,6 +175,7 @@ impl PartitionLog {
             reading_ahead: Cell::new(false),
             ahead: Cell::new(None),
             ahead_progress: Event::new(),
+            corrupt_logged: Cell::new(None),
         });
         io::spawn(run_flusher(inner.clone())).detach();
         Ok(PartitionLog { inner })
@@ -352,23 +355,35 @@ impl PartitionLog {
         let mut run = BytesMut::new();
         let mut sizes = Vec::new();
         let (mut total, mut taken) = (0usize, 0usize);
-        self.scan_disk(segment, position, end, max_bytes, |h, buf| {
-            if h.next_offset() > offset {
-                if taken > 0 && total + buf.len() > max_bytes {
-                    return Visit::Stop;
+        let scanned = self
+            .scan_disk(segment, position, end, max_bytes, |h, buf| {
+                if h.next_offset() > offset {
+                    if taken > 0 && total + buf.len() > max_bytes {
+                        return Visit::Stop;
+                    }
+                    total += buf.len();
+                    taken += 1;
                 }
-                total += buf.len();
-                taken += 1;
+                run.extend_from_slice(&buf);
+                sizes.push((*h, buf.len()));
+                if total >= max_bytes {
+                    Visit::Stop
+                } else {
+                    Visit::Skip
+                }
+            })
+            .await;
+        match scanned {
+            Err(e @ StorageError::CorruptOnDisk { .. }) => {
+                self.log_corrupt(&e);
+                if taken == 0 {
+                    return Err(e); // the batch holding `offset` is the corrupt one
+                }
+                // Served: the intact batches before it. The next read, from the corrupt
+                // batch's offset, gets the error.
             }
-            run.extend_from_slice(&buf);
-            sizes.push((*h, buf.len()));
-            if total >= max_bytes {
-                Visit::Stop
-            } else {
-                Visit::Skip
-            }
-        })
-        .await?;
+            other => other?,
+        }
         let (Some(first), Some(last)) = (sizes.first(), sizes.last()) else {
             return Ok(Vec::new());
         };
@@ -479,6 +494,7 @@ impl PartitionLog {
         let mut inflight = std::collections::VecDeque::new();
         let mut join = Join::new(&job, self.inner.state.borrow().config.verify_reads);
         let mut cursor = job.position;
+        let mut done = job.position; // where the next completed read starts
         let depth = (self.inner.state.borrow().config.readahead_bytes / job.chunk).max(1);
         let result = loop {
             while inflight.len() < depth && cursor < job.end && self.has_room_ahead(&inflight) {
@@ -506,9 +522,11 @@ impl PartitionLog {
                 break Err(StorageError::CorruptOnDisk {
                     path: file.path().to_path_buf(),
                     offset: job.segment,
+                    position: done, // the read it is in (or the one before it ends in) starts here
                     reason,
                 });
             }
+            done += buf.len() as u64;
             self.inner.ahead_progress.notify(usize::MAX);
             if buf.len() < len {
                 break Ok(join.added); // the file ends early: recovery's business, not ours
@@ -563,8 +581,23 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// Visits whole, CRC-verified batches of a segment from `position` to `end`. Corrupt bytes
-    /// are reported as an error, never handed to the visitor.
+    /// Logs a corrupt stored batch, once per batch (clients retry the read that found it).
+    fn log_corrupt(&self, e: &StorageError) {
+        let StorageError::CorruptOnDisk {
+            offset, position, ..
+        } = e
+        else {
+            return;
+        };
+        let at = Some((*offset, *position));
+        if self.inner.corrupt_logged.replace(at) != at {
+            tracing::error!(error = %e, "corrupt batch on disk: reads stop before it");
+        }
+    }
+
+    /// Visits whole, CRC-verified batches of a segment from `position` to `end`, each starting
+    /// at the offset the one before it ended (and the segment's first at its base). Corrupt
+    /// bytes are reported as an error, never handed to the visitor, with their byte position.
     async fn scan_disk(
         &self,
         segment: Offset,
@@ -581,6 +614,7 @@ impl PartitionLog {
         })?;
         let verify = self.inner.state.borrow().config.verify_reads;
         let mut want = max_bytes.saturating_add(READ_SLACK_BYTES);
+        let mut expect = (position == 0).then_some(segment);
         while position < end {
             let len = want.min((end - position) as usize);
             let buf = file.read(position, len).await?;
@@ -590,9 +624,11 @@ impl PartitionLog {
                 if rest.len() < batch::LOG_OVERHEAD_BYTES {
                     break;
                 }
+                let at_byte = position + at as u64;
                 let corrupt = |reason: String| StorageError::CorruptOnDisk {
                     path: file.path().to_path_buf(),
                     offset: segment,
+                    position: at_byte,
                     reason,
                 };
                 let size =
@@ -609,6 +645,14 @@ impl PartitionLog {
                     break;
                 }
                 let h = check_batch(&rest[..size], verify).map_err(corrupt)?;
+                if expect.is_some_and(|e| e != h.base_offset) {
+                    let e = expect.expect("checked");
+                    return Err(corrupt(format!(
+                        "base offset {} where {e} was expected",
+                        h.base_offset
+                    )));
+                }
+                expect = Some(h.next_offset());
                 let slice = buf.slice(at, size).expect("in bounds");
                 at += size;
                 if visit(&h, slice) == Visit::Stop {

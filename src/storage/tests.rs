@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use super::batch::{self, build_test_batch};
 use super::io::block_on;
 use super::scan::scan_all;
-use super::{Durability, LogConfig, PartitionLog, StorageError};
+use super::{Chunk, Durability, LogConfig, PartitionLog, ReadOutcome, StorageError};
 use crate::types::{Offset, TimestampMs};
 
 /// The model: every batch as stored (offsets assigned), and the log start.
@@ -524,5 +524,68 @@ fn io_failure_stops_acknowledgements() {
             log.append(BytesMut::from(&b[..]), TimestampMs(1)).await,
             Err(StorageError::LogDirFailed(_))
         ));
+    });
+}
+
+/// Issue 17, case 4: one corrupt batch used to fail every read whose window held it, hiding the
+/// intact batches before it, and a flipped base-offset byte went unnoticed (records served at
+/// wrong offsets). Now a read serves the intact batches before a corrupt one and stops there;
+/// only a read from the corrupt batch itself is an error; offsets must run on batch to batch.
+#[test]
+fn a_corrupt_batch_stops_reads_at_it_and_hides_nothing_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = build_test_batch(1, 150, TimestampMs(0)).len() as u64;
+    let config = LogConfig {
+        segment_bytes_max: 60 * size + 1, // the 61st batch rolls: the first 60 are sealed
+        ..small_config()
+    };
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for i in 0..65 {
+            let b = build_test_batch(1, 150, TimestampMs(i));
+            let appended = log.append(BytesMut::from(&b[..]), TimestampMs(i)).await;
+            last = appended.unwrap().ticket;
+        }
+        log.wait(last, Durability::Written).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let seg = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = |i: u64| (i * size) as usize;
+    assert_eq!(batch::declared_size(&bytes[at(30)..]), Some(size as usize));
+    bytes[at(30) + 16] = 7; // batch 30: magic 7
+    bytes[at(45) + 7] ^= 0x40; // batch 45: its base offset, 45 → 45 ^ 64
+    std::fs::write(&seg, &bytes).unwrap();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        let offsets = |chunks: &[Chunk]| -> Vec<i64> {
+            let hs = chunks.iter().map(|c| batch::parse_header(c).unwrap());
+            hs.map(|h| h.base_offset.get()).collect()
+        };
+        let served = log.read(Offset(0), 1 << 20).await.unwrap();
+        assert_eq!(offsets(&served.chunks), (0..30).collect::<Vec<_>>());
+        let corrupt = |r: Result<ReadOutcome, StorageError>| {
+            matches!(r, Err(StorageError::CorruptOnDisk { .. }))
+        };
+        assert!(
+            corrupt(log.read(Offset(30), 1 << 20).await),
+            "the corrupt batch itself"
+        );
+        let after = log.read(Offset(35), 1 << 20).await.unwrap();
+        assert_eq!(
+            offsets(&after.chunks),
+            (35..45).collect::<Vec<_>>(),
+            "up to the bad offset"
+        );
+        assert!(
+            corrupt(log.read(Offset(45), 1 << 20).await),
+            "a base offset out of line"
+        );
+        let rest = log.read(Offset(50), 1 << 20).await.unwrap();
+        assert_eq!(offsets(&rest.chunks)[0], 50, "past it, from the index");
+        log.close().await.unwrap();
     });
 }
