@@ -82,6 +82,18 @@ pub struct Cli {
     /// [default: 57671680]
     #[arg(long, env = "SHARDLOG_FETCH_BYTES_MAX", value_name = "BYTES")]
     pub fetch_bytes_max: Option<usize>,
+    /// Most client connections open at once, all shards together (max.connections); more are
+    /// closed as they are accepted [default: 10000]
+    #[arg(long, env = "SHARDLOG_CONNECTIONS_MAX", value_name = "N")]
+    pub connections_max: Option<usize>,
+    /// Most connections open at once from one client address (max.connections.per.ip)
+    /// [default: 10000]
+    #[arg(long, env = "SHARDLOG_CONNECTIONS_PER_IP_MAX", value_name = "N")]
+    pub connections_per_ip_max: Option<usize>,
+    /// A connection with no request in flight that sends nothing (or leaves a request frame
+    /// unfinished) this long is closed (connections.max.idle.ms) [default: 600000]
+    #[arg(long, env = "SHARDLOG_CONNECTION_IDLE_MS_MAX", value_name = "MS")]
+    pub connection_idle_ms_max: Option<u64>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -104,6 +116,9 @@ struct FileConfig {
     read_cache_bytes: Option<usize>,
     verify_reads: Option<bool>,
     fetch_bytes_max: Option<usize>,
+    connections_max: Option<usize>,
+    connections_per_ip_max: Option<usize>,
+    connection_idle_ms_max: Option<u64>,
 }
 
 /// Resolved settings.
@@ -128,6 +143,11 @@ pub struct Config {
     /// Upper bound on a Fetch's max_bytes (fetch.max.bytes): what one response holds and what
     /// each owner shard reads for it.
     pub fetch_bytes_max: usize,
+    /// Client connections open at once, in total and per client address.
+    pub connections_max: usize,
+    pub connections_per_ip_max: usize,
+    /// Idle connections (nothing in flight, no complete frame) are closed after this long.
+    pub connection_idle_ms_max: u64,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
     /// Consumer-group coordinator settings.
@@ -204,6 +224,21 @@ impl Config {
                 .fetch_bytes_max
                 .or(file.fetch_bytes_max)
                 .unwrap_or(55 << 20)
+                .max(1),
+            connections_max: cli
+                .connections_max
+                .or(file.connections_max)
+                .unwrap_or(10_000)
+                .max(1),
+            connections_per_ip_max: cli
+                .connections_per_ip_max
+                .or(file.connections_per_ip_max)
+                .unwrap_or(10_000)
+                .max(1),
+            connection_idle_ms_max: cli
+                .connection_idle_ms_max
+                .or(file.connection_idle_ms_max)
+                .unwrap_or(600_000)
                 .max(1),
             retention_check_ms: 1_000,
             group,

@@ -71,6 +71,7 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
         snapshot: Arc::new(Snapshot::from_topics(registry.version, registry.topics)),
         shutdown: runtime::shutdown_flag()?,
         started: Default::default(),
+        admission: net::Admission::new(config.connections_max, config.connections_per_ip_max),
     };
     tracing::info!(
         shards = config.shards,

@@ -419,3 +419,78 @@ fn the_broker_listens_only_once_the_port_is_its_own() {
     let mut c = broker.client();
     create_topic(&mut c, "after", 1);
 }
+
+/// Whether a fresh connection gets an ApiVersions answer, or is closed first.
+fn answered(s: &mut std::net::TcpStream) -> bool {
+    use std::io::{Read, Write};
+    // ApiVersions v0: key 18, version 0, correlation id 1, null client id.
+    let req = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+    let mut head = [0u8; 8];
+    s.write_all(&req).is_ok() && s.read_exact(&mut head).is_ok() && head[4..8] == [0, 0, 0, 1]
+}
+
+/// Waits (up to 20 s) for the broker to close `s`; false if it stays open.
+fn closed_by_broker(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+    }
+}
+
+/// Issue 17, case 6 (its connection part): connections had no cap and no idle timeout (5,000
+/// idle plus 2,000 half-sent headers all stayed open for ever). Now a connection over
+/// `--connections-per-ip-max` is closed when accepted, one that is idle or leaves a frame
+/// unfinished for `--connection-idle-ms-max` is closed, which frees its place, and one waiting
+/// on a long poll is not idle.
+#[test]
+fn connections_are_capped_and_idle_ones_closed() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let port = harness::free_port();
+    let limits = [
+        "--connections-per-ip-max",
+        "3",
+        "--connection-idle-ms-max",
+        "700",
+    ];
+    let broker = Broker::start_on(&dir.path().join("data"), 2, port, &limits);
+    let connect = || TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // The start-up check's connections are closed; let the broker see them go.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut open: Vec<TcpStream> = (0..3).map(|_| connect()).collect();
+    assert!(open.iter_mut().all(answered), "three are served");
+    let mut fourth = connect();
+    assert!(
+        !answered(&mut fourth),
+        "a fourth from the same address is closed"
+    );
+    // Idle ones are closed: two that send nothing, one with half a size prefix.
+    open[2].write_all(&[0, 0]).unwrap();
+    for s in open.iter_mut() {
+        assert!(closed_by_broker(s), "an idle connection is closed");
+    }
+    // Their places are free again; a long poll longer than the idle time is not idle.
+    let mut c = broker.client();
+    create_topic(&mut c, "quiet", 1);
+    let req = FetchRequest::default()
+        .with_max_wait_ms(2000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("quiet"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+}

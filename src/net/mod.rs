@@ -8,15 +8,18 @@
 //! socket listens on the address: a killed broker's SO_REUSEPORT socket lingers while its
 //! io_uring is torn down, and would take (and reset) a share of new connections.
 
+mod admission;
 mod send;
 mod timing;
 
+pub use admission::Admission;
 pub use timing::RequestTimes;
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use event_listener::Event;
@@ -109,7 +112,7 @@ mod port_tests {
 }
 
 /// Accepts connections until the shard stops (this task is dropped then).
-pub async fn accept_loop(shard: Rc<Shard>) {
+pub async fn accept_loop(shard: Rc<Shard>, admission: Arc<Admission>) {
     let listener = match TcpListener::bind(shard.config.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -121,7 +124,12 @@ pub async fn accept_loop(shard: Rc<Shard>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                runtime::spawn(serve(shard.clone(), stream)).detach();
+                let ip = stream.peer_addr().map(|a| a.ip()).ok();
+                let Some(admitted) = ip.and_then(|ip| admission.admit(ip)) else {
+                    tracing::debug!(peer = ?ip, "connection refused: connection limit reached");
+                    continue; // dropped here: closed
+                };
+                runtime::spawn(serve(shard.clone(), stream, admitted)).detach();
             }
             Err(e) => tracing::warn!(error = %e, "accept failed"),
         }
@@ -135,7 +143,20 @@ struct Pending {
     arrived: Instant,
 }
 
-async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// Resolves once the connection has been idle for `idle`: no request in flight (`busy`) and
+/// nothing received or sent since `last`. A frame left unfinished does not count as activity.
+async fn idle_for(busy: &Cell<usize>, last: &Cell<Instant>, idle: Duration) {
+    loop {
+        let since = last.get().elapsed();
+        if busy.get() == 0 && since >= idle {
+            return;
+        }
+        let wait = idle.saturating_sub(since).max(Duration::from_millis(10));
+        runtime::sleep(wait).await;
+    }
+}
+
+async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: admission::Admitted) {
     let _ = stream.set_nodelay(true);
     let peer: Rc<str> = match stream.peer_addr() {
         Ok(a) => format!("/{}", a.ip()).into(),
@@ -146,6 +167,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.inflight_requests_max);
     let closed = Rc::new((Cell::new(false), Event::new()));
     let writer_closed = closed.clone();
+    // Requests in flight on this connection, and when it last received a frame or sent one.
+    let activity = Rc::new((Cell::new(0usize), Cell::new(Instant::now())));
+    let writer_activity = activity.clone();
+    let idle = Duration::from_millis(shard.config.connection_idle_ms_max);
     let timed = shard.clone();
     let writer = runtime::spawn(async move {
         while let Some(pending) = rx.recv().await {
@@ -158,6 +183,8 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     false
                 }
             };
+            writer_activity.0.set(writer_activity.0.get() - 1);
+            writer_activity.1.set(Instant::now());
             if !ok {
                 break;
             }
@@ -175,7 +202,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             break;
         }
         let read = future::or(async { Some(read_frame(&mut rd, max).await) }, async {
-            listener.await;
+            future::or(listener, idle_for(&activity.0, &activity.1, idle)).await;
             None
         })
         .await;
@@ -188,6 +215,8 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             _ => break,
         };
         let (api, arrived) = (i16::from_be_bytes([frame[0], frame[1]]), Instant::now());
+        activity.0.set(activity.0.get() + 1);
+        activity.1.set(arrived);
         let s = shard.clone();
         let peer = peer.clone();
         let task = runtime::spawn(async move {

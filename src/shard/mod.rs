@@ -42,6 +42,8 @@ pub struct Boot {
     /// Shards that have opened their partitions and groups: none listens before all have, so
     /// the first client is never answered by a shard whose peers cannot answer yet.
     pub started: Arc<AtomicUsize>,
+    /// The connection limits, shared by the shards' accept loops.
+    pub admission: Arc<crate::net::Admission>,
 }
 
 pub struct Shard {
@@ -361,7 +363,10 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     }
     wait_for_peers(&boot).await;
     // Kept (not detached): dropping the task cancels the accept loop at shutdown.
-    let listener = runtime::spawn(crate::net::accept_loop(shard.clone()));
+    let listener = runtime::spawn(crate::net::accept_loop(
+        shard.clone(),
+        boot.admission.clone(),
+    ));
     housekeeping(&shard, &boot.shutdown).await;
     shard.stopping.set(true);
     drop(listener);
