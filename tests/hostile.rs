@@ -38,16 +38,7 @@ fn fill(
 ) {
     for _ in 0..batches {
         let records = Bytes::from(build_test_batch(10, value_bytes, TimestampMs::now()));
-        let req = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(part)
-                    .with_records(Some(records))])]);
-        let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        assert_eq!(produce_raw(c, topic, part, records, 9).0, 0);
     }
 }
 
@@ -220,40 +211,24 @@ fn lying_about_count(mut b: Vec<u8>, count: i32) -> Bytes {
     Bytes::from(b)
 }
 
-/// A gzip batch of `n` small records, as a client would send it.
-fn gzip_batch(n: i64) -> Vec<u8> {
-    use kafka_protocol::records::*;
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: -1,
-            timestamp: 1000,
-            key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = bytes::BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::Gzip,
-    };
-    RecordBatchEncoder::encode(&mut out, records.iter(), &opts).unwrap();
-    out.to_vec()
+/// A gzip batch of `n` small records, as a client would send it (the protocol crate's
+/// encoder, through the broker's own recompression).
+fn gzip_batch(n: i32) -> Vec<u8> {
+    let plain = Bytes::from(build_test_batch(n, 1, TimestampMs(1000)));
+    let zipped = shardlog::kafka::compression::recompress(
+        plain,
+        kafka_protocol::records::Compression::Gzip,
+        1 << 20,
+    );
+    zipped.unwrap().to_vec()
 }
 
-/// Produce `records` to partition 0 of `topic` with Produce `version`: (error, base offset,
-/// error message).
+/// Produce `records` to partition `part` of `topic` with Produce `version`: (error, base
+/// offset, error message).
 fn produce_raw(
     c: &mut harness::client::Client,
     topic: &str,
+    part: i32,
     records: Bytes,
     version: i16,
 ) -> (i16, i64, Option<String>) {
@@ -263,7 +238,7 @@ fn produce_raw(
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
+                .with_index(part)
                 .with_records(Some(records))])]);
     let resp: ProduceResponse = c.call(ApiKey::Produce, version, &req);
     let p = &resp.responses[0].partition_responses[0];
@@ -284,32 +259,37 @@ fn a_batch_must_hold_the_records_it_declares() {
     create_topic(&mut c, "lie", 1);
     let plain = build_test_batch(1, 10, TimestampMs::now());
     for _ in 0..200 {
-        let (err, _, message) =
-            produce_raw(&mut c, "lie", lying_about_count(plain.clone(), i32::MAX), 9);
+        let (err, _, message) = produce_raw(
+            &mut c,
+            "lie",
+            0,
+            lying_about_count(plain.clone(), i32::MAX),
+            9,
+        );
         assert_eq!(err, 87, "INVALID_RECORD");
         assert!(message.unwrap_or_default().contains("declares"));
     }
     let fewer = lying_about_count(build_test_batch(3, 10, TimestampMs::now()), 2);
     assert_eq!(
-        produce_raw(&mut c, "lie", fewer, 9).0,
+        produce_raw(&mut c, "lie", 0, fewer, 9).0,
         87,
         "more records than declared"
     );
     let old = lying_about_count(plain.clone(), 5);
     assert_eq!(
-        produce_raw(&mut c, "lie", old, 7).0,
+        produce_raw(&mut c, "lie", 0, old, 7).0,
         2,
         "CORRUPT_MESSAGE before v8"
     );
     let zipped = lying_about_count(gzip_batch(3), i32::MAX);
-    assert_eq!(produce_raw(&mut c, "lie", zipped, 9).0, 87, "compressed");
+    assert_eq!(produce_raw(&mut c, "lie", 0, zipped, 9).0, 87, "compressed");
     // Honest batches, plain and compressed, go on at offset 0: nothing moved the log end.
     assert_eq!(
-        produce_raw(&mut c, "lie", Bytes::from(plain), 9),
+        produce_raw(&mut c, "lie", 0, Bytes::from(plain), 9),
         (0, 0, None)
     );
     assert_eq!(
-        produce_raw(&mut c, "lie", Bytes::from(gzip_batch(3)), 9),
+        produce_raw(&mut c, "lie", 0, Bytes::from(gzip_batch(3)), 9),
         (0, 1, None)
     );
     let segments = std::fs::read_dir(data.join("lie-0"))

@@ -14,7 +14,6 @@ use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
 };
 
-use crate::kafka::records;
 use crate::partition::split_batches;
 use crate::storage::batch;
 
@@ -56,23 +55,24 @@ pub fn check_record_counts(records: &Bytes, bytes_max: usize) -> Result<(), Comp
         let declared = i64::from(h.record_count);
         let area = &b[batch::HEADER_BYTES..];
         let found = match codec_of(h.attributes) {
-            Some(Compression::None) => records::count_records(area, declared),
+            Some(Compression::None) => count_records(area, declared, usize::MAX)?,
             Some(Compression::Snappy) => {
-                records::count_records(&snappy(area, bytes_max).map_err(from_anyhow)?, declared)
+                let raw = snappy(area, bytes_max).map_err(from_anyhow)?;
+                count_records(&raw[..], declared, usize::MAX)?
             }
-            Some(Compression::Gzip) => {
-                count_stream(flate2::read::GzDecoder::new(area), declared, bytes_max)?
-            }
-            Some(Compression::Zstd) => count_stream(
-                zstd::stream::read::Decoder::new(area).map_err(corrupt)?,
+            Some(Compression::Gzip) => count_records(
+                buffered(flate2::read::GzDecoder::new(area)),
                 declared,
                 bytes_max,
             )?,
-            Some(Compression::Lz4) => count_stream(
-                lz4::Decoder::new(area).map_err(corrupt)?,
-                declared,
-                bytes_max,
-            )?,
+            Some(Compression::Zstd) => {
+                let decoder = zstd::stream::read::Decoder::new(area).map_err(corrupt)?;
+                count_records(buffered(decoder), declared, bytes_max)?
+            }
+            Some(Compression::Lz4) => {
+                let decoder = lz4::Decoder::new(area).map_err(corrupt)?;
+                count_records(buffered(decoder), declared, bytes_max)?
+            }
             None => {
                 return Err(corrupt(format!(
                     "unknown codec in attributes {}",
@@ -94,14 +94,19 @@ pub fn check_record_counts(records: &Bytes, bytes_max: usize) -> Result<(), Comp
     Ok(())
 }
 
-/// `records::count_records` over a decompressor: counts length-prefixed records, skipping
-/// their bytes through a fixed buffer. None if the stream is not exactly whole records.
-fn count_stream(
-    decoder: impl Read,
+fn buffered(decoder: impl Read) -> impl BufRead {
+    BufReader::with_capacity(COUNT_BUFFER_BYTES, decoder)
+}
+
+/// Counts the length-prefixed records of a v2 record area, no further than `most + 1`, and
+/// skips their bytes without copying them: an uncompressed area is read in place (a slice is
+/// a `BufRead`), a decompressor through a fixed buffer (`buffered`). None if the area is not
+/// exactly whole records; TooLarge past `bytes_max` bytes.
+fn count_records(
+    mut r: impl BufRead,
     most: i64,
     bytes_max: usize,
 ) -> Result<Option<i64>, CompressionError> {
-    let mut r = BufReader::with_capacity(COUNT_BUFFER_BYTES, decoder);
     let (mut n, mut total) = (0i64, 0usize);
     while n <= most {
         let Some((len, used)) = stream_varint(&mut r)? else {
@@ -114,14 +119,26 @@ fn count_stream(
         if total > bytes_max {
             return Err(CompressionError::TooLarge(bytes_max));
         }
-        let skipped =
-            std::io::copy(&mut (&mut r).take(len as u64), &mut std::io::sink()).map_err(corrupt)?;
-        if skipped != len as u64 {
+        if !skip(&mut r, len)? {
             return Ok(None);
         }
         n += 1;
     }
     Ok(Some(n))
+}
+
+/// Consumes `len` bytes of `r`; false if it ends first.
+fn skip(r: &mut impl BufRead, mut len: usize) -> Result<bool, CompressionError> {
+    while len > 0 {
+        let available = r.fill_buf().map_err(corrupt)?.len();
+        if available == 0 {
+            return Ok(false);
+        }
+        let step = available.min(len);
+        r.consume(step);
+        len -= step;
+    }
+    Ok(true)
 }
 
 /// A zigzag varint and the bytes it took; None at the end of the stream before its first byte.
@@ -266,7 +283,14 @@ mod tests {
     use kafka_protocol::records::{Record, TimestampType};
 
     fn batch_with(compression: Compression, value: Vec<u8>) -> Bytes {
-        let records: Vec<Record> = (0..3)
+        batch_of(compression, 3, true, Some(value))
+    }
+
+    /// `n` records, each with `value`, in one batch: if `varied`, with keys `k0`.. and
+    /// timestamps 1000, 1001..; else with no key and all at 1000 (the fewest bytes a record
+    /// can take).
+    fn batch_of(compression: Compression, n: i64, varied: bool, value: Option<Vec<u8>>) -> Bytes {
+        let records: Vec<Record> = (0..n)
             .map(|i| Record {
                 transactional: false,
                 control: false,
@@ -277,9 +301,9 @@ mod tests {
                 timestamp_type: TimestampType::Creation,
                 offset: i,
                 sequence: -1 + i as i32,
-                timestamp: 1000 + i,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(value.clone())),
+                timestamp: 1000 + if varied { i } else { 0 },
+                key: varied.then(|| Bytes::from(format!("k{i}"))),
+                value: value.clone().map(Bytes::from),
                 headers: Default::default(),
             })
             .collect();
@@ -316,33 +340,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    fn records_of(n: i64, compression: Compression) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: -1 + i as i32,
-                timestamp: 1000,
-                key: None,
-                value: None,
-                headers: Default::default(),
-            })
-            .collect();
-        let mut out = BytesMut::new();
-        let opts = RecordEncodeOptions {
-            version: 2,
-            compression,
-        };
-        RecordBatchEncoder::encode(&mut out, records.iter(), &opts).unwrap();
-        out.freeze()
     }
 
     /// The batch with its header's count (and last offset delta) set to `count`, CRC redone.
@@ -390,9 +387,25 @@ mod tests {
     }
 
     #[test]
+    fn counts_whole_records_and_stops_past_the_most() {
+        let b = crate::storage::batch::build_test_batch(5, 20, crate::types::TimestampMs(1));
+        let area = &b[batch::HEADER_BYTES..];
+        let count = |a: &[u8], most| count_records(a, most, usize::MAX).ok().flatten();
+        assert_eq!(count(area, 5), Some(5));
+        assert_eq!(count(area, 2), Some(3), "stops one past the most");
+        assert_eq!(count(&area[..area.len() - 1], 5), None, "torn record");
+        assert_eq!(count(&[], 5), Some(0));
+        assert_eq!(count(&[0x01], 5), None, "negative length");
+        assert!(matches!(
+            count_records(area, 5, 10),
+            Err(CompressionError::TooLarge(10))
+        ));
+    }
+
+    #[test]
     fn recompression_counts_records_as_well_as_bytes() {
         // 100,000 empty records: under a megabyte decompressed, far more once decoded.
-        let b = records_of(100_000, Compression::Zstd);
+        let b = batch_of(Compression::Zstd, 100_000, false, None);
         assert_eq!(batch::parse_header(&b).unwrap().record_count, 100_000);
         assert!(check_record_counts(&b, 1 << 20).is_ok());
         let e = recompress(b.clone(), Compression::Lz4, 1 << 20);

@@ -1,7 +1,6 @@
-//! Walking the records inside an uncompressed v2 batch without building them: enough to count
-//! them against the batch header (Produce) and to find the first record at or after a
-//! timestamp (ListOffsets by time). Every length is checked against the bytes present; nothing
-//! is allocated.
+//! Walking the records inside an uncompressed v2 batch without building them: enough to find
+//! the first record at or after a timestamp (ListOffsets by time). Every length is checked
+//! against the bytes present; nothing is allocated.
 
 use crate::storage::batch;
 use crate::types::{Offset, TimestampMs};
@@ -17,18 +16,6 @@ fn varint(b: &[u8], at: &mut usize) -> Option<i64> {
         }
     }
     None
-}
-
-/// The number of length-prefixed records in an uncompressed record area, counting no further
-/// than `most + 1`; None if the area is not exactly a run of whole records.
-pub fn count_records(area: &[u8], most: i64) -> Option<i64> {
-    let (mut at, mut n) = (0usize, 0i64);
-    while at < area.len() && n <= most {
-        let len = usize::try_from(varint(area, &mut at)?).ok()?;
-        at = at.checked_add(len).filter(|&end| end <= area.len())?;
-        n += 1;
-    }
-    (at == area.len() || n > most).then_some(n)
 }
 
 /// The offset and timestamp of the first record whose timestamp is ≥ `ts` in one batch; None
@@ -70,21 +57,6 @@ pub fn first_record_at_or_after(b: &[u8], ts: i64) -> Option<(Offset, TimestampM
 mod tests {
     use super::*;
     use crate::storage::batch::build_test_batch;
-
-    #[test]
-    fn counts_whole_records_and_stops_past_the_most() {
-        let b = build_test_batch(5, 20, TimestampMs(1));
-        let area = &b[batch::HEADER_BYTES..];
-        assert_eq!(count_records(area, 5), Some(5));
-        assert_eq!(count_records(area, 2), Some(3), "stops one past the most");
-        assert_eq!(
-            count_records(&area[..area.len() - 1], 5),
-            None,
-            "torn record"
-        );
-        assert_eq!(count_records(&[], 5), Some(0));
-        assert_eq!(count_records(&[0x01], 5), None, "negative length");
-    }
 
     #[test]
     fn finds_the_record() {

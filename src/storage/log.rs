@@ -645,8 +645,7 @@ impl PartitionLog {
                     break;
                 }
                 let h = check_batch(&rest[..size], verify).map_err(corrupt)?;
-                if expect.is_some_and(|e| e != h.base_offset) {
-                    let e = expect.expect("checked");
+                if let Some(e) = expect.filter(|&e| e != h.base_offset) {
                     return Err(corrupt(format!(
                         "base offset {} where {e} was expected",
                         h.base_offset
