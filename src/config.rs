@@ -94,6 +94,10 @@ pub struct Cli {
     /// unfinished) this long is closed (connections.max.idle.ms) [default: 600000]
     #[arg(long, env = "SHARDLOG_CONNECTION_IDLE_MS_MAX", value_name = "MS")]
     pub connection_idle_ms_max: Option<u64>,
+    /// Each shard's budget for request and response bytes in flight (queued.max.request.bytes):
+    /// connections on a shard pause reading while it is spent [default: 67108864]
+    #[arg(long, env = "SHARDLOG_INFLIGHT_BYTES_MAX", value_name = "BYTES")]
+    pub inflight_bytes_max: Option<usize>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -119,6 +123,7 @@ struct FileConfig {
     connections_max: Option<usize>,
     connections_per_ip_max: Option<usize>,
     connection_idle_ms_max: Option<u64>,
+    inflight_bytes_max: Option<usize>,
 }
 
 /// Resolved settings.
@@ -148,6 +153,8 @@ pub struct Config {
     pub connections_per_ip_max: usize,
     /// Idle connections (nothing in flight, no complete frame) are closed after this long.
     pub connection_idle_ms_max: u64,
+    /// Each shard's budget for bytes in flight (`net::budget`).
+    pub inflight_bytes_max: usize,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
     /// Consumer-group coordinator settings.
@@ -240,6 +247,11 @@ impl Config {
                 .or(file.connection_idle_ms_max)
                 .unwrap_or(600_000)
                 .max(1),
+            inflight_bytes_max: cli
+                .inflight_bytes_max
+                .or(file.inflight_bytes_max)
+                .unwrap_or(64 << 20)
+                .max(1 << 20),
             retention_check_ms: 1_000,
             group,
             producer_id_expiration_ms: cli

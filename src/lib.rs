@@ -8,6 +8,7 @@
 //! - [`metadata`]: the topic registry, its durable store, and partition placement.
 //! - [`runtime`]: one glommio executor per shard, the channel mesh, signals (runtime edge).
 //! - [`net`]: per-shard listener (SO_REUSEPORT) and pipelined connections.
+//! - [`budget`]: each shard's budget for bytes in flight, leased by requests as they go.
 //! - [`kafka`]: dispatch (the one version table), one handler per API key, error codes.
 //! - [`shard`]: a core's state, cross-shard calls (`Shard::on`), the controller on shard 0.
 //! - [`partition`]: a partition on its owner: acks, long-poll fetch, offsets by time.
@@ -20,6 +21,7 @@
 //! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`) built on it.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -14,6 +14,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::frame::{self, Frame, Spliced};
 use super::handlers;
+use crate::budget::Lease;
 use crate::shard::Shard;
 
 /// Why a connection is being closed instead of answered.
@@ -87,8 +88,14 @@ fn split_header(mut frame: Bytes) -> Result<(ApiKey, i16, RequestHeader, Bytes),
 }
 
 /// Handles one request frame (size prefix already removed) from a client at `peer`
-/// ("/1.2.3.4"). Ok(None): no response (acks=0).
-pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Option<Frame>, Close> {
+/// ("/1.2.3.4"), whose bytes `lease` holds on the shard's budget (Fetch grows it before it
+/// reads). Ok(None): no response (acks=0).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    peer: &str,
+    lease: &Lease,
+) -> Result<Option<Frame>, Close> {
     let (api, version, header, frame) = split_header(frame)?;
     let corr = header.correlation_id;
     let ctx = handlers::Ctx {
@@ -131,7 +138,7 @@ pub async fn handle(shard: &Rc<Shard>, frame: Bytes, peer: &str) -> Result<Optio
         }
         ApiKey::Fetch => {
             run(api, version, corr, body, |r| {
-                handlers::fetch::handle(s, r, version)
+                handlers::fetch::handle(s, r, version, lease)
             })
             .await
         }

@@ -35,6 +35,15 @@ impl Frame {
         &self.parts
     }
 
+    /// Bytes on the wire, size prefix included.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The frame in one buffer (a copy), to compare with a whole-buffer encoding.
     #[cfg(test)]
     pub fn to_bytes(&self) -> Bytes {

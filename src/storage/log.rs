@@ -352,7 +352,10 @@ impl PartitionLog {
         at: (Offset, u64, u64),
     ) -> Result<Vec<Bytes>> {
         let (segment, position, end) = at;
-        let mut run = BytesMut::new();
+        // Room for what will be taken, so the run is not reallocated (and copied) as it grows:
+        // only a first batch larger than `max_bytes` grows it.
+        let expected = (end.saturating_sub(position) as usize).min(max_bytes);
+        let mut run = BytesMut::with_capacity(expected.min(READ_RESERVE_BYTES_MAX));
         let mut sizes = Vec::new();
         let (mut total, mut taken) = (0usize, 0usize);
         let scanned = self
@@ -749,6 +752,9 @@ impl PartitionLog {
         io::write_small_atomic(dir, recovery::CLEAN_SHUTDOWN_FILE, marker).await
     }
 }
+
+/// The most a disk read reserves up front for the batches it collects.
+const READ_RESERVE_BYTES_MAX: usize = 64 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Visit {

@@ -19,6 +19,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
+use crate::budget::Lease;
 use crate::kafka::errors;
 use crate::kafka::fanout::{self, PartItem};
 use crate::kafka::frame::{records_marker, Spliced};
@@ -41,6 +42,7 @@ pub async fn handle(
     s: Rc<Shard>,
     req: FetchRequest,
     version: i16,
+    lease: &Lease,
 ) -> Option<Spliced<FetchResponse>> {
     let snap = s.metadata();
     let mut shapes: Vec<((TopicName, Uuid), usize)> = Vec::new();
@@ -79,7 +81,8 @@ pub async fn handle(
     let wait_ms = (req.max_wait_ms.max(0) as u64).min(s.config.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let mut results = read_all(&s, &wants, budget).await;
+    let request_bytes = lease.bytes();
+    let mut results = read_leased(&s, &wants, budget, lease, request_bytes).await;
     loop {
         let total: usize = results
             .iter()
@@ -101,12 +104,34 @@ pub async fn handle(
             })
             .collect();
         wait_any(&s, &wants, &seen, deadline - now).await;
-        results = read_all(&s, &wants, budget).await;
+        drop(std::mem::take(&mut results)); // what the last read held, before the next lease
+        results = read_leased(&s, &wants, budget, lease, request_bytes).await;
     }
     Some(respond(shapes, &wants, results, budget))
 }
 
 type PartResult = Result<Fetched, (i16, Offset, Offset)>;
+
+/// `read_all` with the memory it may take leased first from the shard's budget (waiting in
+/// line while the budget is spent), and the lease cut back to what the read holds after it.
+async fn read_leased(
+    s: &Rc<Shard>,
+    wants: &[Want],
+    budget: usize,
+    lease: &Lease,
+    request_bytes: usize,
+) -> Vec<PartResult> {
+    lease
+        .grow_to(request_bytes + read_need(s, wants, budget))
+        .await;
+    let results = read_all(s, wants, budget).await;
+    let held: usize = results
+        .iter()
+        .map(|r| r.as_ref().map_or(0, Fetched::bytes))
+        .sum();
+    lease.set(request_bytes + held);
+    results
+}
 
 /// Reads every wanted partition on its owner shard (one round trip per shard), each shard
 /// within `budget` bytes.
@@ -129,6 +154,23 @@ async fn read_all(s: &Rc<Shard>, wants: &[Want], budget: usize) -> Vec<PartResul
             Err(code) => Err((code, Offset(-1), Offset(-1))),
         })
         .collect()
+}
+
+/// The most memory a `read_all` of `wants` may take at once: each owner shard reads up to the
+/// budget (the response keeps to it afterwards), at most its partitions' limits (each charged
+/// as `read_owned` does), and a disk read holds its device buffer and the batches taken out of
+/// it together for a moment.
+fn read_need(s: &Shard, wants: &[Want], budget: usize) -> usize {
+    const DISK_READ_COPIES: usize = 2;
+    let mut per_owner = vec![0usize; s.shards()];
+    for w in wants {
+        if let Some(t) = &w.topic {
+            let owner = &mut per_owner[s.owner_of(&t.id, w.partition)];
+            *owner = owner.saturating_add(w.max_bytes.max(READ_CHARGE_BYTES_MIN));
+        }
+    }
+    let need: usize = per_owner.iter().map(|&n| n.min(budget)).sum();
+    need.saturating_mul(DISK_READ_COPIES)
 }
 
 /// Least a partition read is charged against the budget when reads run concurrently: a read
