@@ -21,8 +21,11 @@ pub const PRODUCERS_MAX: usize = 100_000;
 pub const PRODUCER_STATE_FILE: &str = "producer-state";
 /// Largest producer-state snapshot read back (bounded by PRODUCERS_MAX entries).
 const PRODUCER_STATE_BYTES_MAX: u64 = 64 << 20;
-/// Batches appended between periodic producer-state snapshots.
+/// Idempotent batches appended between periodic producer-state snapshots...
 const SNAPSHOT_EVERY_BATCHES: u64 = 10_000;
+/// ...or bytes of any batches: rebuilding the state at open reads the log from the snapshot
+/// on, so this bounds that read after a crash, producers or not.
+const SNAPSHOT_EVERY_BYTES: u64 = 16 << 20;
 /// Bytes read per step while rebuilding producer state from the log.
 const SCAN_READ_BYTES: usize = 1 << 20;
 
@@ -33,6 +36,8 @@ pub struct Producers {
     pub states: RefCell<ProducerStates>,
     /// Idempotent batches appended since the last snapshot.
     since_snapshot: Cell<u64>,
+    /// Bytes of all batches appended since the last snapshot.
+    since_snapshot_bytes: Cell<u64>,
 }
 
 pub struct Partition {
@@ -152,6 +157,8 @@ impl Partition {
                     (m.first_offset, TimestampMs::NONE, m.last_offset.plus(1))
                 }
                 Verdict::Append => {
+                    let appended = self.producers.since_snapshot_bytes.get() + b.len() as u64;
+                    self.producers.since_snapshot_bytes.set(appended);
                     let info = self.log.append_now(b, now)?;
                     h.base_offset = info.base_offset;
                     self.producers.states.borrow_mut().record(&h, now.0);
@@ -198,8 +205,9 @@ impl Partition {
             .states
             .borrow_mut()
             .expire(now.0, expiration_ms);
-        let due = self.producers.since_snapshot.get() >= SNAPSHOT_EVERY_BATCHES
-            && !self.producers.states.borrow().is_empty();
+        let due = (self.producers.since_snapshot.get() >= SNAPSHOT_EVERY_BATCHES
+            && !self.producers.states.borrow().is_empty())
+            || self.producers.since_snapshot_bytes.get() >= SNAPSHOT_EVERY_BYTES;
         if !(force || due || expired > 0) {
             return Ok(());
         }
@@ -211,6 +219,7 @@ impl Partition {
             .borrow()
             .encode_snapshot(self.log.next_offset());
         self.producers.since_snapshot.set(0);
+        self.producers.since_snapshot_bytes.set(0);
         io::write_small_atomic(self.log.dir(), PRODUCER_STATE_FILE, bytes).await
     }
 
@@ -344,6 +353,41 @@ mod tests {
             let p = open(topic).await;
             assert!(p.producers.states.borrow().get(9).is_none());
             assert_eq!(p.producers.states.borrow().len(), 1);
+        });
+    }
+
+    /// Issue 17, case 9: producer state is rebuilt at open by reading the log from the last
+    /// snapshot on, and snapshots came only every 10,000 idempotent batches: after a crash, a
+    /// log written by plain producers was read from its start. Now 16 MiB of any batches
+    /// make a snapshot due too.
+    #[test]
+    fn plain_batches_make_a_producer_snapshot_due_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = Arc::new(TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: Default::default(),
+        });
+        io::block_on(async {
+            let log = PartitionLog::open(dir.path(), Default::default())
+                .await
+                .unwrap();
+            let p = Partition::open(topic, 0, log).await.unwrap();
+            let plain = build_test_batch(1, 512 << 10, TimestampMs(1));
+            for _ in 0..40 {
+                p.produce(BytesMut::from(&plain[..]), 1).await.unwrap();
+            }
+            p.maintain_producers(TimestampMs(1), i64::MAX, false)
+                .await
+                .unwrap();
+            let path = p.log.dir().join(PRODUCER_STATE_FILE);
+            let stored = io::read_small(&path, PRODUCER_STATE_BYTES_MAX)
+                .await
+                .unwrap();
+            let (at, _) = ProducerStates::decode_snapshot(&stored.expect("a snapshot")).unwrap();
+            assert_eq!(at, p.log.next_offset(), "covers the log so far");
+            p.log.close().await.unwrap();
         });
     }
 }

@@ -55,6 +55,11 @@ pub struct LogConfig {
     /// default: every batch was checked when it was appended, and the recovery scan checks
     /// what a crash may have torn; length, magic and offsets are always checked.
     pub verify_reads: bool,
+    /// A recovery checkpoint of the active segment (its indexes as of a synced prefix, so a
+    /// crash recovery scans only what follows) is written once this much more is on disk...
+    pub checkpoint_bytes_min: u64,
+    /// ...and at most once per this many milliseconds.
+    pub checkpoint_ms_min: i64,
 }
 
 impl Default for LogConfig {
@@ -77,6 +82,8 @@ impl Default for LogConfig {
             readahead_bytes: 16 << 20,
             read_chunk_bytes: 2 << 20,
             verify_reads: false,
+            checkpoint_bytes_min: 16 << 20,
+            checkpoint_ms_min: 1000,
         }
     }
 }

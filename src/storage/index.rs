@@ -2,9 +2,9 @@
 //!
 //! Reads find a batch by offset through the offset index (offset → byte position) and by time
 //! through the time index (timestamp → offset). Both are sparse: an entry every
-//! `index_interval_bytes` of log. The active segment's indexes live in memory only; they are
+//! `index_interval_bytes` of log. The active segment's indexes live in memory; they are
 //! written next to the segment (`.index`, `.timeindex`) when it is sealed or the log is closed
-//! cleanly. An index file that fails its CRC is rebuilt from the log, so indexes are a cache
+//! cleanly, and as a recovery checkpoint of a synced prefix of it while it is written. An index file that fails its CRC is rebuilt from the log, so indexes are a cache
 //! of the log and never a source of truth. Layout: docs/storage.md.
 
 use crate::types::{Offset, TimestampMs};
@@ -64,13 +64,18 @@ impl OffsetIndex {
         self.entries.is_empty()
     }
 
+    /// The index file for the segment as `summary` describes it: the entries of batches
+    /// inside its first `summary.log_bytes` (all of them for a whole segment).
     pub fn encode(&self, summary: SegmentSummary) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY_BYTES);
-        for &(o, p) in &self.entries {
+        let inside = self
+            .entries
+            .partition_point(|&(_, p)| u64::from(p) < summary.log_bytes);
+        let mut body = Vec::with_capacity(inside * OFFSET_ENTRY_BYTES);
+        for &(o, p) in &self.entries[..inside] {
             body.extend_from_slice(&o.to_be_bytes());
             body.extend_from_slice(&p.to_be_bytes());
         }
-        encode_file(KIND_OFFSET, self.entries.len(), summary, body)
+        encode_file(KIND_OFFSET, inside, summary, body)
     }
 
     pub fn decode(file: &[u8]) -> Option<(OffsetIndex, SegmentSummary)> {
@@ -127,13 +132,17 @@ impl TimeIndex {
         self.entries.is_empty()
     }
 
-    pub fn encode(&self, summary: SegmentSummary) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.entries.len() * TIME_ENTRY_BYTES);
-        for &(t, o) in &self.entries {
+    /// The index file for the segment as `summary` describes it (of a segment based at
+    /// `base`): the entries pointing at batches before `summary.next_offset`.
+    pub fn encode(&self, base: Offset, summary: SegmentSummary) -> Vec<u8> {
+        let end = summary.next_offset.0.saturating_sub(base.0);
+        let inside = self.entries.partition_point(|&(_, o)| i64::from(o) < end);
+        let mut body = Vec::with_capacity(inside * TIME_ENTRY_BYTES);
+        for &(t, o) in &self.entries[..inside] {
             body.extend_from_slice(&t.to_be_bytes());
             body.extend_from_slice(&o.to_be_bytes());
         }
-        encode_file(KIND_TIME, self.entries.len(), summary, body)
+        encode_file(KIND_TIME, inside, summary, body)
     }
 
     pub fn decode(file: &[u8]) -> Option<(TimeIndex, SegmentSummary)> {
@@ -237,6 +246,32 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_keeps_only_the_entries_inside_it() {
+        let mut o = OffsetIndex::default();
+        o.push(0, 0);
+        o.push(10, 4096);
+        o.push(20, 8192);
+        let mut t = TimeIndex::default();
+        t.maybe_push(TimestampMs(5), 0);
+        t.maybe_push(TimestampMs(9), 10);
+        t.maybe_push(TimestampMs(12), 20);
+        let prefix = SegmentSummary {
+            log_bytes: 8192,
+            next_offset: Offset(120),
+            max_timestamp: TimestampMs(9),
+            offset_of_max_timestamp: Offset(110),
+        };
+        let (op, os) = OffsetIndex::decode(&o.encode(prefix)).unwrap();
+        assert_eq!(
+            (op.len(), os),
+            (2, prefix),
+            "the batch at 8192 is past the prefix"
+        );
+        let (tp, _) = TimeIndex::decode(&t.encode(Offset(100), prefix)).unwrap();
+        assert_eq!(tp.len(), 2, "offset 120 is past the prefix");
+    }
+
+    #[test]
     fn files_round_trip_and_detect_corruption() {
         let mut o = OffsetIndex::default();
         o.push(0, 0);
@@ -245,7 +280,7 @@ mod tests {
         assert_eq!(OffsetIndex::decode(&bytes), Some((o.clone(), summary())));
         let mut t = TimeIndex::default();
         t.maybe_push(TimestampMs(5), 0);
-        let tb = t.encode(summary());
+        let tb = t.encode(Offset(0), summary());
         assert_eq!(TimeIndex::decode(&tb), Some((t, summary())));
         assert!(OffsetIndex::decode(&tb).is_none(), "kind is checked");
         for i in 0..bytes.len() {

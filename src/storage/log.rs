@@ -27,7 +27,9 @@ use super::error::{Result, StorageError};
 use super::io::{self, align_down, align_up, IoBuf, SegmentFile};
 use super::readcache;
 use super::recovery::{self, segment_path};
-use super::state::{Action, AppendInfo, Durability, Failed, LogState, ReadPlan, WriteJob};
+use super::state::{
+    Action, AppendInfo, Checkpoint, Durability, Failed, LogState, ReadPlan, WriteJob,
+};
 use crate::types::{Offset, TimestampMs};
 
 /// Bytes a disk read brings in beyond `max_bytes`, to cover the sparse index gap.
@@ -138,6 +140,9 @@ impl PartitionLog {
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
         let dir = dir.as_ref().to_path_buf();
         let rec = recovery::recover(&dir, &config).await?;
+        if !rec.was_clean {
+            tracing::debug!(dir = %dir.display(), bytes = rec.scanned_bytes, "recovery scanned");
+        }
         if rec.truncated_bytes > 0 {
             tracing::warn!(dir = %dir.display(), bytes = rec.truncated_bytes, "truncated torn log tail");
         }
@@ -907,6 +912,7 @@ async fn run_flusher(inner: Rc<Inner>) {
             Action::Write(job) => do_write(&inner, job).await,
             Action::Seal(base) => do_seal(&inner, base).await,
             Action::Sync(segment) => do_sync(&inner, segment).await,
+            Action::Checkpoint(c) => do_checkpoint(&inner, c).await,
             Action::Idle => {
                 let (drained, deadline) = {
                     let st = inner.state.borrow();
@@ -1015,6 +1021,18 @@ async fn do_sync(inner: &Inner, segment: Offset) -> Result<()> {
     file.sync().await?;
     inner.state.borrow_mut().complete_sync(upto);
     Ok(())
+}
+
+/// Makes the written prefix of the active segment durable, then writes its indexes as of that
+/// prefix: recovery after a crash loads them and scans only what follows (storage.md §6).
+async fn do_checkpoint(inner: &Inner, c: Checkpoint) -> Result<()> {
+    let file = segment_file(inner, c.segment).await?;
+    assert!(
+        file.size().await? >= c.summary.log_bytes,
+        "the prefix is in the file"
+    );
+    file.sync().await?;
+    recovery::write_checkpoint(&inner.dir, c.segment, c.offset_index, c.time_index).await
 }
 
 async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {

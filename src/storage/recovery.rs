@@ -5,7 +5,11 @@
 //! checkpoint on is scanned batch by batch (CRC32C verified, indexes rebuilt) and the log is cut
 //! at the first torn or corrupt batch; segments after a cut or a gap are deleted. Segments below
 //! the recovery point were synced and indexed when sealed, so their index files are trusted if
-//! their CRC holds (and scanned if not).
+//! their CRC holds and they cover the whole file (and scanned if not). The active segment's
+//! index files, when it has them, are a recovery checkpoint (`write_checkpoint`): its indexes
+//! as of a prefix that was synced before they were written, so the scan starts at the end of
+//! that prefix and a restart after a crash reads only what was written since, whatever the
+//! segment's size.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -67,6 +71,8 @@ pub struct Recovered {
     pub was_clean: bool,
     /// Bytes cut off the log end (torn or corrupt data), for logging and tests.
     pub truncated_bytes: u64,
+    /// Bytes of segment files scanned batch by batch (the rest was loaded from indexes).
+    pub scanned_bytes: u64,
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
@@ -109,6 +115,7 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         log_start,
         was_clean,
         truncated_bytes: 0,
+        scanned_bytes: 0,
     };
     let mut cut = false;
     for (i, &base) in bases.iter().enumerate() {
@@ -121,15 +128,20 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         let file = SegmentFile::open(&path, false).await?;
         let trusted = was_clean || base < recovery_point;
         let last = i + 1 == bases.len();
-        let loaded = if trusted {
-            load_indexed(dir, base, &file).await?
-        } else {
-            None
+        // Index files cover a prefix of the segment: all of it for a sealed segment or a
+        // clean close, a synced prefix for a recovery checkpoint of the active one.
+        let indexed = load_indexed(dir, base, &file).await?;
+        let whole = match &indexed {
+            Some(seg) => trusted && (last || file.size().await? == seg.log_bytes),
+            None => false,
         };
-        let seg = match loaded {
-            Some(seg) => seg,
-            None => {
-                let (seg, file_bytes) = scan_segment(&file, base, config).await?;
+        let seg = match indexed {
+            Some(seg) if whole => seg,
+            prefix => {
+                let from = prefix.unwrap_or_else(|| Segment::new(base));
+                let start = from.log_bytes;
+                let (seg, file_bytes) = scan_segment(&file, from, config).await?;
+                out.scanned_bytes += seg.log_bytes - start;
                 let torn = file_bytes.saturating_sub(seg.log_bytes);
                 if torn > 0 && has_data_after(&file, seg.log_bytes).await? {
                     out.truncated_bytes += torn;
@@ -180,16 +192,16 @@ async fn load_indexed(dir: &Path, base: Offset, file: &SegmentFile) -> Result<Op
     Ok(Some(Segment::from_index(base, o, t, s1)))
 }
 
-/// Scans a segment file from its start; returns the valid prefix as a segment and the file size.
+/// Scans a segment file on from what `seg` already holds (nothing, or the prefix a recovery
+/// checkpoint indexed); returns the valid prefix as a segment and the file size.
 async fn scan_segment(
     file: &SegmentFile,
-    base: Offset,
+    mut seg: Segment,
     config: &LogConfig,
 ) -> Result<(Segment, u64)> {
     let file_bytes = file.size().await?;
     let cap = config.message_bytes_max.max(SCAN_BATCH_BYTES_MAX);
-    let mut scanner = Scanner::new(0, cap);
-    let mut seg = Segment::new(base);
+    let mut scanner = Scanner::new(seg.log_bytes, cap);
     let mut want = SCAN_CHUNK_BYTES;
     let mut bad_offsets = false;
     while scanner.position < file_bytes && !bad_offsets {
@@ -217,6 +229,7 @@ async fn scan_segment(
         }
     }
     seg.written_bytes = seg.log_bytes;
+    seg.written_summary = seg.summary();
     Ok((seg, file_bytes))
 }
 
@@ -231,11 +244,25 @@ pub async fn write_indexes(dir: &Path, seg: &Segment) -> Result<()> {
     let s = seg.summary();
     let name = |ext: &str| format!("{:020}.{ext}", seg.base.0);
     io::write_small_atomic(dir, &name("index"), seg.offset_index.encode(s)).await?;
-    io::write_small_atomic(dir, &name("timeindex"), seg.time_index.encode(s)).await
+    io::write_small_atomic(dir, &name("timeindex"), seg.time_index.encode(seg.base, s)).await
 }
 
+/// Writes a recovery checkpoint's index files for the segment at `base` (its file synced
+/// first, through the prefix they describe).
+pub async fn write_checkpoint(
+    dir: &Path,
+    base: Offset,
+    index: Vec<u8>,
+    time: Vec<u8>,
+) -> Result<()> {
+    io::write_small_atomic(dir, &format!("{:020}.index", base.0), index).await?;
+    io::write_small_atomic(dir, &format!("{:020}.timeindex", base.0), time).await
+}
+
+/// Index files go first: a crash in between leaves a log without indexes (scanned at the next
+/// open), never indexes that a later segment of the same base could take for its own.
 pub async fn delete_segment_files(dir: &Path, base: Offset) -> Result<()> {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["index", "timeindex", "log"] {
         io::remove(&segment_path(dir, base, ext)).await?;
     }
     Ok(())

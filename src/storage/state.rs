@@ -40,6 +40,12 @@ pub struct Segment {
     pub sealed: bool,
     /// Sealed, fully written, synced, truncated and its index files written.
     pub finalized: bool,
+    /// The segment as far as it is written (what `summary` said after the last written
+    /// batch): what a recovery checkpoint may cover.
+    pub written_summary: SegmentSummary,
+    /// Bytes covered by this segment's last recovery checkpoint (its index files as of a
+    /// synced prefix; 0: none).
+    pub checkpoint_bytes: u64,
 }
 
 impl Segment {
@@ -57,6 +63,13 @@ impl Segment {
             bytes_since_index: 0,
             sealed: false,
             finalized: false,
+            written_summary: SegmentSummary {
+                log_bytes: 0,
+                next_offset: base,
+                max_timestamp: TimestampMs::NONE,
+                offset_of_max_timestamp: base,
+            },
+            checkpoint_bytes: 0,
         }
     }
 
@@ -89,7 +102,18 @@ impl Segment {
         }
     }
 
-    /// A segment restored from its index files on a clean open (no scan).
+    /// The files a recovery checkpoint writes for the written prefix: (offset index, time
+    /// index), as they would be for a segment that ended there.
+    pub fn encode_written(&self) -> (Vec<u8>, Vec<u8>) {
+        let s = self.written_summary;
+        (
+            self.offset_index.encode(s),
+            self.time_index.encode(self.base, s),
+        )
+    }
+
+    /// A segment restored from its index files (a clean open, or a checkpoint's prefix that
+    /// recovery then scans on from).
     pub fn from_index(base: Offset, o: OffsetIndex, t: TimeIndex, s: SegmentSummary) -> Segment {
         let mut seg = Segment::new(base);
         seg.next_offset = s.next_offset;
@@ -100,6 +124,8 @@ impl Segment {
         seg.offset_index = o;
         seg.time_index = t;
         seg.bytes_since_index = 0;
+        seg.written_summary = s;
+        seg.checkpoint_bytes = s.log_bytes;
         seg
     }
 }
@@ -124,6 +150,18 @@ pub struct WriteJob {
     pub bytes: u64,
     pub end_offset: Offset,
     pub records: u64,
+    /// The segment as it is once this job's last batch is written.
+    pub summary: SegmentSummary,
+}
+
+/// A recovery checkpoint to write: once `segment`'s file is synced, its indexes as of the
+/// written prefix `summary` describes (so recovery after a crash scans only what follows).
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub segment: Offset,
+    pub summary: SegmentSummary,
+    pub offset_index: Vec<u8>,
+    pub time_index: Vec<u8>,
 }
 
 /// The next effect the I/O edge should carry out.
@@ -134,6 +172,8 @@ pub enum Action {
     Seal(Offset),
     /// fdatasync the segment last written to.
     Sync(Offset),
+    /// fdatasync the active segment and write its recovery checkpoint.
+    Checkpoint(Checkpoint),
     Idle,
 }
 
@@ -158,6 +198,8 @@ struct Pending {
     next_offset: Offset,
     records: u64,
     bytes: Bytes,
+    /// The segment as it is with this batch in it.
+    summary: SegmentSummary,
 }
 
 #[derive(Debug)]
@@ -176,6 +218,8 @@ pub struct LogState {
     unsynced_records: u64,
     unsynced_since: TimestampMs,
     last_written_segment: Offset,
+    /// When the last recovery checkpoint was handed out (checkpoint_ms_min apart).
+    checkpointed_at: TimestampMs,
     failed: bool,
 }
 
@@ -200,6 +244,7 @@ impl LogState {
             s.sealed = i + 1 < n;
             s.finalized = s.sealed;
             assert_eq!(s.written_bytes, s.log_bytes, "recovered data is on disk");
+            s.written_summary = s.summary();
         }
         let log_start = log_start.max(segments.front().expect("one").base).min(end);
         let cache = TailCache::new(config.cache_bytes_max);
@@ -221,6 +266,7 @@ impl LogState {
             unsynced_records: 0,
             unsynced_since: TimestampMs(0),
             last_written_segment: last,
+            checkpointed_at: now,
             failed: false,
         }
     }
@@ -344,6 +390,7 @@ impl LogState {
             next_offset: next,
             records: header.record_count as u64,
             bytes,
+            summary: seg.summary(),
         });
         self.check_invariants();
         Ok(AppendInfo {
@@ -403,6 +450,9 @@ impl LogState {
         if let Some(s) = seal {
             return Action::Seal(s.base);
         }
+        if let Some(c) = self.checkpoint_due(now) {
+            return Action::Checkpoint(c);
+        }
         // A due sync goes before more writes, or a steady stream of appends would starve it.
         if self
             .config
@@ -414,6 +464,35 @@ impl LogState {
             return Action::Write(self.take_job(segment));
         }
         Action::Idle
+    }
+
+    /// A recovery checkpoint of the active segment, when checkpoint_bytes_min more of it is
+    /// written than the last one covered and checkpoint_ms_min has passed since the last.
+    fn checkpoint_due(&mut self, now: TimestampMs) -> Option<Checkpoint> {
+        let (bytes_min, ms_min) = (
+            self.config.checkpoint_bytes_min,
+            self.config.checkpoint_ms_min,
+        );
+        let active = self.segments.back_mut().expect("active segment");
+        let written = active.written_summary;
+        let grown = written.log_bytes >= active.checkpoint_bytes.saturating_add(bytes_min);
+        let spaced = now.0.saturating_sub(self.checkpointed_at.0) >= ms_min;
+        if active.sealed || !grown || !spaced {
+            return None;
+        }
+        assert!(
+            written.log_bytes <= active.written_bytes,
+            "only written bytes"
+        );
+        active.checkpoint_bytes = written.log_bytes;
+        self.checkpointed_at = now;
+        let (offset_index, time_index) = active.encode_written();
+        Some(Checkpoint {
+            segment: active.base,
+            summary: written,
+            offset_index,
+            time_index,
+        })
     }
 
     /// When the next time-based sync is due, if any data is unsynced.
@@ -436,6 +515,7 @@ impl LogState {
             bytes: 0,
             end_offset: first.next_offset,
             records: 0,
+            summary: first.summary,
         };
         while let Some(p) = self.pending.front() {
             let full =
@@ -448,6 +528,7 @@ impl LogState {
             job.bytes += p.bytes.len() as u64;
             job.records += p.records;
             job.end_offset = p.next_offset;
+            job.summary = p.summary;
             job.chunks.push(p.bytes);
         }
         job
@@ -459,6 +540,11 @@ impl LogState {
         assert_eq!(seg.written_bytes, job.position, "writes are in order");
         seg.written_bytes = job.position + job.bytes;
         assert!(seg.written_bytes <= seg.log_bytes);
+        assert_eq!(
+            job.summary.log_bytes, seg.written_bytes,
+            "the job's summary is its end"
+        );
+        seg.written_summary = job.summary;
         assert!(job.end_offset > self.written);
         self.written = job.end_offset;
         self.unwritten_bytes -= job.bytes as usize;
@@ -653,6 +739,7 @@ mod tests {
                     let hw = s.high_watermark();
                     s.complete_sync(hw)
                 }
+                Action::Checkpoint(_) => {}
                 Action::Idle => break,
             }
         }
@@ -796,10 +883,57 @@ mod tests {
                     s.complete_sync(hw)
                 }
                 Action::Seal(b) => s.complete_seal(b),
-                Action::Idle => {}
+                Action::Checkpoint(_) | Action::Idle => {}
             }
         }
         assert!(syncs >= 25, "syncs interleave with writes: {syncs}");
+    }
+
+    #[test]
+    fn a_checkpoint_covers_the_written_prefix_once_enough_is_written_and_time_passed() {
+        let c = LogConfig {
+            checkpoint_bytes_min: 2000,
+            checkpoint_ms_min: 100,
+            index_interval_bytes: 1,
+            segment_bytes_max: 1 << 20,
+            ..cfg()
+        };
+        let mut s = LogState::new(c, VecDeque::new(), Offset(0), TimestampMs(0));
+        let mut checkpoints = Vec::new();
+        for i in 0..40 {
+            s.append(batch(1, i * 10), TimestampMs(i * 10)).unwrap();
+            if i % 2 == 1 {
+                continue; // a batch stays pending: the checkpoint must not cover it
+            }
+            loop {
+                match s.next_action(TimestampMs(i * 10)) {
+                    Action::Write(job) => s.complete_write(&job, TimestampMs(i * 10)),
+                    Action::Checkpoint(cp) => checkpoints.push((i, cp)),
+                    Action::Idle => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert!(checkpoints.len() >= 2, "{} checkpoints", checkpoints.len());
+        let mut last = 0;
+        for (i, cp) in checkpoints {
+            let seg = s.segments().last().unwrap();
+            assert!(cp.summary.log_bytes >= last + 2000 && i * 10 >= 100);
+            last = cp.summary.log_bytes;
+            let (o, os) = OffsetIndex::decode(&cp.offset_index).unwrap();
+            let (_, ts) = TimeIndex::decode(&cp.time_index).unwrap();
+            assert_eq!(os, cp.summary);
+            assert_eq!(ts, cp.summary);
+            assert!(
+                cp.summary.log_bytes < seg.log_bytes,
+                "not the pending batch"
+            );
+            // Offset k is batch k, stamped k * 10: the prefix's newest is its last batch.
+            let newest = TimestampMs((cp.summary.next_offset.0 - 1) * 10);
+            assert_eq!(cp.summary.max_timestamp, newest, "as of the prefix");
+            let restored = Segment::from_index(seg.base, o, TimeIndex::default(), cp.summary);
+            assert_eq!(restored.next_offset, cp.summary.next_offset);
+        }
     }
 
     #[test]

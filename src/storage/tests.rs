@@ -53,6 +53,15 @@ fn small_config() -> LogConfig {
     }
 }
 
+/// `small_config` with a recovery checkpoint of the active segment every 512 bytes.
+fn checkpointing_config() -> LogConfig {
+    LogConfig {
+        checkpoint_bytes_min: 512,
+        checkpoint_ms_min: 0,
+        ..small_config()
+    }
+}
+
 fn stored(mut b: Vec<u8>, base: Offset) -> Vec<u8> {
     batch::assign_offset(&mut b, base, 0);
     b
@@ -99,7 +108,9 @@ fn pick(start: Offset, end: Offset, per_mille: u16) -> Offset {
 
 async fn run_ops(dir: &Path, ops: Vec<Op>) {
     let mut model = Model::default();
-    let mut log = PartitionLog::open(dir, small_config()).await.unwrap();
+    let mut log = PartitionLog::open(dir, checkpointing_config())
+        .await
+        .unwrap();
     let mut durable = Offset(0);
     for (step, op) in ops.into_iter().enumerate() {
         match op {
@@ -168,7 +179,9 @@ async fn run_ops(dir: &Path, ops: Vec<Op>) {
                 } else {
                     log.abandon().await;
                 }
-                log = PartitionLog::open(dir, small_config()).await.unwrap();
+                log = PartitionLog::open(dir, checkpointing_config())
+                    .await
+                    .unwrap();
                 assert!(log.next_offset() >= durable, "durable data survives");
                 if clean {
                     assert_eq!(log.next_offset(), model.next(), "clean close keeps all");
@@ -586,6 +599,55 @@ fn a_corrupt_batch_stops_reads_at_it_and_hides_nothing_before_it() {
         );
         let rest = log.read(Offset(50), 1 << 20).await.unwrap();
         assert_eq!(offsets(&rest.chunks)[0], 50, "past it, from the index");
+        log.close().await.unwrap();
+    });
+}
+
+/// Issue 17, case 9: recovery after a crash rescanned the whole active segment, so restart time
+/// grew with it. With recovery checkpoints it scans only what was written after the last one,
+/// and serves everything as before.
+#[test]
+fn crash_recovery_scans_only_what_follows_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 64 << 20,
+        checkpoint_bytes_min: 64 << 10,
+        checkpoint_ms_min: 0,
+        ..small_config()
+    };
+    let written = block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut batches = Vec::new();
+        for i in 0..400 {
+            let b = build_test_batch(2, 1000, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            log.wait(info.ticket, Durability::Written).await.unwrap();
+            batches.push(stored(b, info.base_offset));
+        }
+        log.abandon().await;
+        batches
+    });
+    let total: usize = written.iter().map(Vec::len).sum();
+    let rec = block_on(super::recovery::recover(dir.path(), &config)).unwrap();
+    assert!(!rec.was_clean);
+    assert_eq!(rec.segments.len(), 1, "one active segment");
+    assert!(
+        rec.scanned_bytes < (64 << 10) + 4096,
+        "scanned {} of {total} bytes",
+        rec.scanned_bytes
+    );
+    drop(rec);
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        assert_eq!(log.next_offset(), Offset(800));
+        assert_eq!(consume_all(&log, Offset(0)).await, written);
+        let (ts, at) = log.max_timestamp();
+        assert_eq!((ts, at), (TimestampMs(399), Offset(798)));
         log.close().await.unwrap();
     });
 }
