@@ -663,7 +663,11 @@ fn random_frames_leave_the_broker_up_and_serving() {
                 frame.extend_from_slice(&rng.gen_range(0i16..70).to_be_bytes());
                 frame.extend_from_slice(&rng.gen_range(-1i16..16).to_be_bytes());
                 frame.extend((4..len).map(|_| rng.gen::<u8>()));
-                let cut = if rng.gen_bool(0.1) { frame.len() / 2 } else { frame.len() };
+                let cut = if rng.gen_bool(0.1) {
+                    frame.len() / 2
+                } else {
+                    frame.len()
+                };
                 if s.write_all(&frame[..cut]).is_err() {
                     break; // closed by the broker: bad input gets a closed connection
                 }

@@ -9,6 +9,7 @@ mod admin;
 mod clientconf;
 mod compare;
 mod consumer;
+mod crashloop;
 mod latency;
 mod monitor;
 mod output;
@@ -53,6 +54,10 @@ enum Command {
     Compare(CompareArgs),
     /// Draw several results (summary .json or .hgrm files) on one HTML report
     Report(ReportArgs),
+    /// Kill -9 the broker over and over under an idempotent acks=all producer (and, with
+    /// --hostile, hostile connections); report lost and duplicated records, restart times and
+    /// peak RSS
+    Crashloop(crashloop::CrashArgs),
 }
 
 /// Workload file and the overrides any run accepts.
@@ -165,6 +170,15 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => cmd_run(&args),
         Command::Compare(args) => cmd_compare(&args),
         Command::Report(args) => cmd_report(&args),
+        Command::Crashloop(args) => {
+            let report = crashloop::run(&args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.lost == 0 && report.duplicated == 0,
+                "records lost or duplicated"
+            );
+            Ok(())
+        }
     }
 }
 

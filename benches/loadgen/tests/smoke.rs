@@ -275,3 +275,35 @@ fn check_compare(broker: &Broker, workload: &Path, out: &Path) {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<pre>"));
 }
+
+/// `crashloop` kills and restarts the broker under an idempotent producer and hostile
+/// connections, and finds every acknowledged record exactly once (it exits non-zero otherwise).
+#[test]
+fn crashloop_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let broker = broker_binary();
+    let out = Command::new(BENCH)
+        .args([
+            "crashloop",
+            "--cycles",
+            "3",
+            "--kill-every-ms",
+            "700",
+            "--hostile",
+        ])
+        .args(["--port", &port, "--partitions", "2"])
+        .args(["--broker-bin", broker.to_str().unwrap()])
+        .args(["--data-dir", tmp.path().join("data").to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .output()
+        .expect("run shardlog-bench crashloop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "crashloop failed: {stdout}");
+    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!(report["cycles"], 3);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicated"], 0);
+    assert!(report["acknowledged"].as_u64().unwrap() > 0, "{stdout}");
+}
