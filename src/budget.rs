@@ -155,6 +155,11 @@ impl Lease {
         self.bytes.get()
     }
 
+    /// The whole budget this lease is taken from.
+    pub fn limit(&self) -> usize {
+        self.budget.limit
+    }
+
     /// The lease will also wait for each of `gates` to have room before it grows.
     pub fn gated_by(mut self, gates: impl IntoIterator<Item = Rc<Budget>>) -> Lease {
         self.gates.extend(gates);
@@ -172,6 +177,18 @@ impl Lease {
             self.budget.take(bytes - held);
         }
         self.bytes.set(bytes);
+    }
+
+    /// Takes `bytes` more (as far as the whole budget), waiting in line and for the gates,
+    /// while holding what it has: for a frame whose buffer grows as its bytes arrive. Two
+    /// such waits can hold each other up; the caller bounds them in time.
+    pub async fn grow_by(&self, bytes: usize) {
+        let room = self.budget.limit.saturating_sub(self.bytes.get());
+        let more = self
+            .budget
+            .acquire_gated(bytes.min(room), &self.gates)
+            .await;
+        self.bytes.set(self.bytes.get() + more.bytes.replace(0));
     }
 
     /// Makes the lease hold `bytes` (at most the whole budget) before memory is allocated for
@@ -313,6 +330,22 @@ mod tests {
                 poll_once(&mut gated).await.is_some(),
                 "and it goes once read"
             );
+        });
+    }
+
+    #[test]
+    fn a_growing_frame_takes_at_most_the_whole_budget() {
+        block_on(async {
+            let b = Budget::new(100);
+            let frame = b.acquire(10).await;
+            frame.grow_by(50).await;
+            assert_eq!(frame.bytes(), 60);
+            frame.grow_by(500).await; // a frame larger than the budget: all of it, no more
+            assert_eq!((frame.bytes(), b.used()), (100, 100));
+            let mut other = Box::pin(b.acquire(1));
+            assert!(poll_once(&mut other).await.is_none());
+            drop(frame);
+            assert!(poll_once(&mut other).await.is_some());
         });
     }
 

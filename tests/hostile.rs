@@ -682,3 +682,66 @@ fn random_frames_leave_the_broker_up_and_serving() {
     let grew = broker.rss_bytes().saturating_sub(before);
     assert!(grew < 100 << 20, "RSS grew by {} MiB", grew >> 20);
 }
+
+/// A long poll followed, on the same connection, by Fetches whose responses fill the
+/// connection's share of the budget: the later responses are built first and held (responses
+/// go out in order), and the long poll's last read used to wait for memory that only sending
+/// them frees, for ever. Now a read waits for memory a bounded time, then reads
+/// nothing, so both are answered.
+#[test]
+fn a_long_poll_never_waits_for_memory_its_own_connection_holds() {
+    const MIB: i32 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let port = harness::free_port();
+    let settings = ["--inflight-bytes-max", "16777216"]; // a 4 MiB share per connection
+    let broker = Broker::start_on(&dir.path().join("data"), 1, port, &settings);
+    let mut c = broker.client();
+    create_topic(&mut c, "empty", 1);
+    create_topic(&mut c, "full", 1);
+    fill(&mut c, "full", 0, 8, 100 << 10); // 8 MiB
+    let fetch = |topic: &str, wait_ms: i32| {
+        FetchRequest::default()
+            .with_max_wait_ms(wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(8 * MIB)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_max_bytes(8 * MIB)
+                ])])
+    };
+    // One Fetch leases at most a quarter of the budget (so reads 2 MiB here): three of them
+    // fill the connection's share.
+    let poll = c.send(ApiKey::Fetch, 11, &fetch("empty", 1000));
+    let big: Vec<i32> = (0..3)
+        .map(|_| c.send(ApiKey::Fetch, 11, &fetch("full", 0)))
+        .collect();
+    let first: FetchResponse = c.recv(ApiKey::Fetch, 11, poll);
+    assert_eq!(first.responses[0].partitions[0].error_code, 0);
+    for corr in big {
+        let r: FetchResponse = c.recv(ApiKey::Fetch, 11, corr);
+        let records = r.responses[0].partitions[0].records.as_ref();
+        assert!(records.is_some_and(|r| r.len() >= 1 << 20), "served");
+    }
+}
+
+/// A size prefix declaring a frame as large as the whole budget, and then nothing: the lease
+/// used to be taken for the declared size at once, so every other connection of the shard
+/// waited (up to the idle timeout). Now the lease grows with the bytes that arrive.
+#[test]
+fn a_size_prefix_alone_does_not_hold_the_budget() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let port = harness::free_port();
+    let settings = ["--inflight-bytes-max", "16777216"];
+    let broker = Broker::start_on(&dir.path().join("data"), 1, port, &settings);
+    let mut c = broker.client();
+    create_topic(&mut c, "calm", 1);
+    let mut liar = std::net::TcpStream::connect(broker.addr()).unwrap();
+    liar.write_all(&(60u32 << 20).to_be_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for _ in 0..5 {
+        well_behaved(&mut c); // within the client's read timeout (30 s), not after 70 s
+    }
+    drop(liar);
+}

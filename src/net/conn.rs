@@ -14,7 +14,8 @@
 //!   cannot hold the shard's memory for long.
 //!
 //! A connection with no request being handled that completes no frame for
-//! `connection_idle_ms_max` is closed.
+//! `connection_idle_ms_max` is closed, and so is one that leaves a frame's body unsent for
+//! `FRAME_BODY_MS_MIN` plus `FRAME_BODY_MS_PER_MIB` per MiB it declared.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -38,6 +39,14 @@ const SEND_STALL_MS: u64 = 2_000;
 /// How often a stalled send and the memory after a burst are checked.
 const MEMORY_CHECK_MS: u64 = 100;
 const BURST_PERIOD_MS: u64 = 1_000;
+/// A frame's body must arrive within FRAME_BODY_MS_MIN plus FRAME_BODY_MS_PER_MIB per MiB
+/// declared (at least 1 MiB/s), or the connection closes. Its lease grows as it arrives, and
+/// two frames growing at once can wait on each other when the budget is spent: this deadline
+/// ends that wait too.
+const FRAME_BODY_MS_MIN: u64 = 10_000;
+const FRAME_BODY_MS_PER_MIB: u64 = 1_000;
+/// The first step of a frame's buffer and lease; each later step doubles what is held.
+const FRAME_STEP_BYTES_MIN: usize = 64 << 10;
 
 /// A shard's budgets for the bytes its connections hold (one per shard).
 pub struct Memory {
@@ -66,10 +75,11 @@ impl Memory {
         }
     }
 
-    /// Resolves once a send has taken SEND_STALL_MS and the unsent budget is over its limit.
+    /// Resolves once a send has taken SEND_STALL_MS and the unsent budget is at its limit (its
+    /// gates closed).
     async fn send_stalled(&self) {
         runtime::sleep(Duration::from_millis(SEND_STALL_MS)).await;
-        while self.unsent.used() <= self.unsent.limit() {
+        while self.unsent.used() < self.unsent.limit() {
             runtime::sleep(Duration::from_millis(MEMORY_CHECK_MS)).await;
         }
     }
@@ -177,14 +187,30 @@ async fn next_request<R: AsyncRead + Unpin>(conn: &Conn, rd: &mut R) -> Option<(
         let Some(size) = read_size(rd, max).await? else {
             return Ok(None);
         };
-        let lease = future::or(async { Some(conn.lease(size).await) }, async {
+        let first = size.min(FRAME_STEP_BYTES_MIN);
+        let lease = future::or(async { Some(conn.lease(first).await) }, async {
             conn.closed().await;
             None
         });
         let Some(lease) = lease.await else {
             return Ok(None);
         };
-        Ok::<_, std::io::Error>(Some((read_body(rd, size).await?, lease)))
+        // The lease grows with the bytes that arrive, and they must come in time.
+        let body_ms = FRAME_BODY_MS_MIN + (size >> 20) as u64 * FRAME_BODY_MS_PER_MIB;
+        let body = future::or(
+            async { Some(read_body(rd, size, Some(&lease)).await) },
+            async {
+                runtime::sleep(Duration::from_millis(body_ms)).await;
+                None
+            },
+        );
+        match body.await {
+            Some(body) => Ok(Some((body?, lease))),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a frame of {size} bytes not sent within {body_ms} ms"),
+            )),
+        }
     };
     let read = future::or(async { Some(read.await) }, async {
         future::or(conn.closed(), conn.idle_for(idle)).await;
@@ -311,15 +337,25 @@ async fn read_size<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> std::io::Res
     Ok(Some(size as usize))
 }
 
-/// Reads a frame's `size` bytes after its prefix. The buffer grows as bytes arrive, so a lying
-/// size prefix costs at most twice the bytes actually sent.
-async fn read_body<R: AsyncRead + Unpin>(rd: &mut R, size: usize) -> std::io::Result<Bytes> {
+/// Reads a frame's `size` bytes after its prefix. The buffer grows as bytes arrive (and
+/// `lease` with it, before each step), so a lying size prefix costs at most twice the bytes
+/// actually sent, in memory and in the budget.
+async fn read_body<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    size: usize,
+    lease: Option<&Lease>,
+) -> std::io::Result<Bytes> {
     // Address space for the whole frame up to FRAME_RESERVE_BYTES_MAX, so the buffer is not
     // reallocated (and what arrived so far copied) as it grows; memory is only touched below.
     let mut buf = BytesMut::with_capacity(size.min(FRAME_RESERVE_BYTES_MAX));
     while buf.len() < size {
         let have = buf.len();
-        let grow = (size - have).min(have.max(64 << 10));
+        let grow = (size - have).min(have.max(FRAME_STEP_BYTES_MIN));
+        if let Some(lease) = lease {
+            lease
+                .grow_by((have + grow).saturating_sub(lease.bytes()))
+                .await;
+        }
         buf.resize(have + grow, 0);
         rd.read_exact(&mut buf[have..]).await?;
     }
@@ -332,7 +368,7 @@ mod tests {
 
     async fn read_frame(rd: &mut &[u8], max: usize) -> std::io::Result<Option<Bytes>> {
         match read_size(rd, max).await? {
-            Some(size) => Ok(Some(read_body(rd, size).await?)),
+            Some(size) => Ok(Some(read_body(rd, size, None).await?)),
             None => Ok(None),
         }
     }

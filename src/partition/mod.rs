@@ -213,13 +213,13 @@ impl Partition {
         }
         // State and offset are taken in the same step: the snapshot covers exactly the batches
         // before `next_offset`.
-        let bytes = self
-            .producers
-            .states
-            .borrow()
-            .encode_snapshot(self.log.next_offset());
+        let at = self.log.next_offset();
+        let bytes = self.producers.states.borrow().encode_snapshot(at);
         self.producers.since_snapshot.set(0);
         self.producers.since_snapshot_bytes.set(0);
+        // Stored once those batches are on disk: a snapshot past what a crash recovers is
+        // dropped at open, and the state then rebuilt from the log start.
+        self.log.wait(at, Durability::Written).await?;
         io::write_small_atomic(self.log.dir(), PRODUCER_STATE_FILE, bytes).await
     }
 

@@ -19,6 +19,8 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
+use futures_lite::future;
+
 use crate::budget::Lease;
 use crate::kafka::errors;
 use crate::kafka::fanout::{self, PartItem};
@@ -26,6 +28,7 @@ use crate::kafka::frame::{records_marker, Spliced};
 use crate::kafka::handlers::join_all;
 use crate::metadata::TopicMeta;
 use crate::partition::{split_batches, Fetched, Partition};
+use crate::runtime;
 use crate::shard::Shard;
 use crate::types::Offset;
 
@@ -82,7 +85,7 @@ pub async fn handle(
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = req.min_bytes.max(0) as usize;
     let request_bytes = lease.bytes();
-    let mut results = read_leased(&s, &wants, budget, lease, request_bytes).await;
+    let mut results = read_leased(&s, &wants, budget, lease, request_bytes, deadline).await;
     loop {
         let total: usize = results
             .iter()
@@ -105,25 +108,54 @@ pub async fn handle(
             .collect();
         wait_any(&s, &wants, &seen, deadline - now).await;
         drop(std::mem::take(&mut results)); // what the last read held, before the next lease
-        results = read_leased(&s, &wants, budget, lease, request_bytes).await;
+        results = read_leased(&s, &wants, budget, lease, request_bytes, deadline).await;
     }
     Some(respond(shapes, &wants, results, budget))
 }
 
 type PartResult = Result<Fetched, (i16, Offset, Offset)>;
 
+/// How long a read waits for memory at least, whatever the Fetch's deadline: past it, the read
+/// reads nothing (the response still has every partition's offsets) and the client asks again.
+/// A bounded wait, so a Fetch waiting for memory that only a later response on its own
+/// connection holds (sent after this one) cannot wait for ever.
+const MEMORY_WAIT_MS_MIN: u64 = 5_000;
+
 /// `read_all` with the memory it may take leased first from the shard's budget (waiting in
-/// line while the budget is spent), and the lease cut back to what the read holds after it.
+/// line while the budget is spent, until `deadline` or at least MEMORY_WAIT_MS_MIN), and the
+/// lease cut back to what the read holds after it. One read leases at most a quarter of the
+/// budget, and reads no more than that allows.
 async fn read_leased(
     s: &Rc<Shard>,
     wants: &[Want],
     budget: usize,
     lease: &Lease,
     request_bytes: usize,
+    deadline: Instant,
 ) -> Vec<PartResult> {
-    lease
-        .grow_to(request_bytes + read_need(s, wants, budget))
-        .await;
+    let cap = lease.limit() / 4;
+    let (need, per_byte) = read_need(s, wants, budget);
+    let (need, budget) = if need > cap {
+        (cap, budget.min(cap / per_byte)) // each owner may read the whole budget
+    } else {
+        (need, budget)
+    };
+    let least = Instant::now() + Duration::from_millis(MEMORY_WAIT_MS_MIN);
+    let wait = deadline
+        .max(least)
+        .saturating_duration_since(Instant::now());
+    let granted = future::or(
+        async {
+            lease.grow_to(request_bytes + need).await;
+            true
+        },
+        async {
+            runtime::sleep(wait).await;
+            false
+        },
+    )
+    .await;
+    let budget = if granted { budget } else { 0 }; // 0: offsets only
     let results = read_all(s, wants, budget).await;
     let held: usize = results
         .iter()
@@ -159,8 +191,9 @@ async fn read_all(s: &Rc<Shard>, wants: &[Want], budget: usize) -> Vec<PartResul
 /// The most memory a `read_all` of `wants` may take at once: each owner shard reads up to the
 /// budget (the response keeps to it afterwards), at most its partitions' limits (each charged
 /// as `read_owned` does), and a disk read holds its device buffer and the batches taken out of
-/// it together for a moment.
-fn read_need(s: &Shard, wants: &[Want], budget: usize) -> usize {
+/// it together for a moment. Also how many bytes of memory a byte of budget can cost (each
+/// owner read, twice).
+fn read_need(s: &Shard, wants: &[Want], budget: usize) -> (usize, usize) {
     const DISK_READ_COPIES: usize = 2;
     let mut per_owner = vec![0usize; s.shards()];
     for w in wants {
@@ -170,7 +203,11 @@ fn read_need(s: &Shard, wants: &[Want], budget: usize) -> usize {
         }
     }
     let need: usize = per_owner.iter().map(|&n| n.min(budget)).sum();
-    need.saturating_mul(DISK_READ_COPIES)
+    let owners = per_owner.iter().filter(|&&n| n > 0).count().max(1);
+    (
+        need.saturating_mul(DISK_READ_COPIES),
+        owners * DISK_READ_COPIES,
+    )
 }
 
 /// Least a partition read is charged against the budget when reads run concurrently: a read
