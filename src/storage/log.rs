@@ -941,6 +941,11 @@ async fn segment_file(inner: &Inner, base: Offset) -> Result<Rc<SegmentFile>> {
     if let Some(f) = inner.files.borrow().get(&base) {
         return Ok(f.clone());
     }
+    // A new segment: index files of that base can only be left over (a crash while an older
+    // version deleted a segment, log first); recovery would take them for a checkpoint.
+    for ext in ["index", "timeindex"] {
+        io::remove(&segment_path(&inner.dir, base, ext)).await?;
+    }
     let file = SegmentFile::open(&segment_path(&inner.dir, base, "log"), true).await?;
     io::sync_dir(&inner.dir).await?;
     inner.files.borrow_mut().insert(base, file.clone());

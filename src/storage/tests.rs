@@ -651,3 +651,56 @@ fn crash_recovery_scans_only_what_follows_the_last_checkpoint() {
         log.close().await.unwrap();
     });
 }
+
+/// Index files of a segment's base left over from an earlier segment (an older version deleted
+/// a segment's log before its indexes) must not be taken for a recovery checkpoint of a new
+/// segment of that base: a new segment file removes them.
+#[test]
+fn leftover_index_files_are_not_taken_for_a_new_segment_s_checkpoint() {
+    let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    block_on(async {
+        let log = PartitionLog::open(old.path(), small_config())
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let b = build_test_batch(1, 50, TimestampMs(i));
+            log.append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    for ext in ["index", "timeindex"] {
+        let name = format!("{:020}.{ext}", 0);
+        std::fs::copy(old.path().join(&name), new.path().join(&name)).unwrap();
+    }
+    let written = block_on(async {
+        let log = PartitionLog::open(new.path(), small_config())
+            .await
+            .unwrap();
+        let mut batches = Vec::new();
+        for i in 0..5 {
+            let b = build_test_batch(2, 90, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            log.wait(info.ticket, Durability::Written).await.unwrap();
+            batches.push(stored(b, info.base_offset));
+        }
+        log.abandon().await;
+        batches
+    });
+    block_on(async {
+        let log = PartitionLog::open(new.path(), small_config())
+            .await
+            .unwrap();
+        assert_eq!(
+            log.next_offset(),
+            Offset(10),
+            "nothing cut at a foreign prefix"
+        );
+        assert_eq!(consume_all(&log, Offset(0)).await, written);
+        log.close().await.unwrap();
+    });
+}
