@@ -299,6 +299,15 @@ mod tests {
         assert!(split_batches(blob.slice(..blob.len() - 1)).is_err());
     }
 
+    fn one_partition_topic() -> Arc<TopicMeta> {
+        Arc::new(TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: Default::default(),
+        })
+    }
+
     fn idempotent(producer: i64, seq: i32) -> BytesMut {
         let mut b = build_test_batch(1, 8, TimestampMs(1));
         batch::set_producer(&mut b, producer, 0, seq);
@@ -308,12 +317,7 @@ mod tests {
     #[test]
     fn a_snapshot_past_the_log_end_is_dropped_not_kept_for_later() {
         let dir = tempfile::tempdir().unwrap();
-        let topic = Arc::new(TopicMeta {
-            name: "t".into(),
-            id: uuid::Uuid::new_v4(),
-            partitions: 1,
-            configs: Default::default(),
-        });
+        let topic = one_partition_topic();
         let open = |topic: Arc<TopicMeta>| {
             let d = dir.path().to_path_buf();
             async move {
@@ -363,12 +367,7 @@ mod tests {
     #[test]
     fn plain_batches_make_a_producer_snapshot_due_by_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let topic = Arc::new(TopicMeta {
-            name: "t".into(),
-            id: uuid::Uuid::new_v4(),
-            partitions: 1,
-            configs: Default::default(),
-        });
+        let topic = one_partition_topic();
         io::block_on(async {
             let log = PartitionLog::open(dir.path(), Default::default())
                 .await

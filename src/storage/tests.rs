@@ -603,6 +603,31 @@ fn a_corrupt_batch_stops_reads_at_it_and_hides_nothing_before_it() {
     });
 }
 
+/// Appends `batches` batches of 2 records of `value_bytes` each to a log in `dir`, each
+/// waited for until written, then stops the log as kill -9 would; returns them as stored.
+fn written_then_killed(
+    dir: &Path,
+    config: LogConfig,
+    batches: i64,
+    value_bytes: usize,
+) -> Vec<Vec<u8>> {
+    block_on(async {
+        let log = PartitionLog::open(dir, config).await.unwrap();
+        let mut out = Vec::new();
+        for i in 0..batches {
+            let b = build_test_batch(2, value_bytes, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            log.wait(info.ticket, Durability::Written).await.unwrap();
+            out.push(stored(b, info.base_offset));
+        }
+        log.abandon().await;
+        out
+    })
+}
+
 /// Issue 17, case 9: recovery after a crash rescanned the whole active segment, so restart time
 /// grew with it. With recovery checkpoints it scans only what was written after the last one,
 /// and serves everything as before.
@@ -615,23 +640,7 @@ fn crash_recovery_scans_only_what_follows_the_last_checkpoint() {
         checkpoint_ms_min: 0,
         ..small_config()
     };
-    let written = block_on(async {
-        let log = PartitionLog::open(dir.path(), config.clone())
-            .await
-            .unwrap();
-        let mut batches = Vec::new();
-        for i in 0..400 {
-            let b = build_test_batch(2, 1000, TimestampMs(i));
-            let info = log
-                .append(BytesMut::from(&b[..]), TimestampMs(i))
-                .await
-                .unwrap();
-            log.wait(info.ticket, Durability::Written).await.unwrap();
-            batches.push(stored(b, info.base_offset));
-        }
-        log.abandon().await;
-        batches
-    });
+    let written = written_then_killed(dir.path(), config.clone(), 400, 1000);
     let total: usize = written.iter().map(Vec::len).sum();
     let rec = block_on(super::recovery::recover(dir.path(), &config)).unwrap();
     assert!(!rec.was_clean);
@@ -674,23 +683,7 @@ fn leftover_index_files_are_not_taken_for_a_new_segment_s_checkpoint() {
         let name = format!("{:020}.{ext}", 0);
         std::fs::copy(old.path().join(&name), new.path().join(&name)).unwrap();
     }
-    let written = block_on(async {
-        let log = PartitionLog::open(new.path(), small_config())
-            .await
-            .unwrap();
-        let mut batches = Vec::new();
-        for i in 0..5 {
-            let b = build_test_batch(2, 90, TimestampMs(i));
-            let info = log
-                .append(BytesMut::from(&b[..]), TimestampMs(i))
-                .await
-                .unwrap();
-            log.wait(info.ticket, Durability::Written).await.unwrap();
-            batches.push(stored(b, info.base_offset));
-        }
-        log.abandon().await;
-        batches
-    });
+    let written = written_then_killed(new.path(), small_config(), 5, 90);
     block_on(async {
         let log = PartitionLog::open(new.path(), small_config())
             .await
