@@ -98,6 +98,10 @@ pub struct Cli {
     /// connections on a shard pause reading while it is spent [default: 67108864]
     #[arg(long, env = "SHARDLOG_INFLIGHT_BYTES_MAX", value_name = "BYTES")]
     pub inflight_bytes_max: Option<usize>,
+    /// Sealed segment files each shard keeps open at once; more are opened as reads need them
+    /// and the least recently used closed [default: 1000]
+    #[arg(long, env = "SHARDLOG_SEGMENT_FILES_OPEN_MAX", value_name = "N")]
+    pub segment_files_open_max: Option<usize>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -124,6 +128,7 @@ struct FileConfig {
     connections_per_ip_max: Option<usize>,
     connection_idle_ms_max: Option<u64>,
     inflight_bytes_max: Option<usize>,
+    segment_files_open_max: Option<usize>,
 }
 
 /// Resolved settings.
@@ -165,6 +170,8 @@ pub struct Config {
     pub read_cache_bytes_max: usize,
     /// Check the CRC of batches read from disk (`LogConfig::verify_reads`).
     pub verify_reads: bool,
+    /// Sealed segment files each shard keeps open (`storage::files`).
+    pub segment_files_open_max: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +271,11 @@ impl Config {
                 .or(file.read_cache_bytes)
                 .unwrap_or_else(|| default_read_cache_bytes(shards)),
             verify_reads: cli.verify_reads.or(file.verify_reads).unwrap_or(false),
+            segment_files_open_max: cli
+                .segment_files_open_max
+                .or(file.segment_files_open_max)
+                .unwrap_or(crate::storage::files::OPEN_FILES_MAX_DEFAULT)
+                .max(1),
         })
     }
 }

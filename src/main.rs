@@ -65,6 +65,13 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
     for orphan in store::remove_orphans(&config.data_dir, &registry)? {
         tracing::warn!(dir = %orphan.display(), "removed a partition directory of no known topic");
     }
+    match store::keep_reserve(&config.data_dir) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "the disk is nearly full: no space reserve for deleting topics; free some space"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot make the disk space reserve"),
+    }
     let boot = Boot {
         config: config.clone(),
         cluster_id: registry.cluster_id.clone(),

@@ -745,3 +745,292 @@ fn a_size_prefix_alone_does_not_hold_the_budget() {
     }
     drop(liar);
 }
+
+/// A small ext4 file system on a loop device, mounted for one test and unmounted after. Needs
+/// root and loop devices, as CI's machine has.
+struct SmallDisk {
+    mount: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(mib: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&mount).unwrap();
+        let sh = |cmd: &mut std::process::Command| {
+            let out = cmd.output().expect("run");
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+        };
+        sh(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image));
+        sh(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount));
+        SmallDisk { mount, _dir: dir }
+    }
+
+    /// Fills the disk with a file of ours (an operator's, say) until a write fails.
+    fn fill(&self, name: &str) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.mount.join(name)).unwrap();
+        // Large blocks, then single ones (ext4 frees reservations as data is synced).
+        for size in [64 << 10, 4 << 10, 4 << 10] {
+            let block = vec![7u8; size];
+            while f.write_all(&block).and_then(|()| f.sync_data()).is_ok() {}
+        }
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.mount)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace().last().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+/// Sends acks=0 produces of about 100 KiB to `topic` until the broker logs that its writes
+/// paused for the `nth` time (the disk is full), or panics after `sends_max`.
+fn produce_until_paused(broker: &Broker, topic: &str, nth: usize, sends_max: usize) {
+    let mut c = broker.client();
+    let records = Bytes::from(build_test_batch(10, 10 << 10, TimestampMs::now()));
+    let req = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let paused = || broker.log().matches("log writes paused").count() >= nth;
+    for _ in 0..sends_max {
+        if paused() {
+            return;
+        }
+        c.send(ApiKey::Produce, 9, &req);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !paused() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(paused(), "writes never paused: {}", broker.log());
+}
+
+fn wait_for_log(broker: &Broker, needle: &str, count: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while broker.log().matches(needle).count() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log: {}",
+            broker.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Records readable from partition 0 of `topic` (one Fetch from offset 0).
+fn readable_records(c: &mut harness::client::Client, topic: &str) -> usize {
+    let resp = fetch(c, 50 << 20, &[(topic, 0, 50 << 20)]);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "fetch {topic}");
+    let mut records = p.records.clone().unwrap_or_default();
+    let mut n = 0;
+    while let Some(size) = batch::declared_size(&records) {
+        n += batch::parse_header(&records[..size]).unwrap().record_count as usize;
+        bytes::Buf::advance(&mut records, size);
+    }
+    n
+}
+
+fn topic_codes(c: &mut harness::client::Client, create: &str, delete: &str) -> (i16, i16) {
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(create))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    let created: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+    let req = DeleteTopicsRequest::default().with_topic_names(vec![name(delete)]);
+    let deleted: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 5, &req);
+    (
+        created.topics[0].error_code,
+        deleted.responses[0].error_code,
+    )
+}
+
+/// Issue 17, case 5: on a full disk a log's writes pause (appends are refused at once with
+/// POLICY_VIOLATION and a message saying why) instead of failing the log for good; they resume
+/// by themselves when space returns; acknowledged data stays readable; a topic can still be
+/// deleted, which frees its space; a CreateTopics is refused and leaves nothing behind; and the
+/// broker starts on a full disk with every shard serving.
+#[test]
+fn a_full_disk_pauses_writes_and_deleting_data_still_works() {
+    let disk = SmallDisk::new(64);
+    let logs = tempfile::tempdir().unwrap();
+    let (data, log) = (disk.mount.join("data"), logs.path().join("broker.log"));
+    let port = harness::free_port();
+    let broker = Broker::start_logging_to(&data, 2, port, &log);
+    let mut c = broker.client();
+    create_topic(&mut c, "fill", 1);
+    create_topic(&mut c, "kept", 1);
+    fill(&mut c, "kept", 0, 3, 100);
+    let small = || Bytes::from(build_test_batch(1, 10, TimestampMs::now()));
+
+    disk.fill("hog");
+    produce_until_paused(&broker, "fill", 1, 2000);
+    let (code, _, message) = produce_raw(&mut c, "fill", 0, small(), 9);
+    assert_eq!(code, 44, "POLICY_VIOLATION while paused");
+    assert!(message.unwrap_or_default().contains("disk is full"));
+    assert_eq!(
+        readable_records(&mut c, "kept"),
+        30,
+        "acknowledged data stays readable"
+    );
+
+    std::fs::remove_file(disk.mount.join("hog")).unwrap();
+    wait_for_log(&broker, "log writes resumed", 1);
+    assert_eq!(produce_raw(&mut c, "fill", 0, small(), 9).0, 0, "resumed");
+
+    disk.fill("hog");
+    produce_until_paused(&broker, "fill", 2, 2000);
+    let before = disk.free_bytes();
+    assert_eq!(
+        topic_codes(&mut c, "new", "fill"),
+        (56, 0),
+        "create refused, delete done"
+    );
+    assert!(
+        disk.free_bytes() > before + (1 << 20),
+        "deleting the topic freed its space"
+    );
+
+    // Restarts on a full disk, clean and after a crash (a clean close truncates the segments'
+    // preallocated space, so recovery has none of its own to write into).
+    drop(c);
+    broker.stop();
+    disk.fill("hog2");
+    let broker = Broker::start_logging_to(&data, 2, port, &log);
+    let mut c = broker.client();
+    fill(&mut c, "kept", 0, 1, 100);
+    drop(c);
+    broker.kill();
+    disk.fill("hog3");
+    let broker = Broker::start_logging_to(&data, 2, port, &log);
+    let mut c = broker.client();
+    assert_eq!(
+        readable_records(&mut c, "kept"),
+        40,
+        "after restarts on a full disk"
+    );
+    assert_eq!(topic_codes(&mut c, "new", "new").0, 56, "refused again");
+    let req = MetadataRequest::default().with_topics(None);
+    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    let mut names: Vec<String> = md
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["kept"],
+        "a refused CreateTopics leaves no topic behind"
+    );
+}
+
+/// Issue 17, case 2 (the open-file half): every segment file used to stay open, one fd each,
+/// so many small segments (or rolls forced by hostile input) exhausted the process's files and
+/// failed unrelated partitions. Now only active segments stay open; sealed ones are opened as
+/// reads need them, at most `--segment-files-open-max` per shard, the least recently used
+/// closed first.
+#[test]
+fn open_segment_files_have_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = harness::free_port();
+    let broker = Broker::start_on(&data, 1, port, &["--segment-files-open-max", "8"]);
+    let mut c = broker.client();
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("rolls"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("segment.bytes"))
+            .with_value(Some(StrBytes::from_static_str("4096")))])]);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(resp.topics[0].error_code, 0);
+    create_topic(&mut c, "calm", 1);
+    fill(&mut c, "rolls", 0, 120, 400); // ~4 KiB a batch: a segment each
+    drop(c);
+    broker.stop();
+    // Restarted, so reads come from the segment files, not the tail cache.
+    let broker = Broker::start_on(&data, 1, port, &["--segment-files-open-max", "8"]);
+    let mut c = broker.client();
+    let part = data.join("rolls-0");
+    assert!(
+        broker.open_files(&part, ".log") <= 1,
+        "only the active segment"
+    );
+    let segments = std::fs::read_dir(&part)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .count();
+    assert!(segments >= 100, "{segments} segments");
+    // Read every segment, from the first: each sealed one must be opened to be read.
+    let mut offset = 0;
+    while offset < 1200 {
+        let resp = fetch_from(&mut c, "rolls", offset, 64 << 10);
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        let records = p.records.clone().unwrap_or_default();
+        let size = batch::declared_size(&records).expect("a batch");
+        offset = batch::parse_header(&records[..size])
+            .unwrap()
+            .next_offset()
+            .0;
+        let open = broker.open_files(&part, ".log");
+        assert!(
+            open <= 8 + 2,
+            "{open} segment files open at offset {offset}"
+        );
+    }
+    well_behaved(&mut c);
+}
+
+/// A Fetch v11 of one partition from `offset`.
+fn fetch_from(
+    c: &mut harness::client::Client,
+    topic: &str,
+    offset: i64,
+    max_bytes: i32,
+) -> FetchResponse {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes)])]);
+    c.call(ApiKey::Fetch, 11, &req)
+}

@@ -336,7 +336,7 @@ impl Coordinator {
         for chunk in records.chunks(BATCH_RECORDS_MAX) {
             let batch = record::encode_batch(chunk, now.0);
             bytes += batch.len() as u64;
-            let info = gl.log.append(batch, now).await?;
+            let info = append_when_resumed(gl, batch, now).await?;
             last = Some(info.ticket);
         }
         if let Some(ticket) = last {
@@ -536,6 +536,28 @@ impl Coordinator {
         let logs: Vec<Rc<GroupLog>> = self.logs.borrow_mut().drain().map(|(_, l)| l).collect();
         for gl in logs {
             gl.log.abandon().await;
+        }
+    }
+}
+
+/// How often a group-log writer tries again to append to a log paused on a full disk.
+const PAUSED_RETRY_MS: u64 = 200;
+
+/// Appends one batch to a group log, waiting while its writes are paused (a full disk): the
+/// records stay in order and go in once space returns, and the requests behind them wait (the
+/// queue is bounded), instead of the group log failing for good. Ends with the log's error
+/// when the broker is closing.
+async fn append_when_resumed(
+    gl: &GroupLog,
+    batch: bytes::BytesMut,
+    now: TimestampMs,
+) -> Result<crate::storage::AppendInfo, StorageError> {
+    loop {
+        match gl.log.append(batch.clone(), now).await {
+            Err(StorageError::Paused(_)) if !gl.closing.get() => {
+                runtime::sleep(Duration::from_millis(PAUSED_RETRY_MS)).await;
+            }
+            other => return other,
         }
     }
 }

@@ -19,6 +19,10 @@ pub fn storage(e: &StorageError) -> i16 {
         StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
         StorageError::CorruptOnDisk { .. } => E::KafkaStorageError.code(),
         StorageError::Io { .. } | StorageError::LogDirFailed(_) => E::KafkaStorageError.code(),
+        // Not retriable, so clients report it at once (with `produce_message`) instead of
+        // retrying until their delivery timeout; an idempotent producer stays usable
+        // (compatibility.md, "A full disk").
+        StorageError::Paused(_) => E::PolicyViolation.code(),
         StorageError::Closed => E::NotLeaderOrFollower.code(),
     }
 }
@@ -34,6 +38,21 @@ pub fn produce(e: &ProduceError) -> i16 {
     }
 }
 
+/// The error_message (Produce v8+) for a refused batch, where the code alone would mislead.
+pub fn produce_message(e: &ProduceError) -> Option<String> {
+    match e {
+        ProduceError::Storage(StorageError::Paused(_)) => Some(
+            "the broker's disk is full (or it is out of open files): appends resume once \
+             space returns"
+                .into(),
+        ),
+        ProduceError::Producer(ProducerError::TooManyProducers) => {
+            Some("this partition tracks too many idempotent producers".into())
+        }
+        _ => None,
+    }
+}
+
 pub fn admin(e: &AdminError) -> i16 {
     match e {
         AdminError::TopicExists(_) => E::TopicAlreadyExists.code(),
@@ -45,6 +64,7 @@ pub fn admin(e: &AdminError) -> i16 {
             E::InvalidConfig.code()
         }
         AdminError::Failed(_) => E::UnknownServerError.code(),
+        AdminError::NoSpace(_) => E::KafkaStorageError.code(),
     }
 }
 

@@ -33,11 +33,85 @@ pub fn save(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<()> {
     let d = dir(data_dir);
     std::fs::create_dir_all(&d)?;
     let tmp = d.join("topics.json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(reg).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
+    let written = write_synced(&tmp, reg);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     std::fs::rename(&tmp, d.join("topics.json"))?;
     std::fs::File::open(&d)?.sync_all()
+}
+
+fn write_synced(path: &Path, reg: &StoredRegistry) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(&serde_json::to_vec_pretty(reg).map_err(std::io::Error::other)?)?;
+    f.sync_all()
+}
+
+/// Space held back in `__cluster/reserve` so that a topic deletion can still write the
+/// registry on a full disk, and free the topic's space (architecture.md §12).
+pub const RESERVE_BYTES: u64 = 8 << 20;
+const RESERVE_FILE: &str = "reserve";
+
+/// Like `save`, but on a full disk gives up the reserve and tries once more: for changes
+/// that free space (a topic deletion).
+pub fn save_using_reserve(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<()> {
+    match save(data_dir, reg) {
+        Err(e) if is_no_space(&e) && release_reserve(data_dir) => {
+            tracing::warn!("disk full: gave up the space reserve to write the registry");
+            save(data_dir, reg)
+        }
+        other => other,
+    }
+}
+
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Makes sure the reserve exists, when at least twice its size is free (a disk that is
+/// nearly full keeps its last bytes for data). Returns whether it exists now.
+pub fn keep_reserve(data_dir: &Path) -> std::io::Result<bool> {
+    let path = dir(data_dir).join(RESERVE_FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
+        return Ok(true);
+    }
+    if free_bytes(data_dir)? < 2 * RESERVE_BYTES {
+        return Ok(false);
+    }
+    let written = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..RESERVE_BYTES / zeros.len() as u64 {
+            f.write_all(&zeros)?;
+        }
+        f.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    written.map(|()| true)
+}
+
+/// Deletes the reserve; true if there was one to give up.
+pub fn release_reserve(data_dir: &Path) -> bool {
+    std::fs::remove_file(dir(data_dir).join(RESERVE_FILE)).is_ok()
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is a valid out-pointer; statvfs fills it
+    // whole when it returns 0, and only then is it read.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: initialised by the successful call above.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Removes partition directories (`<topic>-<n>`) that the registry does not know: left by a

@@ -26,6 +26,9 @@ const SNAPSHOT_EVERY_BATCHES: u64 = 10_000;
 /// ...or bytes of any batches: rebuilding the state at open reads the log from the snapshot
 /// on, so this bounds that read after a crash, producers or not.
 const SNAPSHOT_EVERY_BYTES: u64 = 16 << 20;
+/// How long a snapshot waits for the batches it covers to be written before it is left for
+/// the next housekeeping run.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes read per step while rebuilding producer state from the log.
 const SCAN_READ_BYTES: usize = 1 << 20;
 
@@ -141,7 +144,18 @@ impl Partition {
         let mut ticket = None;
         for b in split_batches_mut(records)? {
             let mut h = batch::parse_header(&b).map_err(StorageError::InvalidBatch)?;
-            self.log.wait_for_room().await?;
+            if let Err(e) = self.log.wait_for_room().await {
+                // On a paused log (full disk) a retry of a batch appended before the pause is
+                // still answered, once it is written: refusing it would tell the producer that
+                // records failed which are then written.
+                let retry = matches!(
+                    self.producers.states.borrow().check(&h, PRODUCERS_MAX),
+                    Ok(Verdict::Duplicate(_))
+                );
+                if !(retry && matches!(e, StorageError::Paused(_))) {
+                    return Err(e.into());
+                }
+            }
             // No await from here to `record`: the check and the append are one step.
             let verdict = self.producers.states.borrow().check(&h, PRODUCERS_MAX)?;
             let (base, time, next) = match verdict {
@@ -215,11 +229,21 @@ impl Partition {
         // before `next_offset`.
         let at = self.log.next_offset();
         let bytes = self.producers.states.borrow().encode_snapshot(at);
-        self.producers.since_snapshot.set(0);
-        self.producers.since_snapshot_bytes.set(0);
+        let counted = (
+            self.producers.since_snapshot.replace(0),
+            self.producers.since_snapshot_bytes.replace(0),
+        );
         // Stored once those batches are on disk: a snapshot past what a crash recovers is
-        // dropped at open, and the state then rebuilt from the log start.
-        self.log.wait(at, Durability::Written).await?;
+        // dropped at open, and the state then rebuilt from the log start. The wait is bounded,
+        // so a log paused on a full disk does not hold up the shard's housekeeping.
+        let level = Durability::Written;
+        if !self.log.wait_at_most(at, level, SNAPSHOT_WAIT).await? {
+            let p = &self.producers;
+            p.since_snapshot.set(p.since_snapshot.get() + counted.0);
+            p.since_snapshot_bytes
+                .set(p.since_snapshot_bytes.get() + counted.1);
+            return Ok(());
+        }
         io::write_small_atomic(self.log.dir(), PRODUCER_STATE_FILE, bytes).await
     }
 

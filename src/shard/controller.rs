@@ -29,6 +29,8 @@ pub enum AdminError {
     InvalidConfig(#[from] ConfigError),
     #[error("could not persist or apply the change: {0}")]
     Failed(String),
+    #[error("the data directory's disk is full: {0}")]
+    NoSpace(String),
 }
 
 impl From<ShardGone> for AdminError {
@@ -180,18 +182,80 @@ impl Shard {
         if validate_only {
             return Ok(next);
         }
-        let stored = store::StoredRegistry {
-            version: next.version,
-            cluster_id: ctl.cluster_id.clone(),
-            topics: next.topics.values().map(|t| (**t).clone()).collect(),
-        };
-        store::save(&self.config.data_dir, &stored)
-            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let data_dir = &self.config.data_dir;
+        let frees = matches!(change, Change::DeleteTopic(_));
+        if !frees {
+            check_room(data_dir)?;
+        }
+        self.persist(&next, frees)?;
         *ctl.current.borrow_mut() = next.clone();
-        self.broadcast(next.clone()).await?;
+        if let Err(e) = self.broadcast(next.clone()).await {
+            if !frees {
+                self.roll_back(cur).await;
+            }
+            return Err(e);
+        }
+        if let Err(e) = store::keep_reserve(data_dir) {
+            tracing::warn!(error = %e, "cannot keep the disk space reserve");
+        }
         Ok(next)
     }
 
+    /// Writes `snap` as the registry; `frees`: the change frees space, so on a full disk the
+    /// reserve may be given up for it.
+    fn persist(&self, snap: &Snapshot, frees: bool) -> Result<(), AdminError> {
+        let ctl = self.controller.as_ref().expect("shard 0 is the controller");
+        let stored = store::StoredRegistry {
+            version: snap.version,
+            cluster_id: ctl.cluster_id.clone(),
+            topics: snap.topics.values().map(|t| (**t).clone()).collect(),
+        };
+        let dir = &self.config.data_dir;
+        let saved = if frees {
+            store::save_using_reserve(dir, &stored)
+        } else {
+            store::save(dir, &stored)
+        };
+        saved.map_err(|e| match store::is_no_space(&e) {
+            true => AdminError::NoSpace(e.to_string()),
+            false => AdminError::Failed(e.to_string()),
+        })
+    }
+
+    /// A change that some shard could not apply (a partition it could not create, on a full
+    /// disk) is undone: the previous registry is stored and installed again, so a failed
+    /// CreateTopics leaves no topic behind. Best effort; what fails is logged.
+    async fn roll_back(&self, prev: Arc<Snapshot>) {
+        let ctl = self.controller.as_ref().expect("shard 0 is the controller");
+        let undo = Arc::new(Snapshot {
+            version: ctl.current.borrow().version + 1,
+            ..(*prev).clone()
+        });
+        let restored = match self.persist(&undo, true) {
+            Ok(()) => self.broadcast(undo.clone()).await,
+            Err(e) => Err(e),
+        };
+        match restored {
+            Ok(()) => *ctl.current.borrow_mut() = undo,
+            Err(e) => tracing::error!(error = %e, "cannot undo a registry change that failed"),
+        }
+    }
+}
+
+/// A change that creates partitions needs room for their directories and first blocks: on a
+/// disk with less than the reserve free it is refused before anything is stored.
+fn check_room(data_dir: &std::path::Path) -> Result<(), AdminError> {
+    let free = store::free_bytes(data_dir).map_err(|e| AdminError::Failed(e.to_string()))?;
+    if free < store::RESERVE_BYTES {
+        return Err(AdminError::NoSpace(format!(
+            "{free} bytes free, less than the {} needed to create partitions",
+            store::RESERVE_BYTES
+        )));
+    }
+    Ok(())
+}
+
+impl Shard {
     /// Installs `snap` on every shard and waits for all of them.
     async fn broadcast(&self, snap: Arc<Snapshot>) -> Result<(), AdminError> {
         let mut tasks = Vec::with_capacity(self.shards());

@@ -259,9 +259,8 @@ impl Shard {
         let now = TimestampMs::now();
         let expiration = self.config.producer_id_expiration_ms;
         for p in parts {
-            if let Err(e) = p.log.enforce_retention(now).await {
-                tracing::warn!(topic = %p.topic.name, partition = p.index, error = %e, "retention failed");
-            }
+            // Failures are logged by the log, once per spell.
+            let _ = p.log.enforce_retention(now).await;
             if let Err(e) = p.maintain_producers(now, expiration, false).await {
                 tracing::warn!(topic = %p.topic.name, partition = p.index, error = %e, "producer-state snapshot failed");
             }
@@ -319,6 +318,11 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     };
     let config = boot.config.clone();
     crate::storage::readcache::set_budget(config.read_cache_bytes_max);
+    crate::storage::files::set_open_files_max(config.segment_files_open_max);
+    if let Err(e) = crate::storage::io::probe_device(&config.data_dir).await {
+        // Not fatal: on a full disk the probe is made again, on an existing file, per partition.
+        tracing::warn!(shard = id, error = %e, "direct I/O probe of the data directory failed");
+    }
     let controller = (id == 0).then(|| Controller::new(boot.cluster_id.clone(), &boot.snapshot));
     let producer_ids = if id == 0 {
         match producer_ids::ProducerIds::load(&config.data_dir) {

@@ -51,6 +51,10 @@ pub enum StorageError {
     },
     #[error("log directory {0} has failed an I/O operation and takes no more writes")]
     LogDirFailed(PathBuf),
+    /// A write ran out of space or file descriptors: the log takes no appends until the
+    /// flusher's retry of that write succeeds (storage.md §10).
+    #[error("log directory {0} is out of disk space or open files; appends resume when a write succeeds")]
+    Paused(PathBuf),
     #[error("log is closed")]
     Closed,
 }
@@ -61,6 +65,18 @@ impl StorageError {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// Whether this is an I/O error that more room would cure: no space (ENOSPC, EDQUOT) or
+    /// no file descriptors (EMFILE, ENFILE). Retrying the same write later is then safe.
+    pub fn is_exhaustion(&self) -> bool {
+        const EXHAUSTED: [i32; 4] = [libc::ENOSPC, libc::EDQUOT, libc::EMFILE, libc::ENFILE];
+        match self {
+            StorageError::Io { source, .. } => source
+                .raw_os_error()
+                .is_some_and(|code| EXHAUSTED.contains(&code)),
+            _ => false,
         }
     }
 }

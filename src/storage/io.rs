@@ -64,6 +64,13 @@ thread_local! {
 /// "succeeds" at EOF, so devices without polling support (virtio, most cloud disks) are wrongly
 /// marked pollable and every later read fails with EOPNOTSUPP. We open a non-empty probe file
 /// first so the probe sees real data and decides right.
+///
+/// Each shard probes its data directory at start (`probe_device`), while there is room for the
+/// probe file, so that a partition first written on a full disk does not need one.
+pub async fn probe_device(dir: &Path) -> Result<()> {
+    ensure_probed(dir).await
+}
+
 async fn ensure_probed(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(dir)
@@ -76,13 +83,45 @@ async fn ensure_probed(dir: &Path) -> Result<()> {
         ".iopoll-probe-{:?}.tmp",
         std::thread::current().id()
     ));
-    std::fs::write(&probe, vec![0xA5u8; 8192]).map_err(|e| StorageError::io("write", &probe, e))?;
+    let made = std::fs::write(&probe, vec![0xA5u8; 8192]);
+    let made_ok = made.is_ok();
+    let probe = match made {
+        Ok(()) => probe,
+        Err(e) => {
+            // A full disk: any non-empty file already there does as well (a segment).
+            let _ = std::fs::remove_file(&probe);
+            existing_probe(dir).ok_or_else(|| StorageError::io("write", &probe, e))?
+        }
+    };
     let opened = DmaFile::open(&probe).await;
-    let _ = std::fs::remove_file(&probe);
+    if made_ok {
+        let _ = std::fs::remove_file(&probe);
+    }
     let file = opened.map_err(|e| io_err("open probe", &probe, e))?;
     let _ = file.close().await;
     PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
     Ok(())
+}
+
+/// A non-empty file on the same device, for the probe when none can be written (a full
+/// disk): one in `dir`, else in a directory beside it (another partition's segment). Its first
+/// block holds data, so the probe read is real I/O, as the probe needs.
+fn existing_probe(dir: &Path) -> Option<PathBuf> {
+    let non_empty = |d: &Path| {
+        std::fs::read_dir(d)
+            .ok()?
+            .flatten()
+            .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
+            .map(|e| e.path())
+    };
+    non_empty(dir).or_else(|| {
+        let parent = dir.parent()?;
+        std::fs::read_dir(parent)
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .find_map(|e| non_empty(&e.path()))
+    })
 }
 
 impl SegmentFile {
@@ -219,26 +258,38 @@ fn is_not_found(e: &glommio::GlommioError<()>) -> bool {
 }
 
 /// Writes a small file durably and atomically: temp file, fdatasync, rename, directory sync.
+/// A failed write removes its temp file, so a full disk keeps no half-written leftovers.
 pub async fn write_small_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
-    let file = BufferedFile::create(&tmp)
-        .await
-        .map_err(|e| io_err("create", &tmp, e))?;
-    let len = bytes.len();
-    let n = file
-        .write_at(bytes, 0)
-        .await
-        .map_err(|e| io_err("write", &tmp, e))?;
-    assert_eq!(n, len, "small file written whole");
-    file.fdatasync()
-        .await
-        .map_err(|e| io_err("fdatasync", &tmp, e))?;
-    let _ = file.close().await;
+    let written = write_synced(&tmp, bytes).await;
+    if written.is_err() {
+        let _ = remove(&tmp).await;
+    }
+    written?;
     glommio::io::rename(&tmp, &dst)
         .await
         .map_err(|e| io_err("rename", &dst, e))?;
     sync_dir(dir).await
+}
+
+async fn write_synced(path: &Path, bytes: Vec<u8>) -> Result<()> {
+    let file = BufferedFile::create(path)
+        .await
+        .map_err(|e| io_err("create", path, e))?;
+    let len = bytes.len();
+    let n = file.write_at(bytes, 0).await;
+    let synced = match n {
+        Ok(n) => {
+            assert_eq!(n, len, "small file written whole");
+            file.fdatasync()
+                .await
+                .map_err(|e| io_err("fdatasync", path, e))
+        }
+        Err(e) => Err(io_err("write", path, e)),
+    };
+    let _ = file.close().await;
+    synced
 }
 
 pub async fn sync_dir(dir: &Path) -> Result<()> {

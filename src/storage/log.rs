@@ -25,11 +25,11 @@ use super::batch::{self, BatchHeader};
 use super::config::LogConfig;
 use super::error::{Result, StorageError};
 use super::io::{self, align_down, align_up, IoBuf, SegmentFile};
-use super::readcache;
 use super::recovery::{self, segment_path};
 use super::state::{
     Action, AppendInfo, Checkpoint, Durability, Failed, LogState, ReadPlan, WriteJob,
 };
+use super::{files, readcache};
 use crate::types::{Offset, TimestampMs};
 
 /// Bytes a disk read brings in beyond `max_bytes`, to cover the sparse index gap.
@@ -122,11 +122,14 @@ struct Inner {
     ahead_progress: Event,
     /// The corrupt batch last logged, (segment, byte position): each is logged once.
     corrupt_logged: Cell<Option<(Offset, u64)>>,
+    /// The last retention run failed (its failure is logged once).
+    retention_failing: Cell<bool>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         readcache::with(|c| c.forget(self.cache_id, None));
+        files::forget_log(self.cache_id);
     }
 }
 
@@ -181,6 +184,7 @@ impl PartitionLog {
             ahead: Cell::new(None),
             ahead_progress: Event::new(),
             corrupt_logged: Cell::new(None),
+            retention_failing: Cell::new(false),
         });
         io::spawn(run_flusher(inner.clone())).detach();
         Ok(PartitionLog { inner })
@@ -211,6 +215,9 @@ impl PartitionLog {
                 if self.inner.closing.get() {
                     return Err(StorageError::Closed);
                 }
+                if st.is_paused() {
+                    return Err(StorageError::Paused(self.inner.dir.clone()));
+                }
                 if st.has_room() {
                     return Ok(());
                 }
@@ -231,6 +238,7 @@ impl PartitionLog {
         };
         let info = info.map_err(|e| match e {
             StorageError::LogDirFailed(_) => StorageError::LogDirFailed(self.inner.dir.clone()),
+            StorageError::Paused(_) => StorageError::Paused(self.inner.dir.clone()),
             e => e,
         })?;
         if !evicted.is_empty() {
@@ -261,6 +269,24 @@ impl PartitionLog {
                 return Err(StorageError::Closed);
             }
             listener.await;
+        }
+    }
+
+    /// Like `wait`, for at most `timeout`: false if the batch is not there by then (a log whose
+    /// writes are paused on a full disk, say).
+    pub async fn wait_at_most(
+        &self,
+        ticket: Offset,
+        level: Durability,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let waited = future::or(async { Some(self.wait(ticket, level).await) }, async {
+            io::sleep(timeout).await;
+            None
+        });
+        match waited.await {
+            Some(reached) => reached.map(|()| true),
+            None => Ok(false),
         }
     }
 
@@ -497,8 +523,9 @@ impl PartitionLog {
     /// two reads is joined from both. Ends at the segment's written end, when the window is
     /// full and nothing is in flight, or at a short read. Returns how many extents it added.
     async fn run_read_ahead(&self, job: AheadJob) -> Result<usize> {
-        let file = self.inner.files.borrow().get(&job.segment).cloned();
-        let Some(file) = file else { return Ok(0) };
+        let Some(file) = self.file_for(job.segment).await? else {
+            return Ok(0);
+        };
         let mut inflight = std::collections::VecDeque::new();
         let mut join = Join::new(&job, self.inner.state.borrow().config.verify_reads);
         let mut cursor = job.position;
@@ -614,7 +641,7 @@ impl PartitionLog {
         max_bytes: usize,
         mut visit: impl FnMut(&BatchHeader, IoBuf) -> Visit,
     ) -> Result<()> {
-        let file = self.inner.files.borrow().get(&segment).cloned();
+        let file = self.file_for(segment).await?;
         let file = file.ok_or(StorageError::OffsetOutOfRange {
             requested: segment,
             start: self.log_start(),
@@ -682,8 +709,24 @@ impl PartitionLog {
     }
 
     /// Applies segment.ms, retention.ms, retention.bytes and the log start: rolls an expired
-    /// active segment and deletes the segments that may go. Run periodically by the owner.
+    /// active segment and deletes the segments that may go. Run periodically by the owner. A
+    /// failure is logged when it starts and when it ends, not at every run.
     pub async fn enforce_retention(&self, now: TimestampMs) -> Result<()> {
+        let result = self.apply_retention(now).await;
+        let failing = &self.inner.retention_failing;
+        match &result {
+            Err(e) if !failing.replace(true) => {
+                tracing::warn!(dir = %self.inner.dir.display(), error = %e, "retention failed; retrying");
+            }
+            Ok(()) if failing.replace(false) => {
+                tracing::info!(dir = %self.inner.dir.display(), "retention works again");
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn apply_retention(&self, now: TimestampMs) -> Result<()> {
         let before = self.inner.checkpointed_start.get();
         let removed = {
             let mut st = self.inner.state.borrow_mut();
@@ -691,21 +734,45 @@ impl PartitionLog {
             st.plan_retention(now)
         };
         self.inner.work.notify(1);
-        if removed.is_empty() && before == Some(self.log_start()) {
+        let start = self.log_start();
+        if removed.is_empty() && before == Some(start) {
             return Ok(());
         }
-        // Checkpoint the new start before deleting anything: a crash in between must not
-        // reopen at the old start with its segments gone (offsets would be reused).
-        let start = self.log_start();
+        readcache::with(|c| c.forget(self.inner.cache_id, Some(start)));
+        // Segments go first, so this works on a full disk: the checkpoint's temp file needs
+        // room. A crash before the checkpoint reopens at the first segment left, at or below
+        // `start` (recovery takes the larger of the file's start and the first base).
+        for base in &removed {
+            self.inner.files.borrow_mut().remove(base);
+            files::forget(self.inner.cache_id, *base);
+            recovery::delete_segment_files(&self.inner.dir, *base).await?;
+        }
         let cp = recovery::encode_checkpoint(start);
         io::write_small_atomic(&self.inner.dir, recovery::LOG_START_FILE, cp).await?;
         self.inner.checkpointed_start.set(Some(start));
-        readcache::with(|c| c.forget(self.inner.cache_id, Some(start)));
-        for base in &removed {
-            self.inner.files.borrow_mut().remove(base);
-            recovery::delete_segment_files(&self.inner.dir, *base).await?;
-        }
         Ok(())
+    }
+
+    /// The open file of `segment`: the log's own while the flusher writes it, else from the
+    /// shard's table of sealed segment files (`files`), opened there if it is not open. None
+    /// for a segment the log no longer has.
+    async fn file_for(&self, segment: Offset) -> Result<Option<Rc<SegmentFile>>> {
+        if let Some(f) = self.inner.files.borrow().get(&segment) {
+            return Ok(Some(f.clone()));
+        }
+        let id = self.inner.cache_id;
+        if let Some(f) = files::get(id, segment) {
+            return Ok(Some(f));
+        }
+        let known = || self.inner.state.borrow().segment(segment).is_some();
+        if !known() {
+            return Ok(None);
+        }
+        let file = SegmentFile::open(&segment_path(&self.inner.dir, segment, "log"), false).await?;
+        if known() {
+            files::keep(id, segment, file.clone()); // not if retention took it meanwhile
+        }
+        Ok(Some(file))
     }
 
     async fn flusher_stopped(&self) {
@@ -908,26 +975,22 @@ async fn run_flusher(inner: Rc<Inner>) {
         }
         let now = TimestampMs::now();
         let action = inner.state.borrow_mut().next_action(now);
-        let result = match action {
-            Action::Write(job) => do_write(&inner, job).await,
-            Action::Seal(base) => do_seal(&inner, base).await,
-            Action::Sync(segment) => do_sync(&inner, segment).await,
-            Action::Checkpoint(c) => do_checkpoint(&inner, c).await,
-            Action::Idle => {
-                let (drained, deadline) = {
-                    let st = inner.state.borrow();
-                    (st.is_drained() || st.is_failed(), st.sync_deadline())
-                };
-                if inner.closing.get() && drained {
-                    break;
-                }
-                let wait_ms = deadline.map_or(1000, |d| (d.0 - now.0).clamp(1, 1000)) as u64;
-                future::or(listener, io::sleep(Duration::from_millis(wait_ms))).await;
-                continue;
+        if let Action::Idle = action {
+            let (drained, deadline) = {
+                let st = inner.state.borrow();
+                (st.is_drained() || st.is_failed(), st.sync_deadline())
+            };
+            if inner.closing.get() && drained {
+                break;
             }
-        };
-        if let Err(e) = result {
-            tracing::error!(dir = %inner.dir.display(), error = %e, "log I/O failed; no more acks");
+            let wait_ms = deadline.map_or(1000, |d| (d.0 - now.0).clamp(1, 1000)) as u64;
+            future::or(listener, io::sleep(Duration::from_millis(wait_ms))).await;
+            continue;
+        }
+        if let Err(e) = carry_out(&inner, &action).await {
+            if !inner.abandoned.get() {
+                tracing::error!(dir = %inner.dir.display(), error = %e, "log I/O failed; no more acks");
+            }
             inner.state.borrow_mut().fail();
             break;
         }
@@ -935,6 +998,49 @@ async fn run_flusher(inner: Rc<Inner>) {
     }
     inner.flusher_done.set(true);
     inner.progress.notify(usize::MAX);
+}
+
+/// First wait between retries of a write that ran out of space or files; doubles up to
+/// `PAUSE_RETRY_MS_MAX`.
+const PAUSE_RETRY_MS_MIN: u64 = 50;
+const PAUSE_RETRY_MS_MAX: u64 = 1000;
+
+/// Carries out one action. One that runs out of space or file descriptors is retried, the same
+/// action again (each is idempotent: same bytes, same positions), until it succeeds; appends
+/// are refused meanwhile, and queued ones wait. Any other error, or a close or abandon while
+/// paused, ends the log's writes (what was not written was not acknowledged).
+async fn carry_out(inner: &Inner, action: &Action) -> Result<()> {
+    let mut wait_ms = PAUSE_RETRY_MS_MIN;
+    loop {
+        let result = match action {
+            Action::Write(job) => do_write(inner, job).await,
+            Action::Seal(base) => do_seal(inner, *base).await,
+            Action::Sync(segment) => do_sync(inner, *segment).await,
+            Action::Checkpoint(c) => do_checkpoint(inner, c).await,
+            Action::Idle => Ok(()),
+        };
+        let paused = inner.state.borrow().is_paused();
+        match result {
+            Ok(()) => {
+                if paused {
+                    inner.state.borrow_mut().set_paused(false);
+                    tracing::warn!(dir = %inner.dir.display(), "log writes resumed");
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_exhaustion() && !inner.closing.get() => {
+                if !paused {
+                    inner.state.borrow_mut().set_paused(true);
+                    tracing::error!(dir = %inner.dir.display(), error = %e,
+                        "log writes paused: appends are refused until a retry succeeds");
+                    inner.progress.notify(usize::MAX);
+                }
+                io::sleep(Duration::from_millis(wait_ms)).await;
+                wait_ms = (wait_ms * 2).min(PAUSE_RETRY_MS_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn segment_file(inner: &Inner, base: Offset) -> Result<Rc<SegmentFile>> {
@@ -952,7 +1058,7 @@ async fn segment_file(inner: &Inner, base: Offset) -> Result<Rc<SegmentFile>> {
     Ok(file)
 }
 
-async fn do_write(inner: &Inner, job: WriteJob) -> Result<()> {
+async fn do_write(inner: &Inner, job: &WriteJob) -> Result<()> {
     let file = segment_file(inner, job.segment).await?;
     let align = file.alignment();
     let (start, old_tail, allocated) = {
@@ -963,7 +1069,8 @@ async fn do_write(inner: &Inner, job: WriteJob) -> Result<()> {
                 ..Tail::default()
             };
         }
-        (t.start, std::mem::take(&mut t.bytes), t.allocated)
+        // A copy (under one block): the tail stays as it is if this write fails and is retried.
+        (t.start, t.bytes.clone(), t.allocated)
     };
     assert_eq!(
         start + old_tail.len() as u64,
@@ -976,7 +1083,14 @@ async fn do_write(inner: &Inner, job: WriteJob) -> Result<()> {
     if align_up(end, align) > allocated {
         let step_max = inner.state.borrow().config.preallocate_bytes_step;
         allocated = align_up(end, align) + preallocate_ahead(end, step_max, align);
-        file.preallocate(allocated).await?;
+        if let Err(e) = file.preallocate(allocated).await {
+            // Short of room for the step ahead: take only what this write needs.
+            if !e.is_exhaustion() {
+                return Err(e);
+            }
+            allocated = align_up(end, align);
+            file.preallocate(allocated).await?;
+        }
     }
     let mut parts: Vec<&[u8]> = Vec::with_capacity(job.chunks.len() + 1);
     parts.push(&old_tail);
@@ -997,7 +1111,7 @@ async fn do_write(inner: &Inner, job: WriteJob) -> Result<()> {
     inner
         .state
         .borrow_mut()
-        .complete_write(&job, TimestampMs::now());
+        .complete_write(job, TimestampMs::now());
     Ok(())
 }
 
@@ -1030,14 +1144,15 @@ async fn do_sync(inner: &Inner, segment: Offset) -> Result<()> {
 
 /// Makes the written prefix of the active segment durable, then writes its indexes as of that
 /// prefix: recovery after a crash loads them and scans only what follows (storage.md §6).
-async fn do_checkpoint(inner: &Inner, c: Checkpoint) -> Result<()> {
+async fn do_checkpoint(inner: &Inner, c: &Checkpoint) -> Result<()> {
     let file = segment_file(inner, c.segment).await?;
     assert!(
         file.size().await? >= c.summary.log_bytes,
         "the prefix is in the file"
     );
     file.sync().await?;
-    recovery::write_checkpoint(&inner.dir, c.segment, c.offset_index, c.time_index).await
+    let (index, time) = (c.offset_index.clone(), c.time_index.clone());
+    recovery::write_checkpoint(&inner.dir, c.segment, index, time).await
 }
 
 async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {
@@ -1054,9 +1169,15 @@ async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {
     inner.state.borrow_mut().complete_seal(base);
     let point = recovery::encode_checkpoint(inner.state.borrow().recovery_point());
     io::write_small_atomic(&inner.dir, recovery::RECOVERY_POINT_FILE, point).await?;
-    let mut t = inner.tail.borrow_mut();
-    if t.segment == Some(base) {
-        *t = Tail::default();
+    {
+        let mut t = inner.tail.borrow_mut();
+        if t.segment == Some(base) {
+            *t = Tail::default();
+        }
+    }
+    // Written no more: from now on the shard's table of sealed files holds it, within its bound.
+    if let Some(file) = inner.files.borrow_mut().remove(&base) {
+        files::keep(inner.cache_id, base, file);
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod index;
 pub mod io;
 pub mod log;

@@ -153,17 +153,23 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
                     file.truncate(seg.log_bytes).await?;
                     file.sync().await?;
                 } else {
-                    finalize_recovered(dir, &file, &seg).await?;
+                    unless_full(dir, finalize_recovered(dir, &file, &seg).await)?;
                 }
                 seg
             }
         };
+        // Only the last segment's file stays open: the log writes it. Sealed ones are opened
+        // again when a read needs them (`files`), so a log of many segments holds one fd.
+        out.files.clear();
         out.files.insert(base, file);
         out.segments.push_back(seg);
     }
     if let Some(active) = out.segments.back() {
         let point = encode_checkpoint(active.base);
-        io::write_small_atomic(dir, RECOVERY_POINT_FILE, point).await?;
+        unless_full(
+            dir,
+            io::write_small_atomic(dir, RECOVERY_POINT_FILE, point).await,
+        )?;
     }
     io::remove(&dir.join(CLEAN_SHUTDOWN_FILE)).await?;
     io::sync_dir(dir).await?;
@@ -234,6 +240,20 @@ async fn scan_segment(
 }
 
 /// A sealed segment recovered by scanning: truncate, sync and index it like a normal seal.
+/// Recovery's own bookkeeping (a recovered segment's indexes, the recovery point) only saves
+/// the next open a scan: on a full disk it is left out, so the broker still starts and an
+/// operator can free space through Kafka. The state stays safe: an older recovery point trusts
+/// fewer segments, and a segment without whole indexes is scanned.
+fn unless_full(dir: &Path, written: Result<()>) -> Result<()> {
+    match written {
+        Err(e) if e.is_exhaustion() => {
+            tracing::warn!(dir = %dir.display(), error = %e, "recovery bookkeeping skipped");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 async fn finalize_recovered(dir: &Path, file: &SegmentFile, seg: &Segment) -> Result<()> {
     file.truncate(seg.log_bytes).await?;
     file.sync().await?;

@@ -221,6 +221,8 @@ pub struct LogState {
     /// When the last recovery checkpoint was handed out (checkpoint_ms_min apart).
     checkpointed_at: TimestampMs,
     failed: bool,
+    /// A write is being retried after running out of space or files: appends are refused.
+    paused: bool,
 }
 
 impl LogState {
@@ -268,6 +270,7 @@ impl LogState {
             last_written_segment: last,
             checkpointed_at: now,
             failed: false,
+            paused: false,
         }
     }
 
@@ -310,6 +313,14 @@ impl LogState {
     pub fn fail(&mut self) {
         self.failed = true;
     }
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+    /// Set while the flusher retries a write that ran out of space or files; cleared when it
+    /// succeeds. Batches appended before stay queued and are written then.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
     }
@@ -340,6 +351,9 @@ impl LogState {
     pub fn append(&mut self, mut bytes: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
         if self.failed {
             return Err(StorageError::LogDirFailed(Default::default()));
+        }
+        if self.paused {
+            return Err(StorageError::Paused(Default::default()));
         }
         if bytes.len() > self.config.message_bytes_max {
             return Err(StorageError::BatchTooLarge {
@@ -768,6 +782,31 @@ mod tests {
         );
         assert_eq!(s.advance_log_start(Offset(3)).unwrap(), Offset(3));
         assert_eq!(s.log_start(), Offset(3));
+    }
+
+    #[test]
+    fn a_paused_log_refuses_appends_and_writes_its_queue_when_resumed() {
+        let mut s = LogState::new(cfg(), VecDeque::new(), Offset(0), TimestampMs(0));
+        let queued = s.append(batch(3, 10), TimestampMs(1)).unwrap();
+        let Action::Write(job) = s.next_action(TimestampMs(2)) else {
+            panic!("a write is due");
+        };
+        // The write ran out of space: the edge pauses the log and retries the same job.
+        s.set_paused(true);
+        assert!(matches!(
+            s.append(batch(1, 11), TimestampMs(3)),
+            Err(StorageError::Paused(_))
+        ));
+        assert_eq!(
+            s.next_offset(),
+            Offset(3),
+            "nothing refused was given offsets"
+        );
+        assert_eq!(s.reached(queued.ticket, Durability::Written), Ok(false));
+        s.complete_write(&job, TimestampMs(4));
+        s.set_paused(false);
+        assert_eq!(s.reached(queued.ticket, Durability::Written), Ok(true));
+        assert!(s.append(batch(1, 12), TimestampMs(5)).is_ok(), "resumed");
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct Broker {
     pub port: u16,
     pub dir: PathBuf,
     pub shards: usize,
+    /// Where the broker's stderr (its log) goes: `dir` with extension `log` unless given.
+    log_path: PathBuf,
 }
 
 pub fn free_port() -> u16 {
@@ -67,6 +69,17 @@ impl Broker {
         b
     }
 
+    /// As `start_on`, with the log written to `log` (for a data directory on a disk that
+    /// fills up, where the log could not be written).
+    pub fn start_logging_to(dir: &Path, shards: usize, port: u16, log: &Path) -> Broker {
+        let data = dir.to_str().unwrap();
+        let mut cmd = broker_command(data, shards, port, "shardlog=debug", log);
+        let mut b = Broker::spawn(&mut cmd, port, dir, shards);
+        b.log_path = log.to_path_buf();
+        b.wait_ready();
+        b
+    }
+
     /// As `start_on`, but returns at once, ready or not (`wait_ready` waits).
     pub fn start_unready(dir: &Path, shards: usize, port: u16) -> Broker {
         let log = dir.with_extension("log");
@@ -81,6 +94,7 @@ impl Broker {
             port,
             dir: dir.to_path_buf(),
             shards,
+            log_path: dir.with_extension("log"),
         }
     }
 
@@ -121,7 +135,7 @@ impl Broker {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// SIGTERM and wait: the clean shutdown path.
@@ -160,6 +174,16 @@ impl Broker {
             .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
+    }
+
+    /// How many files under `dir` whose name ends in `suffix` the broker holds open now.
+    pub fn open_files(&self, dir: &Path, suffix: &str) -> usize {
+        let pid = self.child.as_ref().expect("running").id();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd table");
+        fds.flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|p| p.starts_with(dir) && p.to_string_lossy().ends_with(suffix))
+            .count()
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -53,19 +53,19 @@ pub async fn handle(
     }
     let items = own_records(frame, items);
     let appended = fanout::on_partitions(&s, items, move |p, records| async move {
-        p.produce(records, acks)
-            .await
-            .map_err(|e| errors::produce(&e))
+        let appended = p.produce(records, acks).await;
+        Ok(appended.map_err(|e| (errors::produce(&e), errors::produce_message(&e))))
     })
     .await;
     let mut appended = appended.into_iter();
     let parts = checked.into_iter().map(|(index, refused)| {
         let r = match refused {
             Some(refused) => Err(refused),
-            None => appended
-                .next()
-                .expect("one answer per item sent")
-                .map_err(|code| (code, None)),
+            None => match appended.next().expect("one answer per item sent") {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err((code, message))) => Err((code, message.map(StrBytes::from_string))),
+                Err(code) => Err((code, None)),
+            },
         };
         match r {
             Ok(a) => PartitionProduceResponse::default()
