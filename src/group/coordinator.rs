@@ -518,7 +518,10 @@ impl Coordinator {
             gl.work.notify(1);
             loop {
                 let listener = gl.progress.listen();
+                // A paused log (full disk) writes nothing until space returns: its close
+                // below ends the retries instead; what was queued was not acknowledged.
                 if gl.failed.get()
+                    || gl.log.is_paused()
                     || (gl.queue.borrow().is_empty() && gl.written.get() >= gl.queued.get())
                 {
                     break;

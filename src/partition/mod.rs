@@ -237,7 +237,8 @@ impl Partition {
         // dropped at open, and the state then rebuilt from the log start. The wait is bounded,
         // so a log paused on a full disk does not hold up the shard's housekeeping.
         let level = Durability::Written;
-        if !self.log.wait_at_most(at, level, SNAPSHOT_WAIT).await? {
+        let paused = self.log.is_paused(); // nothing will be written for a while
+        if paused || !self.log.wait_at_most(at, level, SNAPSHOT_WAIT).await? {
             let p = &self.producers;
             p.since_snapshot.set(p.since_snapshot.get() + counted.0);
             p.since_snapshot_bytes

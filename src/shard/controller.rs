@@ -183,14 +183,20 @@ impl Shard {
             return Ok(next);
         }
         let data_dir = &self.config.data_dir;
-        let frees = matches!(change, Change::DeleteTopic(_));
-        if !frees {
+        // Deleting a topic frees space and AlterConfigs is how retention is lowered to free
+        // it: both may use the reserve. Only changes that create partitions need room.
+        let frees = matches!(change, Change::DeleteTopic(_) | Change::AlterConfigs { .. });
+        let creates = matches!(
+            change,
+            Change::CreateTopic { .. } | Change::CreatePartitions { .. }
+        );
+        if creates {
             check_room(data_dir)?;
         }
         self.persist(&next, frees)?;
         *ctl.current.borrow_mut() = next.clone();
         if let Err(e) = self.broadcast(next.clone()).await {
-            if !frees {
+            if creates {
                 self.roll_back(cur).await;
             }
             return Err(e);
@@ -264,17 +270,26 @@ impl Shard {
             let me = self.rc();
             tasks.push(crate::runtime::spawn(async move {
                 me.on(target, move |s| async move {
-                    s.apply_metadata(snap).await.map_err(|e| e.to_string())
+                    s.apply_metadata(snap)
+                        .await
+                        .map_err(|e| match e.is_exhaustion() {
+                            true => AdminError::NoSpace(e.to_string()),
+                            false => AdminError::Failed(e.to_string()),
+                        })
                 })
                 .await
             }));
         }
+        // Every shard's answer is awaited, failures or not: an undo must not race a shard
+        // still applying the change.
+        let mut first_error = None;
         for t in tasks {
-            t.await
-                .map_err(|e| AdminError::Failed(e.to_string()))?
-                .map_err(AdminError::Failed)?;
+            let done = t.await.map_err(|e| AdminError::Failed(e.to_string()));
+            if let Err(e) = done.and_then(|applied| applied) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -70,12 +70,19 @@ impl StorageError {
 
     /// Whether this is an I/O error that more room would cure: no space (ENOSPC, EDQUOT) or
     /// no file descriptors (EMFILE, ENFILE). Retrying the same write later is then safe.
+    ///
+    /// Never an fdatasync/fsync of a segment or directory: Linux reports a writeback error
+    /// once, so a retried sync could succeed with the data not durable ("fsyncgate").
     pub fn is_exhaustion(&self) -> bool {
         const EXHAUSTED: [i32; 4] = [libc::ENOSPC, libc::EDQUOT, libc::EMFILE, libc::ENFILE];
         match self {
-            StorageError::Io { source, .. } => source
-                .raw_os_error()
-                .is_some_and(|code| EXHAUSTED.contains(&code)),
+            StorageError::Io { source, op, .. } => {
+                let sync = matches!(*op, "fdatasync segment" | "fsync dir");
+                !sync
+                    && source
+                        .raw_os_error()
+                        .is_some_and(|c| EXHAUSTED.contains(&c))
+            }
             _ => false,
         }
     }

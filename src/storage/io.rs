@@ -90,7 +90,7 @@ async fn ensure_probed(dir: &Path) -> Result<()> {
         Err(e) => {
             // A full disk: any non-empty file already there does as well (a segment).
             let _ = std::fs::remove_file(&probe);
-            existing_probe(dir).ok_or_else(|| StorageError::io("write", &probe, e))?
+            existing_probe(dir, dev).ok_or_else(|| StorageError::io("write", &probe, e))?
         }
     };
     let opened = DmaFile::open(&probe).await;
@@ -103,25 +103,32 @@ async fn ensure_probed(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A non-empty file on the same device, for the probe when none can be written (a full
-/// disk): one in `dir`, else in a directory beside it (another partition's segment). Its first
-/// block holds data, so the probe read is real I/O, as the probe needs.
-fn existing_probe(dir: &Path) -> Option<PathBuf> {
+/// A non-empty file on device `dev`, for the probe when none can be written (a full disk):
+/// one in `dir`, in a directory inside it, or in a directory beside it (another partition's
+/// segment). Its first block holds data, so the probe read is real I/O, as the probe needs.
+fn existing_probe(dir: &Path, dev: u64) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let on_dev = |m: &std::fs::Metadata| m.dev() == dev;
     let non_empty = |d: &Path| {
         std::fs::read_dir(d)
             .ok()?
             .flatten()
-            .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
+            .find(|e| {
+                e.metadata()
+                    .is_ok_and(|m| m.is_file() && m.len() > 0 && on_dev(&m))
+            })
             .map(|e| e.path())
     };
-    non_empty(dir).or_else(|| {
-        let parent = dir.parent()?;
-        std::fs::read_dir(parent)
+    let in_subdirs = |d: &Path| {
+        std::fs::read_dir(d)
             .ok()?
             .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| e.metadata().is_ok_and(|m| m.is_dir() && on_dev(&m)))
             .find_map(|e| non_empty(&e.path()))
-    })
+    };
+    non_empty(dir)
+        .or_else(|| in_subdirs(dir))
+        .or_else(|| in_subdirs(dir.parent()?))
 }
 
 impl SegmentFile {

@@ -302,6 +302,10 @@ impl PartitionLog {
     pub fn high_watermark(&self) -> Offset {
         self.inner.state.borrow().high_watermark()
     }
+    /// Writes are paused: a write ran out of space or files and is being retried.
+    pub fn is_paused(&self) -> bool {
+        self.inner.state.borrow().is_paused()
+    }
     pub fn log_start(&self) -> Offset {
         self.inner.state.borrow().log_start()
     }
@@ -739,16 +743,39 @@ impl PartitionLog {
             return Ok(());
         }
         readcache::with(|c| c.forget(self.inner.cache_id, Some(start)));
-        // Segments go first, so this works on a full disk: the checkpoint's temp file needs
-        // room. A crash before the checkpoint reopens at the first segment left, at or below
-        // `start` (recovery takes the larger of the file's start and the first base).
+        if !removed.is_empty() {
+            // The active segment's file must exist before older ones go: a directory left with
+            // no segment file would reopen at the checkpointed start and reuse offsets.
+            let active = self
+                .inner
+                .state
+                .borrow()
+                .segments()
+                .last()
+                .expect("active")
+                .base;
+            segment_file(&self.inner, active).await?;
+        }
+        // The new start is checkpointed before files go (a crash between reopens at it); on a
+        // full disk, where the checkpoint's temp file finds no room, the files go first to make
+        // some, which is safe as the active segment's file stays (recovery takes the larger of
+        // the checkpoint and the first base).
+        let cp = recovery::encode_checkpoint(start);
+        let dir = &self.inner.dir;
+        let first = io::write_small_atomic(dir, recovery::LOG_START_FILE, cp.clone()).await;
+        if let Err(e) = &first {
+            if !e.is_exhaustion() || removed.is_empty() {
+                return first;
+            }
+        }
         for base in &removed {
             self.inner.files.borrow_mut().remove(base);
             files::forget(self.inner.cache_id, *base);
-            recovery::delete_segment_files(&self.inner.dir, *base).await?;
+            recovery::delete_segment_files(dir, *base).await?;
         }
-        let cp = recovery::encode_checkpoint(start);
-        io::write_small_atomic(&self.inner.dir, recovery::LOG_START_FILE, cp).await?;
+        if first.is_err() {
+            io::write_small_atomic(dir, recovery::LOG_START_FILE, cp).await?;
+        }
         self.inner.checkpointed_start.set(Some(start));
         Ok(())
     }
@@ -768,7 +795,11 @@ impl PartitionLog {
         if !known() {
             return Ok(None);
         }
-        let file = SegmentFile::open(&segment_path(&self.inner.dir, segment, "log"), false).await?;
+        let path = segment_path(&self.inner.dir, segment, "log");
+        let file = match SegmentFile::open(&path, false).await {
+            Err(_) if !known() => return Ok(None), // deleted by retention meanwhile
+            opened => opened?,
+        };
         if known() {
             files::keep(id, segment, file.clone()); // not if retention took it meanwhile
         }
@@ -792,6 +823,7 @@ impl PartitionLog {
         self.inner.closing.set(true);
         self.inner.work.notify(1);
         self.flusher_stopped().await;
+        files::forget_log(self.inner.cache_id);
     }
 
     /// Clean shutdown: stops appends, writes and syncs everything queued, writes the active
@@ -800,6 +832,9 @@ impl PartitionLog {
         self.inner.closing.set(true);
         self.inner.work.notify(1);
         self.flusher_stopped().await;
+        // Sealed files close now, not when the last handle goes: a deleted topic's space is
+        // freed at once.
+        files::forget_log(self.inner.cache_id);
         if self.inner.state.borrow().is_failed() {
             return Err(StorageError::LogDirFailed(self.inner.dir.clone()));
         }
@@ -1035,7 +1070,11 @@ async fn carry_out(inner: &Inner, action: &Action) -> Result<()> {
                         "log writes paused: appends are refused until a retry succeeds");
                     inner.progress.notify(usize::MAX);
                 }
-                io::sleep(Duration::from_millis(wait_ms)).await;
+                // A close or abandon (which notify `work`) ends the wait early.
+                let woken = inner.work.listen();
+                if !inner.closing.get() {
+                    future::or(woken, io::sleep(Duration::from_millis(wait_ms))).await;
+                }
                 wait_ms = (wait_ms * 2).min(PAUSE_RETRY_MS_MAX);
             }
             Err(e) => return Err(e),
@@ -1155,18 +1194,17 @@ async fn do_checkpoint(inner: &Inner, c: &Checkpoint) -> Result<()> {
     recovery::write_checkpoint(&inner.dir, c.segment, index, time).await
 }
 
+/// Seals a finished segment. Resumable: a retry after its recovery-point write failed (a full
+/// disk) finds the segment finalized, or already deleted by retention, and only does the rest.
 async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {
-    let seg = inner
-        .state
-        .borrow()
-        .segment(base)
-        .cloned()
-        .expect("sealing a known segment");
-    let file = segment_file(inner, base).await?;
-    file.sync().await?;
-    file.truncate(seg.log_bytes).await?;
-    recovery::write_indexes(&inner.dir, &seg).await?;
-    inner.state.borrow_mut().complete_seal(base);
+    let seg = inner.state.borrow().segment(base).cloned();
+    if let Some(seg) = seg.filter(|s| !s.finalized) {
+        let file = segment_file(inner, base).await?;
+        file.sync().await?;
+        file.truncate(seg.log_bytes).await?;
+        recovery::write_indexes(&inner.dir, &seg).await?;
+        inner.state.borrow_mut().complete_seal(base);
+    }
     let point = recovery::encode_checkpoint(inner.state.borrow().recovery_point());
     io::write_small_atomic(&inner.dir, recovery::RECOVERY_POINT_FILE, point).await?;
     {

@@ -166,10 +166,13 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     }
     if let Some(active) = out.segments.back() {
         let point = encode_checkpoint(active.base);
-        unless_full(
-            dir,
-            io::write_small_atomic(dir, RECOVERY_POINT_FILE, point).await,
-        )?;
+        let written = io::write_small_atomic(dir, RECOVERY_POINT_FILE, point).await;
+        if written.is_err() {
+            // The old point may be past the new active segment (recovery cut segments off):
+            // with none, the next open trusts no index and scans. Removing needs no space.
+            io::remove(&dir.join(RECOVERY_POINT_FILE)).await?;
+        }
+        unless_full(dir, written)?;
     }
     io::remove(&dir.join(CLEAN_SHUTDOWN_FILE)).await?;
     io::sync_dir(dir).await?;

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
 use super::batch::{self, build_test_batch};
-use super::io::block_on;
+use super::io::{self, block_on};
 use super::scan::scan_all;
 use super::{Chunk, Durability, LogConfig, PartitionLog, ReadOutcome, StorageError};
 use crate::types::{Offset, TimestampMs};
@@ -695,5 +695,55 @@ fn leftover_index_files_are_not_taken_for_a_new_segment_s_checkpoint() {
         );
         assert_eq!(consume_all(&log, Offset(0)).await, written);
         log.close().await.unwrap();
+    });
+}
+
+/// From a review: retention could delete every sealed segment while the active one, rolled by
+/// segment.ms and not yet written, had no file; a crash before the log-start checkpoint then
+/// left no segment file, and the log reopened at its old start, handing out offsets again.
+/// Now the active segment's file exists before anything is deleted.
+#[test]
+fn retention_leaves_a_segment_file_that_holds_the_log_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("t-0");
+    let config = LogConfig {
+        segment_ms: 1,
+        retention_ms: 1,
+        ..small_config()
+    };
+    block_on(async {
+        let log = PartitionLog::open(&part, config.clone()).await.unwrap();
+        for ts in 0..5 {
+            let b = build_test_batch(2, 50, TimestampMs(ts));
+            let info = log.append(BytesMut::from(&b[..]), TimestampMs(ts)).await;
+            log.wait(info.unwrap().ticket, Durability::Written)
+                .await
+                .unwrap();
+        }
+        let end = log.next_offset();
+        log.enforce_retention(TimestampMs::now()).await.unwrap(); // rolls
+        for _ in 0..100 {
+            if log.segment_count() == 1 && log.log_start() == end {
+                break;
+            }
+            io::sleep(std::time::Duration::from_millis(10)).await; // the flusher seals
+            log.enforce_retention(TimestampMs::now()).await.unwrap();
+        }
+        assert_eq!(
+            (log.segment_count(), log.log_start()),
+            (1, end),
+            "all old ones gone"
+        );
+        let logs = std::fs::read_dir(&part)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .count();
+        assert_eq!(logs, 1, "the empty active segment's file");
+        // As if the checkpoint had not been written: recovery must still find the end.
+        std::fs::remove_file(part.join(super::recovery::LOG_START_FILE)).unwrap();
+        log.abandon().await;
+        let reopened = PartitionLog::open(&part, config).await.unwrap();
+        assert_eq!(reopened.next_offset(), end, "no offset handed out twice");
     });
 }
