@@ -223,6 +223,18 @@ fn gzip_batch(n: i32) -> Vec<u8> {
     zipped.unwrap().to_vec()
 }
 
+/// A Produce of `records` to partition `part` of `topic` with `acks`.
+fn produce_request(topic: &str, part: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(part)
+                .with_records(Some(records))])])
+}
+
 /// Produce `records` to partition `part` of `topic` with Produce `version`: (error, base
 /// offset, error message).
 fn produce_raw(
@@ -232,14 +244,7 @@ fn produce_raw(
     records: Bytes,
     version: i16,
 ) -> (i16, i64, Option<String>) {
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(part)
-                .with_records(Some(records))])]);
+    let req = produce_request(topic, part, records, 1);
     let resp: ProduceResponse = c.call(ApiKey::Produce, version, &req);
     let p = &resp.responses[0].partition_responses[0];
     let message = p.error_message.as_ref().map(|m| m.to_string());
@@ -813,14 +818,7 @@ impl Drop for SmallDisk {
 fn produce_until_paused(broker: &Broker, topic: &str, nth: usize, sends_max: usize) {
     let mut c = broker.client();
     let records = Bytes::from(build_test_batch(10, 10 << 10, TimestampMs::now()));
-    let req = ProduceRequest::default()
-        .with_acks(0)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
+    let req = produce_request(topic, 0, records, 0);
     let paused = || broker.log().matches("log writes paused").count() >= nth;
     for _ in 0..sends_max {
         if paused() {

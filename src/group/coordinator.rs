@@ -334,9 +334,8 @@ impl Coordinator {
         let mut bytes = 0u64;
         let mut last = None;
         for chunk in records.chunks(BATCH_RECORDS_MAX) {
-            let batch = record::encode_batch(chunk, now.0);
-            bytes += batch.len() as u64;
-            let info = append_when_resumed(gl, batch, now).await?;
+            let (info, batch_bytes) = append_when_resumed(gl, chunk, now).await?;
+            bytes += batch_bytes;
             last = Some(info.ticket);
         }
         if let Some(ticket) = last {
@@ -546,21 +545,24 @@ impl Coordinator {
 /// How often a group-log writer tries again to append to a log paused on a full disk.
 const PAUSED_RETRY_MS: u64 = 200;
 
-/// Appends one batch to a group log, waiting while its writes are paused (a full disk): the
-/// records stay in order and go in once space returns, and the requests behind them wait (the
-/// queue is bounded), instead of the group log failing for good. Ends with the log's error
-/// when the broker is closing.
+/// Appends `records` as one batch to a group log (returns its append and its bytes), waiting
+/// while the log's writes are paused (a full disk): the records stay in order and go in once
+/// space returns, and the requests behind them wait (the queue is bounded), instead of the
+/// group log failing for good. The batch is encoded again for each try (a refused append
+/// consumes it). Ends with the log's error when the broker is closing.
 async fn append_when_resumed(
     gl: &GroupLog,
-    batch: bytes::BytesMut,
+    records: &[Record],
     now: TimestampMs,
-) -> Result<crate::storage::AppendInfo, StorageError> {
+) -> Result<(crate::storage::AppendInfo, u64), StorageError> {
     loop {
-        match gl.log.append(batch.clone(), now).await {
+        let batch = record::encode_batch(records, now.0);
+        let bytes = batch.len() as u64;
+        match gl.log.append(batch, now).await {
             Err(StorageError::Paused(_)) if !gl.closing.get() => {
                 runtime::sleep(Duration::from_millis(PAUSED_RETRY_MS)).await;
             }
-            other => return other,
+            other => return other.map(|info| (info, bytes)),
         }
     }
 }

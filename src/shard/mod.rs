@@ -319,7 +319,7 @@ pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
     let config = boot.config.clone();
     crate::storage::readcache::set_budget(config.read_cache_bytes_max);
     crate::storage::files::set_open_files_max(config.segment_files_open_max);
-    if let Err(e) = crate::storage::io::probe_device(&config.data_dir).await {
+    if let Err(e) = crate::storage::io::ensure_probed(&config.data_dir).await {
         // Not fatal: on a full disk the probe is made again, on an existing file, per partition.
         tracing::warn!(shard = id, error = %e, "direct I/O probe of the data directory failed");
     }

@@ -62,10 +62,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         let stamp = self.tick();
         self.entries.insert(key.clone(), (value, stamp));
         self.order.insert(stamp, key);
-        while self.entries.len() > self.capacity {
-            let (_, oldest) = self.order.pop_first().expect("an entry per stamp");
-            gone.push(self.entries.remove(&oldest).expect("stamped entry").0);
-        }
+        gone.extend(self.evict_over_capacity());
         assert_eq!(self.entries.len(), self.order.len(), "one stamp per entry");
         gone
     }
@@ -84,6 +81,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
 
     pub fn set_capacity(&mut self, capacity: usize) -> Vec<V> {
         self.capacity = capacity.max(1);
+        self.evict_over_capacity()
+    }
+
+    /// Removes the least recently used entries beyond the capacity, oldest first.
+    fn evict_over_capacity(&mut self) -> Vec<V> {
         let mut gone = Vec::new();
         while self.entries.len() > self.capacity {
             let (_, oldest) = self.order.pop_first().expect("an entry per stamp");

@@ -65,13 +65,9 @@ thread_local! {
 /// marked pollable and every later read fails with EOPNOTSUPP. We open a non-empty probe file
 /// first so the probe sees real data and decides right.
 ///
-/// Each shard probes its data directory at start (`probe_device`), while there is room for the
-/// probe file, so that a partition first written on a full disk does not need one.
-pub async fn probe_device(dir: &Path) -> Result<()> {
-    ensure_probed(dir).await
-}
-
-async fn ensure_probed(dir: &Path) -> Result<()> {
+/// Each shard probes its data directory at start, while there is room for the probe file, so
+/// that a partition first written on a full disk does not need one.
+pub async fn ensure_probed(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(dir)
         .map_err(|e| StorageError::io("stat", dir, e))?
@@ -83,21 +79,20 @@ async fn ensure_probed(dir: &Path) -> Result<()> {
         ".iopoll-probe-{:?}.tmp",
         std::thread::current().id()
     ));
-    let made = std::fs::write(&probe, vec![0xA5u8; 8192]);
-    let made_ok = made.is_ok();
-    let probe = match made {
-        Ok(()) => probe,
+    // On a full disk, any non-empty file already there does as well (a segment).
+    let existing = match std::fs::write(&probe, vec![0xA5u8; 8192]) {
+        Ok(()) => None,
         Err(e) => {
-            // A full disk: any non-empty file already there does as well (a segment).
             let _ = std::fs::remove_file(&probe);
-            existing_probe(dir, dev).ok_or_else(|| StorageError::io("write", &probe, e))?
+            Some(existing_probe(dir, dev).ok_or_else(|| StorageError::io("write", &probe, e))?)
         }
     };
-    let opened = DmaFile::open(&probe).await;
-    if made_ok {
-        let _ = std::fs::remove_file(&probe);
+    let probe = existing.as_ref().unwrap_or(&probe);
+    let opened = DmaFile::open(probe).await;
+    if existing.is_none() {
+        let _ = std::fs::remove_file(probe);
     }
-    let file = opened.map_err(|e| io_err("open probe", &probe, e))?;
+    let file = opened.map_err(|e| io_err("open probe", probe, e))?;
     let _ = file.close().await;
     PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
     Ok(())

@@ -150,7 +150,7 @@ impl PartitionLog {
             tracing::warn!(dir = %dir.display(), bytes = rec.truncated_bytes, "truncated torn log tail");
         }
         let state = LogState::new(config, rec.segments, rec.log_start, TimestampMs::now());
-        let active = state.segments().last().expect("active segment");
+        let active = state.active();
         let mut tail = Tail::default();
         if let Some(file) = rec.files.get(&active.base) {
             let align = file.alignment();
@@ -746,14 +746,7 @@ impl PartitionLog {
         if !removed.is_empty() {
             // The active segment's file must exist before older ones go: a directory left with
             // no segment file would reopen at the checkpointed start and reuse offsets.
-            let active = self
-                .inner
-                .state
-                .borrow()
-                .segments()
-                .last()
-                .expect("active")
-                .base;
+            let active = self.inner.state.borrow().active().base;
             segment_file(&self.inner, active).await?;
         }
         // The new start is checkpointed before files go (a crash between reopens at it); on a
@@ -838,14 +831,7 @@ impl PartitionLog {
         if self.inner.state.borrow().is_failed() {
             return Err(StorageError::LogDirFailed(self.inner.dir.clone()));
         }
-        let active = self
-            .inner
-            .state
-            .borrow()
-            .segments()
-            .last()
-            .cloned()
-            .expect("active");
+        let active = self.inner.state.borrow().active().clone();
         let file = self.inner.files.borrow().get(&active.base).cloned();
         let dir = &self.inner.dir;
         if let Some(file) = file {

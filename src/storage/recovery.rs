@@ -242,7 +242,6 @@ async fn scan_segment(
     Ok((seg, file_bytes))
 }
 
-/// A sealed segment recovered by scanning: truncate, sync and index it like a normal seal.
 /// Recovery's own bookkeeping (a recovered segment's indexes, the recovery point) only saves
 /// the next open a scan: on a full disk it is left out, so the broker still starts and an
 /// operator can free space through Kafka. The state stays safe: an older recovery point trusts
@@ -257,6 +256,7 @@ fn unless_full(dir: &Path, written: Result<()>) -> Result<()> {
     }
 }
 
+/// A sealed segment recovered by scanning: truncate, sync and index it like a normal seal.
 async fn finalize_recovered(dir: &Path, file: &SegmentFile, seg: &Segment) -> Result<()> {
     file.truncate(seg.log_bytes).await?;
     file.sync().await?;

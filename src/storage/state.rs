@@ -292,6 +292,10 @@ impl LogState {
     pub fn next_offset(&self) -> Offset {
         self.segments.back().expect("one segment").next_offset
     }
+    /// The segment appends go to (there is always one).
+    pub fn active(&self) -> &Segment {
+        self.segments.back().expect("one segment")
+    }
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
         self.segments.iter()
     }
