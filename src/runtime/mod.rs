@@ -69,18 +69,31 @@ const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
 /// Free memory at the top of a malloc heap kept for reuse before it is returned to the OS.
 const TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
 
+/// Malloc arenas (glibc's per-thread heaps): one for the whole process.
+const ARENAS_MAX: i32 = 1;
+
 /// Makes the allocator keep and reuse the large buffers the data path frees (request frames,
 /// batch copies, DMA buffers for O_DIRECT writes and reads, read-cache extents) instead of
 /// mapping fresh pages for each one. With glibc's defaults every buffer above about 128 KiB
 /// to 32 MiB (its threshold moves) came from a new mmap: the kernel zeroed each page on its
 /// first touch, and that page-fault path was more than half of the broker's CPU when one
 /// producer wrote 1 MiB batches (docs/benchmarks.md). Call once, before the shards start.
+///
+/// One arena for all shards: a produced batch is allocated on the shard whose connection read
+/// it but freed on the partition's owner, when the read cache lets it go. With an arena per
+/// thread the memory went back to the reading shard's arena, where the next frames (read on
+/// the other shard) could not reuse it, so every byte produced across shards faulted in fresh
+/// pages and RSS grew by the cache size again (1 GB runs: 252,000 page faults and 1.1-1.9
+/// broker CPU-s per GiB, against 0-5,000 and 0.6-0.7 with one arena). Small allocations stay
+/// thread-local in glibc's per-thread cache, so the arena's lock is taken only for the larger
+/// ones.
 pub fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; it has no memory preconditions.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS_MAX);
     }
 }
 
