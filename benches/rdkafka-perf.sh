@@ -14,7 +14,12 @@
 #      client (both share this machine's cores).
 #
 # Usage: benches/rdkafka-perf.sh [--data-dir DIR] [--shards N] [--messages N] [--rounds N]
-#          [--recent-messages N] [--raw-mib N] [--port P] [--out FILE] [-- extra broker flags]
+#          [--recent-messages N] [--raw-mib N] [--warm-up-mib N] [--port P] [--out FILE]
+#          [-- extra broker flags]
+# --warm-up-mib N (default 0: a cold broker) first produces N MiB into a 16-partition topic
+# after each start, and reads it back after the restart, so the measured runs meet full read
+# caches and memory the broker has already touched: a broker that has been running. A cold
+# broker pays for every page its caches grow into (docs/benchmarks.md).
 # Each round starts from an empty data directory and measures the device again; the kernel
 # spreads connections over the shards at random, so a client lands on its partition's shard
 # in some rounds and not in others (a cross-shard hop per request): hence several rounds.
@@ -31,6 +36,7 @@ messages=1000000
 recent=500000
 raw_mib=2048
 rounds=3
+warm_mib=0
 out=""
 port=19092
 while [ $# -gt 0 ]; do
@@ -41,6 +47,7 @@ while [ $# -gt 0 ]; do
     --recent-messages) recent=$2; shift 2 ;;
     --raw-mib) raw_mib=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --warm-up-mib) warm_mib=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --) shift; break ;;
@@ -146,6 +153,21 @@ topic() { "$broker_bin" topics create "$1" --partitions "$2" --bootstrap-server 
 all_partitions() { for p in $(seq 0 $(($1 - 1))); do printf -- '-p %s ' "$p"; done; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
+# Fills the caches before the measured runs (--warm-up-mib): produces, or reads back, the
+# warm-up topic; nothing of it is reported.
+warm_up() {
+  [ "$warm_mib" -gt 0 ] || return 0
+  local n=$((warm_mib * 1024))
+  if [ "$1" = produce ]; then
+    topic perf-warm 16
+    "$perf_bin" -b "$bootstrap" -q -P -t perf-warm -s 1024 -c "$n" -a 1 -X linger.ms=5 >/dev/null 2>&1
+  else
+    # shellcheck disable=SC2046
+    "$perf_bin" -b "$bootstrap" -q -C -t perf-warm $(all_partitions 16) -o beginning -c "$n" \
+      -X fetch.wait.max.ms=10 >/dev/null 2>&1
+  fi
+}
+
 devices=()
 for round in $(seq "$rounds"); do
   rm -rf "${data_dir:?}/broker"
@@ -155,6 +177,7 @@ for round in $(seq "$rounds"); do
   topic perf-1p 1
   topic perf-recent 1
   topic perf-16p 16
+  warm_up produce
   run "1 partition, produce" "$raw_write" -- -P -t perf-1p -p 0 -s 1024 -c "$messages" -a 1 -X linger.ms=5
   run "16 partitions, produce" "$raw_write" -- -P -t perf-16p -s 1024 -c "$messages" -a 1 -X linger.ms=5
   run "1 partition, produce (then consumed as recent data)" "$raw_write" -- \
@@ -163,6 +186,7 @@ for round in $(seq "$rounds"); do
     -C -t perf-recent -p 0 -o beginning -c "$recent" -X fetch.wait.max.ms=10
   stop_broker
   start_broker # a fresh process: nothing of the logs is in memory
+  warm_up consume
   run "1 partition, consume from disk" "$raw_read" -- \
     -C -t perf-1p -p 0 -o beginning -c "$messages" -X fetch.wait.max.ms=10
   # shellcheck disable=SC2046
@@ -173,7 +197,7 @@ done
 
 table=$(
   echo "raw O_DIRECT (dd, 1 MiB blocks, one in flight), MB/s, by round: $(IFS=';'; echo "${devices[*]}")"
-  echo "$messages messages of 1024 B ($recent for the recent-data pair), --shards $shards, $rounds rounds"
+  echo "$messages messages of 1024 B ($recent for the recent-data pair), --shards $shards, $rounds rounds, warm-up $warm_mib MiB"
   echo
   echo "| run | median MB/s | each round: MB/s (of raw device), broker / rdkafka_performance CPU-s per GiB |"
   echo "|---|---|---|"
