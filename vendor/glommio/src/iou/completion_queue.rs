@@ -60,6 +60,33 @@ impl<'ring> CompletionQueue<'ring> {
         self.wait_inner(count).map(|_| ())
     }
 
+    /// shardlog patch: like `wait`, but also returns, with no CQE, once `timeout` has passed.
+    /// Only where the kernel takes the timeout as an argument (`IORING_FEAT_EXT_ARG`, Linux
+    /// 5.11 and later); elsewhere it is the plain `wait`, because liburing would queue a
+    /// timeout SQE whose completion glommio does not expect.
+    pub fn wait_at_most(&mut self, count: u32, timeout: std::time::Duration) -> io::Result<()> {
+        const IORING_FEAT_EXT_ARG: libc::c_uint = 1 << 8;
+        // SAFETY: `ring` points at the live ring this queue belongs to.
+        let features = unsafe { (*self.ring.as_ptr()).features };
+        if features & IORING_FEAT_EXT_ARG == 0 {
+            return self.wait(count);
+        }
+        let ts = uring_sys::__kernel_timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: libc::c_longlong::from(timeout.subsec_nanos()),
+        };
+        let mut cqe = MaybeUninit::uninit();
+        // SAFETY: as in `wait_inner`; with EXT_ARG the timeout is an argument of the syscall.
+        let waited = unsafe {
+            uring_sys::io_uring_wait_cqes(self.ring.as_ptr(), cqe.as_mut_ptr(), count as _, &ts, ptr::null())
+        };
+        match resultify(waited) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     #[inline(always)]
     fn wait_inner(&mut self, count: u32) -> io::Result<&mut uring_sys::io_uring_cqe> {
         unsafe {

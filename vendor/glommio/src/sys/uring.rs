@@ -1045,6 +1045,8 @@ impl SleepableRing {
     }
 
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+        /// shardlog patch: the longest an executor sleeps before it polls its rings again.
+        const SLEEP_MAX: std::time::Duration = std::time::Duration::from_millis(100);
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
@@ -1087,9 +1089,14 @@ impl SleepableRing {
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
                 // The rings are linked. Goodnight!
+                // shardlog patch: for at most SLEEP_MAX. On Linux 6.18 an executor asleep
+                // here was sometimes never woken although the completion it waited for had
+                // come (an executor freshly built, with no timer armed, hung for good in about
+                // one storage test run in two); a bounded sleep turns such a missed wake-up
+                // into a delay of at most SLEEP_MAX, after which the rings are polled anew.
                 self.ring
                     .cq()
-                    .wait(1)
+                    .wait_at_most(1, SLEEP_MAX)
                     .map(|_| 1)
                     .or_else(Reactor::busy_ok)
                     .or_else(Reactor::again_ok)
