@@ -895,8 +895,16 @@ struct AheadJob {
     chunk: usize,
 }
 
+/// Largest extent read-ahead adds (one batch may be larger): about the size of the produced
+/// batches the read cache evicts, so the allocator can give read-ahead those freed blocks. One
+/// extent per 2 MiB read, joined to the batch carried over from the read before, asked for a
+/// fresh block of 2-3 MiB every time, which the holes left by 1 MiB batches never fit: the
+/// heap grew at its top and every byte read from disk faulted in a new page.
+const AHEAD_EXTENT_BYTES_MAX: usize = 1 << 20;
+
 /// Joins read-ahead reads, in order, into extents of whole batches.
 struct Join {
+    /// The start of a batch that the last read cut off.
     carry: BytesMut,
     segment: Offset,
     position: u64,
@@ -917,19 +925,68 @@ impl Join {
         }
     }
 
-    /// Adds the bytes of the next read; the whole batches now at the front become an extent.
+    /// Adds the bytes of the next read: the batch carried over is completed from its front,
+    /// the whole batches after it become extents, and a batch it cuts off is carried.
     fn push(&mut self, buf: &[u8], cache_id: u64) -> std::result::Result<(), String> {
-        self.carry.extend_from_slice(buf);
-        let (used, end) = whole_batches(&self.carry, self.next, self.verify)?;
-        if used > 0 {
-            let run = self.carry.split_to(used).freeze();
-            let extent = (end, self.segment, self.position, run);
-            readcache::with(|c| c.insert(cache_id, self.next, extent));
-            self.position += used as u64;
-            self.next = end;
-            self.added += 1;
+        let mut buf = buf;
+        if !self.carry.is_empty() {
+            let take = self.completes_carry(buf);
+            self.carry.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+            let carry = std::mem::take(&mut self.carry);
+            let used = self.add_whole(&carry, cache_id)?;
+            if used < carry.len() {
+                if !buf.is_empty() {
+                    return Err("a batch carried over did not complete".into());
+                }
+                self.carry = carry;
+                return Ok(());
+            }
         }
+        let used = self.add_whole(buf, cache_id)?;
+        self.carry.extend_from_slice(&buf[used..]);
         Ok(())
+    }
+
+    /// How many bytes at the front of `buf` complete the carried batch (all of `buf` at most).
+    fn completes_carry(&self, buf: &[u8]) -> usize {
+        let have = self.carry.len().min(batch::LOG_OVERHEAD_BYTES);
+        let from_buf = (batch::LOG_OVERHEAD_BYTES - have).min(buf.len());
+        let mut prefix = [0u8; batch::LOG_OVERHEAD_BYTES];
+        prefix[..have].copy_from_slice(&self.carry[..have]);
+        prefix[have..have + from_buf].copy_from_slice(&buf[..from_buf]);
+        match batch::declared_size(&prefix[..have + from_buf]) {
+            Some(size) => size.saturating_sub(self.carry.len()).min(buf.len()),
+            // No length yet, or a bad one (`whole_batches` reports it).
+            None => from_buf,
+        }
+    }
+
+    /// Adds the whole batches at the front of `bytes` to the cache, as extents of at most
+    /// AHEAD_EXTENT_BYTES_MAX (one batch at least), each copied into a block of its own size.
+    /// Returns the bytes used.
+    fn add_whole(&mut self, bytes: &[u8], cache_id: u64) -> std::result::Result<usize, String> {
+        let (used, _) = whole_batches(bytes, self.next, self.verify)?;
+        let mut at = 0;
+        while at < used {
+            let (mut end, mut next) = (at, self.next);
+            while end < used {
+                let size = batch::declared_size(&bytes[end..]).expect("a checked batch");
+                if end > at && end + size - at > AHEAD_EXTENT_BYTES_MAX {
+                    break;
+                }
+                let h = batch::parse_header(&bytes[end..end + size]).expect("a checked batch");
+                (next, end) = (h.next_offset(), end + size);
+            }
+            let run = Bytes::copy_from_slice(&bytes[at..end]);
+            let extent = (next, self.segment, self.position, run);
+            readcache::with(|c| c.insert(cache_id, self.next, extent));
+            self.position += (end - at) as u64;
+            self.next = next;
+            self.added += 1;
+            at = end;
+        }
+        Ok(used)
     }
 }
 
@@ -1232,6 +1289,54 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn read_ahead_joins_cut_reads_into_extents_of_whole_batches() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // Batches of 1-1,500 records of 1 KiB, so some are larger than an extent may be.
+        let (mut image, mut batches, mut next) = (Vec::new(), Vec::new(), 0i64);
+        while image.len() < 24 << 20 {
+            let count = rng.gen_range(1..=1500);
+            let mut b = batch::build_test_batch(count, 1000, TimestampMs(1));
+            batch::assign_offset(&mut b, Offset(next), 0);
+            next += i64::from(count);
+            image.extend_from_slice(&b);
+            batches.push(b);
+        }
+        let job = AheadJob {
+            segment: Offset(0),
+            position: 0,
+            first: Offset(0),
+            end: image.len() as u64,
+            chunk: 2 << 20,
+        };
+        let mut join = Join::new(&job, true);
+        let id = readcache::next_log_id();
+        let mut at = 0;
+        while at < image.len() {
+            // Reads of any length, a few shorter than a batch's length prefix.
+            let len = if rng.gen_bool(0.1) {
+                rng.gen_range(1..12)
+            } else {
+                rng.gen_range(1..3 << 20)
+            };
+            let end = (at + len).min(image.len());
+            join.push(&image[at..end], id).unwrap();
+            at = end;
+        }
+        assert!(join.carry.is_empty(), "every batch completed");
+        assert!(
+            join.added >= image.len() / AHEAD_EXTENT_BYTES_MAX,
+            "extents of at most 1 MiB"
+        );
+        let got = readcache::with(|c| c.read(id, Offset(0), Offset(next), usize::MAX));
+        readcache::with(|c| c.forget(id, None));
+        assert_eq!(got.len(), batches.len());
+        for (g, b) in got.iter().zip(&batches) {
+            assert_eq!(&g[..], &b[..]);
+        }
+    }
 
     #[test]
     fn copy_range_spans_parts() {
