@@ -930,9 +930,18 @@ impl Join {
     fn push(&mut self, buf: &[u8], cache_id: u64) -> std::result::Result<(), String> {
         let mut buf = buf;
         if !self.carry.is_empty() {
-            let take = self.completes_carry(buf);
-            self.carry.extend_from_slice(&buf[..take]);
-            buf = &buf[take..];
+            // Its length prefix first (rarely cut), then the rest of the batch it declares;
+            // a bad length adds nothing more (`whole_runs` reports it).
+            let head = batch::LOG_OVERHEAD_BYTES
+                .saturating_sub(self.carry.len())
+                .min(buf.len());
+            self.carry.extend_from_slice(&buf[..head]);
+            buf = &buf[head..];
+            let rest = batch::declared_size(&self.carry).map_or(0, |size| {
+                size.saturating_sub(self.carry.len()).min(buf.len())
+            });
+            self.carry.extend_from_slice(&buf[..rest]);
+            buf = &buf[rest..];
             let carry = std::mem::take(&mut self.carry);
             let used = self.add_whole(&carry, cache_id)?;
             if used < carry.len() {
@@ -948,36 +957,13 @@ impl Join {
         Ok(())
     }
 
-    /// How many bytes at the front of `buf` complete the carried batch (all of `buf` at most).
-    fn completes_carry(&self, buf: &[u8]) -> usize {
-        let have = self.carry.len().min(batch::LOG_OVERHEAD_BYTES);
-        let from_buf = (batch::LOG_OVERHEAD_BYTES - have).min(buf.len());
-        let mut prefix = [0u8; batch::LOG_OVERHEAD_BYTES];
-        prefix[..have].copy_from_slice(&self.carry[..have]);
-        prefix[have..have + from_buf].copy_from_slice(&buf[..from_buf]);
-        match batch::declared_size(&prefix[..have + from_buf]) {
-            Some(size) => size.saturating_sub(self.carry.len()).min(buf.len()),
-            // No length yet, or a bad one (`whole_batches` reports it).
-            None => from_buf,
-        }
-    }
-
     /// Adds the whole batches at the front of `bytes` to the cache, as extents of at most
     /// AHEAD_EXTENT_BYTES_MAX (one batch at least), each copied into a block of its own size.
     /// Returns the bytes used.
     fn add_whole(&mut self, bytes: &[u8], cache_id: u64) -> std::result::Result<usize, String> {
-        let (used, _) = whole_batches(bytes, self.next, self.verify)?;
+        let runs = whole_runs(bytes, self.next, self.verify, AHEAD_EXTENT_BYTES_MAX)?;
         let mut at = 0;
-        while at < used {
-            let (mut end, mut next) = (at, self.next);
-            while end < used {
-                let size = batch::declared_size(&bytes[end..]).expect("a checked batch");
-                if end > at && end + size - at > AHEAD_EXTENT_BYTES_MAX {
-                    break;
-                }
-                let h = batch::parse_header(&bytes[end..end + size]).expect("a checked batch");
-                (next, end) = (h.next_offset(), end + size);
-            }
+        for (end, next) in runs {
             let run = Bytes::copy_from_slice(&bytes[at..end]);
             let extent = (next, self.segment, self.position, run);
             readcache::with(|c| c.insert(cache_id, self.next, extent));
@@ -986,7 +972,7 @@ impl Join {
             self.added += 1;
             at = end;
         }
-        Ok(used)
+        Ok(at)
     }
 }
 
@@ -1016,14 +1002,16 @@ fn check_batch(b: &[u8], verify: bool) -> std::result::Result<BatchHeader, Strin
     checked.map_err(|e| e.to_string())
 }
 
-/// The length of the run of whole batches at the start of `buf` whose first batch has base
-/// offset `first` or more, and the offset after it. Offsets must increase batch to batch.
-fn whole_batches(
+/// The whole batches at the start of `buf`, the first with base offset `first` or more, cut
+/// into runs of at most `run_bytes_max` (one batch at least): each run's end in `buf` and the
+/// offset after it. Offsets must increase batch to batch.
+fn whole_runs(
     buf: &[u8],
     first: Offset,
     verify: bool,
-) -> std::result::Result<(usize, Offset), String> {
-    let (mut used, mut next) = (0usize, first);
+    run_bytes_max: usize,
+) -> std::result::Result<Vec<(usize, Offset)>, String> {
+    let (mut runs, mut start, mut used, mut next) = (Vec::new(), 0usize, 0usize, first);
     while let Some(size) = batch::declared_size(&buf[used..]) {
         if used + size > buf.len() {
             break;
@@ -1035,13 +1023,20 @@ fn whole_batches(
                 h.base_offset.0, next.0
             ));
         }
+        if used > start && used + size - start > run_bytes_max {
+            runs.push((used, next));
+            start = used;
+        }
         next = h.next_offset();
         used += size;
+    }
+    if used > start {
+        runs.push((used, next));
     }
     if used == 0 && buf.len() >= batch::LOG_OVERHEAD_BYTES && batch::declared_size(buf).is_none() {
         return Err("bad length".into());
     }
-    Ok((used, next))
+    Ok(runs)
 }
 
 /// The flusher: carries out the state machine's actions until closed (and drained) or failed.
@@ -1336,6 +1331,28 @@ mod tests {
         for (g, b) in got.iter().zip(&batches) {
             assert_eq!(&g[..], &b[..]);
         }
+    }
+
+    #[test]
+    fn whole_runs_cut_at_batch_ends_within_the_bound() {
+        let (mut image, mut ends, mut next) = (Vec::new(), Vec::new(), 0);
+        for count in [3, 3, 3, 20, 1, 1] {
+            let mut b = batch::build_test_batch(count, 100, TimestampMs(1));
+            batch::assign_offset(&mut b, Offset(next), 0);
+            next += i64::from(count);
+            image.extend_from_slice(&b);
+            ends.push(image.len());
+        }
+        let cut = image.len() - 5; // the last batch cut off
+        let bound = ends[1]; // two of the small batches; the big one alone exceeds it
+        let runs = whole_runs(&image[..cut], Offset(0), true, bound).unwrap();
+        let got: Vec<usize> = runs.iter().map(|r| r.0).collect();
+        assert_eq!(got, [ends[1], ends[2], ends[3], ends[4]]);
+        assert_eq!(
+            runs.last().unwrap().1,
+            Offset(30),
+            "the offset after the last whole batch"
+        );
     }
 
     #[test]
