@@ -83,8 +83,9 @@ const ARENAS_MAX: i32 = 1;
 /// it but freed on the partition's owner, when the read cache lets it go. With an arena per
 /// thread the memory went back to the reading shard's arena, where the next frames (read on
 /// the other shard) could not reuse it, so every byte produced across shards faulted in fresh
-/// pages and RSS grew by the cache size again (1 GB runs: 252,000 page faults and 1.1-1.9
-/// broker CPU-s per GiB, against 0-5,000 and 0.6-0.7 with one arena). Small allocations stay
+/// pages and RSS grew by the cache size again (1 GB runs with the cache full: 252,000 page
+/// faults and up to 2 broker CPU-s per GiB, against 0-10,000 and 0.7-0.8 with one arena,
+/// docs/benchmarks.md). Small allocations stay
 /// thread-local in glibc's per-thread cache, so the arena's lock is taken only for the larger
 /// ones.
 pub fn keep_freed_memory() {

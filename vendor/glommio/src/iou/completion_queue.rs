@@ -65,30 +65,34 @@ impl<'ring> CompletionQueue<'ring> {
     /// 5.11 and later); elsewhere it is the plain `wait`, because liburing would queue a
     /// timeout SQE whose completion glommio does not expect.
     pub fn wait_at_most(&mut self, count: u32, timeout: std::time::Duration) -> io::Result<()> {
-        const IORING_FEAT_EXT_ARG: libc::c_uint = 1 << 8;
         // SAFETY: `ring` points at the live ring this queue belongs to.
         let features = unsafe { (*self.ring.as_ptr()).features };
-        if features & IORING_FEAT_EXT_ARG == 0 {
+        if features & uring_sys::IORING_FEAT_EXT_ARG == 0 {
             return self.wait(count);
         }
         let ts = uring_sys::__kernel_timespec {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: libc::c_longlong::from(timeout.subsec_nanos()),
         };
-        let mut cqe = MaybeUninit::uninit();
-        // SAFETY: as in `wait_inner`; with EXT_ARG the timeout is an argument of the syscall.
-        let waited = unsafe {
-            uring_sys::io_uring_wait_cqes(self.ring.as_ptr(), cqe.as_mut_ptr(), count as _, &ts, ptr::null())
-        };
-        match resultify(waited) {
-            Ok(_) => Ok(()),
+        match self.wait_until(count, &ts) {
             Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
-            Err(e) => Err(e),
+            other => other.map(|_| ()),
         }
     }
 
     #[inline(always)]
     fn wait_inner(&mut self, count: u32) -> io::Result<&mut uring_sys::io_uring_cqe> {
+        self.wait_until(count, ptr::null())
+    }
+
+    /// shardlog patch: `wait_inner` with an optional timeout (null: none), shared with
+    /// `wait_at_most`.
+    #[inline(always)]
+    fn wait_until(
+        &mut self,
+        count: u32,
+        ts: *const uring_sys::__kernel_timespec,
+    ) -> io::Result<&mut uring_sys::io_uring_cqe> {
         unsafe {
             let mut cqe = MaybeUninit::uninit();
 
@@ -96,7 +100,7 @@ impl<'ring> CompletionQueue<'ring> {
                 self.ring.as_ptr(),
                 cqe.as_mut_ptr(),
                 count as _,
-                ptr::null(),
+                ts,
                 ptr::null(),
             ))?;
 
