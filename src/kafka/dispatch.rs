@@ -21,42 +21,113 @@ use crate::shard::Shard;
 #[derive(Debug)]
 pub struct Close(pub String);
 
-/// (API key, min version, max version) we serve. Produce is advertised from v0 because
-/// librdkafka < 2.11 disables compression unless it sees Produce v0-2 in range; no client
-/// sends those versions to a broker that supports v3+, and if one does it is disconnected.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 11),
-    (ApiKey::Fetch, 4, 13),
-    (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::InitProducerId, 0, 4),
-];
+/// Where a request's work is done, beyond the shard its connection is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Answered from the connection's shard (its metadata copy and configuration).
+    Local,
+    /// Each partition's part on the shard that owns the partition (`shard::route`).
+    Partitions,
+    /// On the shard that coordinates the group (`handlers::on_group`).
+    Group,
+    /// On every shard, the answers merged (ListGroups).
+    Everywhere,
+    /// On the controller (shard 0): topic and config changes, producer ids.
+    Controller,
+}
+
+/// One row of the API table: a key, the versions we serve, and where its work goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Api {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+    pub route: Route,
+}
+
+/// The one table of the APIs we serve, from which ApiVersions' answer ([`SUPPORTED`]), the
+/// dispatcher ([`handle`]) and the decoder ([`decode_request`]) are all generated: serving a
+/// new API is one line here and one file in `handlers/` whose `handle(shard, request, &Call)`
+/// returns `Option<Response>` (None: no answer).
+macro_rules! apis {
+    ($($key:ident($req:ident) $min:literal..=$max:literal, $route:ident => $module:ident;)*) => {
+        /// The APIs we serve and their version ranges: what ApiVersions advertises.
+        pub const SUPPORTED: &[Api] = &[
+            $(Api { key: ApiKey::$key, min: $min, max: $max, route: Route::$route },)*
+        ];
+
+        /// Decodes the body as `api`'s request and runs its handler.
+        async fn dispatch(
+            s: Rc<Shard>,
+            api: ApiKey,
+            corr: i32,
+            body: Bytes,
+            call: &handlers::Call<'_>,
+        ) -> Result<Option<Frame>, Close> {
+            match api {
+                $(ApiKey::$key => {
+                    run(api, call.version, corr, body, |r: $req| handlers::$module::handle(s, r, call)).await
+                })*
+                other => Err(Close(format!("{other:?} has no handler"))),
+            }
+        }
+
+        /// Decodes the body as `api`'s request, and drops it.
+        fn decode_body(api: ApiKey, version: i16, mut body: Bytes) -> Result<(), Close> {
+            match api {
+                $(ApiKey::$key => $req::decode(&mut body, version).map(drop),)*
+                other => return Err(Close(format!("{other:?} has no handler"))),
+            }
+            .map_err(|e| Close(e.to_string()))
+        }
+
+        /// A default request of `api` encoded at `version`, with its header (tests).
+        #[cfg(test)]
+        fn default_request(api: ApiKey, version: i16) -> Option<Vec<u8>> {
+            match api {
+                $(ApiKey::$key => Some(tests::request_frame(api, version, &$req::default())),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+// Produce is advertised from v0 because librdkafka < 2.11 disables compression unless it sees
+// Produce v0-2 in range; no client sends those versions to a broker that supports v3+, and if
+// one does it is disconnected (see `decodable`).
+apis! {
+    Produce(ProduceRequest) 0..=11, Partitions => produce;
+    Fetch(FetchRequest) 4..=13, Partitions => fetch;
+    ListOffsets(ListOffsetsRequest) 1..=7, Partitions => list_offsets;
+    Metadata(MetadataRequest) 0..=12, Local => metadata;
+    ApiVersions(ApiVersionsRequest) 0..=3, Local => api_versions;
+    CreateTopics(CreateTopicsRequest) 2..=7, Controller => create_topics;
+    DeleteTopics(DeleteTopicsRequest) 1..=6, Controller => delete_topics;
+    DeleteRecords(DeleteRecordsRequest) 0..=2, Partitions => delete_records;
+    DescribeConfigs(DescribeConfigsRequest) 1..=4, Local => describe_configs;
+    AlterConfigs(AlterConfigsRequest) 0..=2, Controller => alter_configs;
+    CreatePartitions(CreatePartitionsRequest) 0..=3, Controller => create_partitions;
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1, Controller => incremental_alter_configs;
+    DescribeCluster(DescribeClusterRequest) 0..=1, Local => describe_cluster;
+    OffsetCommit(OffsetCommitRequest) 2..=9, Group => offset_commit;
+    OffsetFetch(OffsetFetchRequest) 1..=9, Group => offset_fetch;
+    FindCoordinator(FindCoordinatorRequest) 0..=4, Local => find_coordinator;
+    JoinGroup(JoinGroupRequest) 0..=9, Group => join_group;
+    Heartbeat(HeartbeatRequest) 0..=4, Group => heartbeat;
+    LeaveGroup(LeaveGroupRequest) 0..=5, Group => leave_group;
+    SyncGroup(SyncGroupRequest) 0..=5, Group => sync_group;
+    DescribeGroups(DescribeGroupsRequest) 0..=5, Group => describe_groups;
+    ListGroups(ListGroupsRequest) 0..=5, Everywhere => list_groups;
+    DeleteGroups(DeleteGroupsRequest) 0..=2, Group => delete_groups;
+    OffsetDelete(OffsetDeleteRequest) 0..=0, Group => offset_delete;
+    InitProducerId(InitProducerIdRequest) 0..=4, Controller => init_producer_id;
+}
 
 /// The largest API key in [`SUPPORTED`]: a request with a larger one is never answered.
 pub const SERVED_KEY_MAX: i16 = {
     let (mut i, mut max) = (0, 0);
     while i < SUPPORTED.len() {
-        let key = SUPPORTED[i].0 as i16;
+        let key = SUPPORTED[i].key as i16;
         if key > max {
             max = key;
         }
@@ -70,7 +141,7 @@ pub const SERVED_KEY_MAX: i16 = {
 fn decodable(api: ApiKey, version: i16) -> bool {
     SUPPORTED
         .iter()
-        .any(|&(k, lo, hi)| k == api && version >= lo && version <= hi)
+        .any(|a| a.key == api && version >= a.min && version <= a.max)
         && version >= api.valid_versions().min
 }
 
@@ -96,12 +167,9 @@ pub async fn handle(
     peer: &str,
     lease: &Lease,
 ) -> Result<Option<Frame>, Close> {
-    let (api, version, header, frame) = split_header(frame)?;
+    let (api, version, header, body) = split_header(frame)?;
     let corr = header.correlation_id;
-    let ctx = handlers::Ctx {
-        client_id: header.client_id.as_deref().unwrap_or_default().to_string(),
-        client_host: peer.to_string(),
-    };
+    let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
     drop(header); // its strings are slices of the frame, which Produce wants to own (below)
     if api == ApiKey::ApiVersions && !decodable(api, version) {
         let body = handlers::api_versions::unsupported();
@@ -111,233 +179,50 @@ pub async fn handle(
         return Err(Close(format!("{api:?} v{version} is not supported")));
     }
     // Which versions real clients use: the compatibility matrix reads these from the log.
-    tracing::trace!(target: "shardlog::requests", api = api as i16, version, client = %ctx.client_id, "request");
-    let s = shard.clone();
-    let body = frame;
-    match api {
-        ApiKey::ApiVersions => {
-            run(api, version, corr, body, |r| {
-                handlers::api_versions::handle(r)
-            })
-            .await
-        }
-        ApiKey::Metadata => {
-            run(api, version, corr, body, |r| {
-                handlers::metadata::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::Produce => {
-            // The frame goes along so the handler can take its record batches over without
-            // a copy once the decoded request is gone (`produce::own_records`).
-            let whole = body.clone();
-            run(api, version, corr, body, |r| {
-                handlers::produce::handle(s, r, version, whole)
-            })
-            .await
-        }
-        ApiKey::Fetch => {
-            run(api, version, corr, body, |r| {
-                handlers::fetch::handle(s, r, version, lease)
-            })
-            .await
-        }
-        ApiKey::ListOffsets => {
-            run(api, version, corr, body, |r| {
-                handlers::list_offsets::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::CreateTopics => {
-            run(api, version, corr, body, |r| {
-                handlers::create_topics::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::DeleteTopics => {
-            run(api, version, corr, body, |r| {
-                handlers::delete_topics::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::DeleteRecords => {
-            run(api, version, corr, body, |r| {
-                handlers::delete_records::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::DescribeConfigs => {
-            run(api, version, corr, body, |r| {
-                handlers::describe_configs::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::AlterConfigs => {
-            run(api, version, corr, body, |r| {
-                handlers::alter_configs::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            run(api, version, corr, body, |r| {
-                handlers::incremental_alter_configs::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::CreatePartitions => {
-            run(api, version, corr, body, |r| {
-                handlers::create_partitions::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::DescribeCluster => {
-            run(api, version, corr, body, |r| {
-                handlers::describe_cluster::handle(s, r)
-            })
-            .await
-        }
-        ApiKey::InitProducerId => {
-            run(api, version, corr, body, |r| {
-                handlers::init_producer_id::handle(s, r, version)
-            })
-            .await
-        }
-        _ => handle_group_api(s, api, version, corr, body, ctx).await,
-    }
-}
-
-/// The consumer-group APIs (see `group`).
-async fn handle_group_api(
-    s: Rc<Shard>,
-    api: ApiKey,
-    version: i16,
-    corr: i32,
-    body: Bytes,
-    ctx: handlers::Ctx,
-) -> Result<Option<Frame>, Close> {
-    use handlers::*;
-    match api {
-        ApiKey::FindCoordinator => {
-            run(api, version, corr, body, |r| {
-                find_coordinator::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::JoinGroup => {
-            run(api, version, corr, body, |r| {
-                join_group::handle(s, r, version, ctx)
-            })
-            .await
-        }
-        ApiKey::SyncGroup => {
-            run(api, version, corr, body, |r| {
-                sync_group::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::Heartbeat => run(api, version, corr, body, |r| heartbeat::handle(s, r)).await,
-        ApiKey::LeaveGroup => {
-            run(api, version, corr, body, |r| {
-                leave_group::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::OffsetCommit => {
-            run(api, version, corr, body, |r| {
-                offset_commit::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::OffsetFetch => {
-            run(api, version, corr, body, |r| {
-                offset_fetch::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::DescribeGroups => {
-            run(api, version, corr, body, |r| {
-                describe_groups::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::ListGroups => {
-            run(api, version, corr, body, |r| {
-                list_groups::handle(s, r, version)
-            })
-            .await
-        }
-        ApiKey::DeleteGroups => {
-            run(api, version, corr, body, |r| delete_groups::handle(s, r)).await
-        }
-        ApiKey::OffsetDelete => {
-            run(api, version, corr, body, |r| offset_delete::handle(s, r)).await
-        }
-        other => Err(Close(format!("{other:?} has no handler"))),
-    }
+    tracing::trace!(target: "shardlog::requests", api = api as i16, version, client = %client_id, "request");
+    // Produce takes its record batches over from the body without a copy once the decoded
+    // request is gone (`produce::own_records`); other handlers get no handle on it.
+    let whole = (api == ApiKey::Produce).then(|| body.clone());
+    let call = handlers::Call::new(version, client_id, peer, lease, whole);
+    dispatch(shard.clone(), api, corr, body, &call).await
 }
 
 /// Decodes a request frame as `handle` would, without handling it: the fuzzing entry point
-/// (tests/fuzz) and its proptest twin. Never panics, whatever the bytes.
+/// (tests/fuzz) and its proptest twin. Never panics, whatever the bytes. A Produce request's
+/// record batches are also split, validated and decompressed, as the produce path would.
 pub fn decode_request(frame: Bytes) -> Result<ApiKey, Close> {
     let (api, v, _, frame) = split_header(frame)?;
     if !decodable(api, v) {
         return Err(Close("unsupported version".into()));
     }
-    fn body<T: Decodable>(mut b: Bytes, v: i16) -> Result<(), Close> {
-        T::decode(&mut b, v)
-            .map(|_| ())
-            .map_err(|e| Close(e.to_string()))
+    if api == ApiKey::Produce {
+        exercise_records(frame.clone(), v)?;
     }
-    match api {
-        ApiKey::Produce => {
-            let mut b = frame.clone();
-            let req = ProduceRequest::decode(&mut b, v).map_err(|e| Close(e.to_string()))?;
-            for records in req
-                .topic_data
-                .iter()
-                .flat_map(|t| t.partition_data.iter())
-                .filter_map(|p| p.records.clone())
-            {
-                if let Ok(batches) = crate::partition::split_batches(records.clone()) {
-                    for b in batches {
-                        let _ = crate::storage::batch::validate(&b, true);
-                    }
-                }
-                let _ = super::compression::recompress(
-                    records,
-                    kafka_protocol::records::Compression::None,
-                    1 << 20,
-                );
-            }
-            Ok(())
-        }
-        ApiKey::Fetch => body::<FetchRequest>(frame, v),
-        ApiKey::ListOffsets => body::<ListOffsetsRequest>(frame, v),
-        ApiKey::Metadata => body::<MetadataRequest>(frame, v),
-        ApiKey::ApiVersions => body::<ApiVersionsRequest>(frame, v),
-        ApiKey::CreateTopics => body::<CreateTopicsRequest>(frame, v),
-        ApiKey::DeleteTopics => body::<DeleteTopicsRequest>(frame, v),
-        ApiKey::DeleteRecords => body::<DeleteRecordsRequest>(frame, v),
-        ApiKey::DescribeConfigs => body::<DescribeConfigsRequest>(frame, v),
-        ApiKey::AlterConfigs => body::<AlterConfigsRequest>(frame, v),
-        ApiKey::CreatePartitions => body::<CreatePartitionsRequest>(frame, v),
-        ApiKey::IncrementalAlterConfigs => body::<IncrementalAlterConfigsRequest>(frame, v),
-        ApiKey::DescribeCluster => body::<DescribeClusterRequest>(frame, v),
-        ApiKey::OffsetCommit => body::<OffsetCommitRequest>(frame, v),
-        ApiKey::OffsetFetch => body::<OffsetFetchRequest>(frame, v),
-        ApiKey::FindCoordinator => body::<FindCoordinatorRequest>(frame, v),
-        ApiKey::JoinGroup => body::<JoinGroupRequest>(frame, v),
-        ApiKey::Heartbeat => body::<HeartbeatRequest>(frame, v),
-        ApiKey::LeaveGroup => body::<LeaveGroupRequest>(frame, v),
-        ApiKey::SyncGroup => body::<SyncGroupRequest>(frame, v),
-        ApiKey::DescribeGroups => body::<DescribeGroupsRequest>(frame, v),
-        ApiKey::ListGroups => body::<ListGroupsRequest>(frame, v),
-        ApiKey::DeleteGroups => body::<DeleteGroupsRequest>(frame, v),
-        ApiKey::OffsetDelete => body::<OffsetDeleteRequest>(frame, v),
-        ApiKey::InitProducerId => body::<InitProducerIdRequest>(frame, v),
-        _ => Err(Close("no handler".into())),
-    }?;
+    decode_body(api, v, frame)?;
     Ok(api)
+}
+
+/// What the produce path does to a request's record sets before appending them.
+fn exercise_records(mut body: Bytes, version: i16) -> Result<(), Close> {
+    let req = ProduceRequest::decode(&mut body, version).map_err(|e| Close(e.to_string()))?;
+    for records in req
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .filter_map(|p| p.records.clone())
+    {
+        if let Ok(batches) = crate::partition::split_batches(records.clone()) {
+            for b in batches {
+                let _ = crate::storage::batch::validate(&b, true);
+            }
+        }
+        let _ = super::compression::recompress(
+            records,
+            kafka_protocol::records::Compression::None,
+            1 << 20,
+        );
+    }
+    Ok(())
 }
 
 /// Decodes the body, runs the handler, encodes its response (None: the handler sends none).
@@ -411,24 +296,73 @@ mod tests {
 
     #[test]
     fn the_largest_served_key_is_in_the_table() {
-        let keys = SUPPORTED.iter().map(|&(k, _, _)| k as i16);
+        let keys = SUPPORTED.iter().map(|a| a.key as i16);
         assert!(keys.clone().all(|k| k <= SERVED_KEY_MAX));
         assert!(keys.clone().any(|k| k == SERVED_KEY_MAX));
         assert_eq!(SERVED_KEY_MAX, ApiKey::DescribeCluster as i16);
     }
 
+    /// A request frame (without size prefix): header and body.
+    pub(super) fn request_frame<R: Encodable>(api: ApiKey, v: i16, r: &R) -> Vec<u8> {
+        let h = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(v)
+            .with_correlation_id(1);
+        let mut b = BytesMut::new();
+        h.encode(&mut b, api.request_header_version(v)).unwrap();
+        r.encode(&mut b, v).unwrap();
+        b.to_vec()
+    }
+
+    #[test]
+    fn every_served_key_is_in_the_table_once_within_the_protocol_crates_range() {
+        for (i, a) in SUPPORTED.iter().enumerate() {
+            assert!(a.min <= a.max, "{:?}", a.key);
+            assert!(a.max <= a.key.valid_versions().max, "{:?}", a.key);
+            assert!(
+                SUPPORTED[i + 1..].iter().all(|b| b.key != a.key),
+                "{:?} twice",
+                a.key
+            );
+        }
+    }
+
+    /// Every version the table serves decodes through the generated decoder (the dispatcher's
+    /// match is generated from the same rows); the first version below and above does not.
+    #[test]
+    fn every_served_version_decodes_and_no_other() {
+        for a in SUPPORTED {
+            let lo = a.min.max(a.key.valid_versions().min);
+            for v in lo..=a.max {
+                let frame = default_request(a.key, v).expect("a row has a request type");
+                let got = decode_request(Bytes::from(frame));
+                assert_eq!(got.ok(), Some(a.key), "{:?} v{v}", a.key);
+            }
+            // One version above the table (the body as at the top version: a request is
+            // refused on its header's version before its body is looked at).
+            let mut above = default_request(a.key, a.max).unwrap();
+            above[2..4].copy_from_slice(&(a.max + 1).to_be_bytes());
+            assert!(decode_request(Bytes::from(above)).is_err(), "{:?}", a.key);
+        }
+        let unserved = ApiKey::SaslHandshake;
+        assert!(SUPPORTED.iter().all(|a| a.key != unserved));
+        assert!(default_request(unserved, 1).is_none());
+    }
+
+    #[test]
+    fn api_versions_advertises_the_table() {
+        let advertised = handlers::api_versions::advertised();
+        assert_eq!(advertised.len(), SUPPORTED.len());
+        for (got, a) in advertised.iter().zip(SUPPORTED) {
+            assert_eq!(
+                (got.api_key, got.min_version, got.max_version),
+                (a.key as i16, a.min, a.max)
+            );
+        }
+    }
+
     /// Valid request frames (without size prefix) to mutate.
     fn seeds() -> Vec<Vec<u8>> {
-        fn frame<R: Encodable>(api: ApiKey, v: i16, r: &R) -> Vec<u8> {
-            let h = RequestHeader::default()
-                .with_request_api_key(api as i16)
-                .with_request_api_version(v)
-                .with_correlation_id(1);
-            let mut b = BytesMut::new();
-            h.encode(&mut b, api.request_header_version(v)).unwrap();
-            r.encode(&mut b, v).unwrap();
-            b.to_vec()
-        }
         use kafka_protocol::messages::produce_request::*;
         let batch = Bytes::from(crate::storage::batch::build_test_batch(
             3,
@@ -445,14 +379,14 @@ mod tests {
                     PartitionProduceData::default().with_records(Some(batch))
                 ])]);
         vec![
-            frame(ApiKey::Produce, 9, &produce),
-            frame(
+            request_frame(ApiKey::Produce, 9, &produce),
+            request_frame(
                 ApiKey::Metadata,
                 12,
                 &MetadataRequest::default().with_topics(None),
             ),
-            frame(ApiKey::Fetch, 13, &FetchRequest::default()),
-            frame(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default()),
+            request_frame(ApiKey::Fetch, 13, &FetchRequest::default()),
+            request_frame(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default()),
         ]
     }
 

@@ -8,11 +8,16 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::admin_outcome;
 use super::describe_configs::RESOURCE_TOPIC;
+use super::Call;
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, req: AlterConfigsRequest) -> Option<AlterConfigsResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    req: AlterConfigsRequest,
+    _call: &Call<'_>,
+) -> Option<AlterConfigsResponse> {
     let mut out = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         let base = AlterConfigsResourceResponse::default()

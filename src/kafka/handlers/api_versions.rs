@@ -1,30 +1,40 @@
 //! ApiVersions (key 18): the versions we serve, straight from the dispatcher's one table.
 
+use std::rc::Rc;
+
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use crate::kafka::dispatch::SUPPORTED;
 use crate::kafka::errors;
+use crate::shard::Shard;
 
-fn table() -> Vec<ApiVersion> {
+use super::Call;
+
+/// Every row of the API table, as ApiVersions lists it.
+pub fn advertised() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
-        .map(|&(k, lo, hi)| {
+        .map(|a| {
             ApiVersion::default()
-                .with_api_key(k as i16)
-                .with_min_version(lo)
-                .with_max_version(hi)
+                .with_api_key(a.key as i16)
+                .with_min_version(a.min)
+                .with_max_version(a.max)
         })
         .collect()
 }
 
-pub async fn handle(_req: ApiVersionsRequest) -> Option<ApiVersionsResponse> {
-    Some(ApiVersionsResponse::default().with_api_keys(table()))
+pub async fn handle(
+    _s: Rc<Shard>,
+    _req: ApiVersionsRequest,
+    _call: &Call<'_>,
+) -> Option<ApiVersionsResponse> {
+    Some(ApiVersionsResponse::default().with_api_keys(advertised()))
 }
 
 /// The answer to an ApiVersions version we do not serve (sent as v0).
 pub fn unsupported() -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(errors::UNSUPPORTED_VERSION)
-        .with_api_keys(table())
+        .with_api_keys(advertised())
 }

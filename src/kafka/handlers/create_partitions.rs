@@ -7,12 +7,14 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::admin_outcome;
+use super::Call;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
 pub async fn handle(
     s: Rc<Shard>,
     req: CreatePartitionsRequest,
+    _call: &Call<'_>,
 ) -> Option<CreatePartitionsResponse> {
     let mut out = Vec::with_capacity(req.topics.len());
     for t in req.topics {

@@ -8,11 +8,16 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
+use super::Call;
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
 
-pub async fn handle(s: Rc<Shard>, req: CreateTopicsRequest) -> Option<CreateTopicsResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    req: CreateTopicsRequest,
+    _call: &Call<'_>,
+) -> Option<CreateTopicsResponse> {
     let mut out = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();

@@ -5,11 +5,16 @@ use std::rc::Rc;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use super::Call;
 use super::{group_id, join_all, on_group};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, r: DeleteGroupsRequest) -> Option<DeleteGroupsResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    r: DeleteGroupsRequest,
+    _call: &Call<'_>,
+) -> Option<DeleteGroupsResponse> {
     let mut names: Vec<String> = Vec::new();
     for g in &r.groups_names {
         if !names.iter().any(|n| n == g.0.as_str()) {

@@ -13,7 +13,13 @@ use crate::kafka::fanout;
 use crate::shard::Shard;
 use crate::types::{Offset, TimestampMs};
 
-pub async fn handle(s: Rc<Shard>, req: DeleteRecordsRequest) -> Option<DeleteRecordsResponse> {
+use super::Call;
+
+pub async fn handle(
+    s: Rc<Shard>,
+    req: DeleteRecordsRequest,
+    _call: &Call<'_>,
+) -> Option<DeleteRecordsResponse> {
     let snap = s.metadata();
     let flat = fanout::flatten(
         req.topics.into_iter().map(|t| (t.name, t.partitions)),

@@ -6,12 +6,17 @@ use std::rc::Rc;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
+use super::Call;
 use super::{admin_outcome, topic_name};
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, req: DeleteTopicsRequest) -> Option<DeleteTopicsResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    req: DeleteTopicsRequest,
+    _call: &Call<'_>,
+) -> Option<DeleteTopicsResponse> {
     let mut wanted: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names
         .iter()

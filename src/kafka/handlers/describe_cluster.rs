@@ -6,9 +6,15 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
+use super::Call;
+
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, _req: DescribeClusterRequest) -> Option<DescribeClusterResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    _req: DescribeClusterRequest,
+    _call: &Call<'_>,
+) -> Option<DescribeClusterResponse> {
     let c = &s.config;
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(c.node_id))

@@ -9,6 +9,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::str_bytes;
+use super::Call;
 use crate::kafka::errors;
 use crate::metadata::configs::SPECS;
 use crate::shard::Shard;
@@ -20,7 +21,11 @@ const SOURCE_DEFAULT: i8 = 5;
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
 
-pub async fn handle(s: Rc<Shard>, req: DescribeConfigsRequest) -> Option<DescribeConfigsResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    req: DescribeConfigsRequest,
+    _call: &Call<'_>,
+) -> Option<DescribeConfigsResponse> {
     let snap = s.metadata();
     let results = req
         .resources

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
+use super::Call;
 use super::{group_id, join_all, on_group, opt_str_bytes, str_bytes};
 use crate::group::{GroupError, GroupSummary};
 use crate::kafka::errors;
@@ -13,8 +14,9 @@ use crate::shard::Shard;
 pub async fn handle(
     s: Rc<Shard>,
     r: DescribeGroupsRequest,
-    version: i16,
+    call: &Call<'_>,
 ) -> Option<DescribeGroupsResponse> {
+    let version = call.version;
     let futs = r.groups.into_iter().map(|g| {
         let s = s.clone();
         let id = g.0.to_string();

@@ -32,6 +32,8 @@ use crate::runtime;
 use crate::shard::Shard;
 use crate::types::Offset;
 
+use super::Call;
+
 #[derive(Clone)]
 struct Want {
     topic: Option<Arc<TopicMeta>>,
@@ -44,9 +46,10 @@ struct Want {
 pub async fn handle(
     s: Rc<Shard>,
     req: FetchRequest,
-    version: i16,
-    lease: &Lease,
+    call: &Call<'_>,
 ) -> Option<Spliced<FetchResponse>> {
+    let version = call.version;
+    let lease = call.lease;
     let snap = s.metadata();
     let mut shapes: Vec<((TopicName, Uuid), usize)> = Vec::new();
     let mut wants = Vec::new();

@@ -13,6 +13,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
 
 use super::str_bytes;
+use super::Call;
+
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -24,8 +26,9 @@ const TRANSACTIONS_REFUSED: &str = "shardlog does not support transactions yet: 
 pub async fn handle(
     s: Rc<Shard>,
     r: FindCoordinatorRequest,
-    version: i16,
+    call: &Call<'_>,
 ) -> Option<FindCoordinatorResponse> {
+    let version = call.version;
     let answer = |key: StrBytes| coordinator(&s, key, r.key_type);
     if version >= 4 {
         let coordinators = r.coordinator_keys.into_iter().map(answer).collect();

@@ -6,11 +6,16 @@ use std::rc::Rc;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::on_group;
+use super::Call;
 use crate::group::MemberRef;
 use crate::kafka::errors;
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, r: HeartbeatRequest) -> Option<HeartbeatResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    r: HeartbeatRequest,
+    _call: &Call<'_>,
+) -> Option<HeartbeatResponse> {
     let group = r.group_id.0.to_string();
     let member = MemberRef {
         member_id: r.member_id.to_string(),

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 
 use super::admin_outcome;
 use super::describe_configs::RESOURCE_TOPIC;
+use super::Call;
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
@@ -15,6 +16,7 @@ use crate::shard::Shard;
 pub async fn handle(
     s: Rc<Shard>,
     req: IncrementalAlterConfigsRequest,
+    _call: &Call<'_>,
 ) -> Option<IncrementalAlterConfigsResponse> {
     let mut out = Vec::with_capacity(req.resources.len());
     for r in req.resources {

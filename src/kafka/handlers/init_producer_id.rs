@@ -10,11 +10,14 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+use super::Call;
+
 pub async fn handle(
     s: Rc<Shard>,
     r: InitProducerIdRequest,
-    version: i16,
+    call: &Call<'_>,
 ) -> Option<InitProducerIdResponse> {
+    let version = call.version;
     let resp = InitProducerIdResponse::default();
     if r.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         return Some(resp.with_error_code(errors::INVALID_REQUEST));

@@ -6,7 +6,8 @@ use std::rc::Rc;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
-use super::{on_group, opt_str_bytes, str_bytes, Ctx};
+use super::Call;
+use super::{on_group, opt_str_bytes, str_bytes};
 use crate::group::{JoinReply, JoinRequest};
 use crate::kafka::errors;
 use crate::shard::Shard;
@@ -14,15 +15,15 @@ use crate::shard::Shard;
 pub async fn handle(
     s: Rc<Shard>,
     r: JoinGroupRequest,
-    version: i16,
-    ctx: Ctx,
+    call: &Call<'_>,
 ) -> Option<JoinGroupResponse> {
+    let version = call.version;
     let req = JoinRequest {
         group: r.group_id.0.to_string(),
         member_id: r.member_id.to_string(),
         instance_id: r.group_instance_id.map(|i| i.to_string()),
-        client_id: ctx.client_id,
-        client_host: ctx.client_host,
+        client_id: call.client_id.clone(),
+        client_host: call.client_host.to_string(),
         session_timeout_ms: r.session_timeout_ms,
         // v0 has no rebalance timeout (and a non-positive one is useless): the session
         // timeout serves.

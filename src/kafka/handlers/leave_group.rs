@@ -6,6 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
+use super::Call;
 use super::{on_group, opt_str_bytes, str_bytes};
 use crate::group::MemberRef;
 use crate::kafka::errors;
@@ -14,8 +15,9 @@ use crate::shard::Shard;
 pub async fn handle(
     s: Rc<Shard>,
     r: LeaveGroupRequest,
-    version: i16,
+    call: &Call<'_>,
 ) -> Option<LeaveGroupResponse> {
+    let version = call.version;
     let group = r.group_id.0.to_string();
     let members: Vec<MemberRef> = if version < 3 {
         vec![MemberRef {

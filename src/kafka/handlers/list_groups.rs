@@ -6,6 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
+use super::Call;
 use super::{group_id, join_all, str_bytes};
 use crate::group::{GroupError, GroupListing};
 use crate::kafka::errors;
@@ -14,8 +15,9 @@ use crate::shard::Shard;
 pub async fn handle(
     s: Rc<Shard>,
     r: ListGroupsRequest,
-    version: i16,
+    call: &Call<'_>,
 ) -> Option<ListGroupsResponse> {
+    let version = call.version;
     let futs = (0..s.shards()).map(|i| {
         let s = s.clone();
         async move { s.on(i, |s| async move { s.groups.list() }).await }

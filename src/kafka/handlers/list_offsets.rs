@@ -13,7 +13,13 @@ use crate::kafka::errors;
 use crate::kafka::fanout;
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
+use super::Call;
+
+pub async fn handle(
+    s: Rc<Shard>,
+    req: ListOffsetsRequest,
+    _call: &Call<'_>,
+) -> Option<ListOffsetsResponse> {
     let snap = s.metadata();
     let flat = fanout::flatten(
         req.topics.into_iter().map(|t| (t.name, t.partitions)),

@@ -8,13 +8,19 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::*;
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
+use super::Call;
 use super::{str_bytes, topic_name};
 use crate::kafka::errors;
 use crate::metadata::{valid_topic_name, TopicMeta};
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
 
-pub async fn handle(s: Rc<Shard>, req: MetadataRequest, version: i16) -> Option<MetadataResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    req: MetadataRequest,
+    call: &Call<'_>,
+) -> Option<MetadataResponse> {
+    let version = call.version;
     let node = BrokerId(s.config.node_id);
     let broker = MetadataResponseBroker::default()
         .with_node_id(node)

@@ -28,23 +28,58 @@ pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
+use crate::budget::Lease;
 use crate::group::{Coordinator, GroupError};
 use crate::kafka::errors;
 use crate::runtime;
 use crate::shard::Shard;
 
-/// Who sent a request: what JoinGroup records as the member's client id and host.
-#[derive(Clone, Debug, Default)]
-pub struct Ctx {
+/// What every handler gets besides the shard and its decoded request: the request's version,
+/// who sent it, the connection's memory lease, and (Produce only) the request body the
+/// request was decoded from.
+pub struct Call<'a> {
+    /// The request's API version (already checked against the API table).
+    pub version: i16,
+    /// The client id from the request header: what JoinGroup records for the member.
     pub client_id: String,
     /// "/1.2.3.4", as Kafka shows client hosts.
-    pub client_host: String,
+    pub client_host: &'a str,
+    /// The bytes the connection holds on its shard's budget; Fetch grows it before it reads.
+    pub lease: &'a Lease,
+    frame: Cell<Option<Bytes>>,
+}
+
+impl<'a> Call<'a> {
+    /// `frame`: the request body, kept only where the handler takes its bytes over.
+    pub fn new(
+        version: i16,
+        client_id: String,
+        client_host: &'a str,
+        lease: &'a Lease,
+        frame: Option<Bytes>,
+    ) -> Call<'a> {
+        Call {
+            version,
+            client_id,
+            client_host,
+            lease,
+            frame: Cell::new(frame),
+        }
+    }
+
+    /// The request body the request was decoded from (empty if the dispatcher kept none, or
+    /// if it was taken already): Produce takes its record batches over from it without a copy.
+    pub fn take_frame(&self) -> Bytes {
+        self.frame.take().unwrap_or_default()
+    }
 }
 
 /// Runs `f` with the coordinator of `group` on the shard that owns it.

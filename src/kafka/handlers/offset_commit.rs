@@ -9,6 +9,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use super::Call;
 use super::{on_group, partition_exists, topic_name};
 use crate::group::{CommitRequest, GroupError, MemberRef, OffsetToCommit};
 use crate::kafka::errors;
@@ -17,8 +18,9 @@ use crate::shard::Shard;
 pub async fn handle(
     s: Rc<Shard>,
     r: OffsetCommitRequest,
-    version: i16,
+    call: &Call<'_>,
 ) -> Option<OffsetCommitResponse> {
+    let version = call.version;
     let group = r.group_id.0.to_string();
     // Request order, with Some(error) for partitions refused before the coordinator.
     let mut order: Vec<(String, i32, Option<GroupError>)> = Vec::new();

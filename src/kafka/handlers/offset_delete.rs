@@ -7,12 +7,17 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
+use super::Call;
 use super::{on_group, partition_exists, topic_name};
 use crate::group::{GroupError, TopicPartitions};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, r: OffsetDeleteRequest) -> Option<OffsetDeleteResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    r: OffsetDeleteRequest,
+    _call: &Call<'_>,
+) -> Option<OffsetDeleteResponse> {
     let group = r.group_id.0.to_string();
     let mut unknown: Vec<(String, i32)> = Vec::new();
     let mut known: TopicPartitions = Vec::new();

@@ -9,6 +9,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
+use super::Call;
 use super::{group_id, join_all, on_group, str_bytes, topic_name};
 use crate::group::{CommittedOffsets, TopicPartitions};
 use crate::kafka::errors;
@@ -17,8 +18,9 @@ use crate::shard::Shard;
 pub async fn handle(
     s: Rc<Shard>,
     r: OffsetFetchRequest,
-    version: i16,
+    call: &Call<'_>,
 ) -> Option<OffsetFetchResponse> {
+    let version = call.version;
     if version >= 8 {
         let futs = r.groups.into_iter().map(|g| {
             let s = s.clone();

@@ -16,16 +16,15 @@ use crate::kafka::{compression, errors};
 use crate::metadata::TopicMeta;
 use crate::shard::Shard;
 
+use super::Call;
+
 /// Largest batch, decompressed, that the record-count check and recompression will expand.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 /// `frame` is the request body the protocol crate decoded `req` from.
-pub async fn handle(
-    s: Rc<Shard>,
-    req: ProduceRequest,
-    version: i16,
-    frame: Bytes,
-) -> Option<ProduceResponse> {
+pub async fn handle(s: Rc<Shard>, req: ProduceRequest, call: &Call<'_>) -> Option<ProduceResponse> {
+    let version = call.version;
+    let frame = call.take_frame();
     let acks = req.acks;
     let snap = s.metadata();
     let mut shapes = Vec::with_capacity(req.topic_data.len());

@@ -5,12 +5,18 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
+use super::Call;
 use super::{on_group, opt_str_bytes};
 use crate::group::{GroupError, SyncReply, SyncRequest};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
-pub async fn handle(s: Rc<Shard>, r: SyncGroupRequest, version: i16) -> Option<SyncGroupResponse> {
+pub async fn handle(
+    s: Rc<Shard>,
+    r: SyncGroupRequest,
+    call: &Call<'_>,
+) -> Option<SyncGroupResponse> {
+    let version = call.version;
     if version >= 5 && (r.protocol_type.is_none() || r.protocol_name.is_none()) {
         return Some(response(
             SyncReply::failed(GroupError::InconsistentGroupProtocol),
