@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -l unlimited 2>/dev/null || true
 bash tests/setup-clients.sh
+bash tests/check-vendor.sh
 cargo fmt -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
