@@ -6,24 +6,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::Args;
 use serde::Deserialize;
 
 use crate::group::GroupConfig;
 
-/// Command line. Every flag can also come from the environment or the TOML file. With a
-/// subcommand (`topics`, `groups`) the binary is an admin client instead (`crate::cli`).
-#[derive(Parser, Debug, Clone, Default)]
-#[command(
-    name = "shardlog",
-    version,
-    args_conflicts_with_subcommands = true,
-    about = "A Kafka-compatible, thread-per-core event-streaming broker"
-)]
-pub struct Cli {
-    /// An admin subcommand; none runs the broker
-    #[command(subcommand)]
-    pub command: Option<crate::cli::Command>,
+/// The broker's command-line flags (the whole command line, with the admin subcommands, is
+/// `crate::cli::Cli`). Every flag can also come from the environment or the TOML file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Flags {
     /// Address to accept Kafka clients on [default: 127.0.0.1:9092]
     #[arg(long, env = "SHARDLOG_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
@@ -185,7 +176,7 @@ pub enum ConfigError {
 }
 
 impl Config {
-    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+    pub fn from_flags(cli: Flags) -> Result<Config, ConfigError> {
         let file = match &cli.config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
@@ -297,7 +288,7 @@ fn default_read_cache_bytes(shards: usize) -> usize {
     ((memory / 8 / shards as u64).min(1 << 30)) as usize
 }
 
-fn group_config(cli: &Cli, file: &FileConfig) -> Result<GroupConfig, ConfigError> {
+fn group_config(cli: &Flags, file: &FileConfig) -> Result<GroupConfig, ConfigError> {
     let mut g = GroupConfig::default();
     if let Some(d) = cli
         .group_initial_rebalance_delay_ms
@@ -349,10 +340,18 @@ fn split_host_port(s: &str) -> Result<(String, i32), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// The flags alone, as `crate::cli::Cli` flattens them.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: Flags,
+    }
 
     #[test]
     fn defaults_and_overrides() {
-        let c = Config::from_cli(Cli::default()).unwrap();
+        let c = Config::from_flags(Flags::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
         assert_eq!(
             (c.advertised_host.as_str(), c.advertised_port),
@@ -367,12 +366,12 @@ mod tests {
             "--advertised-listener",
             "localhost:29092",
         ]);
-        let c = Config::from_cli(cli).unwrap();
+        let c = Config::from_flags(cli.flags).unwrap();
         assert_eq!(c.shards, 4);
         assert_eq!(c.advertised_port, 29092);
-        assert!(Config::from_cli(Cli {
+        assert!(Config::from_flags(Flags {
             shards: Some(0),
-            ..Cli::default()
+            ..Flags::default()
         })
         .is_err());
     }
@@ -382,17 +381,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "shards = 3\nnum_partitions = 5\n").unwrap();
-        let cli = Cli {
+        let cli = Flags {
             config: Some(p.clone()),
             num_partitions: Some(2),
-            ..Cli::default()
+            ..Flags::default()
         };
-        let c = Config::from_cli(cli).unwrap();
+        let c = Config::from_flags(cli).unwrap();
         assert_eq!((c.shards, c.num_partitions), (3, 2));
         std::fs::write(&p, "bogus = 1\n").unwrap();
-        assert!(Config::from_cli(Cli {
+        assert!(Config::from_flags(Flags {
             config: Some(p),
-            ..Cli::default()
+            ..Flags::default()
         })
         .is_err());
     }

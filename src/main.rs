@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use shardlog::config::{Cli, Config};
+use shardlog::cli::Cli;
+use shardlog::config::{Config, Flags};
 use shardlog::metadata::{store, Snapshot};
 use shardlog::shard::{self, Boot};
 use shardlog::{net, runtime};
@@ -17,15 +18,15 @@ use shardlog::{net, runtime};
 const PORT_WAIT_MS: u64 = 10_000;
 
 fn main() -> anyhow::Result<ExitCode> {
-    let mut cli = Cli::parse();
-    if let Some(cmd) = cli.command.take() {
+    let cli = Cli::parse();
+    if let Some(cmd) = cli.command {
         return Ok(shardlog::cli::run(cmd));
     }
-    run_broker(cli)?;
+    run_broker(cli.broker)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_broker(cli: Cli) -> anyhow::Result<()> {
+fn run_broker(flags: Flags) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -43,7 +44,7 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
         tracing::error!("panic: {info}; aborting");
         std::process::abort();
     }));
-    let mut config = Config::from_cli(cli)?;
+    let mut config = Config::from_flags(flags)?;
     runtime::keep_freed_memory();
     std::fs::create_dir_all(&config.data_dir)?;
     // Every path below is absolute: glommio's directory open fails (EBADF) on relative paths
@@ -89,7 +90,14 @@ fn run_broker(cli: Cli) -> anyhow::Result<()> {
     );
     net::wait_for_port(config.listen, PORT_WAIT_MS)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    runtime::run_shards(&config, move |id, mesh| shard::run(id, mesh, boot.clone()))?;
+    let executors = runtime::Executors {
+        shards: config.shards,
+        pin: config.pin,
+        mesh_channel_capacity: config.mesh_channel_capacity,
+    };
+    runtime::run_shards(executors, move |id, mesh| {
+        shard::run(id, mesh, boot.clone())
+    })?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -15,12 +15,28 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use kafka_protocol::ResponseError;
 
 use crate::client::{Client, ClientError, Options};
 
-/// The subcommands; `None` in [`crate::config::Cli`] means "run the broker".
+/// The `shardlog` command line: an admin subcommand, or (none) the broker with its flags.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(
+    name = "shardlog",
+    version,
+    args_conflicts_with_subcommands = true,
+    about = "A Kafka-compatible, thread-per-core event-streaming broker"
+)]
+pub struct Cli {
+    /// An admin subcommand; none runs the broker
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub broker: crate::config::Flags,
+}
+
+/// The subcommands; `None` in [`Cli`] means "run the broker".
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Create, list, describe and delete topics on a running broker

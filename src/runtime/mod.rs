@@ -13,15 +13,24 @@ use std::time::Duration;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::Config;
-use crate::shard::Shard;
+/// Work sent to another shard: runs there, on that shard's executor, given the shard's state
+/// `S` (the broker's `Shard`; this module names no type above it).
+pub type Job<S> = Box<dyn FnOnce(Rc<S>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
-/// Work sent to another shard: runs there, on that shard's executor.
-pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+pub type MeshSenders<S> = Senders<Job<S>>;
+pub type MeshReceivers<S> = Receivers<Job<S>>;
+pub type Mesh<S> = MeshBuilder<Job<S>, Full>;
 
-pub type MeshSenders = Senders<Job>;
-pub type MeshReceivers = Receivers<Job>;
-pub type Mesh = MeshBuilder<Job, Full>;
+/// How many executors to start, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct Executors {
+    /// One executor (thread) per shard.
+    pub shards: usize,
+    /// Pin executor i to core i (when there is such a core).
+    pub pin: bool,
+    /// Jobs each mesh channel (one per pair of shards, each way) holds before senders wait.
+    pub mesh_channel_capacity: usize,
+}
 
 pub use glommio::sync::Semaphore;
 pub use glommio::Task;
@@ -35,12 +44,13 @@ pub async fn sleep(d: Duration) {
 }
 
 /// Runs `f` on a fresh executor per shard and waits for all of them to finish.
-pub fn run_shards<F, Fut>(config: &Config, f: F) -> anyhow::Result<()>
+pub fn run_shards<S, F, Fut>(config: Executors, f: F) -> anyhow::Result<()>
 where
-    F: Fn(usize, Mesh) -> Fut + Send + Clone + 'static,
+    S: 'static,
+    F: Fn(usize, Mesh<S>) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let mesh: Mesh = MeshBuilder::full(config.shards, config.mesh_channel_capacity);
+    let mesh: Mesh<S> = MeshBuilder::full(config.shards, config.mesh_channel_capacity);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(config.shards);
     for id in 0..config.shards {

@@ -21,7 +21,10 @@ use crate::config::Config;
 use crate::group::Coordinator;
 use crate::metadata::{shard_for, Snapshot, TopicMeta};
 use crate::partition::Partition;
-use crate::runtime::{self, Job, Mesh, MeshSenders};
+use crate::runtime::{self, Mesh, MeshSenders};
+
+/// A job for another shard (`Shard::on`).
+type Job = runtime::Job<Shard>;
 use crate::storage::{LogConfig, PartitionLog, StorageError};
 use crate::types::TimestampMs;
 
@@ -52,7 +55,7 @@ pub struct Shard {
     pub cluster_id: String,
     metadata: RefCell<Arc<Snapshot>>,
     partitions: RefCell<HashMap<(Uuid, i32), Rc<Partition>>>,
-    senders: MeshSenders,
+    senders: MeshSenders<Shard>,
     this: Weak<Shard>,
     /// Only on shard 0.
     pub controller: Option<Controller>,
@@ -311,7 +314,7 @@ async fn wait_for_peers(boot: &Boot) {
     }
 }
 
-pub async fn run(id: usize, mesh: Mesh, boot: Boot) {
+pub async fn run(id: usize, mesh: Mesh<Shard>, boot: Boot) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(joined) => joined,
         Err(e) => cannot_start(id, "could not join the shard mesh", &e),
