@@ -10,7 +10,9 @@
 //! - [`net`]: per-shard listener (SO_REUSEPORT) and pipelined connections.
 //! - [`budget`]: each shard's budget for bytes in flight, leased by requests as they go.
 //! - [`kafka`]: dispatch (the one version table), one handler per API key, error codes.
-//! - [`shard`]: a core's state, cross-shard calls (`Shard::on`), the controller on shard 0.
+//! - [`broker`]: a shard's life with the network around it (start, listen, stop).
+//! - [`shard`]: a core's state, cross-shard calls (`Shard::on`), routing to owner shards, the
+//!   controller on shard 0.
 //! - [`partition`]: a partition on its owner: acks, long-poll fetch, offsets by time.
 //! - [`storage`]: the partition log (segments, indexes, group commit, recovery, retention).
 //!   It is the bottom of the stack: everything above calls it, it calls only the OS.
@@ -21,6 +23,7 @@
 //! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`) built on it.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod broker;
 pub mod budget;
 pub mod cli;
 pub mod client;

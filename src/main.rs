@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use shardlog::broker;
 use shardlog::cli::Cli;
 use shardlog::config::{Config, Flags};
 use shardlog::metadata::{store, Snapshot};
-use shardlog::shard::{self, Boot};
+use shardlog::shard::Boot;
 use shardlog::{net, runtime};
 
 /// How long start-up waits for a listener left on the address (a killed broker's, while the
@@ -79,8 +80,8 @@ fn run_broker(flags: Flags) -> anyhow::Result<()> {
         snapshot: Arc::new(Snapshot::from_topics(registry.version, registry.topics)),
         shutdown: runtime::shutdown_flag()?,
         started: Default::default(),
-        admission: net::Admission::new(config.connections_max, config.connections_per_ip_max),
     };
+    let admission = net::Admission::new(config.connections_max, config.connections_per_ip_max);
     tracing::info!(
         shards = config.shards,
         pinned = config.pin,
@@ -96,7 +97,7 @@ fn run_broker(flags: Flags) -> anyhow::Result<()> {
         mesh_channel_capacity: config.mesh_channel_capacity,
     };
     runtime::run_shards(executors, move |id, mesh| {
-        shard::run(id, mesh, boot.clone())
+        broker::run_shard(id, mesh, boot.clone(), admission.clone())
     })?;
     tracing::info!("stopped");
     Ok(())

@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{admission, send};
+use super::{admission, send, RequestTimes};
 use crate::budget::{AfterBurst, Budget, Lease};
 use crate::kafka::dispatch::{self, Close};
 use crate::kafka::frame::Frame;
@@ -89,6 +89,8 @@ impl Memory {
 struct Conn {
     shard: Rc<Shard>,
     memory: Rc<Memory>,
+    /// The shard's request latency histograms.
+    times: Rc<RequestTimes>,
     /// This connection's responses built and not yet sent.
     unsent: Rc<Budget>,
     /// Requests being handled, and when a frame last arrived or went out.
@@ -146,6 +148,7 @@ type Handled = (Result<Option<Frame>, Close>, Instant, [Lease; 2]);
 pub async fn serve(
     shard: Rc<Shard>,
     memory: Rc<Memory>,
+    times: Rc<RequestTimes>,
     stream: TcpStream,
     _admitted: admission::Admitted,
 ) {
@@ -161,6 +164,7 @@ pub async fn serve(
     let conn = Rc::new(Conn {
         shard,
         memory,
+        times,
         unsent: Budget::new(share),
         handling: Cell::new(0),
         last: Cell::new(Instant::now()),
@@ -233,7 +237,7 @@ fn start(conn: &Rc<Conn>, frame: Bytes, lease: Lease) -> Pending {
     conn.last.set(arrived);
     let conn = conn.clone();
     let task = runtime::spawn(async move {
-        let _counted = Inflight::enter(&conn.shard);
+        let _counted = conn.shard.request_started();
         let reply = dispatch::handle(&conn.shard, frame, &conn.peer, &lease).await;
         // The request's bytes are gone now (or owned by the log, which bounds them itself);
         // the response's are held until sent.
@@ -272,7 +276,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
             break;
         }
         let (handle, total) = (handled - pending.arrived, pending.arrived.elapsed());
-        conn.shard.request_times.record(pending.api, handle, total);
+        conn.times.record(pending.api, handle, total);
     }
     let _ = wr.close().await;
     conn.closed.set(true);
@@ -296,22 +300,6 @@ async fn send_or_shed<W: AsyncWrite + Unpin>(
         tracing::debug!(peer = %conn.peer, "closing connection: its client takes no responses while memory is short");
         false
     })
-}
-
-/// Counts a request as in flight on its shard until dropped (also when the task is cancelled).
-struct Inflight<'a>(&'a Shard);
-
-impl<'a> Inflight<'a> {
-    fn enter(s: &'a Shard) -> Self {
-        s.inflight.set(s.inflight.get() + 1);
-        Inflight(s)
-    }
-}
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        self.0.inflight.set(self.0.inflight.get() - 1);
-    }
 }
 
 /// The most of a frame's declared size reserved before its bytes arrive (address space, not

@@ -81,8 +81,9 @@ fn listens_on(local: &str, addr: std::net::SocketAddr) -> bool {
     }
 }
 
-/// Accepts connections until the shard stops (this task is dropped then).
-pub async fn accept_loop(shard: Rc<Shard>, admission: Arc<Admission>) {
+/// Accepts connections until the shard stops (this task is dropped then). Every answered
+/// request's latency goes into `times`, which the caller logs when the shard stops.
+pub async fn accept_loop(shard: Rc<Shard>, admission: Arc<Admission>, times: Rc<RequestTimes>) {
     let listener = match TcpListener::bind(shard.config.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -101,7 +102,13 @@ pub async fn accept_loop(shard: Rc<Shard>, admission: Arc<Admission>) {
                     tracing::debug!(peer = ?ip, "connection refused: connection limit reached");
                     continue; // dropped here: closed
                 };
-                let conn = conn::serve(shard.clone(), memory.clone(), stream, admitted);
+                let conn = conn::serve(
+                    shard.clone(),
+                    memory.clone(),
+                    times.clone(),
+                    stream,
+                    admitted,
+                );
                 runtime::spawn(conn).detach();
             }
             Err(e) => tracing::warn!(error = %e, "accept failed"),

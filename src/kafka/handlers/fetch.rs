@@ -96,7 +96,7 @@ pub async fn handle(
             .sum();
         let errored = results.iter().any(|r| r.is_err());
         let now = Instant::now();
-        if total >= min_bytes.max(1) || errored || now >= deadline || s.stopping.get() {
+        if total >= min_bytes.max(1) || errored || now >= deadline || s.is_stopping() {
             break;
         }
         // Wait for each partition to grow past what this read saw (not past the fetch

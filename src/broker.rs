@@ -1,0 +1,27 @@
+//! The broker around the shards: each shard's life from start to stop, with the network edge
+//! put around it. A shard starts (`Shard::start`: mesh, partitions, groups), waits until every
+//! shard has started, then listens (`net::accept_loop`) and does its periodic work until the
+//! shutdown flag is set; then it stops listening, drains and closes (`Shard::stop`) and logs
+//! its request latencies. This is the only module that names both `shard` and `net`: the
+//! network edge serves a shard, and a shard knows nothing of the network.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::net::{self, Admission, RequestTimes};
+use crate::runtime::{self, Mesh};
+use crate::shard::{self, Boot, Shard};
+
+/// Shard `id`'s whole life on its executor; `admission` holds the connection limits that all
+/// shards' listeners share.
+pub async fn run_shard(id: usize, mesh: Mesh<Shard>, boot: Boot, admission: Arc<Admission>) {
+    let shard = Shard::start(id, mesh, &boot).await;
+    shard::wait_for_peers(&boot).await;
+    let times = Rc::new(RequestTimes::default());
+    // Kept (not detached): dropping the task cancels the accept loop at shutdown.
+    let listener = runtime::spawn(net::accept_loop(shard.clone(), admission, times.clone()));
+    shard.housekeeping(&boot.shutdown).await;
+    drop(listener);
+    shard.stop().await;
+    times.log(id);
+}

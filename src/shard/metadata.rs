@@ -1,0 +1,101 @@
+//! Installing a newer topic registry on a shard: open the partitions it now owns, apply config
+//! changes to open ones, close and delete those of deleted topics. The controller (shard 0)
+//! sends each new snapshot to every shard.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::Shard;
+use crate::metadata::{Snapshot, TopicMeta};
+use crate::partition::Partition;
+use crate::storage::{LogConfig, PartitionLog, StorageError};
+
+impl Shard {
+    fn partition_dir(&self, topic: &TopicMeta, index: i32) -> PathBuf {
+        self.config
+            .data_dir
+            .join(format!("{}-{}", topic.name, index))
+    }
+
+    /// Installs a newer registry snapshot: opens partitions this shard now owns, applies
+    /// config changes, closes and deletes partitions of deleted topics.
+    pub async fn apply_metadata(&self, snap: Arc<Snapshot>) -> Result<(), StorageError> {
+        if snap.version < self.metadata.borrow().version {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut *self.metadata.borrow_mut(), snap.clone());
+        let deleted: Vec<String> = old
+            .topics
+            .values()
+            .filter(|t| snap.topic_by_id(&t.id).is_none())
+            .map(|t| t.name.clone())
+            .collect();
+        if !deleted.is_empty() {
+            self.groups
+                .forget_topics(|t| !deleted.iter().any(|d| d == t));
+        }
+        let gone: Vec<(Uuid, i32)> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|(id, p)| snap.topic_by_id(id).is_none_or(|t| *p >= t.partitions))
+            .copied()
+            .collect();
+        for key in gone {
+            let part = self.partitions.borrow_mut().remove(&key);
+            if let Some(part) = part {
+                let _ = part.log.close().await;
+                if let Err(e) = std::fs::remove_dir_all(part.log.dir()) {
+                    // Left for the boot-time orphan sweep (metadata::store::remove_orphans).
+                    tracing::warn!(dir = %part.log.dir().display(), error = %e, "could not delete partition");
+                }
+            }
+        }
+        for topic in snap.topics.values() {
+            for index in 0..topic.partitions {
+                if self.owner_of(&topic.id, index) == self.id {
+                    self.ensure_partition(topic, index).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A topic's log settings with the broker's own on top (`verify_reads`).
+    fn log_config(&self, topic: &TopicMeta) -> LogConfig {
+        LogConfig {
+            verify_reads: self.config.verify_reads,
+            ..topic.configs.log_config()
+        }
+    }
+
+    async fn ensure_partition(
+        &self,
+        topic: &Arc<TopicMeta>,
+        index: i32,
+    ) -> Result<(), StorageError> {
+        if let Some(p) = self.partition(&topic.id, index) {
+            if p.topic.configs != topic.configs {
+                p.log.set_config(self.log_config(topic));
+            }
+            let updated = Rc::new(Partition {
+                topic: topic.clone(),
+                index,
+                log: p.log.clone(),
+                producers: p.producers.clone(),
+            });
+            self.partitions
+                .borrow_mut()
+                .insert((topic.id, index), updated);
+            return Ok(());
+        }
+        let dir = self.partition_dir(topic, index);
+        let log = PartitionLog::open(&dir, self.log_config(topic)).await?;
+        let part = Rc::new(Partition::open(topic.clone(), index, log).await?);
+        self.partitions.borrow_mut().insert((topic.id, index), part);
+        Ok(())
+    }
+}
