@@ -1,4 +1,7 @@
-//! The one place where domain errors become Kafka error codes.
+//! The one place where domain errors become Kafka error codes: every code a response carries
+//! is an [`ErrorCode`] made here, from a domain error (storage, produce, admin, group,
+//! routing) or one of the named codes below; handlers put it on the wire with
+//! [`ErrorCode::code`].
 
 use kafka_protocol::ResponseError as E;
 
@@ -7,34 +10,64 @@ use crate::group::GroupError;
 use crate::metadata::ConfigError;
 use crate::partition::producers::ProducerError;
 use crate::partition::ProduceError;
+use crate::shard::route::Unrouted;
 use crate::shard::{AdminError, ShardGone};
 use crate::storage::StorageError;
 
-pub const NONE: i16 = 0;
+/// A Kafka error code (0: none), on its way from where the error is known to the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ErrorCode(i16);
 
-pub fn storage(e: &StorageError) -> i16 {
-    match e {
-        StorageError::InvalidBatch(_) => E::CorruptMessage.code(),
-        StorageError::BatchTooLarge { .. } => E::MessageTooLarge.code(),
-        StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
-        StorageError::CorruptOnDisk { .. } => E::KafkaStorageError.code(),
-        StorageError::Io { .. } | StorageError::LogDirFailed(_) => E::KafkaStorageError.code(),
-        // Not retriable, so clients report it at once (with `produce_message`) instead of
-        // retrying until their delivery timeout; an idempotent producer stays usable
-        // (compatibility.md, "A full disk").
-        StorageError::Paused(_) => E::PolicyViolation.code(),
-        StorageError::Closed => E::NotLeaderOrFollower.code(),
+impl ErrorCode {
+    /// The code as the wire carries it.
+    pub const fn code(self) -> i16 {
+        self.0
+    }
+
+    /// Whether this is NONE (no error).
+    pub const fn is_none(self) -> bool {
+        self.0 == 0
     }
 }
 
-pub fn produce(e: &ProduceError) -> i16 {
+const fn of(e: E) -> ErrorCode {
+    ErrorCode(e.code())
+}
+
+pub const NONE: ErrorCode = ErrorCode(0);
+
+impl From<Unrouted> for ErrorCode {
+    fn from(u: Unrouted) -> ErrorCode {
+        match u {
+            Unrouted::UnknownPartition => UNKNOWN_TOPIC_OR_PARTITION,
+            Unrouted::ShardGone(gone) => shard_gone(&gone),
+        }
+    }
+}
+
+pub fn storage(e: &StorageError) -> ErrorCode {
+    match e {
+        StorageError::InvalidBatch(_) => of(E::CorruptMessage),
+        StorageError::BatchTooLarge { .. } => of(E::MessageTooLarge),
+        StorageError::OffsetOutOfRange { .. } => of(E::OffsetOutOfRange),
+        StorageError::CorruptOnDisk { .. } => of(E::KafkaStorageError),
+        StorageError::Io { .. } | StorageError::LogDirFailed(_) => of(E::KafkaStorageError),
+        // Not retriable, so clients report it at once (with `produce_message`) instead of
+        // retrying until their delivery timeout; an idempotent producer stays usable
+        // (compatibility.md, "A full disk").
+        StorageError::Paused(_) => of(E::PolicyViolation),
+        StorageError::Closed => of(E::NotLeaderOrFollower),
+    }
+}
+
+pub fn produce(e: &ProduceError) -> ErrorCode {
     match e {
         ProduceError::Storage(e) => storage(e),
         ProduceError::Producer(ProducerError::OutOfOrderSequence) => {
-            E::OutOfOrderSequenceNumber.code()
+            of(E::OutOfOrderSequenceNumber)
         }
-        ProduceError::Producer(ProducerError::InvalidEpoch) => E::InvalidProducerEpoch.code(),
-        ProduceError::Producer(ProducerError::TooManyProducers) => E::PolicyViolation.code(),
+        ProduceError::Producer(ProducerError::InvalidEpoch) => of(E::InvalidProducerEpoch),
+        ProduceError::Producer(ProducerError::TooManyProducers) => of(E::PolicyViolation),
     }
 }
 
@@ -53,67 +86,68 @@ pub fn produce_message(e: &ProduceError) -> Option<String> {
     }
 }
 
-pub fn admin(e: &AdminError) -> i16 {
+pub fn admin(e: &AdminError) -> ErrorCode {
     match e {
-        AdminError::TopicExists(_) => E::TopicAlreadyExists.code(),
-        AdminError::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
-        AdminError::InvalidTopicName(_) => E::InvalidTopicException.code(),
-        AdminError::InvalidPartitions(_) => E::InvalidPartitions.code(),
-        AdminError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
+        AdminError::TopicExists(_) => of(E::TopicAlreadyExists),
+        AdminError::UnknownTopic(_) => of(E::UnknownTopicOrPartition),
+        AdminError::InvalidTopicName(_) => of(E::InvalidTopicException),
+        AdminError::InvalidPartitions(_) => of(E::InvalidPartitions),
+        AdminError::InvalidReplicationFactor(_) => of(E::InvalidReplicationFactor),
         AdminError::InvalidConfig(ConfigError::Unknown(_) | ConfigError::Invalid { .. }) => {
-            E::InvalidConfig.code()
+            of(E::InvalidConfig)
         }
-        AdminError::Failed(_) => E::UnknownServerError.code(),
-        AdminError::NoSpace(_) => E::KafkaStorageError.code(),
+        AdminError::Failed(_) => of(E::UnknownServerError),
+        AdminError::NoSpace(_) => of(E::KafkaStorageError),
     }
 }
 
 /// `produce_version`: INVALID_RECORD exists from Produce v8 (KIP-467); older clients get
 /// CORRUPT_MESSAGE, as Kafka answers them.
-pub fn compression(e: &CompressionError, produce_version: i16) -> i16 {
+pub fn compression(e: &CompressionError, produce_version: i16) -> ErrorCode {
     match e {
-        CompressionError::Corrupt(_) => E::CorruptMessage.code(),
-        CompressionError::TooLarge(_) => E::MessageTooLarge.code(),
-        CompressionError::InvalidRecord(_) if produce_version >= 8 => E::InvalidRecord.code(),
-        CompressionError::InvalidRecord(_) => E::CorruptMessage.code(),
+        CompressionError::Corrupt(_) => of(E::CorruptMessage),
+        CompressionError::TooLarge(_) => of(E::MessageTooLarge),
+        CompressionError::InvalidRecord(_) if produce_version >= 8 => of(E::InvalidRecord),
+        CompressionError::InvalidRecord(_) => of(E::CorruptMessage),
     }
 }
 
-pub fn group(e: &GroupError) -> i16 {
+pub fn group(e: &GroupError) -> ErrorCode {
     match e {
-        GroupError::InvalidGroupId => E::InvalidGroupId.code(),
-        GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout.code(),
-        GroupError::UnknownMemberId => E::UnknownMemberId.code(),
-        GroupError::MemberIdRequired => E::MemberIdRequired.code(),
-        GroupError::IllegalGeneration => E::IllegalGeneration.code(),
-        GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol.code(),
-        GroupError::RebalanceInProgress => E::RebalanceInProgress.code(),
-        GroupError::FencedInstanceId => E::FencedInstanceId.code(),
-        GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached.code(),
-        GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable.code(),
-        GroupError::GroupIdNotFound => E::GroupIdNotFound.code(),
-        GroupError::NonEmptyGroup => E::NonEmptyGroup.code(),
-        GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic.code(),
-        GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge.code(),
-        GroupError::UnknownTopicOrPartition => E::UnknownTopicOrPartition.code(),
+        GroupError::InvalidGroupId => of(E::InvalidGroupId),
+        GroupError::InvalidSessionTimeout => of(E::InvalidSessionTimeout),
+        GroupError::UnknownMemberId => of(E::UnknownMemberId),
+        GroupError::MemberIdRequired => of(E::MemberIdRequired),
+        GroupError::IllegalGeneration => of(E::IllegalGeneration),
+        GroupError::InconsistentGroupProtocol => of(E::InconsistentGroupProtocol),
+        GroupError::RebalanceInProgress => of(E::RebalanceInProgress),
+        GroupError::FencedInstanceId => of(E::FencedInstanceId),
+        GroupError::GroupMaxSizeReached => of(E::GroupMaxSizeReached),
+        GroupError::CoordinatorNotAvailable => of(E::CoordinatorNotAvailable),
+        GroupError::GroupIdNotFound => of(E::GroupIdNotFound),
+        GroupError::NonEmptyGroup => of(E::NonEmptyGroup),
+        GroupError::GroupSubscribedToTopic => of(E::GroupSubscribedToTopic),
+        GroupError::OffsetMetadataTooLarge => of(E::OffsetMetadataTooLarge),
+        GroupError::UnknownTopicOrPartition => of(E::UnknownTopicOrPartition),
     }
 }
 
 /// The error code of a group outcome (NONE for success).
-pub fn group_result<T>(r: &Result<T, GroupError>) -> i16 {
+pub fn group_result<T>(r: &Result<T, GroupError>) -> ErrorCode {
     r.as_ref().err().map_or(NONE, group)
 }
 
-pub fn shard_gone(_: &ShardGone) -> i16 {
-    E::NotLeaderOrFollower.code()
+pub fn shard_gone(_: &ShardGone) -> ErrorCode {
+    of(E::NotLeaderOrFollower)
 }
 
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = E::UnknownTopicOrPartition.code();
-pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
-pub const INVALID_TOPIC: i16 = E::InvalidTopicException.code();
-pub const INVALID_REQUIRED_ACKS: i16 = E::InvalidRequiredAcks.code();
-pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
-pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
-pub const INVALID_CONFIG: i16 = E::InvalidConfig.code();
-pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
-pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();
+pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode = of(E::UnknownTopicOrPartition);
+pub const UNKNOWN_TOPIC_ID: ErrorCode = of(E::UnknownTopicId);
+pub const INVALID_TOPIC: ErrorCode = of(E::InvalidTopicException);
+pub const INVALID_REQUIRED_ACKS: ErrorCode = of(E::InvalidRequiredAcks);
+pub const INVALID_REQUEST: ErrorCode = of(E::InvalidRequest);
+pub const UNSUPPORTED_VERSION: ErrorCode = of(E::UnsupportedVersion);
+pub const INVALID_CONFIG: ErrorCode = of(E::InvalidConfig);
+pub const CORRUPT_MESSAGE: ErrorCode = of(E::CorruptMessage);
+pub const UNKNOWN_SERVER_ERROR: ErrorCode = of(E::UnknownServerError);
+pub const CLUSTER_AUTHORIZATION_FAILED: ErrorCode = of(E::ClusterAuthorizationFailed);

@@ -39,6 +39,19 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
 }
 
+/// Runs the futures concurrently on this executor and returns their outputs in order.
+pub async fn join_all<T: 'static, F>(futs: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: Future<Output = T> + 'static,
+{
+    let tasks: Vec<Task<T>> = futs.into_iter().map(spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
+}
+
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
 }

@@ -17,6 +17,7 @@ pub mod controller;
 mod lifecycle;
 mod metadata;
 pub mod producer_ids;
+pub mod route;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -62,11 +63,11 @@ pub struct Shard {
     senders: MeshSenders<Shard>,
     this: Weak<Shard>,
     /// Only on shard 0.
-    pub controller: Option<Controller>,
+    controller: Option<Controller>,
     /// Only on shard 0: the producer-id allocator (InitProducerId).
-    pub producer_ids: Option<producer_ids::ProducerIds>,
+    producer_ids: Option<producer_ids::ProducerIds>,
     /// The consumer groups this shard coordinates (`group::shard_for_group`).
-    pub groups: Rc<Coordinator>,
+    groups: Rc<Coordinator>,
     /// Requests being handled on this shard (drained before shutdown).
     inflight: Cell<usize>,
     stopping: Cell<bool>,

@@ -24,7 +24,7 @@ pub async fn handle(
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         if r.resource_type != RESOURCE_TOPIC {
-            out.push(base.with_error_code(errors::INVALID_REQUEST));
+            out.push(base.with_error_code(errors::INVALID_REQUEST.code()));
             continue;
         }
         let change = Change::AlterConfigs {
@@ -37,7 +37,10 @@ pub async fn handle(
             replace: true,
         };
         let (code, message) = admin_outcome(&s.admin(change, req.validate_only).await);
-        out.push(base.with_error_code(code).with_error_message(message));
+        out.push(
+            base.with_error_code(code.code())
+                .with_error_message(message),
+        );
     }
     Some(AlterConfigsResponse::default().with_responses(out))
 }

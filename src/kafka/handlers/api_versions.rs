@@ -35,6 +35,6 @@ pub async fn handle(
 /// The answer to an ApiVersions version we do not serve (sent as v0).
 pub fn unsupported() -> ApiVersionsResponse {
     ApiVersionsResponse::default()
-        .with_error_code(errors::UNSUPPORTED_VERSION)
+        .with_error_code(errors::UNSUPPORTED_VERSION.code())
         .with_api_keys(advertised())
 }

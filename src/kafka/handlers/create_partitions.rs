@@ -24,7 +24,10 @@ pub async fn handle(
         };
         let base = CreatePartitionsTopicResult::default().with_name(t.name);
         let (code, message) = admin_outcome(&s.admin(change, req.validate_only).await);
-        out.push(base.with_error_code(code).with_error_message(message));
+        out.push(
+            base.with_error_code(code.code())
+                .with_error_message(message),
+        );
     }
     Some(CreatePartitionsResponse::default().with_results(out))
 }

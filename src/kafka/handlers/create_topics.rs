@@ -58,7 +58,7 @@ pub async fn handle(
 }
 
 fn failed(base: CreatableTopicResult, e: &AdminError) -> CreatableTopicResult {
-    base.with_error_code(errors::admin(e))
+    base.with_error_code(errors::admin(e).code())
         .with_error_message(Some(str_bytes(&e.to_string())))
         .with_num_partitions(-1)
         .with_replication_factor(-1)

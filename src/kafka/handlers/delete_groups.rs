@@ -30,7 +30,7 @@ pub async fn handle(
                 .and_then(|r| r);
             DeletableGroupResult::default()
                 .with_group_id(group_id(&id))
-                .with_error_code(errors::group_result(&result))
+                .with_error_code(errors::group_result(&result).code())
         }
     });
     Some(DeleteGroupsResponse::default().with_results(join_all(futs).await))

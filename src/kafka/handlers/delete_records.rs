@@ -10,7 +10,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::kafka::errors;
 use crate::kafka::fanout;
-use crate::shard::Shard;
+use crate::shard::{route, Shard};
 use crate::types::{Offset, TimestampMs};
 
 use super::Call;
@@ -26,7 +26,7 @@ pub async fn handle(
         |name| snap.topic(name).cloned(),
         |p| (p.partition_index, p.offset),
     );
-    let moved = fanout::on_partitions(&s, flat.items, |p, offset| async move {
+    let moved = route::on_partitions(&s, flat.items, |p, offset| async move {
         let to = if offset == -1 {
             p.log.high_watermark()
         } else {
@@ -44,7 +44,7 @@ pub async fn handle(
             .with_low_watermark(-1);
         match r {
             Ok(low) => base.with_low_watermark(low.get()),
-            Err(code) => base.with_error_code(code),
+            Err(code) => base.with_error_code(code.code()),
         }
     });
     let topics = fanout::regroup(flat.shapes, parts)

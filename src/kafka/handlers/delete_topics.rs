@@ -37,14 +37,14 @@ pub async fn handle(
             .with_name(resolved.as_deref().or(name.as_deref()).map(topic_name))
             .with_topic_id(id);
         let Some(resolved) = resolved else {
-            out.push(base.with_error_code(errors::UNKNOWN_TOPIC_ID));
+            out.push(base.with_error_code(errors::UNKNOWN_TOPIC_ID.code()));
             continue;
         };
         let topic_id = snap.topic(&resolved).map_or(id, |t| t.id);
         let (code, message) = admin_outcome(&s.admin(Change::DeleteTopic(resolved), false).await);
         out.push(
             base.with_topic_id(topic_id)
-                .with_error_code(code)
+                .with_error_code(code.code())
                 .with_error_message(message),
         );
     }

@@ -37,7 +37,7 @@ pub async fn handle(
             match r.resource_type {
                 RESOURCE_BROKER => base,
                 RESOURCE_TOPIC => match snap.topic(&r.resource_name) {
-                    None => base.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION),
+                    None => base.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION.code()),
                     Some(t) => {
                         let keys = r.configuration_keys.as_ref();
                         let configs = SPECS
@@ -62,7 +62,7 @@ pub async fn handle(
                         base.with_configs(configs)
                     }
                 },
-                _ => base.with_error_code(errors::INVALID_REQUEST),
+                _ => base.with_error_code(errors::INVALID_REQUEST.code()),
             }
         })
         .collect();

@@ -36,9 +36,9 @@ fn described(
 ) -> DescribedGroup {
     let base = DescribedGroup::default().with_group_id(group_id(&id));
     match found {
-        Err(e) => base.with_error_code(errors::group(&e)),
+        Err(e) => base.with_error_code(errors::group(&e).code()),
         Ok(None) if version >= 6 => base
-            .with_error_code(errors::group(&GroupError::GroupIdNotFound))
+            .with_error_code(errors::group(&GroupError::GroupIdNotFound).code())
             .with_error_message(Some(str_bytes(&format!("group {id} not found"))))
             .with_group_state(str_bytes("Dead")),
         Ok(None) => base.with_group_state(str_bytes("Dead")),

@@ -22,13 +22,14 @@ use uuid::Uuid;
 use futures_lite::future;
 
 use crate::budget::Lease;
-use crate::kafka::errors;
-use crate::kafka::fanout::{self, PartItem};
+use crate::kafka::errors::{self, ErrorCode};
+use crate::kafka::fanout;
 use crate::kafka::frame::{records_marker, Spliced};
 use crate::kafka::handlers::join_all;
 use crate::metadata::TopicMeta;
 use crate::partition::{split_batches, Fetched, Partition};
 use crate::runtime;
+use crate::shard::route::{self, PartItem};
 use crate::shard::Shard;
 use crate::types::Offset;
 
@@ -37,7 +38,7 @@ use super::Call;
 #[derive(Clone)]
 struct Want {
     topic: Option<Arc<TopicMeta>>,
-    unknown_code: i16,
+    unknown_code: ErrorCode,
     partition: i32,
     offset: Offset,
     max_bytes: usize,
@@ -116,7 +117,7 @@ pub async fn handle(
     Some(respond(shapes, &wants, results, budget))
 }
 
-type PartResult = Result<Fetched, (i16, Offset, Offset)>;
+type PartResult = Result<Fetched, (ErrorCode, Offset, Offset)>;
 
 /// How long a read waits for memory at least, whatever the Fetch's deadline: past it, the read
 /// reads nothing (the response still has every partition's offsets) and the client asks again.
@@ -179,7 +180,7 @@ async fn read_all(s: &Rc<Shard>, wants: &[Want], budget: usize) -> Vec<PartResul
             item: (w.offset, w.max_bytes),
         })
         .collect();
-    let read = fanout::on_owners(s, items, move |parts| read_owned(parts, budget)).await;
+    let read = route::on_owners(s, items, move |parts| read_owned(parts, budget)).await;
     wants
         .iter()
         .zip(read)
@@ -224,9 +225,9 @@ const READ_CHARGE_BYTES_MIN: usize = 1 << 20;
 /// reads before it left, and none once it is spent (those answer their bounds only). So a
 /// shard reads at most the budget plus a batch per partition read concurrently.
 async fn read_owned(
-    parts: fanout::Owned<(Offset, usize)>,
+    parts: route::Owned<(Offset, usize)>,
     budget: usize,
-) -> Vec<Result<PartResult, i16>> {
+) -> Vec<Result<PartResult, ErrorCode>> {
     let mut left = budget;
     let concurrent = parts
         .iter()
@@ -255,7 +256,11 @@ async fn read_owned(
     out
 }
 
-async fn read_one(p: Option<Rc<Partition>>, offset: Offset, max: usize) -> Result<PartResult, i16> {
+async fn read_one(
+    p: Option<Rc<Partition>>,
+    offset: Offset,
+    max: usize,
+) -> Result<PartResult, ErrorCode> {
     let Some(p) = p else {
         return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
     };
@@ -269,7 +274,7 @@ async fn read_one(p: Option<Rc<Partition>>, offset: Offset, max: usize) -> Resul
     }))
 }
 
-fn read_bytes(r: &Result<PartResult, i16>) -> usize {
+fn read_bytes(r: &Result<PartResult, ErrorCode>) -> usize {
     match r {
         Ok(Ok(f)) => f.bytes(),
         _ => 0,
@@ -288,7 +293,7 @@ async fn wait_any(s: &Rc<Shard>, wants: &[Want], seen: &[Offset], timeout: Durat
             item: offset,
         })
         .collect();
-    fanout::wait_any(s, items, timeout, move |p, offset| async move {
+    route::wait_any(s, items, timeout, move |p, offset| async move {
         p.log.wait_for_data(offset, timeout).await
     })
     .await
@@ -334,7 +339,7 @@ fn partition_data(
     let base = PartitionData::default().with_partition_index(w.partition);
     match r {
         Err((code, hw, start)) => base
-            .with_error_code(code)
+            .with_error_code(code.code())
             .with_high_watermark(hw.get())
             .with_last_stable_offset(hw.get())
             .with_log_start_offset(start.get()),

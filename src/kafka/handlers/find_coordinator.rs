@@ -10,11 +10,9 @@ use std::rc::Rc;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError as E;
 
-use super::str_bytes;
-use super::Call;
-
+use super::{str_bytes, Call};
+use crate::kafka::errors::{self, ErrorCode};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -48,7 +46,7 @@ pub async fn handle(
 
 fn coordinator(s: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
     let c = Coordinator::default().with_key(key);
-    let refuse = |c: Coordinator, e: E, msg: &str| {
+    let refuse = |c: Coordinator, e: ErrorCode, msg: &str| {
         c.with_error_code(e.code())
             .with_error_message(Some(str_bytes(msg)))
             .with_node_id(BrokerId(-1))
@@ -60,7 +58,11 @@ fn coordinator(s: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
             .with_node_id(BrokerId(s.config.node_id))
             .with_host(str_bytes(&s.config.advertised_host))
             .with_port(s.config.advertised_port),
-        KEY_TYPE_TRANSACTION => refuse(c, E::ClusterAuthorizationFailed, TRANSACTIONS_REFUSED),
-        _ => refuse(c, E::InvalidRequest, "unknown coordinator key type"),
+        KEY_TYPE_TRANSACTION => refuse(
+            c,
+            errors::CLUSTER_AUTHORIZATION_FAILED,
+            TRANSACTIONS_REFUSED,
+        ),
+        _ => refuse(c, errors::INVALID_REQUEST, "unknown coordinator key type"),
     }
 }

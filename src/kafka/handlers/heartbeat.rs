@@ -26,5 +26,5 @@ pub async fn handle(
     let result = on_group(&s, &group, move |c| async move { c.heartbeat(&g, &member) })
         .await
         .and_then(|r| r);
-    Some(HeartbeatResponse::default().with_error_code(errors::group_result(&result)))
+    Some(HeartbeatResponse::default().with_error_code(errors::group_result(&result).code()))
 }

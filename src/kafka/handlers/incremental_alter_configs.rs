@@ -24,14 +24,14 @@ pub async fn handle(
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         if r.resource_type != RESOURCE_TOPIC {
-            out.push(base.with_error_code(errors::INVALID_REQUEST));
+            out.push(base.with_error_code(errors::INVALID_REQUEST.code()));
             continue;
         }
         if r.configs
             .iter()
             .any(|c| c.config_operation > 1 || c.config_operation < 0)
         {
-            out.push(base.with_error_code(errors::INVALID_CONFIG));
+            out.push(base.with_error_code(errors::INVALID_CONFIG.code()));
             continue;
         }
         let change = Change::AlterConfigs {
@@ -49,7 +49,10 @@ pub async fn handle(
             replace: false,
         };
         let (code, message) = admin_outcome(&s.admin(change, req.validate_only).await);
-        out.push(base.with_error_code(code).with_error_message(message));
+        out.push(
+            base.with_error_code(code.code())
+                .with_error_message(message),
+        );
     }
     Some(IncrementalAlterConfigsResponse::default().with_responses(out))
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::kafka::errors;
-use crate::shard::Shard;
+use crate::shard::{route, Shard};
 
 use super::Call;
 
@@ -20,7 +20,7 @@ pub async fn handle(
     let version = call.version;
     let resp = InitProducerIdResponse::default();
     if r.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Some(resp.with_error_code(errors::INVALID_REQUEST));
+        return Some(resp.with_error_code(errors::INVALID_REQUEST.code()));
     }
     let (id, epoch) = (r.producer_id.0, r.producer_epoch);
     if version >= 3 && id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
@@ -29,18 +29,10 @@ pub async fn handle(
                 .with_producer_epoch(epoch + 1),
         );
     }
-    let allocated = s
-        .on(0, |s| async move {
-            let ids = s
-                .producer_ids
-                .as_ref()
-                .expect("shard 0 allocates producer ids");
-            ids.allocate().await
-        })
-        .await;
+    let allocated = route::allocate_producer_id(&s).await;
     Some(match allocated {
         Ok(Ok(id)) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
-        Ok(Err(e)) => resp.with_error_code(errors::storage(&e)),
-        Err(gone) => resp.with_error_code(errors::shard_gone(&gone)),
+        Ok(Err(e)) => resp.with_error_code(errors::storage(&e).code()),
+        Err(gone) => resp.with_error_code(errors::shard_gone(&gone).code()),
     })
 }

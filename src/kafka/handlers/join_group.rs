@@ -65,7 +65,7 @@ fn response(r: JoinReply, version: i16) -> JoinGroupResponse {
         })
         .collect();
     let mut resp = JoinGroupResponse::default()
-        .with_error_code(r.error.as_ref().map_or(errors::NONE, errors::group))
+        .with_error_code(r.error.as_ref().map_or(errors::NONE, errors::group).code())
         .with_generation_id(r.generation)
         .with_leader(str_bytes(&r.leader))
         .with_member_id(str_bytes(&r.member_id))

@@ -40,11 +40,12 @@ pub async fn handle(
         .and_then(|r| r);
     let resp = LeaveGroupResponse::default();
     Some(match result {
-        Err(e) => resp.with_error_code(errors::group(&e)),
+        Err(e) => resp.with_error_code(errors::group(&e).code()),
         Ok(per_member) if version < 3 => resp.with_error_code(
             per_member
                 .first()
-                .map_or(errors::NONE, errors::group_result),
+                .map_or(errors::NONE, errors::group_result)
+                .code(),
         ),
         Ok(per_member) => resp.with_members(
             members
@@ -54,7 +55,7 @@ pub async fn handle(
                     MemberResponse::default()
                         .with_member_id(str_bytes(&m.member_id))
                         .with_group_instance_id(opt_str_bytes(m.instance_id.as_deref()))
-                        .with_error_code(errors::group_result(&r))
+                        .with_error_code(errors::group_result(&r).code())
                 })
                 .collect(),
         ),

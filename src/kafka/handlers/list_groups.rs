@@ -7,10 +7,10 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
 use super::Call;
-use super::{group_id, join_all, str_bytes};
-use crate::group::{GroupError, GroupListing};
+use super::{group_id, str_bytes};
+use crate::group::GroupError;
 use crate::kafka::errors;
-use crate::shard::Shard;
+use crate::shard::{route, Shard};
 
 pub async fn handle(
     s: Rc<Shard>,
@@ -18,18 +18,11 @@ pub async fn handle(
     call: &Call<'_>,
 ) -> Option<ListGroupsResponse> {
     let version = call.version;
-    let futs = (0..s.shards()).map(|i| {
-        let s = s.clone();
-        async move { s.on(i, |s| async move { s.groups.list() }).await }
-    });
-    let mut all: Vec<GroupListing> = Vec::new();
-    let mut error = errors::NONE;
-    for r in join_all(futs).await {
-        match r {
-            Ok(groups) => all.extend(groups),
-            Err(_) => error = errors::group(&GroupError::CoordinatorNotAvailable),
-        }
-    }
+    let (all, gone) = route::list_groups_everywhere(&s).await;
+    let error = match gone {
+        Some(_) => errors::group(&GroupError::CoordinatorNotAvailable),
+        None => errors::NONE,
+    };
     let wanted = |filter: &[kafka_protocol::protocol::StrBytes], value: &str| {
         filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value))
     };
@@ -51,7 +44,7 @@ pub async fn handle(
         .collect();
     Some(
         ListGroupsResponse::default()
-            .with_error_code(error)
+            .with_error_code(error.code())
             .with_groups(groups),
     )
 }

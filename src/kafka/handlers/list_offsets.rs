@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::kafka::errors;
 use crate::kafka::fanout;
-use crate::shard::Shard;
+use crate::shard::{route, Shard};
 
 use super::Call;
 
@@ -26,7 +26,7 @@ pub async fn handle(
         |name| snap.topic(name).cloned(),
         |p| (p.partition_index, p.timestamp),
     );
-    let found = fanout::on_partitions(&s, flat.items, |p, ts| async move {
+    let found = route::on_partitions(&s, flat.items, |p, ts| async move {
         p.offset_for(ts).await.map_err(|e| errors::storage(&e))
     })
     .await;
@@ -38,7 +38,7 @@ pub async fn handle(
         match r {
             Ok(Some((o, t))) => base.with_offset(o.get()).with_timestamp(t.get()),
             Ok(None) => base,
-            Err(code) => base.with_error_code(code),
+            Err(code) => base.with_error_code(code.code()),
         }
     });
     let topics = fanout::regroup(flat.shapes, parts)

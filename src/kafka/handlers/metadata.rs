@@ -10,7 +10,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::Call;
 use super::{str_bytes, topic_name};
-use crate::kafka::errors;
+use crate::kafka::errors::{self, ErrorCode};
 use crate::metadata::{valid_topic_name, TopicMeta};
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
@@ -92,9 +92,9 @@ async fn lookup(
     }
 }
 
-fn error_topic(name: Option<&str>, id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+fn error_topic(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
-        .with_error_code(code)
+        .with_error_code(code.code())
         .with_name(name.map(topic_name))
         .with_topic_id(id)
 }

@@ -38,9 +38,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::budget::Lease;
 use crate::group::{Coordinator, GroupError};
-use crate::kafka::errors;
-use crate::runtime;
-use crate::shard::Shard;
+use crate::kafka::errors::{self, ErrorCode};
+use crate::shard::{route, Shard};
 
 /// What every handler gets besides the shard and its decoded request: the request's version,
 /// who sent it, the connection's memory lease, and (Produce only) the request body the
@@ -82,6 +81,8 @@ impl<'a> Call<'a> {
     }
 }
 
+pub use crate::runtime::join_all;
+
 /// Runs `f` with the coordinator of `group` on the shard that owns it.
 pub async fn on_group<T, F, Fut>(s: &Shard, group: &str, f: F) -> Result<T, GroupError>
 where
@@ -89,26 +90,13 @@ where
     F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
 {
-    s.on(s.coordinator_of(group), move |s| f(s.groups.clone()))
+    route::on_group(s, group, f)
         .await
         .map_err(|_| GroupError::CoordinatorNotAvailable)
 }
 
-/// Runs the futures concurrently on this shard and returns their outputs in order.
-pub async fn join_all<T: 'static, F>(futs: impl IntoIterator<Item = F>) -> Vec<T>
-where
-    F: Future<Output = T> + 'static,
-{
-    let tasks: Vec<runtime::Task<T>> = futs.into_iter().map(runtime::spawn).collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(t.await);
-    }
-    out
-}
-
 /// The (error code, error message) pair an admin change answers with.
-pub fn admin_outcome<T>(r: &Result<T, crate::shard::AdminError>) -> (i16, Option<StrBytes>) {
+pub fn admin_outcome<T>(r: &Result<T, crate::shard::AdminError>) -> (ErrorCode, Option<StrBytes>) {
     match r {
         Ok(_) => (errors::NONE, None),
         Err(e) => (errors::admin(e), Some(str_bytes(&e.to_string()))),

@@ -80,7 +80,7 @@ fn response_topics(
         };
         let part = OffsetCommitResponsePartition::default()
             .with_partition_index(partition)
-            .with_error_code(errors::group_result(&outcome));
+            .with_error_code(errors::group_result(&outcome).code());
         match topics.last_mut() {
             Some(t) if t.name.0.as_str() == topic => t.partitions.push(part),
             _ => topics.push(

@@ -43,7 +43,7 @@ pub async fn handle(
     .and_then(|r| r);
     let resp = OffsetDeleteResponse::default();
     let mut results = match result {
-        Err(e) => return Some(resp.with_error_code(errors::group(&e))),
+        Err(e) => return Some(resp.with_error_code(errors::group(&e).code())),
         Ok(r) => r,
     };
     for (t, p) in unknown {
@@ -60,7 +60,7 @@ pub async fn handle(
                         .map(|(p, r)| {
                             OffsetDeleteResponsePartition::default()
                                 .with_partition_index(p)
-                                .with_error_code(errors::group_result(&r))
+                                .with_error_code(errors::group_result(&r).code())
                         })
                         .collect(),
                 )

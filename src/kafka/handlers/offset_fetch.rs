@@ -12,7 +12,7 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 use super::Call;
 use super::{group_id, join_all, on_group, str_bytes, topic_name};
 use crate::group::{CommittedOffsets, TopicPartitions};
-use crate::kafka::errors;
+use crate::kafka::errors::{self, ErrorCode};
 use crate::shard::Shard;
 
 pub async fn handle(
@@ -52,7 +52,7 @@ async fn fetch(
     s: &Shard,
     group: String,
     topics: Option<TopicPartitions>,
-) -> Result<CommittedOffsets, i16> {
+) -> Result<CommittedOffsets, ErrorCode> {
     let g = group.clone();
     on_group(
         s,
@@ -63,7 +63,7 @@ async fn fetch(
     .map_err(|e| errors::group(&e))
 }
 
-fn response_v1_7(result: Result<CommittedOffsets, i16>, version: i16) -> OffsetFetchResponse {
+fn response_v1_7(result: Result<CommittedOffsets, ErrorCode>, version: i16) -> OffsetFetchResponse {
     let (fetched, error) = split(result);
     let topics = shape(fetched, |t, parts| {
         let parts = parts
@@ -86,13 +86,13 @@ fn response_v1_7(result: Result<CommittedOffsets, i16>, version: i16) -> OffsetF
     });
     let resp = OffsetFetchResponse::default().with_topics(topics);
     if version >= 2 {
-        resp.with_error_code(error)
+        resp.with_error_code(error.code())
     } else {
         resp
     }
 }
 
-fn group_v8(id: String, result: Result<CommittedOffsets, i16>) -> OffsetFetchResponseGroup {
+fn group_v8(id: String, result: Result<CommittedOffsets, ErrorCode>) -> OffsetFetchResponseGroup {
     let (fetched, error) = split(result);
     let topics = shape(fetched, |t, parts| {
         let parts = parts
@@ -112,11 +112,11 @@ fn group_v8(id: String, result: Result<CommittedOffsets, i16>) -> OffsetFetchRes
     OffsetFetchResponseGroup::default()
         .with_group_id(group_id(&id))
         .with_topics(topics)
-        .with_error_code(error)
+        .with_error_code(error.code())
 }
 
 /// The offsets and the group-level error code of a fetch.
-fn split(result: Result<CommittedOffsets, i16>) -> (CommittedOffsets, i16) {
+fn split(result: Result<CommittedOffsets, ErrorCode>) -> (CommittedOffsets, ErrorCode) {
     match result {
         Ok(f) => (f, errors::NONE),
         Err(e) => (Vec::new(), e),

@@ -11,9 +11,11 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::kafka::fanout::{self, PartItem};
-use crate::kafka::{compression, errors};
+use crate::kafka::compression;
+use crate::kafka::errors::{self, ErrorCode};
+use crate::kafka::fanout;
 use crate::metadata::TopicMeta;
+use crate::shard::route::{self, PartItem};
 use crate::shard::Shard;
 
 use super::Call;
@@ -51,7 +53,7 @@ pub async fn handle(s: Rc<Shard>, req: ProduceRequest, call: &Call<'_>) -> Optio
         }
     }
     let items = own_records(frame, items);
-    let appended = fanout::on_partitions(&s, items, move |p, records| async move {
+    let appended = route::on_partitions(&s, items, move |p, records| async move {
         let appended = p.produce(records, acks).await;
         Ok(appended.map_err(|e| (errors::produce(&e), errors::produce_message(&e))))
     })
@@ -171,10 +173,10 @@ fn cut(frame: Bytes, ranges: &[(usize, usize)]) -> Vec<BytesMut> {
     }
 }
 
-fn fail(index: i32, code: i16) -> PartitionProduceResponse {
+fn fail(index: i32, code: ErrorCode) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
-        .with_error_code(code)
+        .with_error_code(code.code())
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
@@ -182,7 +184,7 @@ fn fail(index: i32, code: i16) -> PartitionProduceResponse {
 
 /// Why a partition's records were refused before they reached the owner: the error code and
 /// the message for the response (v8+).
-type Refused = (i16, Option<StrBytes>);
+type Refused = (ErrorCode, Option<StrBytes>);
 
 /// Checks one partition's part of the request here, on the connection's shard (each batch's
 /// record count against its records), and recompresses it if the topic has its own

@@ -45,7 +45,7 @@ pub async fn handle(
 
 fn response(r: SyncReply, version: i16) -> SyncGroupResponse {
     let resp = SyncGroupResponse::default()
-        .with_error_code(r.error.as_ref().map_or(errors::NONE, errors::group))
+        .with_error_code(r.error.as_ref().map_or(errors::NONE, errors::group).code())
         .with_assignment(r.assignment);
     if version >= 5 {
         resp.with_protocol_type(opt_str_bytes(r.protocol_type.as_deref()))
