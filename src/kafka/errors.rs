@@ -7,7 +7,7 @@ use kafka_protocol::ResponseError as E;
 
 use super::compression::CompressionError;
 use crate::group::GroupError;
-use crate::metadata::ConfigError;
+use crate::metadata::TopicConfigError;
 use crate::partition::producers::ProducerError;
 use crate::partition::ProduceError;
 use crate::shard::route::Unrouted;
@@ -93,9 +93,9 @@ pub fn admin(e: &AdminError) -> ErrorCode {
         AdminError::InvalidTopicName(_) => of(E::InvalidTopicException),
         AdminError::InvalidPartitions(_) => of(E::InvalidPartitions),
         AdminError::InvalidReplicationFactor(_) => of(E::InvalidReplicationFactor),
-        AdminError::InvalidConfig(ConfigError::Unknown(_) | ConfigError::Invalid { .. }) => {
-            of(E::InvalidConfig)
-        }
+        AdminError::InvalidConfig(
+            TopicConfigError::Unknown(_) | TopicConfigError::Invalid { .. },
+        ) => of(E::InvalidConfig),
         AdminError::Failed(_) => of(E::UnknownServerError),
         AdminError::NoSpace(_) => of(E::KafkaStorageError),
     }

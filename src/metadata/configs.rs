@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::storage::{LogConfig, TimestampType};
 
+/// Why a topic config was refused (CreateTopics, AlterConfigs): INVALID_CONFIG on the wire.
+/// (Broker settings have their own `crate::config::ConfigError`.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum TopicConfigError {
     #[error("unknown topic config {0}")]
     Unknown(String),
     #[error("invalid value {value:?} for {name}: {why}")]
@@ -72,8 +74,8 @@ pub struct TopicConfigs(pub BTreeMap<String, String>);
 
 impl TopicConfigs {
     /// Validates and sets one config; `None` resets it to the default.
-    pub fn set(&mut self, name: &str, value: Option<&str>) -> Result<(), ConfigError> {
-        let spec = spec_of(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
+    pub fn set(&mut self, name: &str, value: Option<&str>) -> Result<(), TopicConfigError> {
+        let spec = spec_of(name).ok_or_else(|| TopicConfigError::Unknown(name.to_string()))?;
         match value {
             None => {
                 self.0.remove(name);
@@ -135,8 +137,8 @@ impl TopicConfigs {
     }
 }
 
-fn check(spec: &ConfigSpec, v: &str) -> Result<(), ConfigError> {
-    let bad = |why| ConfigError::Invalid {
+fn check(spec: &ConfigSpec, v: &str) -> Result<(), TopicConfigError> {
+    let bad = |why| TopicConfigError::Invalid {
         name: spec.name.to_string(),
         value: v.to_string(),
         why,
@@ -174,7 +176,7 @@ mod tests {
         assert_eq!(l.timestamp_type, TimestampType::LogAppendTime);
         assert!(matches!(
             c.set("nope", Some("1")),
-            Err(ConfigError::Unknown(_))
+            Err(TopicConfigError::Unknown(_))
         ));
         assert!(c.set("retention.ms", Some("abc")).is_err());
         assert!(c.set("compression.type", Some("brotli")).is_err());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-pub use configs::{ConfigError, TopicConfigs};
+pub use configs::{TopicConfigError, TopicConfigs};
 
 /// One topic as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{Shard, ShardGone};
-use crate::metadata::{self, store, ConfigError, Snapshot, TopicConfigs, TopicMeta};
+use crate::metadata::{self, store, Snapshot, TopicConfigError, TopicConfigs, TopicMeta};
 use crate::runtime::Semaphore;
 
 /// Why an admin change was refused. `kafka/errors.rs` maps these to error codes.
@@ -26,7 +26,7 @@ pub enum AdminError {
     #[error("replication factor {0} is not supported by a single broker")]
     InvalidReplicationFactor(i16),
     #[error(transparent)]
-    InvalidConfig(#[from] ConfigError),
+    InvalidConfig(#[from] TopicConfigError),
     #[error("could not persist or apply the change: {0}")]
     Failed(String),
     #[error("the data directory's disk is full: {0}")]
