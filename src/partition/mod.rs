@@ -11,7 +11,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::metadata::TopicMeta;
-use crate::storage::{self, batch, io, Durability, PartitionLog, StorageError};
+use crate::storage::batch::{self, BatchBuf, Batches};
+use crate::storage::{self, io, Durability, PartitionLog, StorageError};
 use crate::types::{Offset, TimestampMs};
 use producers::{ProducerError, ProducerStates, Verdict};
 
@@ -284,28 +285,22 @@ impl Partition {
 /// Splits a produce records blob into its v2 batches (by their length fields). A blob with a
 /// torn trailing batch is corrupt. Zero-copy: slices of the request frame.
 pub fn split_batches(records: Bytes) -> Result<Vec<Bytes>, StorageError> {
-    split_by_length(records, |b, n| b.split_to(n))
+    split_by_length(records)
 }
 
 /// `split_batches` for records the caller owns: disjoint `BytesMut` views, no copy.
 pub fn split_batches_mut(records: BytesMut) -> Result<Vec<BytesMut>, StorageError> {
-    split_by_length(records, |b, n| b.split_to(n))
+    split_by_length(records)
 }
 
-fn split_by_length<B: std::ops::Deref<Target = [u8]>>(
-    mut records: B,
-    split_to: impl Fn(&mut B, usize) -> B,
-) -> Result<Vec<B>, StorageError> {
-    let mut out = Vec::new();
-    while !records.is_empty() {
-        let size = storage::batch::declared_size(&records)
-            .filter(|&s| s <= records.len())
-            .ok_or(StorageError::InvalidBatch(storage::BatchError::TooShort(
-                storage::batch::HEADER_BYTES,
-            )))?;
-        out.push(split_to(&mut records, size));
-    }
-    Ok(out)
+fn split_by_length<B: BatchBuf>(records: B) -> Result<Vec<B>, StorageError> {
+    Batches::new(records)
+        .map(|walked| {
+            walked.map(|(_, b)| b).map_err(|_| {
+                StorageError::InvalidBatch(storage::BatchError::TooShort(batch::HEADER_BYTES))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
