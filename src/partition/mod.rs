@@ -30,8 +30,6 @@ const SNAPSHOT_EVERY_BYTES: u64 = 16 << 20;
 /// How long a snapshot waits for the batches it covers to be written before it is left for
 /// the next housekeeping run.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// Bytes read per step while rebuilding producer state from the log.
-const SCAN_READ_BYTES: usize = 1 << 20;
 
 /// The idempotent-producer state of a partition and its snapshot bookkeeping. Shared by the
 /// `Partition` values a shard installs for one partition over time (config changes).
@@ -102,28 +100,16 @@ impl Partition {
             // not come back into use once the log grows past its offset again.
             io::remove(&path).await?;
         }
-        let (mut at, states) = usable.unwrap_or((log.log_start(), ProducerStates::default()));
+        let (from, states) = usable.unwrap_or((log.log_start(), ProducerStates::default()));
         *producers.states.borrow_mut() = states;
-        let end = log.next_offset();
-        while at < end {
-            let read = log.read(at, SCAN_READ_BYTES).await?;
-            let before = at;
-            for chunk in &read.chunks {
-                let mut rest: &[u8] = chunk;
-                while let Some(size) = batch::declared_size(rest).filter(|&n| n <= rest.len()) {
-                    let h =
-                        batch::parse_header(&rest[..size]).map_err(StorageError::InvalidBatch)?;
-                    if h.base_offset >= at {
-                        producers.states.borrow_mut().record(&h, h.max_timestamp.0);
-                        at = h.next_offset();
-                    }
-                    rest = &rest[size..];
-                }
+        // Batches from `from` on: one that a log start inside it cuts (DeleteRecords) is not.
+        log.replay(from, |h, _| {
+            if h.base_offset >= from {
+                producers.states.borrow_mut().record(h, h.max_timestamp.0);
             }
-            if at == before {
-                break; // nothing readable there (a gap below the log start)
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(Partition {
             topic,
             index,
@@ -377,6 +363,44 @@ mod tests {
             let p = open(topic).await;
             assert!(p.producers.states.borrow().get(9).is_none());
             assert_eq!(p.producers.states.borrow().len(), 1);
+        });
+    }
+
+    /// Producer state is rebuilt at open from the log start when there is no snapshot. A log
+    /// start inside a batch of 1 MiB or more (DeleteRecords) used to end that rebuild at its
+    /// first read, which held that batch alone: the producers after it were forgotten, and
+    /// their retries appended twice.
+    #[test]
+    fn producers_after_a_large_batch_cut_by_the_log_start_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = one_partition_topic();
+        let config = storage::LogConfig {
+            message_bytes_max: 4 << 20,
+            ..Default::default()
+        };
+        io::block_on(async {
+            let log = PartitionLog::open(dir.path(), config.clone())
+                .await
+                .unwrap();
+            let p = Partition::open(topic.clone(), 0, log).await.unwrap();
+            let large = build_test_batch(2, 600 << 10, TimestampMs(1)); // offsets 0 and 1
+            p.produce(BytesMut::from(&large[..]), 1).await.unwrap();
+            for seq in 0..2 {
+                p.produce(idempotent(7, seq), 1).await.unwrap(); // offsets 2 and 3
+            }
+            p.log
+                .delete_records(Offset(1), TimestampMs::now())
+                .await
+                .unwrap();
+            p.log.close().await.unwrap();
+            let log = PartitionLog::open(dir.path(), config).await.unwrap();
+            assert_eq!(log.log_start(), Offset(1));
+            let p = Partition::open(topic, 0, log).await.unwrap();
+            assert!(p.producers.states.borrow().get(7).is_some(), "rebuilt");
+            let retry = p.produce(idempotent(7, 1), 1).await.unwrap();
+            assert_eq!(retry.base_offset, Offset(3), "answered, not appended again");
+            assert_eq!(p.log.next_offset(), Offset(4));
+            p.log.close().await.unwrap();
         });
     }
 

@@ -377,6 +377,44 @@ impl PartitionLog {
         })
     }
 
+    /// Replays the log at startup: reads it from `from` up to the end it has now, in reads of
+    /// `REPLAY_READ_BYTES`, and hands `visit` each whole batch holding offsets at or after
+    /// `from`, in order, with its header and its bytes (a zero-copy view of the read). The
+    /// first batch starts below `from` when `from` falls inside it (a log start moved by
+    /// DeleteRecords): the visitor decides what of it counts. Stops where a read brings nothing
+    /// new, and at the visitor's first error.
+    pub async fn replay(
+        &self,
+        from: Offset,
+        mut visit: impl FnMut(&BatchHeader, Bytes) -> Result<()>,
+    ) -> Result<()> {
+        let (mut at, end) = (from, self.next_offset());
+        while at < end {
+            let read = self.read(at, REPLAY_READ_BYTES).await?;
+            let before = at;
+            for chunk in read.chunks {
+                for walked in Batches::new(chunk.into_bytes()) {
+                    // `read` answers whole batches only: anything else is a bug, not bad bytes.
+                    let (_, b) = walked.map_err(|stop| StorageError::CorruptOnDisk {
+                        path: self.inner.dir.clone(),
+                        offset: at,
+                        position: 0,
+                        reason: format!("a read answered part of a batch: {stop}"),
+                    })?;
+                    let h = batch::parse_header(&b)?;
+                    if h.next_offset() > at {
+                        visit(&h, b)?;
+                        at = h.next_offset();
+                    }
+                }
+            }
+            if at == before {
+                break; // nothing readable there (a gap below the log start)
+            }
+        }
+        Ok(())
+    }
+
     /// A read from disk: the batches from the index position `at` (≤ the batch holding
     /// `offset`) are copied out of the DMA buffer once, into one `Bytes` that the read cache
     /// keeps; the answer is slices of it from the batch holding `offset`.
@@ -846,6 +884,9 @@ impl PartitionLog {
         io::write_small_atomic(dir, recovery::CLEAN_SHUTDOWN_FILE, marker).await
     }
 }
+
+/// Bytes read per step while replaying a log (`PartitionLog::replay`).
+const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// The most a disk read reserves up front for the batches it collects.
 const READ_RESERVE_BYTES_MAX: usize = 64 << 20;
