@@ -3,6 +3,7 @@
 //! runs on the owner and returns `Send` values so results can cross back to the caller's shard.
 
 pub mod producers;
+mod records;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -260,7 +261,7 @@ impl Partition {
             ts => {
                 let found = self.log.batch_for_timestamp(TimestampMs(ts)).await?;
                 Ok(found.map(|(h, chunk)| {
-                    let exact = crate::kafka::records::first_record_at_or_after(&chunk, ts);
+                    let exact = records::first_record_at_or_after(&chunk, ts);
                     exact.unwrap_or((h.base_offset, h.max_timestamp))
                 }))
             }
