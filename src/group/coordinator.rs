@@ -28,14 +28,12 @@ use super::record::{self, Record};
 use super::*;
 use crate::runtime;
 use crate::storage::{Durability, LogConfig, PartitionLog, StorageError};
-use crate::types::{Offset, TimestampMs};
+use crate::types::TimestampMs;
 
 /// Records waiting to be written to one group log before new requests for it wait.
 const QUEUE_RECORDS_MAX: usize = 65_536;
 /// Records per written batch.
 const BATCH_RECORDS_MAX: usize = 512;
-/// Bytes read per step while replaying a group log.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// Settings of the partition log behind a group log.
 fn group_log_config(config: &GroupConfig) -> LogConfig {
@@ -148,36 +146,26 @@ impl Coordinator {
     }
 
     async fn replay(&self, gl: &GroupLog) -> Result<(), StorageError> {
-        let mut at = gl.log.log_start();
-        let end = gl.log.next_offset();
+        let start = gl.log.log_start();
         let now = TimestampMs::now();
         let mut count = 0usize;
-        while at < end {
-            let out = gl.log.read(at, REPLAY_READ_BYTES).await?;
-            if out.chunks.is_empty() {
-                break;
-            }
-            let mut bytes = bytes::BytesMut::new();
-            for c in out.chunks {
-                bytes.extend_from_slice(&c);
-            }
-            let records = record::decode_batches(bytes.freeze()).map_err(|e| {
-                StorageError::CorruptOnDisk {
-                    path: gl.log.dir().to_path_buf(),
-                    offset: at,
-                    position: 0,
-                    reason: e.to_string(),
-                }
-            })?;
-            let mut m = self.machine.borrow_mut();
-            for (offset, r) in records {
-                at = Offset(offset + 1);
-                if offset >= gl.log.log_start().0 {
+        gl.log
+            .replay(start, |h, batch| {
+                let records =
+                    record::decode_batches(batch).map_err(|e| StorageError::CorruptOnDisk {
+                        path: gl.log.dir().to_path_buf(),
+                        offset: h.base_offset,
+                        position: 0,
+                        reason: e.to_string(),
+                    })?;
+                let mut m = self.machine.borrow_mut();
+                for (_, r) in records.into_iter().filter(|(o, _)| *o >= start.0) {
                     m.replay(now, r);
                     count += 1;
                 }
-            }
-        }
+                Ok(())
+            })
+            .await?;
         tracing::debug!(log = gl.index, records = count, "replayed group log");
         Ok(())
     }

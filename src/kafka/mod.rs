@@ -9,4 +9,3 @@ pub mod errors;
 pub mod fanout;
 pub mod frame;
 pub mod handlers;
-pub mod records;

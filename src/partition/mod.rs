@@ -3,6 +3,7 @@
 //! runs on the owner and returns `Send` values so results can cross back to the caller's shard.
 
 pub mod producers;
+mod records;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::metadata::TopicMeta;
-use crate::storage::{self, batch, io, Durability, PartitionLog, StorageError};
+use crate::storage::batch::{self, BatchBuf, Batches};
+use crate::storage::{self, io, Durability, PartitionLog, StorageError};
 use crate::types::{Offset, TimestampMs};
 use producers::{ProducerError, ProducerStates, Verdict};
 
@@ -29,8 +31,6 @@ const SNAPSHOT_EVERY_BYTES: u64 = 16 << 20;
 /// How long a snapshot waits for the batches it covers to be written before it is left for
 /// the next housekeeping run.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// Bytes read per step while rebuilding producer state from the log.
-const SCAN_READ_BYTES: usize = 1 << 20;
 
 /// The idempotent-producer state of a partition and its snapshot bookkeeping. Shared by the
 /// `Partition` values a shard installs for one partition over time (config changes).
@@ -101,28 +101,16 @@ impl Partition {
             // not come back into use once the log grows past its offset again.
             io::remove(&path).await?;
         }
-        let (mut at, states) = usable.unwrap_or((log.log_start(), ProducerStates::default()));
+        let (from, states) = usable.unwrap_or((log.log_start(), ProducerStates::default()));
         *producers.states.borrow_mut() = states;
-        let end = log.next_offset();
-        while at < end {
-            let read = log.read(at, SCAN_READ_BYTES).await?;
-            let before = at;
-            for chunk in &read.chunks {
-                let mut rest: &[u8] = chunk;
-                while let Some(size) = batch::declared_size(rest).filter(|&n| n <= rest.len()) {
-                    let h =
-                        batch::parse_header(&rest[..size]).map_err(StorageError::InvalidBatch)?;
-                    if h.base_offset >= at {
-                        producers.states.borrow_mut().record(&h, h.max_timestamp.0);
-                        at = h.next_offset();
-                    }
-                    rest = &rest[size..];
-                }
+        // Batches from `from` on: one that a log start inside it cuts (DeleteRecords) is not.
+        log.replay(from, |h, _| {
+            if h.base_offset >= from {
+                producers.states.borrow_mut().record(h, h.max_timestamp.0);
             }
-            if at == before {
-                break; // nothing readable there (a gap below the log start)
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(Partition {
             topic,
             index,
@@ -273,7 +261,7 @@ impl Partition {
             ts => {
                 let found = self.log.batch_for_timestamp(TimestampMs(ts)).await?;
                 Ok(found.map(|(h, chunk)| {
-                    let exact = crate::kafka::records::first_record_at_or_after(&chunk, ts);
+                    let exact = records::first_record_at_or_after(&chunk, ts);
                     exact.unwrap_or((h.base_offset, h.max_timestamp))
                 }))
             }
@@ -284,28 +272,22 @@ impl Partition {
 /// Splits a produce records blob into its v2 batches (by their length fields). A blob with a
 /// torn trailing batch is corrupt. Zero-copy: slices of the request frame.
 pub fn split_batches(records: Bytes) -> Result<Vec<Bytes>, StorageError> {
-    split_by_length(records, |b, n| b.split_to(n))
+    split_by_length(records)
 }
 
 /// `split_batches` for records the caller owns: disjoint `BytesMut` views, no copy.
 pub fn split_batches_mut(records: BytesMut) -> Result<Vec<BytesMut>, StorageError> {
-    split_by_length(records, |b, n| b.split_to(n))
+    split_by_length(records)
 }
 
-fn split_by_length<B: std::ops::Deref<Target = [u8]>>(
-    mut records: B,
-    split_to: impl Fn(&mut B, usize) -> B,
-) -> Result<Vec<B>, StorageError> {
-    let mut out = Vec::new();
-    while !records.is_empty() {
-        let size = storage::batch::declared_size(&records)
-            .filter(|&s| s <= records.len())
-            .ok_or(StorageError::InvalidBatch(storage::BatchError::TooShort(
-                storage::batch::HEADER_BYTES,
-            )))?;
-        out.push(split_to(&mut records, size));
-    }
-    Ok(out)
+fn split_by_length<B: BatchBuf>(records: B) -> Result<Vec<B>, StorageError> {
+    Batches::new(records)
+        .map(|walked| {
+            walked.map(|(_, b)| b).map_err(|_| {
+                StorageError::InvalidBatch(storage::BatchError::TooShort(batch::HEADER_BYTES))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -382,6 +364,44 @@ mod tests {
             let p = open(topic).await;
             assert!(p.producers.states.borrow().get(9).is_none());
             assert_eq!(p.producers.states.borrow().len(), 1);
+        });
+    }
+
+    /// Producer state is rebuilt at open from the log start when there is no snapshot. A log
+    /// start inside a batch of 1 MiB or more (DeleteRecords) used to end that rebuild at its
+    /// first read, which held that batch alone: the producers after it were forgotten, and
+    /// their retries appended twice.
+    #[test]
+    fn producers_after_a_large_batch_cut_by_the_log_start_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = one_partition_topic();
+        let config = storage::LogConfig {
+            message_bytes_max: 4 << 20,
+            ..Default::default()
+        };
+        io::block_on(async {
+            let log = PartitionLog::open(dir.path(), config.clone())
+                .await
+                .unwrap();
+            let p = Partition::open(topic.clone(), 0, log).await.unwrap();
+            let large = build_test_batch(2, 600 << 10, TimestampMs(1)); // offsets 0 and 1
+            p.produce(BytesMut::from(&large[..]), 1).await.unwrap();
+            for seq in 0..2 {
+                p.produce(idempotent(7, seq), 1).await.unwrap(); // offsets 2 and 3
+            }
+            p.log
+                .delete_records(Offset(1), TimestampMs::now())
+                .await
+                .unwrap();
+            p.log.close().await.unwrap();
+            let log = PartitionLog::open(dir.path(), config).await.unwrap();
+            assert_eq!(log.log_start(), Offset(1));
+            let p = Partition::open(topic, 0, log).await.unwrap();
+            assert!(p.producers.states.borrow().get(7).is_some(), "rebuilt");
+            let retry = p.produce(idempotent(7, 1), 1).await.unwrap();
+            assert_eq!(retry.base_offset, Offset(3), "answered, not appended again");
+            assert_eq!(p.log.next_offset(), Offset(4));
+            p.log.close().await.unwrap();
         });
     }
 

@@ -1,11 +1,16 @@
-//! Kafka RecordBatch v2 headers: validation and the two in-place edits the broker makes.
+//! Kafka RecordBatch v2 headers: validation, the two in-place edits the broker makes, and the
+//! walk over batches laid end to end ([`Batches`]).
 //!
 //! Produce requests hand their record batches to the log exactly as the producer encoded them.
 //! This module reads the fixed 61-byte header, checks it (magic, length, CRC32C, record count,
 //! last offset delta) and rewrites only fields the broker owns: the base offset and partition
 //! leader epoch (outside the CRC), and for LogAppendTime topics the timestamp type and max
 //! timestamp (inside the CRC, so the CRC is recomputed over the unchanged record bytes).
-//! Records themselves are never decoded or re-encoded here.
+//! Records themselves are never decoded or re-encoded here. Every loop over batches (recovery's
+//! scan, disk reads, read-ahead, the read cache, splitting produced records, replay) walks them
+//! with [`Batches`], which reads only their length prefixes and leaves the checks to its caller.
+
+use bytes::{Bytes, BytesMut};
 
 use super::error::BatchError;
 use crate::types::{Offset, TimestampMs};
@@ -98,6 +103,132 @@ pub fn declared_size(buf: &[u8]) -> Option<usize> {
         return None;
     }
     usize::try_from(total).ok()
+}
+
+/// A buffer whole batches can be taken off the front of without copying: a byte slice, or a
+/// reference-counted view (`Bytes`, `BytesMut`) whose pieces share its memory.
+pub trait BatchBuf: std::ops::Deref<Target = [u8]> + Sized {
+    /// The first `n` bytes (`n <= self.len()`) as their own buffer; `self` keeps the rest.
+    fn split_to(&mut self, n: usize) -> Self;
+}
+
+impl BatchBuf for &[u8] {
+    fn split_to(&mut self, n: usize) -> Self {
+        let (head, rest) = self.split_at(n);
+        *self = rest;
+        head
+    }
+}
+
+impl BatchBuf for Bytes {
+    fn split_to(&mut self, n: usize) -> Self {
+        Bytes::split_to(self, n)
+    }
+}
+
+impl BatchBuf for BytesMut {
+    fn split_to(&mut self, n: usize) -> Self {
+        BytesMut::split_to(self, n)
+    }
+}
+
+/// Why a walk over batches ([`Batches`]) stopped before the end of its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    /// The bytes end inside a batch: `batch_bytes` from its start would hold it whole
+    /// (`LOG_OVERHEAD_BYTES` when even its length prefix is cut off).
+    #[error("the bytes end inside a batch of {batch_bytes} bytes")]
+    Partial { batch_bytes: usize },
+    /// The length prefix is no batch length (shorter than a header): zeros or garbage.
+    #[error("no batch header (zeros or garbage)")]
+    BadLength,
+    /// The batch declares more bytes than the walk's cap.
+    #[error("declared size {batch_bytes} over the batch cap")]
+    TooLarge { batch_bytes: usize },
+}
+
+/// Batches laid end to end in a buffer, walked by their length prefixes: the one place that
+/// finds where each batch starts and ends. Yields each whole batch as `(position, bytes)`,
+/// its position counted from the start of the buffer and its bytes a zero-copy piece of it,
+/// and then, unless the bytes end exactly after a batch, one `Err(Stop)` telling why the walk
+/// ends there ([`Batches::position`]). Only the length prefix is read: what else a batch must
+/// be (header, CRC, offsets) is each caller's policy.
+#[derive(Debug)]
+pub struct Batches<B> {
+    rest: B,
+    position: usize,
+    batch_bytes_max: usize,
+    stopped: bool,
+}
+
+impl<B: BatchBuf> Batches<B> {
+    /// Walks `buf` with no cap on a batch's size.
+    pub fn new(buf: B) -> Batches<B> {
+        Batches::with_max(buf, usize::MAX)
+    }
+
+    /// Walks `buf`, stopping at a batch that declares more than `batch_bytes_max` bytes.
+    pub fn with_max(buf: B, batch_bytes_max: usize) -> Batches<B> {
+        Batches {
+            rest: buf,
+            position: 0,
+            batch_bytes_max,
+            stopped: false,
+        }
+    }
+
+    /// Where the next batch starts: the bytes walked so far, all of them whole batches.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// What the bytes at the front of the rest hold: the size of a whole batch, or why there is
+    /// none. `Ok(0)`: no bytes at all.
+    fn next_size(&self) -> Result<usize, Stop> {
+        let rest: &[u8] = &self.rest;
+        if rest.is_empty() {
+            return Ok(0);
+        }
+        if rest.len() < LOG_OVERHEAD_BYTES {
+            return Err(Stop::Partial {
+                batch_bytes: LOG_OVERHEAD_BYTES,
+            });
+        }
+        let size = declared_size(rest).ok_or(Stop::BadLength)?;
+        if size > self.batch_bytes_max {
+            return Err(Stop::TooLarge { batch_bytes: size });
+        }
+        if rest.len() < size {
+            return Err(Stop::Partial { batch_bytes: size });
+        }
+        Ok(size)
+    }
+}
+
+impl<B: BatchBuf> Iterator for Batches<B> {
+    type Item = Result<(usize, B), Stop>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.stopped {
+            return None;
+        }
+        match self.next_size() {
+            Ok(0) => {
+                self.stopped = true;
+                None
+            }
+            Ok(size) => {
+                assert!(size >= HEADER_BYTES && size <= self.rest.len());
+                let at = self.position;
+                self.position += size;
+                Some(Ok((at, self.rest.split_to(size))))
+            }
+            Err(stop) => {
+                self.stopped = true;
+                Some(Err(stop))
+            }
+        }
+    }
 }
 
 /// CRC32C over everything after the CRC field, as Kafka defines it for v2 batches.
@@ -306,6 +437,177 @@ mod tests {
         let crc = compute_crc(&z);
         z[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         assert_eq!(validate(&z, true), Err(BatchError::NoRecords(0)));
+    }
+
+    /// Batches of varied sizes laid end to end, and where each ends.
+    fn image(sizes: &[(i32, usize)]) -> (Vec<u8>, Vec<usize>) {
+        let (mut img, mut ends) = (Vec::new(), Vec::new());
+        for (i, &(count, value_bytes)) in sizes.iter().enumerate() {
+            let mut b = build_test_batch(count, value_bytes, TimestampMs(i as i64));
+            assign_offset(&mut b, Offset(i as i64 * 100), 0);
+            img.extend_from_slice(&b);
+            ends.push(img.len());
+        }
+        (img, ends)
+    }
+
+    /// Walks `buf`: the (position, length) of each whole batch, and the stop if any.
+    fn walk(buf: &[u8], max: usize) -> (Vec<(usize, usize)>, Option<Stop>, usize) {
+        let mut batches = Batches::with_max(buf, max);
+        let (mut whole, mut stop) = (Vec::new(), None);
+        for walked in batches.by_ref() {
+            match walked {
+                Ok((at, b)) => whole.push((at, b.len())),
+                Err(s) => stop = Some(s),
+            }
+        }
+        assert_eq!(batches.next(), None, "fused");
+        (whole, stop, batches.position())
+    }
+
+    #[test]
+    fn walks_nothing_in_no_bytes() {
+        assert_eq!(walk(&[], usize::MAX), (vec![], None, 0));
+    }
+
+    #[test]
+    fn walks_exact_batches_to_a_clean_end() {
+        let (img, ends) = image(&[(1, 10), (3, 200), (2, 0)]);
+        let (whole, stop, at) = walk(&img, usize::MAX);
+        assert_eq!(
+            whole,
+            [
+                (0, ends[0]),
+                (ends[0], ends[1] - ends[0]),
+                (ends[1], ends[2] - ends[1])
+            ]
+        );
+        assert_eq!((stop, at), (None, img.len()));
+    }
+
+    #[test]
+    fn a_cut_at_every_byte_stops_at_the_last_whole_batch() {
+        let (img, ends) = image(&[(2, 30), (1, 5), (4, 70)]);
+        for cut in 0..=img.len() {
+            let (whole, stop, at) = walk(&img[..cut], usize::MAX);
+            let n = ends.iter().filter(|&&e| e <= cut).count();
+            let last = if n == 0 { 0 } else { ends[n - 1] };
+            assert_eq!(whole.len(), n, "cut at {cut}");
+            assert_eq!(at, last, "cut at {cut}");
+            let expect = if cut == last {
+                None
+            } else if cut - last < LOG_OVERHEAD_BYTES {
+                Some(Stop::Partial {
+                    batch_bytes: LOG_OVERHEAD_BYTES,
+                })
+            } else {
+                Some(Stop::Partial {
+                    batch_bytes: ends[n] - last,
+                })
+            };
+            assert_eq!(stop, expect, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_bad_length_stops_the_walk_where_it_is() {
+        let (mut img, ends) = image(&[(1, 10)]);
+        img.extend_from_slice(&[0u8; 100]);
+        assert_eq!(
+            walk(&img, usize::MAX),
+            (vec![(0, ends[0])], Some(Stop::BadLength), ends[0])
+        );
+        let mut neg = img.clone();
+        neg[ends[0] + 8..ends[0] + 12].copy_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(walk(&neg, usize::MAX).1, Some(Stop::BadLength));
+        let mut huge = img;
+        huge[ends[0] + 8..ends[0] + 12].copy_from_slice(&i32::MAX.to_be_bytes());
+        let size = LOG_OVERHEAD_BYTES + i32::MAX as usize;
+        assert_eq!(
+            walk(&huge, usize::MAX).1,
+            Some(Stop::Partial { batch_bytes: size }),
+            "any sane length is a batch until its bytes are missing"
+        );
+    }
+
+    #[test]
+    fn a_batch_over_the_cap_stops_the_walk_even_when_cut() {
+        let (img, ends) = image(&[(1, 10), (5, 300), (1, 10)]);
+        let big = ends[1] - ends[0];
+        let (whole, stop, at) = walk(&img, big - 1);
+        assert_eq!((whole.len(), at), (1, ends[0]));
+        assert_eq!(stop, Some(Stop::TooLarge { batch_bytes: big }));
+        let cut = walk(&img[..ends[0] + 20], big - 1);
+        assert_eq!(
+            cut.1,
+            Some(Stop::TooLarge { batch_bytes: big }),
+            "the cap comes first"
+        );
+        assert_eq!(walk(&img, big).0.len(), 3, "the cap is inclusive");
+    }
+
+    #[test]
+    fn shared_buffers_are_cut_without_copies() {
+        let (img, ends) = image(&[(1, 10), (2, 20)]);
+        let bytes = Bytes::from(img.clone());
+        let parts: Vec<Bytes> = Batches::new(bytes.clone()).map(|w| w.unwrap().1).collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            parts[1].as_ptr(),
+            bytes[ends[0]..].as_ptr(),
+            "a view, not a copy"
+        );
+        let mut owned = BytesMut::from(&img[..]);
+        let at = owned.as_ptr();
+        let parts: Vec<BytesMut> = Batches::new(owned.split()).map(|w| w.unwrap().1).collect();
+        assert_eq!(parts[0].as_ptr(), at);
+        assert_eq!(&parts[1][..], &img[ends[0]..]);
+    }
+
+    proptest::proptest! {
+        /// Whatever follows some whole batches (more batches, a cut, garbage), the walk yields
+        /// them in order, each whole and where it is, never panics, and stops with a reason
+        /// unless the bytes end at a batch end.
+        #[test]
+        fn the_walk_takes_whole_batches_and_explains_its_stop(
+            sizes in proptest::collection::vec((1i32..5, 0usize..300), 0..6),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            max in 61usize..1500,
+        ) {
+            use proptest::{prop_assert, prop_assert_eq};
+            let (mut img, ends) = image(&sizes);
+            let cut = cut.index(img.len() + 1);
+            img.truncate(cut);
+            img.extend_from_slice(&garbage);
+            let (whole, stop, at) = walk(&img, max);
+            let mut expect_at = 0;
+            for &(pos, len) in &whole {
+                prop_assert_eq!(pos, expect_at);
+                prop_assert!(len <= max);
+                prop_assert_eq!(declared_size(&img[pos..]), Some(len));
+                expect_at += len;
+            }
+            prop_assert_eq!(at, expect_at);
+            prop_assert_eq!(stop.is_none(), at == img.len());
+            if let Some(Stop::Partial { batch_bytes }) = stop {
+                prop_assert!(batch_bytes > img.len() - at);
+                prop_assert_eq!(batch_bytes == LOG_OVERHEAD_BYTES, img.len() - at < LOG_OVERHEAD_BYTES);
+            }
+            // The batches before the cut come out as they were, up to the first over the cap.
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            let intact: Vec<(usize, usize)> = starts.zip(ends.iter().copied())
+                .take_while(|&(_, e)| e <= cut)
+                .map(|(s, e)| (s, e - s))
+                .collect();
+            let capped = intact.iter().take_while(|&&(_, len)| len <= max).count();
+            prop_assert!(whole.len() >= capped);
+            prop_assert_eq!(&whole[..capped], &intact[..capped]);
+            if capped < intact.len() {
+                prop_assert_eq!(whole.len(), capped);
+                prop_assert_eq!(stop, Some(Stop::TooLarge { batch_bytes: intact[capped].1 }));
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 use futures_lite::future;
 
-use super::batch::{self, BatchHeader};
+use super::batch::{self, BatchHeader, Batches, Stop};
 use super::config::LogConfig;
 use super::error::{Result, StorageError};
 use super::io::{self, align_down, align_up, IoBuf, SegmentFile};
@@ -377,6 +377,44 @@ impl PartitionLog {
         })
     }
 
+    /// Replays the log at startup: reads it from `from` up to the end it has now, in reads of
+    /// `REPLAY_READ_BYTES`, and hands `visit` each whole batch holding offsets at or after
+    /// `from`, in order, with its header and its bytes (a zero-copy view of the read). The
+    /// first batch starts below `from` when `from` falls inside it (a log start moved by
+    /// DeleteRecords): the visitor decides what of it counts. Stops where a read brings nothing
+    /// new, and at the visitor's first error.
+    pub async fn replay(
+        &self,
+        from: Offset,
+        mut visit: impl FnMut(&BatchHeader, Bytes) -> Result<()>,
+    ) -> Result<()> {
+        let (mut at, end) = (from, self.next_offset());
+        while at < end {
+            let read = self.read(at, REPLAY_READ_BYTES).await?;
+            let before = at;
+            for chunk in read.chunks {
+                for walked in Batches::new(chunk.into_bytes()) {
+                    // `read` answers whole batches only: anything else is a bug, not bad bytes.
+                    let (_, b) = walked.map_err(|stop| StorageError::CorruptOnDisk {
+                        path: self.inner.dir.clone(),
+                        offset: at,
+                        position: 0,
+                        reason: format!("a read answered part of a batch: {stop}"),
+                    })?;
+                    let h = batch::parse_header(&b)?;
+                    if h.next_offset() > at {
+                        visit(&h, b)?;
+                        at = h.next_offset();
+                    }
+                }
+            }
+            if at == before {
+                break; // nothing readable there (a gap below the log start)
+            }
+        }
+        Ok(())
+    }
+
     /// A read from disk: the batches from the index position `at` (≤ the batch holding
     /// `offset`) are copied out of the DMA buffer once, into one `Bytes` that the read cache
     /// keeps; the answer is slices of it from the batch holding `offset`.
@@ -657,33 +695,35 @@ impl PartitionLog {
         while position < end {
             let len = want.min((end - position) as usize);
             let buf = file.read(position, len).await?;
-            let mut at = 0usize;
-            loop {
-                let rest = &buf[at..];
-                if rest.len() < batch::LOG_OVERHEAD_BYTES {
-                    break;
-                }
-                let at_byte = position + at as u64;
+            let mut batches = Batches::new(&buf[..]);
+            let at = loop {
+                let at = batches.position();
                 let corrupt = |reason: String| StorageError::CorruptOnDisk {
                     path: file.path().to_path_buf(),
                     offset: segment,
-                    position: at_byte,
+                    position: position + at as u64,
                     reason,
                 };
-                let size =
-                    batch::declared_size(rest).ok_or_else(|| corrupt("bad length".into()))?;
+                let (size, whole) = match batches.next() {
+                    None => break at,
+                    Some(Ok((_, b))) => (b.len(), Some(b)),
+                    Some(Err(Stop::Partial { batch_bytes })) => (batch_bytes, None),
+                    Some(Err(Stop::BadLength | Stop::TooLarge { .. })) => {
+                        return Err(corrupt("bad length".into()))
+                    }
+                };
                 if position + (at + size) as u64 > end {
                     return Err(corrupt(format!(
                         "batch of {size} bytes runs past the log end"
                     )));
                 }
-                if rest.len() < size {
+                let Some(b) = whole else {
                     if at == 0 {
                         want = size; // the batch is larger than the window: read it whole
                     }
-                    break;
-                }
-                let h = check_batch(&rest[..size], verify).map_err(corrupt)?;
+                    break at;
+                };
+                let h = check_batch(b, verify).map_err(corrupt)?;
                 if let Some(e) = expect.filter(|&e| e != h.base_offset) {
                     return Err(corrupt(format!(
                         "base offset {} where {e} was expected",
@@ -692,11 +732,10 @@ impl PartitionLog {
                 }
                 expect = Some(h.next_offset());
                 let slice = buf.slice(at, size).expect("in bounds");
-                at += size;
                 if visit(&h, slice) == Visit::Stop {
                     return Ok(());
                 }
-            }
+            };
             if at == 0 && buf.len() < len {
                 break; // short read: nothing more on disk
             }
@@ -845,6 +884,9 @@ impl PartitionLog {
         io::write_small_atomic(dir, recovery::CLEAN_SHUTDOWN_FILE, marker).await
     }
 }
+
+/// Bytes read per step while replaying a log (`PartitionLog::replay`).
+const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// The most a disk read reserves up front for the batches it collects.
 const READ_RESERVE_BYTES_MAX: usize = 64 << 20;
@@ -1012,29 +1054,30 @@ fn whole_runs(
     run_bytes_max: usize,
 ) -> std::result::Result<Vec<(usize, Offset)>, String> {
     let (mut runs, mut start, mut used, mut next) = (Vec::new(), 0usize, 0usize, first);
-    while let Some(size) = batch::declared_size(&buf[used..]) {
-        if used + size > buf.len() {
-            break;
-        }
-        let h = check_batch(&buf[used..used + size], verify)?;
+    for walked in Batches::new(buf) {
+        let b = match walked {
+            Ok((_, b)) => b,
+            // A bad length is an error at the start of `buf`; after whole batches `Join` carries
+            // it, as it does a cut batch, and it is reported here when its turn comes.
+            Err(Stop::BadLength) if used == 0 => return Err("bad length".into()),
+            Err(_) => break,
+        };
+        let h = check_batch(b, verify)?;
         if h.base_offset < next {
             return Err(format!(
                 "batch at offset {} where {} was expected",
                 h.base_offset.0, next.0
             ));
         }
-        if used > start && used + size - start > run_bytes_max {
+        if used > start && used + b.len() - start > run_bytes_max {
             runs.push((used, next));
             start = used;
         }
         next = h.next_offset();
-        used += size;
+        used += b.len();
     }
     if used > start {
         runs.push((used, next));
-    }
-    if used == 0 && buf.len() >= batch::LOG_OVERHEAD_BYTES && batch::declared_size(buf).is_none() {
-        return Err("bad length".into());
     }
     Ok(runs)
 }

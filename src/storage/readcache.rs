@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::batch;
+use super::batch::{self, Batches};
 use crate::types::Offset;
 
 /// One cached run of whole batches of one log.
@@ -216,15 +216,18 @@ impl ReadCache {
         while let Some(k) = self.find(log, at) {
             self.touch(k);
             let e = &self.extents[&k];
-            let mut rest = e.bytes.clone();
-            while let Some((n, h)) = first_batch(&rest) {
+            for walked in Batches::new(e.bytes.clone()) {
+                let Ok((_, b)) = walked else { break };
+                let Ok(h) = batch::parse_header(&b) else {
+                    break;
+                };
                 if h.next_offset() > limit {
                     return self.counted(out);
                 }
-                let b = rest.split_to(n);
                 if h.next_offset() <= at {
                     continue;
                 }
+                let n = b.len();
                 if !out.is_empty() && total + n > max_bytes {
                     return self.counted(out);
                 }
@@ -271,12 +274,6 @@ impl ReadCache {
             bytes,
         })
     }
-}
-
-/// The size and header of the batch at the start of `buf`, if a whole one is there.
-fn first_batch(buf: &[u8]) -> Option<(usize, batch::BatchHeader)> {
-    let n = batch::declared_size(buf).filter(|&n| n <= buf.len())?;
-    batch::parse_header(&buf[..n]).ok().map(|h| (n, h))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! the first torn, zeroed or corrupt batch: everything before it is the recovered log, and the
 //! caller truncates there. Pure: bytes in, positions out; it never touches a file.
 
-use super::batch::{self, BatchHeader};
+use super::batch::{self, BatchHeader, Batches, Stop};
 
 /// A valid batch found by the scan, with its byte position in the segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,34 +42,27 @@ impl Scanner {
     /// Checks batches at the start of `buf` (the bytes at `self.position`), calling `found` for
     /// each valid one, until it must stop. Returns how it stopped and advances `position`.
     pub fn feed(&mut self, buf: &[u8], mut found: impl FnMut(ScannedBatch)) -> ScanStop {
-        let mut at = 0usize;
-        loop {
-            let rest = &buf[at..];
-            if rest.len() < batch::LOG_OVERHEAD_BYTES {
-                return ScanStop::NeedMore {
-                    batch_bytes: batch::LOG_OVERHEAD_BYTES,
-                };
-            }
-            let Some(size) = batch::declared_size(rest) else {
-                return end("no batch header (zeros or garbage)");
+        for walked in Batches::with_max(buf, self.batch_bytes_max) {
+            let bytes = match walked {
+                Ok((_, bytes)) => bytes,
+                Err(Stop::Partial { batch_bytes }) => return ScanStop::NeedMore { batch_bytes },
+                Err(stop @ (Stop::BadLength | Stop::TooLarge { .. })) => {
+                    return end(&stop.to_string())
+                }
             };
-            if size > self.batch_bytes_max {
-                return end(&format!("declared size {size} over the batch cap"));
-            }
-            if rest.len() < size {
-                return ScanStop::NeedMore { batch_bytes: size };
-            }
-            match batch::validate(&rest[..size], false) {
+            match batch::validate(bytes, false) {
                 Ok(header) => {
                     found(ScannedBatch {
                         position: self.position,
                         header,
                     });
-                    self.position += size as u64;
-                    at += size;
+                    self.position += bytes.len() as u64;
                 }
                 Err(e) => return end(&e.to_string()),
             }
+        }
+        ScanStop::NeedMore {
+            batch_bytes: batch::LOG_OVERHEAD_BYTES,
         }
     }
 }

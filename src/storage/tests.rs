@@ -603,6 +603,127 @@ fn a_corrupt_batch_stops_reads_at_it_and_hides_nothing_before_it() {
     });
 }
 
+/// A length field cut short by a few bytes in the last batch of a sealed segment (a bit flip
+/// that clears a low bit; the CRC is not checked by default) left fewer bytes than a length
+/// prefix before the segment's end: the disk read re-read those bytes for ever, its shard
+/// spinning. Now they are corrupt, and the batches before them are served.
+#[test]
+fn a_length_cut_short_at_a_segment_end_is_corrupt_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = build_test_batch(1, 150, TimestampMs(0)).len();
+    let config = LogConfig {
+        segment_bytes_max: 60 * size as u64 + 1, // the 61st batch rolls: the first 60 are sealed
+        ..small_config()
+    };
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for i in 0..65 {
+            let b = build_test_batch(1, 150, TimestampMs(i));
+            let appended = log.append(BytesMut::from(&b[..]), TimestampMs(i)).await;
+            last = appended.unwrap().ticket;
+        }
+        log.wait(last, Durability::Written).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let seg = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    assert_eq!(bytes.len(), 60 * size, "sealed at 60 batches");
+    let at = 59 * size + 8; // batch 59's length field: 4 bytes fewer
+    let shorter = (size - batch::LOG_OVERHEAD_BYTES - 4) as i32;
+    bytes[at..at + 4].copy_from_slice(&shorter.to_be_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        let read =
+            futures_lite::future::or(async { Some(log.read(Offset(59), 1 << 20).await) }, async {
+                io::sleep(std::time::Duration::from_secs(20)).await;
+                None
+            });
+        let served = read.await.expect("the read ends").unwrap();
+        let bases: Vec<i64> = served
+            .chunks
+            .iter()
+            .map(|c| batch::parse_header(c).unwrap().base_offset.get())
+            .collect();
+        assert_eq!(bases, [59], "the batch that passes the checks");
+        let next = log.read(Offset(60), 1 << 20).await.unwrap();
+        assert_eq!(next.chunks.len(), 5, "the next segment");
+        log.close().await.unwrap();
+    });
+}
+
+/// `PartitionLog::replay` hands over every batch from an offset on, once and in order, the
+/// first one cut by that offset too, over segments and reads; a batch larger than a replay
+/// read, cut by the offset, does not end the replay.
+#[test]
+fn replay_hands_over_each_batch_from_an_offset_on_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        message_bytes_max: 4 << 20,
+        ..small_config()
+    };
+    // 3 records a batch, offsets 0..120; batch 10 (offsets 30..32) of 1.2 MiB.
+    let batches: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            let value_bytes = if i == 10 { 400 << 10 } else { 100 };
+            stored(
+                build_test_batch(3, value_bytes, TimestampMs(i)),
+                Offset(3 * i),
+            )
+        })
+        .collect();
+    let replayed = |log: PartitionLog, from: i64| async move {
+        let mut seen = Vec::new();
+        log.replay(Offset(from), |h, b| {
+            assert_eq!(h.size_bytes, b.len());
+            seen.push((h.base_offset.get(), b.to_vec()));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        seen
+    };
+    let expect = |from: i64| -> Vec<(i64, Vec<u8>)> {
+        let first = (from / 3) as usize;
+        (first..40)
+            .map(|i| (3 * i as i64, batches[i].clone()))
+            .collect()
+    };
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for b in &batches {
+            let appended = log.append(BytesMut::from(&b[..]), TimestampMs(1)).await;
+            last = appended.unwrap().ticket;
+        }
+        log.wait(last, Durability::Written).await.unwrap();
+        for from in [0, 7, 9, 31, 119, 120] {
+            assert_eq!(
+                replayed(log.clone(), from).await,
+                expect(from),
+                "from {from}"
+            );
+        }
+        log.close().await.unwrap();
+        // From the disk now.
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        assert!(log.segment_count() > 3);
+        for from in [0, 7, 9, 31, 119, 120] {
+            assert_eq!(
+                replayed(log.clone(), from).await,
+                expect(from),
+                "from {from}"
+            );
+        }
+        log.close().await.unwrap();
+    });
+}
+
 /// Appends `batches` batches of 2 records of `value_bytes` each to a log in `dir`, each
 /// waited for until written, then stops the log as kill -9 would; returns them as stored.
 fn written_then_killed(

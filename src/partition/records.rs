@@ -1,6 +1,6 @@
 //! Walking the records inside an uncompressed v2 batch without building them: enough to find
-//! the first record at or after a timestamp (ListOffsets by time). Every length is checked
-//! against the bytes present; nothing is allocated.
+//! the first record at or after a timestamp (ListOffsets by time, `Partition::offset_for`).
+//! Every length is checked against the bytes present; nothing is allocated.
 
 use crate::storage::batch;
 use crate::types::{Offset, TimestampMs};
