@@ -46,8 +46,8 @@ pub struct Producers {
 pub struct Partition {
     pub topic: Arc<TopicMeta>,
     pub index: i32,
-    pub log: PartitionLog,
-    pub producers: Rc<Producers>,
+    log: PartitionLog,
+    producers: Rc<Producers>,
 }
 
 /// Why a produce failed.
@@ -246,6 +246,64 @@ impl Partition {
             log_start_offset: r.log_start,
             records: r.chunks.into_iter().map(|c| c.into_bytes()).collect(),
         })
+    }
+
+    /// The same partition under a newer registry entry for its topic (same log, same
+    /// producer state), with the log's settings changed to `config` when given.
+    pub fn renamed(
+        &self,
+        topic: Arc<TopicMeta>,
+        config: Option<crate::storage::LogConfig>,
+    ) -> Partition {
+        if let Some(config) = config {
+            self.log.set_config(config);
+        }
+        Partition {
+            topic,
+            index: self.index,
+            log: self.log.clone(),
+            producers: self.producers.clone(),
+        }
+    }
+
+    /// The high watermark: the end of what consumers may read.
+    pub fn high_watermark(&self) -> Offset {
+        self.log.high_watermark()
+    }
+
+    /// The log start offset: the first offset still kept.
+    pub fn log_start(&self) -> Offset {
+        self.log.log_start()
+    }
+
+    /// Resolves once the high watermark passes `seen`, or after `timeout` (a Fetch's long poll).
+    pub async fn wait_for_data(&self, seen: Offset, timeout: std::time::Duration) {
+        self.log.wait_for_data(seen, timeout).await
+    }
+
+    /// DeleteRecords: moves the log start up to `before` (at most the high watermark) and
+    /// returns the new log start.
+    pub async fn delete_records(
+        &self,
+        before: Offset,
+        now: TimestampMs,
+    ) -> Result<Offset, StorageError> {
+        self.log.delete_records(before, now).await
+    }
+
+    /// Deletes what retention says is expired.
+    pub async fn enforce_retention(&self, now: TimestampMs) -> Result<(), StorageError> {
+        self.log.enforce_retention(now).await
+    }
+
+    /// Closes the log (flushed, indexes and the clean-shutdown marker written).
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.log.close().await
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.log.dir()
     }
 
     /// ListOffsets: -2 earliest, -1 latest, -3 max timestamp, else the first offset whose

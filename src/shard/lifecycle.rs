@@ -164,7 +164,7 @@ impl Shard {
         let expiration = self.config.producer_id_expiration_ms;
         for p in parts {
             // Failures are logged by the log, once per spell.
-            let _ = p.log.enforce_retention(now).await;
+            let _ = p.enforce_retention(now).await;
             if let Err(e) = p.maintain_producers(now, expiration, false).await {
                 tracing::warn!(topic = %p.topic.name, partition = p.index, error = %e, "producer-state snapshot failed");
             }
@@ -180,7 +180,7 @@ impl Shard {
             .collect();
         let expiration = self.config.producer_id_expiration_ms;
         for p in parts {
-            if let Err(e) = p.log.close().await {
+            if let Err(e) = p.close().await {
                 tracing::error!(topic = %p.topic.name, partition = p.index, error = %e, "close failed");
                 continue;
             }

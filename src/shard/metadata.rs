@@ -47,10 +47,10 @@ impl Shard {
         for key in gone {
             let part = self.partitions.borrow_mut().remove(&key);
             if let Some(part) = part {
-                let _ = part.log.close().await;
-                if let Err(e) = std::fs::remove_dir_all(part.log.dir()) {
+                let _ = part.close().await;
+                if let Err(e) = std::fs::remove_dir_all(part.dir()) {
                     // Left for the boot-time orphan sweep (metadata::store::remove_orphans).
-                    tracing::warn!(dir = %part.log.dir().display(), error = %e, "could not delete partition");
+                    tracing::warn!(dir = %part.dir().display(), error = %e, "could not delete partition");
                 }
             }
         }
@@ -78,15 +78,8 @@ impl Shard {
         index: i32,
     ) -> Result<(), StorageError> {
         if let Some(p) = self.partition(&topic.id, index) {
-            if p.topic.configs != topic.configs {
-                p.log.set_config(self.log_config(topic));
-            }
-            let updated = Rc::new(Partition {
-                topic: topic.clone(),
-                index,
-                log: p.log.clone(),
-                producers: p.producers.clone(),
-            });
+            let changed = (p.topic.configs != topic.configs).then(|| self.log_config(topic));
+            let updated = Rc::new(p.renamed(topic.clone(), changed));
             self.partitions
                 .borrow_mut()
                 .insert((topic.id, index), updated);

@@ -28,12 +28,11 @@ pub async fn handle(
     );
     let moved = route::on_partitions(&s, flat.items, |p, offset| async move {
         let to = if offset == -1 {
-            p.log.high_watermark()
+            p.high_watermark()
         } else {
             Offset(offset)
         };
-        p.log
-            .delete_records(to, TimestampMs::now())
+        p.delete_records(to, TimestampMs::now())
             .await
             .map_err(|e| errors::storage(&e))
     })

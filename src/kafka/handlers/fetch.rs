@@ -265,13 +265,7 @@ async fn read_one(
         return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
     };
     let read = p.read(offset, max).await;
-    Ok(read.map_err(|e| {
-        (
-            errors::storage(&e),
-            p.log.high_watermark(),
-            p.log.log_start(),
-        )
-    }))
+    Ok(read.map_err(|e| (errors::storage(&e), p.high_watermark(), p.log_start())))
 }
 
 fn read_bytes(r: &Result<PartResult, ErrorCode>) -> usize {
@@ -294,7 +288,7 @@ async fn wait_any(s: &Rc<Shard>, wants: &[Want], seen: &[Offset], timeout: Durat
         })
         .collect();
     route::wait_any(s, items, timeout, move |p, offset| async move {
-        p.log.wait_for_data(offset, timeout).await
+        p.wait_for_data(offset, timeout).await
     })
     .await
 }
