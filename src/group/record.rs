@@ -394,4 +394,72 @@ mod tests {
             }
         }
     }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The bytes of every record kind, pinned: group logs written by earlier builds must
+    /// replay, so a change of the Rust types must not change the encoding.
+    #[test]
+    fn the_encoding_is_pinned() {
+        let mut records = samples();
+        records.push(Record::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: Some(Committed {
+                offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_ms: 2000,
+                expire_ms: Some(5000),
+            }),
+        });
+        let want = [
+            (
+                "000000000167000000017400000003",
+                Some(
+                    "00000000000000002a00000007000000046d65746100000000000003e8\
+                     ffffffffffffffff",
+                ),
+            ),
+            ("000000000167000000017400000004", None),
+            (
+                "010000000167",
+                Some(
+                    "000100000008636f6e73756d657200000005010000000572616e676501000000\
+                     036d2d31000000000000006300000001000000036d2d31010000000169000000\
+                     01630000000a2f3132372e302e302e31000027100000ea600000000200010000\
+                     00020002",
+                ),
+            ),
+            ("0100000004676f6e65", None),
+            (
+                "000000000167000000017400000000",
+                Some(
+                    "00ffffffffffffffffffffffff0000000000000000000007d0\
+                     0000000000001388",
+                ),
+            ),
+        ];
+        assert_eq!(records.len(), want.len());
+        for (r, (key, value)) in records.iter().zip(want) {
+            let (k, v) = encode(r);
+            assert_eq!(hex(&k), key, "{r:?}");
+            assert_eq!(v.map(|v| hex(&v)), value.map(String::from), "{r:?}");
+        }
+        let batch = encode_batch(&samples(), 5);
+        assert_eq!(
+            hex(&batch),
+            "00000000000000000000010500000000027f8cd94e00000000000300000000000000050000\
+             000000000005ffffffffffffffffffffffffffff00000004740000001e00000000016700\
+             00000174000000034a00000000000000002a00000007000000046d657461000000000000\
+             03e8ffffffffffffffff002a0000021e0000000001670000000174000000040100e20100\
+             00040c010000000167c801000100000008636f6e73756d657200000005010000000572616e\
+             676501000000036d2d31000000000000006300000001000000036d2d3101000000016900\
+             000001630000000a2f3132372e302e302e31000027100000ea6000000002000100000002\
+             0002001e000006120100000004676f6e650100"
+        );
+    }
 }
