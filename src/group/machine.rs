@@ -114,6 +114,8 @@ pub(super) struct Group {
     pub offsets: HashMap<(String, i32), Committed>,
     /// The last persisted group record (what a snapshot writes).
     pub stored: Option<StoredGroup>,
+    /// The generation at the last invariant check (it may only rise).
+    pub checked_generation: i32,
 }
 
 /// Every group of one shard.
@@ -122,6 +124,9 @@ pub struct Groups {
     pub(super) groups: HashMap<String, Group>,
     next_expiry_scan: i64,
     id_seed: u64,
+    /// `abort_parked` ran (shutdown): the members it answered wait for nothing any more, so
+    /// the invariants about parked requests are relaxed.
+    pub(super) aborted: bool,
 }
 
 type JoinResult = std::result::Result<(), (GroupError, String)>;
@@ -134,6 +139,7 @@ impl Groups {
             config,
             groups: HashMap::new(),
             id_seed: seed,
+            aborted: false,
         }
     }
 
@@ -171,6 +177,7 @@ impl Groups {
                 self.groups.remove(&group); // created by this failed request: leave no trace
             }
         }
+        self.check_group(&group);
         fx
     }
 
@@ -223,7 +230,11 @@ impl Groups {
         } else {
             match self.groups.get_mut(&req.group) {
                 None => Err(GroupError::UnknownMemberId),
-                Some(g) => g.sync(now.0, token, req, &mut fx),
+                Some(g) => {
+                    let result = g.sync(now.0, token, req, &mut fx);
+                    g.check_invariants(self.aborted);
+                    result
+                }
             }
         };
         if let Err(e) = result {
@@ -239,6 +250,12 @@ impl Groups {
         group: &str,
         m: &MemberRef,
     ) -> Result<(), GroupError> {
+        let result = self.heartbeat_inner(now.0, group, m);
+        self.check_group(group);
+        result
+    }
+
+    fn heartbeat_inner(&mut self, now: i64, group: &str, m: &MemberRef) -> Result<(), GroupError> {
         if group.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
@@ -255,7 +272,7 @@ impl Groups {
             return Err(GroupError::UnknownMemberId);
         }
         if let Some(member) = g.members.get_mut(&m.member_id) {
-            member.refresh(now.0);
+            member.refresh(now);
         }
         match state {
             State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
@@ -286,6 +303,7 @@ impl Groups {
             .map(|m| g.leave_one(now.0, m, &config, &mut fx))
             .collect();
         g.try_complete_join(now.0, &mut fx);
+        g.check_invariants(self.aborted);
         (Ok(results), fx)
     }
 
@@ -307,11 +325,18 @@ impl Groups {
             self.next_expiry_scan = now.0 + config.offsets_retention_check_ms;
             self.expire_offsets(now.0, &mut fx);
         }
+        self.check_invariants();
         fx
     }
 
     /// Applies a persisted record while loading a group log (in log order).
     pub fn replay(&mut self, now: TimestampMs, r: Record) {
+        let id = r.group().to_string();
+        self.replay_inner(now.0, r);
+        self.check_group(&id);
+    }
+
+    fn replay_inner(&mut self, now: i64, r: Record) {
         match r {
             Record::Offset {
                 group,
@@ -322,7 +347,7 @@ impl Groups {
                 let g = self
                     .groups
                     .entry(group.clone())
-                    .or_insert_with(|| Group::new(group, now.0));
+                    .or_insert_with(|| Group::new(group, now));
                 match value {
                     Some(c) => g.offsets.insert((topic, partition), c),
                     None => g.offsets.remove(&(topic, partition)),
@@ -340,7 +365,7 @@ impl Groups {
                     .remove(&group)
                     .map(|g| g.offsets)
                     .unwrap_or_default();
-                let mut g = Group::from_stored(group.clone(), stored, now.0);
+                let mut g = Group::from_stored(group.clone(), stored, now);
                 g.offsets = offsets;
                 self.groups.insert(group, g);
             }
@@ -372,6 +397,7 @@ impl Groups {
 
     /// Answers every parked request (shutdown): members will rejoin the next broker.
     pub fn abort_parked(&mut self) -> Effects {
+        self.aborted = true;
         let mut fx = Effects::default();
         for g in self.groups.values_mut() {
             for m in g.members.values_mut() {
@@ -386,6 +412,7 @@ impl Groups {
                 }
             }
         }
+        self.check_invariants();
         fx
     }
 }
@@ -432,6 +459,7 @@ impl Group {
             sync_timer: None,
             offsets: HashMap::new(),
             stored: None,
+            checked_generation: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`machine::Groups`] is the pure state machine: requests and the current time come in as
 //!   arguments; responses (also to requests parked earlier), records to persist and the next
 //!   deadline go out as values. No I/O, no clock, no executor: unit tests drive it directly.
+//!   `invariants` asserts what the machine keeps true after each call (debug builds, tests).
 //! - [`record`] is the persisted form (group metadata and committed offsets as key/value
 //!   records in Kafka record batches) and its replay.
 //! - [`coordinator`] is the I/O edge: it owns the machine, the group logs (one
@@ -17,6 +18,7 @@
 //! coordinator and the clients' sources); section numbers (§4.3) in comments point there.
 
 pub mod coordinator;
+mod invariants;
 pub mod machine;
 pub mod offsets;
 pub mod record;

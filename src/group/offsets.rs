@@ -52,6 +52,7 @@ impl Groups {
                 Ok(())
             })
             .collect();
+        g.check_invariants(self.aborted);
         (results, fx)
     }
 
@@ -153,6 +154,7 @@ impl Groups {
                 (t, parts)
             })
             .collect();
+        g.check_invariants(self.aborted);
         (Ok(results), fx)
     }
 
@@ -224,6 +226,7 @@ impl Groups {
                 Ok(())
             }
         };
+        self.check_group(group);
         (result, fx)
     }
 
@@ -242,6 +245,7 @@ impl Groups {
                 fx.records.push(offset_tombstone(&g.id, &t, p));
             }
         }
+        self.check_invariants();
         fx
     }
 

@@ -729,3 +729,109 @@ fn a_pending_member_id_cannot_become_static() {
     let t = h.send_join(req);
     assert_eq!(h.join_reply(t).error, Some(GroupError::UnknownMemberId));
 }
+
+/// The panic message of `f`, which must panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .expect_err("expected a failed invariant");
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast::<&str>()
+            .map_or_else(|_| String::new(), |s| s.to_string()),
+    }
+}
+
+#[test]
+fn check_invariants_catches_broken_states() {
+    use super::machine::{Group, State};
+    type Corrupt = fn(&mut Group);
+    fn follower(g: &mut Group) -> &mut super::machine::Member {
+        let leader = g.leader.clone();
+        g.members
+            .values_mut()
+            .find(|m| Some(&m.id) != leader.as_ref())
+            .expect("a follower")
+    }
+    let cases: &[(&str, Corrupt)] = &[
+        ("leader ghost is not a member", |g| {
+            g.leader = Some("ghost".into())
+        }),
+        ("generation went back", |g| g.generation -= 1),
+        ("SyncGroup parked in Stable", |g| {
+            follower(g).awaiting_sync = Some(99)
+        }),
+        ("JoinGroup parked in Stable", |g| {
+            follower(g).awaiting_join = Some(99)
+        }),
+        ("Empty with members", |g| g.state = State::Empty),
+        ("Stable and the join timer disagree", |g| {
+            g.join_timer = Some(super::machine::JoinTimer {
+                deadline: 0,
+                remaining: None,
+            })
+        }),
+        ("instance id i maps to ghost", |g| {
+            g.static_members.insert("i".into(), "ghost".into());
+        }),
+        ("maps elsewhere", |g| {
+            follower(g).instance_id = Some("i".into())
+        }),
+        ("is also a member", |g| {
+            let id = follower(g).id.clone();
+            g.pending.insert(id, 0);
+        }),
+        ("no session deadline and waits for nothing", |g| {
+            follower(g).session_deadline = None
+        }),
+        ("no protocol common to every member", |g| {
+            follower(g).protocols = proto("other")
+        }),
+        ("not every member's", |g| {
+            g.protocol_name = Some("other".into())
+        }),
+        ("awaits a SyncGroup but is not a member", |g| {
+            g.pending_sync.insert("ghost".into());
+        }),
+    ];
+    for (want, corrupt) in cases {
+        let mut h = H::new();
+        h.stable_pair();
+        h.g.check_invariants(); // sound as the machine left it
+        corrupt(h.g.groups.get_mut(G).expect("the group"));
+        let message = panic_message(|| h.g.check_invariants());
+        assert!(message.contains(want), "want {want:?}, got {message:?}");
+    }
+}
+
+#[test]
+fn a_shutdown_relaxes_only_the_parked_request_invariants() {
+    let mut h = H::new();
+    let (_, ta) = h.join_new();
+    let (b, tb) = h.join_new();
+    h.advance(6000);
+    let gen = h.join_reply(ta).generation;
+    let _ = h.join_reply(tb);
+    let sb = h.sync(&b, gen, vec![]);
+    assert_eq!(h.state(), "CompletingRebalance");
+    // The follower's SyncGroup is answered for shutdown: it is no longer awaited nor parked.
+    let fx = h.g.abort_parked();
+    h.absorb(fx);
+    assert_eq!(
+        h.sync_reply(sb).error,
+        Some(GroupError::CoordinatorNotAvailable)
+    );
+    // Calls still served while connections drain keep being checked.
+    let refs = [MemberRef {
+        member_id: b.clone(),
+        ..MemberRef::default()
+    }];
+    let (r, fx) = h.g.leave(TimestampMs(h.now), G, &refs);
+    h.absorb(fx);
+    assert_eq!(r, Ok(vec![Ok(())]));
+    assert_eq!(h.state(), "PreparingRebalance");
+    let g = h.g.groups.get_mut(G).expect("the group");
+    g.leader = Some("ghost".into());
+    let message = panic_message(|| h.g.check_invariants());
+    assert!(message.contains("is not a member"), "{message}");
+}
