@@ -10,6 +10,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::group::GroupConfig;
+use crate::types::DurationMs;
 
 /// Command line. Every flag can also come from the environment or the TOML file. With a
 /// subcommand (`topics`, `groups`) the binary is an admin client instead (`crate::cli`).
@@ -303,7 +304,7 @@ fn group_config(cli: &Cli, file: &FileConfig) -> Result<GroupConfig, ConfigError
         .group_initial_rebalance_delay_ms
         .or(file.group_initial_rebalance_delay_ms)
     {
-        g.initial_rebalance_delay_ms = d.max(0);
+        g.initial_rebalance_delay_ms = DurationMs(d.max(0));
     }
     if let Some(t) = cli
         .group_min_session_timeout_ms
@@ -326,7 +327,7 @@ fn group_config(cli: &Cli, file: &FileConfig) -> Result<GroupConfig, ConfigError
                 "offsets_retention_minutes must be ≥ 1".into(),
             ));
         }
-        g.offsets_retention_ms = m.saturating_mul(60_000);
+        g.offsets_retention_ms = DurationMs(m.saturating_mul(60_000));
     }
     Ok(g)
 }

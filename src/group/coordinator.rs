@@ -28,7 +28,7 @@ use super::record::{self, Record};
 use super::*;
 use crate::runtime;
 use crate::storage::{Durability, LogConfig, PartitionLog, StorageError};
-use crate::types::{Offset, TimestampMs};
+use crate::types::TimestampMs;
 
 /// Records waiting to be written to one group log before new requests for it wait.
 const QUEUE_RECORDS_MAX: usize = 65_536;
@@ -171,8 +171,8 @@ impl Coordinator {
             })?;
             let mut m = self.machine.borrow_mut();
             for (offset, r) in records {
-                at = Offset(offset + 1);
-                if offset >= gl.log.log_start().0 {
+                at = offset.plus(1);
+                if offset >= gl.log.log_start() {
                     m.replay(now, r);
                     count += 1;
                 }
@@ -384,7 +384,7 @@ impl Coordinator {
                 drop(self.apply(fx));
             }
             let deadline = self.machine.borrow().next_deadline();
-            let wait = Duration::from_millis((deadline.0 - now.0).clamp(1, 1000) as u64);
+            let wait = Duration::from_millis(deadline.since(now).get().clamp(1, 1000) as u64);
             future::or(listener, runtime::sleep(wait)).await;
         }
     }
@@ -556,7 +556,7 @@ async fn append_when_resumed(
     now: TimestampMs,
 ) -> Result<(crate::storage::AppendInfo, u64), StorageError> {
     loop {
-        let batch = record::encode_batch(records, now.0);
+        let batch = record::encode_batch(records, now);
         let bytes = batch.len() as u64;
         match gl.log.append(batch, now).await {
             Err(StorageError::Paused(_)) if !gl.closing.get() => {
@@ -571,6 +571,7 @@ async fn append_when_resumed(
 mod tests {
     use super::*;
     use crate::storage::io::block_on;
+    use crate::types::Offset;
 
     fn commit(group: &str, offset: i64) -> CommitRequest {
         CommitRequest {
@@ -583,7 +584,7 @@ mod tests {
                 .map(|p| OffsetToCommit {
                     topic: "topic".into(),
                     partition: p,
-                    offset: offset + i64::from(p),
+                    offset: Offset(offset + i64::from(p)),
                     leader_epoch: 1,
                     metadata: Some("some metadata".into()),
                 })
@@ -611,7 +612,7 @@ mod tests {
                 let offsets: Vec<i64> = got[0]
                     .1
                     .iter()
-                    .map(|(_, c)| c.as_ref().unwrap().offset)
+                    .map(|(_, c)| c.as_ref().unwrap().offset.get())
                     .collect();
                 assert_eq!(
                     offsets,

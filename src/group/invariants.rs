@@ -8,6 +8,7 @@
 //! generation only rises). A failed assertion names the group and is a bug in the machine.
 
 use super::machine::{Group, Groups, State};
+use crate::types::DurationMs;
 
 /// Whether the invariants are checked: in debug builds and tests only.
 const CHECKED: bool = cfg!(any(test, debug_assertions));
@@ -67,9 +68,9 @@ impl Group {
             "group {id}: generation went back from {} to {generation}",
             self.checked_generation
         );
-        if let Some((_, timer_generation)) = self.sync_timer {
+        if let Some(timer) = self.sync_timer {
             assert_eq!(
-                timer_generation, generation,
+                timer.generation, generation,
                 "group {id}: the sync timer is for another generation"
             );
         }
@@ -182,7 +183,10 @@ impl Group {
             "group {id}: {state} and the join timer disagree"
         );
         if let Some(remaining) = self.join_timer.and_then(|t| t.remaining) {
-            assert!(remaining >= 0, "group {id}: negative initial delay left");
+            assert!(
+                remaining >= DurationMs::ZERO,
+                "group {id}: negative initial delay left"
+            );
         }
         assert!(
             syncing || self.sync_timer.is_none(),

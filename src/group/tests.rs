@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::machine::{Effects, Groups};
 use super::record::Record;
 use super::*;
-use crate::types::TimestampMs;
+use crate::types::{DurationMs, Offset, TimestampMs};
 
 const G: &str = "g";
 
@@ -23,7 +23,7 @@ struct H {
 
 fn config() -> GroupConfig {
     GroupConfig {
-        initial_rebalance_delay_ms: 3000,
+        initial_rebalance_delay_ms: DurationMs(3000),
         ..GroupConfig::default()
     }
 }
@@ -194,7 +194,7 @@ impl H {
             offsets: vec![OffsetToCommit {
                 topic: "t".into(),
                 partition: 0,
-                offset,
+                offset: Offset(offset),
                 leader_epoch: 3,
                 metadata: Some("m".into()),
             }],
@@ -209,7 +209,7 @@ impl H {
         self.g.fetch_offsets(G, topics)[0].1[0]
             .1
             .as_ref()
-            .map(|c| c.offset)
+            .map(|c| c.offset.get())
     }
 }
 
@@ -569,7 +569,7 @@ fn oversized_offset_metadata_is_refused_per_partition() {
         offsets: vec![OffsetToCommit {
             topic: "t".into(),
             partition: 0,
-            offset: 1,
+            offset: Offset(1),
             leader_epoch: -1,
             metadata: Some("x".repeat(4097)),
         }],
@@ -620,8 +620,8 @@ fn fetch_offsets_of_unknown_groups_and_partitions_is_empty_not_an_error() {
 #[test]
 fn offsets_of_empty_groups_expire_after_retention() {
     let mut c = config();
-    c.offsets_retention_ms = 60_000;
-    c.offsets_retention_check_ms = 1000;
+    c.offsets_retention_ms = DurationMs(60_000);
+    c.offsets_retention_check_ms = DurationMs(1000);
     let mut h = H::with(c);
     assert_eq!(h.commit("", -1, 7), Ok(()));
     h.advance(59_000);
@@ -767,7 +767,7 @@ fn check_invariants_catches_broken_states() {
         ("Empty with members", |g| g.state = State::Empty),
         ("Stable and the join timer disagree", |g| {
             g.join_timer = Some(super::machine::JoinTimer {
-                deadline: 0,
+                deadline: TimestampMs(0),
                 remaining: None,
             })
         }),
@@ -779,7 +779,7 @@ fn check_invariants_catches_broken_states() {
         }),
         ("is also a member", |g| {
             let id = follower(g).id.clone();
-            g.pending.insert(id, 0);
+            g.pending.insert(id, TimestampMs(0));
         }),
         ("no session deadline and waits for nothing", |g| {
             follower(g).session_deadline = None
