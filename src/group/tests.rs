@@ -835,3 +835,232 @@ fn a_shutdown_relaxes_only_the_parked_request_invariants() {
     let message = panic_message(|| h.g.check_invariants());
     assert!(message.contains("is not a member"), "{message}");
 }
+
+/// One call of a random client population (random_calls_keep_the_invariants). Members are
+/// picked by index among the ids the clients were given, so some are gone or fenced.
+#[derive(Debug, Clone)]
+enum Op {
+    JoinNew {
+        instance: Option<u8>,
+        known_required: bool,
+        protocols: u8,
+    },
+    Rejoin {
+        member: usize,
+        protocols: u8,
+    },
+    Sync {
+        member: usize,
+        assign: bool,
+        stale: bool,
+    },
+    /// The leader of the newest generation assigns.
+    LeaderSyncs,
+    Heartbeat {
+        member: usize,
+        stale: bool,
+    },
+    /// Every known member heart-beats, and those told to rejoin do.
+    Everyone,
+    Leave {
+        member: usize,
+    },
+    LeaveStatic {
+        instance: u8,
+    },
+    Commit {
+        member: usize,
+    },
+    Advance {
+        ms: i64,
+    },
+    /// Replays the records so far into a fresh machine, then a snapshot of it into another.
+    Replay,
+    Abort,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let join_new = (proptest::option::of(0u8..3), any::<bool>(), 0u8..3).prop_map(
+        |(instance, known_required, protocols)| Op::JoinNew {
+            instance,
+            known_required,
+            protocols,
+        },
+    );
+    prop_oneof![
+        40 => join_new,
+        40 => (0usize..8, 0u8..3).prop_map(|(member, protocols)| Op::Rejoin { member, protocols }),
+        40 => (0usize..8, any::<bool>(), proptest::bool::weighted(0.1))
+            .prop_map(|(member, assign, stale)| Op::Sync { member, assign, stale }),
+        20 => Just(Op::LeaderSyncs),
+        30 => (0usize..8, proptest::bool::weighted(0.1))
+            .prop_map(|(member, stale)| Op::Heartbeat { member, stale }),
+        30 => Just(Op::Everyone),
+        10 => (0usize..8).prop_map(|member| Op::Leave { member }),
+        10 => (0u8..3).prop_map(|instance| Op::LeaveStatic { instance }),
+        10 => (0usize..8).prop_map(|member| Op::Commit { member }),
+        40 => prop_oneof![4 => 0i64..4000, 1 => 0i64..25_000].prop_map(|ms| Op::Advance { ms }),
+        15 => Just(Op::Replay),
+        1 => Just(Op::Abort),
+    ]
+}
+
+/// What the random clients know: the member ids handed out, the newest generation and its
+/// leader.
+#[derive(Default)]
+struct Clients {
+    ids: Vec<String>,
+    generation: i32,
+    leader: String,
+}
+
+impl Clients {
+    fn member(&self, i: usize) -> Option<String> {
+        self.ids.get(i % self.ids.len().max(1)).cloned()
+    }
+
+    /// An assignment for every known member.
+    fn assignments(&self) -> Vec<(&str, &str)> {
+        self.ids.iter().map(|m| (m.as_str(), "a")).collect()
+    }
+
+    fn learn(&mut self, replies: &HashMap<Token, Reply>) {
+        for r in replies.values() {
+            let Reply::Join(j) = r else { continue };
+            if !j.member_id.is_empty() && !self.ids.contains(&j.member_id) {
+                self.ids.push(j.member_id.clone());
+            }
+            if j.error.is_none() && j.generation >= self.generation {
+                self.generation = j.generation;
+                self.leader = j.leader.clone();
+            }
+        }
+    }
+}
+
+fn protocols(p: u8) -> Vec<(String, Bytes)> {
+    match p {
+        0 => proto("range"),
+        1 => {
+            let mut both = proto("range");
+            both.extend(proto("roundrobin"));
+            both
+        }
+        _ => proto("roundrobin"),
+    }
+}
+
+impl H {
+    /// Runs one random call; the machine checks its invariants after each.
+    fn run(&mut self, op: Op, c: &mut Clients) {
+        match op {
+            Op::JoinNew {
+                instance,
+                known_required,
+                protocols: p,
+            } => {
+                let instance = instance.map(|i| format!("inst-{i}"));
+                let mut req = self.join_req("", instance.as_deref(), protocols(p));
+                req.require_known_member_id = known_required;
+                self.send_join(req);
+            }
+            Op::Rejoin {
+                member,
+                protocols: p,
+            } => {
+                if let Some(id) = c.member(member) {
+                    self.send_join(self.join_req(&id, None, protocols(p)));
+                }
+            }
+            Op::Sync {
+                member,
+                assign,
+                stale,
+            } => {
+                if let Some(id) = c.member(member) {
+                    let given = if assign { c.assignments() } else { vec![] };
+                    self.sync(&id, c.generation - i32::from(stale), given);
+                }
+            }
+            Op::LeaderSyncs => {
+                self.sync(&c.leader, c.generation, c.assignments());
+            }
+            Op::Heartbeat { member, stale } => {
+                if let Some(id) = c.member(member) {
+                    let _ = self.heartbeat(&id, c.generation - i32::from(stale));
+                }
+            }
+            op => self.run_more(op, c),
+        }
+        c.learn(&self.replies);
+    }
+
+    fn run_more(&mut self, op: Op, c: &Clients) {
+        let leave = |h: &mut H, member_id: String, instance_id: Option<String>| {
+            let refs = [MemberRef {
+                member_id,
+                instance_id,
+                generation: -1,
+            }];
+            let (_, fx) = h.g.leave(TimestampMs(h.now), G, &refs);
+            h.absorb(fx);
+        };
+        match op {
+            Op::Everyone => {
+                for id in &c.ids {
+                    if self.heartbeat(id, c.generation) == Err(GroupError::RebalanceInProgress) {
+                        self.send_join(self.join_req(id, None, protocols(0)));
+                    }
+                }
+            }
+            Op::Leave { member } => {
+                if let Some(id) = c.member(member) {
+                    leave(self, id, None);
+                }
+            }
+            Op::LeaveStatic { instance } => {
+                leave(self, String::new(), Some(format!("inst-{instance}")))
+            }
+            Op::Commit { member } => {
+                let _ = self.commit(&c.member(member).unwrap_or_default(), c.generation, 1);
+            }
+            Op::Advance { ms } => self.advance(self.now + ms),
+            Op::Replay => {
+                let now = TimestampMs(self.now);
+                let mut fresh = Groups::new(config(), now, 3);
+                for r in self.records.clone() {
+                    fresh.replay(now, r);
+                }
+                let mut again = Groups::new(config(), now, 5);
+                for r in fresh.snapshot(|_| true) {
+                    again.replay(now, r);
+                }
+            }
+            Op::Abort => {
+                let fx = self.g.abort_parked();
+                self.absorb(fx);
+            }
+            _ => unreachable!("handled by run"),
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 1024, ..Default::default() })]
+    /// Random calls from a small population of dynamic and static members, with time passing:
+    /// the machine asserts its invariants after every one, and once left alone long enough it
+    /// has answered every request it parked.
+    #[test]
+    fn random_calls_keep_the_invariants(ops in proptest::collection::vec(op(), 1..150)) {
+        let mut h = H::new();
+        let mut clients = Clients::default();
+        for op in ops {
+            h.run(op, &mut clients);
+        }
+        h.advance(h.now + 3_600_000);
+        for t in 1..=h.token {
+            proptest::prop_assert!(h.answered(t), "token {} still parked", t);
+        }
+    }
+}
