@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::group::GroupConfig;
+use crate::types::DurationMs;
 
 /// The broker's command-line flags (the whole command line, with the admin subcommands, is
 /// `crate::cli::Cli`). Every flag can also come from the environment or the TOML file.
@@ -294,7 +295,7 @@ fn group_config(cli: &Flags, file: &FileConfig) -> Result<GroupConfig, ConfigErr
         .group_initial_rebalance_delay_ms
         .or(file.group_initial_rebalance_delay_ms)
     {
-        g.initial_rebalance_delay_ms = d.max(0);
+        g.initial_rebalance_delay_ms = DurationMs(d.max(0));
     }
     if let Some(t) = cli
         .group_min_session_timeout_ms
@@ -317,7 +318,7 @@ fn group_config(cli: &Flags, file: &FileConfig) -> Result<GroupConfig, ConfigErr
                 "offsets_retention_minutes must be ≥ 1".into(),
             ));
         }
-        g.offsets_retention_ms = m.saturating_mul(60_000);
+        g.offsets_retention_ms = DurationMs(m.saturating_mul(60_000));
     }
     Ok(g)
 }

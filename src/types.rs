@@ -1,6 +1,7 @@
-//! Newtypes shared by every layer: offsets and timestamps are plain `i64` on the wire, but mixing
-//! an offset with a timestamp or a byte count is a bug the compiler should catch. Handlers convert
-//! at the wire boundary; storage and partitions only see these types.
+//! Newtypes shared by every layer: offsets, timestamps and durations are plain integers on the
+//! wire, but mixing an offset with a timestamp, a timestamp with a timeout, or any of them with a
+//! byte count is a bug the compiler should catch. Handlers convert at the wire boundary; storage,
+//! partitions and the group machine only see these types.
 
 use std::fmt;
 
@@ -47,9 +48,50 @@ impl TimestampMs {
             .unwrap_or_default();
         TimestampMs(d.as_millis() as i64)
     }
+
+    /// The time `d` later (earlier if `d` is negative). Saturates: durations can come from
+    /// the wire or the settings, and a deadline past the end of time is simply never due.
+    pub fn plus(self, d: DurationMs) -> TimestampMs {
+        TimestampMs(self.0.saturating_add(d.0))
+    }
+
+    /// How long after `earlier` this is (negative if it is before). Saturates.
+    pub fn since(self, earlier: TimestampMs) -> DurationMs {
+        DurationMs(self.0.saturating_sub(earlier.0))
+    }
 }
 
 impl fmt::Display for TimestampMs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}
+
+/// A span of time in milliseconds: a timeout, a delay, a retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DurationMs(pub i64);
+
+impl DurationMs {
+    pub const ZERO: DurationMs = DurationMs(0);
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// `self` less `other`, never below zero (what is left of a budget).
+    pub fn minus(self, other: DurationMs) -> DurationMs {
+        DurationMs(self.0.saturating_sub(other.0).max(0))
+    }
+}
+
+impl From<i32> for DurationMs {
+    /// The wire's i32 timeouts (session.timeout.ms, rebalance.timeout.ms).
+    fn from(ms: i32) -> DurationMs {
+        DurationMs(i64::from(ms))
+    }
+}
+
+impl fmt::Display for DurationMs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)
     }

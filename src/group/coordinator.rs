@@ -159,7 +159,7 @@ impl Coordinator {
                         reason: e.to_string(),
                     })?;
                 let mut m = self.machine.borrow_mut();
-                for (_, r) in records.into_iter().filter(|(o, _)| *o >= start.0) {
+                for (_, r) in records.into_iter().filter(|(o, _)| *o >= start) {
                     m.replay(now, r);
                     count += 1;
                 }
@@ -372,7 +372,7 @@ impl Coordinator {
                 drop(self.apply(fx));
             }
             let deadline = self.machine.borrow().next_deadline();
-            let wait = Duration::from_millis((deadline.0 - now.0).clamp(1, 1000) as u64);
+            let wait = Duration::from_millis(deadline.since(now).get().clamp(1, 1000) as u64);
             future::or(listener, runtime::sleep(wait)).await;
         }
     }
@@ -544,7 +544,7 @@ async fn append_when_resumed(
     now: TimestampMs,
 ) -> Result<(crate::storage::AppendInfo, u64), StorageError> {
     loop {
-        let batch = record::encode_batch(records, now.0);
+        let batch = record::encode_batch(records, now);
         let bytes = batch.len() as u64;
         match gl.log.append(batch, now).await {
             Err(StorageError::Paused(_)) if !gl.closing.get() => {
@@ -559,6 +559,7 @@ async fn append_when_resumed(
 mod tests {
     use super::*;
     use crate::storage::io::block_on;
+    use crate::types::Offset;
 
     fn commit(group: &str, offset: i64) -> CommitRequest {
         CommitRequest {
@@ -571,7 +572,7 @@ mod tests {
                 .map(|p| OffsetToCommit {
                     topic: "topic".into(),
                     partition: p,
-                    offset: offset + i64::from(p),
+                    offset: Offset(offset + i64::from(p)),
                     leader_epoch: 1,
                     metadata: Some("some metadata".into()),
                 })
@@ -599,7 +600,7 @@ mod tests {
                 let offsets: Vec<i64> = got[0]
                     .1
                     .iter()
-                    .map(|(_, c)| c.as_ref().unwrap().offset)
+                    .map(|(_, c)| c.as_ref().unwrap().offset.get())
                     .collect();
                 assert_eq!(
                     offsets,

@@ -16,10 +16,10 @@ use indexmap::IndexMap;
 
 use super::record::{Record, StoredGroup, StoredMember};
 use super::*;
-use crate::types::TimestampMs;
+use crate::types::{DurationMs, TimestampMs};
 
 /// Session deadline of a member added during a join phase until it is first answered.
-const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
+const NEW_MEMBER_JOIN_TIMEOUT: DurationMs = DurationMs(300_000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -69,7 +69,7 @@ pub(super) struct Member {
     pub awaiting_join: Option<Token>,
     pub awaiting_sync: Option<Token>,
     pub is_new: bool,
-    pub session_deadline: Option<i64>,
+    pub session_deadline: Option<TimestampMs>,
 }
 
 impl Member {
@@ -80,8 +80,8 @@ impl Member {
             .map(|(_, m)| m.clone())
             .unwrap_or_default()
     }
-    fn refresh(&mut self, now: i64) {
-        self.session_deadline = Some(now + i64::from(self.session_timeout_ms));
+    pub(super) fn refresh(&mut self, now: TimestampMs) {
+        self.session_deadline = Some(now.plus(self.session_timeout_ms.into()));
     }
 }
 
@@ -89,15 +89,22 @@ impl Member {
 /// left to extend into while new members keep arriving, §4.3).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct JoinTimer {
-    pub deadline: i64,
-    pub remaining: Option<i64>,
+    pub deadline: TimestampMs,
+    pub remaining: Option<DurationMs>,
+}
+
+/// The SyncGroup-phase timer of one generation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SyncTimer {
+    pub deadline: TimestampMs,
+    pub generation: i32,
 }
 
 #[derive(Debug, Clone)]
 pub(super) struct Group {
     pub id: String,
     pub state: State,
-    pub state_since: i64,
+    pub state_since: TimestampMs,
     pub generation: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -105,23 +112,27 @@ pub(super) struct Group {
     pub members: IndexMap<String, Member>,
     pub static_members: HashMap<String, String>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, with their deadline to rejoin.
-    pub pending: HashMap<String, i64>,
+    pub pending: HashMap<String, TimestampMs>,
     pub pending_sync: HashSet<String>,
     pub new_member_added: bool,
     pub join_timer: Option<JoinTimer>,
-    /// (deadline, generation) of the SyncGroup phase.
-    pub sync_timer: Option<(i64, i32)>,
+    pub sync_timer: Option<SyncTimer>,
     pub offsets: HashMap<(String, i32), Committed>,
     /// The last persisted group record (what a snapshot writes).
     pub stored: Option<StoredGroup>,
+    /// The generation at the last invariant check (it may only rise).
+    pub checked_generation: i32,
 }
 
 /// Every group of one shard.
 pub struct Groups {
     pub(super) config: GroupConfig,
     pub(super) groups: HashMap<String, Group>,
-    next_expiry_scan: i64,
+    next_expiry_scan: TimestampMs,
     id_seed: u64,
+    /// `abort_parked` ran (shutdown): the members it answered wait for nothing any more, so
+    /// the invariants about parked requests are relaxed.
+    pub(super) aborted: bool,
 }
 
 type JoinResult = std::result::Result<(), (GroupError, String)>;
@@ -130,10 +141,11 @@ impl Groups {
     /// `seed` makes member ids unique across restarts (pass a random value).
     pub fn new(config: GroupConfig, now: TimestampMs, seed: u64) -> Groups {
         Groups {
-            next_expiry_scan: now.0 + config.offsets_retention_check_ms,
+            next_expiry_scan: now.plus(config.offsets_retention_check_ms),
             config,
             groups: HashMap::new(),
             id_seed: seed,
+            aborted: false,
         }
     }
 
@@ -152,7 +164,11 @@ impl Groups {
     }
 
     /// Creates an Empty group, within `groups_max`.
-    pub(super) fn create(&mut self, id: &str, now: i64) -> std::result::Result<(), GroupError> {
+    pub(super) fn create(
+        &mut self,
+        id: &str,
+        now: TimestampMs,
+    ) -> std::result::Result<(), GroupError> {
         if self.groups.len() >= self.config.groups_max {
             return Err(GroupError::CoordinatorNotAvailable);
         }
@@ -165,18 +181,19 @@ impl Groups {
     pub fn join(&mut self, now: TimestampMs, token: Token, req: JoinRequest) -> Effects {
         let mut fx = Effects::default();
         let group = req.group.clone();
-        if let Err((e, member_id)) = self.join_inner(now.0, token, req, &mut fx) {
+        if let Err((e, member_id)) = self.join_inner(now, token, req, &mut fx) {
             fx.join(token, JoinReply::failed(e, member_id));
             if self.groups.get(&group).is_some_and(Group::is_vacant) {
                 self.groups.remove(&group); // created by this failed request: leave no trace
             }
         }
+        self.check_group(&group);
         fx
     }
 
     fn join_inner(
         &mut self,
-        now: i64,
+        now: TimestampMs,
         token: Token,
         req: JoinRequest,
         fx: &mut Effects,
@@ -223,7 +240,11 @@ impl Groups {
         } else {
             match self.groups.get_mut(&req.group) {
                 None => Err(GroupError::UnknownMemberId),
-                Some(g) => g.sync(now.0, token, req, &mut fx),
+                Some(g) => {
+                    let result = g.sync(now, token, req, &mut fx);
+                    g.check_invariants(self.aborted);
+                    result
+                }
             }
         };
         if let Err(e) = result {
@@ -234,6 +255,17 @@ impl Groups {
 
     /// Heartbeat (§6.4).
     pub fn heartbeat(
+        &mut self,
+        now: TimestampMs,
+        group: &str,
+        m: &MemberRef,
+    ) -> Result<(), GroupError> {
+        let result = self.heartbeat_inner(now, group, m);
+        self.check_group(group);
+        result
+    }
+
+    fn heartbeat_inner(
         &mut self,
         now: TimestampMs,
         group: &str,
@@ -255,7 +287,7 @@ impl Groups {
             return Err(GroupError::UnknownMemberId);
         }
         if let Some(member) = g.members.get_mut(&m.member_id) {
-            member.refresh(now.0);
+            member.refresh(now);
         }
         match state {
             State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
@@ -283,16 +315,17 @@ impl Groups {
         };
         let results = members
             .iter()
-            .map(|m| g.leave_one(now.0, m, &config, &mut fx))
+            .map(|m| g.leave_one(now, m, &config, &mut fx))
             .collect();
-        g.try_complete_join(now.0, &mut fx);
+        g.try_complete_join(now, &mut fx);
+        g.check_invariants(self.aborted);
         (Ok(results), fx)
     }
 
     /// The earliest time `tick` has work to do.
     pub fn next_deadline(&self) -> TimestampMs {
         let groups = self.groups.values().filter_map(Group::next_deadline).min();
-        TimestampMs(groups.map_or(self.next_expiry_scan, |d| d.min(self.next_expiry_scan)))
+        groups.map_or(self.next_expiry_scan, |d| d.min(self.next_expiry_scan))
     }
 
     /// Fires every timer due at `now`: join and sync phase ends, session expiries, offset
@@ -301,17 +334,24 @@ impl Groups {
         let mut fx = Effects::default();
         let config = self.config.clone();
         for g in self.groups.values_mut() {
-            g.fire_timers(now.0, &config, &mut fx);
+            g.fire_timers(now, &config, &mut fx);
         }
-        if now.0 >= self.next_expiry_scan {
-            self.next_expiry_scan = now.0 + config.offsets_retention_check_ms;
-            self.expire_offsets(now.0, &mut fx);
+        if now >= self.next_expiry_scan {
+            self.next_expiry_scan = now.plus(config.offsets_retention_check_ms);
+            self.expire_offsets(now, &mut fx);
         }
+        self.check_invariants();
         fx
     }
 
     /// Applies a persisted record while loading a group log (in log order).
     pub fn replay(&mut self, now: TimestampMs, r: Record) {
+        let id = r.group().to_string();
+        self.replay_inner(now, r);
+        self.check_group(&id);
+    }
+
+    fn replay_inner(&mut self, now: TimestampMs, r: Record) {
         match r {
             Record::Offset {
                 group,
@@ -322,7 +362,7 @@ impl Groups {
                 let g = self
                     .groups
                     .entry(group.clone())
-                    .or_insert_with(|| Group::new(group, now.0));
+                    .or_insert_with(|| Group::new(group, now));
                 match value {
                     Some(c) => g.offsets.insert((topic, partition), c),
                     None => g.offsets.remove(&(topic, partition)),
@@ -340,7 +380,7 @@ impl Groups {
                     .remove(&group)
                     .map(|g| g.offsets)
                     .unwrap_or_default();
-                let mut g = Group::from_stored(group.clone(), stored, now.0);
+                let mut g = Group::from_stored(group.clone(), stored, now);
                 g.offsets = offsets;
                 self.groups.insert(group, g);
             }
@@ -372,6 +412,7 @@ impl Groups {
 
     /// Answers every parked request (shutdown): members will rejoin the next broker.
     pub fn abort_parked(&mut self) -> Effects {
+        self.aborted = true;
         let mut fx = Effects::default();
         for g in self.groups.values_mut() {
             for m in g.members.values_mut() {
@@ -386,6 +427,7 @@ impl Groups {
                 }
             }
         }
+        self.check_invariants();
         fx
     }
 }
@@ -414,7 +456,7 @@ fn splitmix(s: &mut u64) -> u64 {
 }
 
 impl Group {
-    fn new(id: String, now: i64) -> Group {
+    fn new(id: String, now: TimestampMs) -> Group {
         Group {
             id,
             state: State::Empty,
@@ -432,12 +474,13 @@ impl Group {
             sync_timer: None,
             offsets: HashMap::new(),
             stored: None,
+            checked_generation: 0,
         }
     }
 
     /// A group as loaded from its record: Stable with its members if it had any (they keep
     /// heart-beating at their generation across a broker restart), else Empty.
-    fn from_stored(id: String, s: StoredGroup, now: i64) -> Group {
+    fn from_stored(id: String, s: StoredGroup, now: TimestampMs) -> Group {
         let mut g = Group::new(id, s.state_since_ms);
         g.generation = s.generation;
         g.protocol_type = s.protocol_type.clone();
@@ -459,7 +502,7 @@ impl Group {
                 awaiting_join: None,
                 awaiting_sync: None,
                 is_new: false,
-                session_deadline: Some(now + i64::from(m.session_timeout_ms)),
+                session_deadline: Some(now.plus(m.session_timeout_ms.into())),
             };
             if let Some(i) = &m.instance_id {
                 g.static_members.insert(i.clone(), m.member_id.clone());
@@ -527,17 +570,18 @@ impl Group {
             && self.stored.is_none()
     }
 
-    fn transition(&mut self, to: State, now: i64) {
+    fn transition(&mut self, to: State, now: TimestampMs) {
         self.state = to;
         self.state_since = now;
     }
 
-    pub(super) fn rebalance_timeout_ms(&self) -> i64 {
+    /// The longest rebalance timeout of the members: how long a join or sync phase lasts.
+    pub(super) fn rebalance_timeout(&self) -> DurationMs {
         self.members
             .values()
-            .map(|m| i64::from(m.rebalance_timeout_ms))
+            .map(|m| DurationMs::from(m.rebalance_timeout_ms))
             .max()
-            .unwrap_or(0)
+            .unwrap_or(DurationMs::ZERO)
     }
 
     fn all_joined(&self) -> bool {
@@ -598,7 +642,7 @@ impl Group {
     /// A request with no member id (§4.1.5).
     fn join_new(
         &mut self,
-        now: i64,
+        now: TimestampMs,
         token: Token,
         req: JoinRequest,
         id: String,
@@ -616,7 +660,7 @@ impl Group {
         match (&req.instance_id, known) {
             (Some(_), Some(old)) => self.replace_static(now, token, req, old, id, config, fx),
             (None, _) if req.require_known_member_id => {
-                let deadline = now + i64::from(req.session_timeout_ms);
+                let deadline = now.plus(req.session_timeout_ms.into());
                 self.pending.insert(id.clone(), deadline);
                 Err((GroupError::MemberIdRequired, id))
             }
@@ -630,7 +674,7 @@ impl Group {
     /// A request with a member id (§4.1.6).
     fn join_known(
         &mut self,
-        now: i64,
+        now: TimestampMs,
         token: Token,
         req: JoinRequest,
         config: &GroupConfig,
@@ -704,7 +748,13 @@ impl Group {
         }
     }
 
-    fn update_and_park(&mut self, now: i64, token: Token, req: &JoinRequest, fx: &mut Effects) {
+    fn update_and_park(
+        &mut self,
+        now: TimestampMs,
+        token: Token,
+        req: &JoinRequest,
+        fx: &mut Effects,
+    ) {
         let m = self
             .members
             .get_mut(&req.member_id)
@@ -724,7 +774,7 @@ impl Group {
     /// §4.2: a new member, parked until the join phase completes.
     fn add_member(
         &mut self,
-        now: i64,
+        now: TimestampMs,
         token: Token,
         req: JoinRequest,
         id: String,
@@ -756,7 +806,7 @@ impl Group {
             awaiting_join: Some(token),
             awaiting_sync: None,
             is_new: true,
-            session_deadline: Some(now + NEW_MEMBER_JOIN_TIMEOUT_MS),
+            session_deadline: Some(now.plus(NEW_MEMBER_JOIN_TIMEOUT)),
         };
         self.members.insert(id, member);
         if self.state != State::PreparingRebalance {
@@ -769,7 +819,7 @@ impl Group {
     #[allow(clippy::too_many_arguments)]
     fn replace_static(
         &mut self,
-        now: i64,
+        now: TimestampMs,
         token: Token,
         req: JoinRequest,
         old: String,
@@ -830,7 +880,7 @@ impl Group {
     }
 
     /// §4.2: start (or restart) a join phase.
-    fn prepare_rebalance(&mut self, now: i64, config: &GroupConfig, fx: &mut Effects) {
+    fn prepare_rebalance(&mut self, now: TimestampMs, config: &GroupConfig, fx: &mut Effects) {
         if self.state == State::CompletingRebalance {
             for m in self.members.values_mut() {
                 if let Some(t) = m.awaiting_sync.take() {
@@ -842,16 +892,16 @@ impl Group {
         }
         self.pending_sync.clear();
         self.sync_timer = None;
-        let timeout = self.rebalance_timeout_ms();
+        let timeout = self.rebalance_timeout();
         self.join_timer = Some(if self.state == State::Empty {
             let delay = config.initial_rebalance_delay_ms;
             JoinTimer {
-                deadline: now + delay,
-                remaining: Some((timeout - delay).max(0)),
+                deadline: now.plus(delay),
+                remaining: Some(timeout.minus(delay)),
             }
         } else {
             JoinTimer {
-                deadline: now + timeout,
+                deadline: now.plus(timeout),
                 remaining: None,
             }
         });
@@ -859,7 +909,7 @@ impl Group {
     }
 
     /// §4.3: complete the join phase early when everyone has joined (normal timer only).
-    fn try_complete_join(&mut self, now: i64, fx: &mut Effects) {
+    fn try_complete_join(&mut self, now: TimestampMs, fx: &mut Effects) {
         if self.state != State::PreparingRebalance {
             return;
         }
@@ -870,15 +920,15 @@ impl Group {
     }
 
     /// §4.3: the join timer fired.
-    fn join_timer_fired(&mut self, now: i64, config: &GroupConfig, fx: &mut Effects) {
+    fn join_timer_fired(&mut self, now: TimestampMs, config: &GroupConfig, fx: &mut Effects) {
         let Some(timer) = self.join_timer else { return };
         if let Some(remaining) = timer.remaining {
-            if self.new_member_added && remaining > 0 {
+            if self.new_member_added && remaining > DurationMs::ZERO {
                 self.new_member_added = false;
                 let delay = config.initial_rebalance_delay_ms.min(remaining);
                 self.join_timer = Some(JoinTimer {
-                    deadline: now + delay,
-                    remaining: Some((remaining - delay).max(0)),
+                    deadline: now.plus(delay),
+                    remaining: Some(remaining.minus(delay)),
                 });
                 return;
             }
@@ -888,7 +938,7 @@ impl Group {
 
     /// §4.3: end of the join phase: drop who did not rejoin, pick the protocol, answer every
     /// parked JoinGroup (the leader with the member list) and wait for the SyncGroups.
-    fn complete_join(&mut self, now: i64, fx: &mut Effects) {
+    fn complete_join(&mut self, now: TimestampMs, fx: &mut Effects) {
         self.join_timer = None;
         let gone: Vec<String> = self
             .members
@@ -920,7 +970,7 @@ impl Group {
                 }
             }
             self.join_timer = Some(JoinTimer {
-                deadline: now + self.rebalance_timeout_ms(),
+                deadline: now.plus(self.rebalance_timeout()),
                 remaining: None,
             });
             return;
@@ -947,7 +997,10 @@ impl Group {
             m.is_new = false;
             self.pending_sync.insert(id);
         }
-        self.sync_timer = Some((now + self.rebalance_timeout_ms(), self.generation));
+        self.sync_timer = Some(SyncTimer {
+            deadline: now.plus(self.rebalance_timeout()),
+            generation: self.generation,
+        });
     }
 
     /// The protocol every member supports that most members prefer (ties: the leader's
@@ -1001,7 +1054,13 @@ impl Group {
     }
 
     /// §6.2: remove a member and start a rebalance (or finish the running join phase).
-    fn remove_and_rebalance(&mut self, now: i64, id: &str, config: &GroupConfig, fx: &mut Effects) {
+    fn remove_and_rebalance(
+        &mut self,
+        now: TimestampMs,
+        id: &str,
+        config: &GroupConfig,
+        fx: &mut Effects,
+    ) {
         self.remove_member(id, fx);
         match self.state {
             State::Stable | State::CompletingRebalance => self.prepare_rebalance(now, config, fx),
@@ -1012,7 +1071,7 @@ impl Group {
 
     fn leave_one(
         &mut self,
-        now: i64,
+        now: TimestampMs,
         m: &MemberRef,
         config: &GroupConfig,
         fx: &mut Effects,
@@ -1037,7 +1096,7 @@ impl Group {
 
     fn sync(
         &mut self,
-        now: i64,
+        now: TimestampMs,
         token: Token,
         req: SyncRequest,
         fx: &mut Effects,
@@ -1090,7 +1149,7 @@ impl Group {
     }
 
     /// The leader's SyncGroup: store the assignment, answer every parked SyncGroup, Stable.
-    fn assign(&mut self, now: i64, assignments: Vec<(String, Bytes)>, fx: &mut Effects) {
+    fn assign(&mut self, now: TimestampMs, assignments: Vec<(String, Bytes)>, fx: &mut Effects) {
         let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
         for m in self.members.values_mut() {
             m.assignment = given.remove(&m.id).unwrap_or_default();
@@ -1108,18 +1167,18 @@ impl Group {
         }
     }
 
-    fn next_deadline(&self) -> Option<i64> {
+    fn next_deadline(&self) -> Option<TimestampMs> {
         let members = self.members.values().filter_map(|m| m.session_deadline);
         let pending = self.pending.values().copied();
         let timers = self
             .join_timer
             .map(|t| t.deadline)
             .into_iter()
-            .chain(self.sync_timer.map(|t| t.0));
+            .chain(self.sync_timer.map(|t| t.deadline));
         members.chain(pending).chain(timers).min()
     }
 
-    fn fire_timers(&mut self, now: i64, config: &GroupConfig, fx: &mut Effects) {
+    fn fire_timers(&mut self, now: TimestampMs, config: &GroupConfig, fx: &mut Effects) {
         let expired: Vec<String> = self
             .pending
             .iter()
@@ -1153,16 +1212,22 @@ impl Group {
         if self.join_timer.is_some_and(|t| t.deadline <= now) {
             self.join_timer_fired(now, config, fx);
         }
-        if let Some((deadline, generation)) = self.sync_timer {
-            if deadline <= now {
+        if let Some(timer) = self.sync_timer {
+            if timer.deadline <= now {
                 self.sync_timer = None;
-                self.sync_expired(now, generation, config, fx);
+                self.sync_expired(now, timer.generation, config, fx);
             }
         }
     }
 
     /// §4.3: members that did not SyncGroup in time are removed, and the group rebalances.
-    fn sync_expired(&mut self, now: i64, generation: i32, config: &GroupConfig, fx: &mut Effects) {
+    fn sync_expired(
+        &mut self,
+        now: TimestampMs,
+        generation: i32,
+        config: &GroupConfig,
+        fx: &mut Effects,
+    ) {
         let in_sync = matches!(self.state, State::CompletingRebalance | State::Stable);
         if generation != self.generation || !in_sync || self.pending_sync.is_empty() {
             return;

@@ -7,6 +7,7 @@
 //! - [`machine::Groups`] is the pure state machine: requests and the current time come in as
 //!   arguments; responses (also to requests parked earlier), records to persist and the next
 //!   deadline go out as values. No I/O, no clock, no executor: unit tests drive it directly.
+//!   `invariants` asserts what the machine keeps true after each call (debug builds, tests).
 //! - [`record`] is the persisted form (group metadata and committed offsets as key/value
 //!   records in Kafka record batches) and its replay.
 //! - [`coordinator`] is the I/O edge: it owns the machine, the group logs (one
@@ -17,6 +18,7 @@
 //! coordinator and the clients' sources); section numbers (§4.3) in comments point there.
 
 pub mod coordinator;
+mod invariants;
 pub mod machine;
 pub mod offsets;
 pub mod record;
@@ -24,6 +26,8 @@ pub mod record;
 mod tests;
 
 use bytes::Bytes;
+
+use crate::types::{DurationMs, Offset, TimestampMs};
 
 pub use coordinator::Coordinator;
 pub use machine::Groups;
@@ -60,13 +64,13 @@ pub struct GroupConfig {
     /// group.max.session.timeout.ms
     pub session_timeout_ms_max: i32,
     /// group.initial.rebalance.delay.ms
-    pub initial_rebalance_delay_ms: i64,
+    pub initial_rebalance_delay_ms: DurationMs,
     /// group.max.size
     pub members_max: usize,
     /// offsets.retention.minutes, in ms.
-    pub offsets_retention_ms: i64,
+    pub offsets_retention_ms: DurationMs,
     /// offsets.retention.check.interval.ms
-    pub offsets_retention_check_ms: i64,
+    pub offsets_retention_check_ms: DurationMs,
     /// offset.metadata.max.bytes
     pub offset_metadata_bytes_max: usize,
     /// Groups one shard may hold; JoinGroup/OffsetCommit creating more are refused.
@@ -81,10 +85,10 @@ impl Default for GroupConfig {
         GroupConfig {
             session_timeout_ms_min: 6000,
             session_timeout_ms_max: 1_800_000,
-            initial_rebalance_delay_ms: 3000,
+            initial_rebalance_delay_ms: DurationMs(3000),
             members_max: 100_000,
-            offsets_retention_ms: 7 * 24 * 3600 * 1000,
-            offsets_retention_check_ms: 600_000,
+            offsets_retention_ms: DurationMs(7 * 24 * 3600 * 1000),
+            offsets_retention_check_ms: DurationMs(600_000),
             offset_metadata_bytes_max: 4096,
             groups_max: 100_000,
             log_compact_bytes_min: 16 << 20,
@@ -225,7 +229,7 @@ pub struct MemberRef {
 pub struct OffsetToCommit {
     pub topic: String,
     pub partition: i32,
-    pub offset: i64,
+    pub offset: Offset,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
 }
@@ -235,7 +239,7 @@ pub struct CommitRequest {
     pub group: String,
     pub member: MemberRef,
     /// v2-4's retention_time_ms, when not -1.
-    pub retention_ms: Option<i64>,
+    pub retention_ms: Option<DurationMs>,
     /// v9+: an unknown group is GROUP_ID_NOT_FOUND rather than ILLEGAL_GENERATION.
     pub group_id_not_found: bool,
     pub offsets: Vec<OffsetToCommit>,
@@ -244,12 +248,12 @@ pub struct CommitRequest {
 /// A committed offset as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
-    pub offset: i64,
+    pub offset: Offset,
     pub leader_epoch: i32,
     pub metadata: String,
-    pub commit_ms: i64,
+    pub commit_ms: TimestampMs,
     /// Explicit expiry (OffsetCommit v2-4 retention_time_ms).
-    pub expire_ms: Option<i64>,
+    pub expire_ms: Option<TimestampMs>,
 }
 
 /// Topics with partitions, the shape of OffsetFetch and OffsetDelete requests.

@@ -22,7 +22,7 @@ impl Groups {
     ) -> (Vec<Result<(), GroupError>>, Effects) {
         let mut fx = Effects::default();
         let n = req.offsets.len();
-        if let Err(e) = self.validate_commit(now.0, &req) {
+        if let Err(e) = self.validate_commit(now, &req) {
             return (vec![Err(e); n], fx);
         }
         let max = self.config.offset_metadata_bytes_max;
@@ -39,8 +39,8 @@ impl Groups {
                     offset: o.offset,
                     leader_epoch: o.leader_epoch,
                     metadata,
-                    commit_ms: now.0,
-                    expire_ms: req.retention_ms.map(|r| now.0.saturating_add(r)),
+                    commit_ms: now,
+                    expire_ms: req.retention_ms.map(|r| now.plus(r)),
                 };
                 g.offsets.insert((o.topic.clone(), o.partition), c.clone());
                 fx.records.push(Record::Offset {
@@ -52,11 +52,12 @@ impl Groups {
                 Ok(())
             })
             .collect();
+        g.check_invariants(self.aborted);
         (results, fx)
     }
 
     /// §7.1's group-level checks; creates a "simple" group for a standalone commit.
-    fn validate_commit(&mut self, now: i64, req: &CommitRequest) -> Result<(), GroupError> {
+    fn validate_commit(&mut self, now: TimestampMs, req: &CommitRequest) -> Result<(), GroupError> {
         let m = &req.member;
         let Some(g) = self.groups.get_mut(&req.group) else {
             if m.generation < 0 {
@@ -83,7 +84,7 @@ impl Groups {
             return Err(GroupError::RebalanceInProgress);
         }
         if let Some(member) = g.members.get_mut(&m.member_id) {
-            member.session_deadline = Some(now + i64::from(member.session_timeout_ms));
+            member.refresh(now);
         }
         Ok(())
     }
@@ -153,6 +154,7 @@ impl Groups {
                 (t, parts)
             })
             .collect();
+        g.check_invariants(self.aborted);
         (Ok(results), fx)
     }
 
@@ -224,6 +226,7 @@ impl Groups {
                 Ok(())
             }
         };
+        self.check_group(group);
         (result, fx)
     }
 
@@ -242,16 +245,17 @@ impl Groups {
                 fx.records.push(offset_tombstone(&g.id, &t, p));
             }
         }
+        self.check_invariants();
         fx
     }
 
     /// §7.3: expire offsets, then drop Empty groups left with none.
-    pub(super) fn expire_offsets(&mut self, now: i64, fx: &mut Effects) {
+    pub(super) fn expire_offsets(&mut self, now: TimestampMs, fx: &mut Effects) {
         let retention = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
         for g in self.groups.values_mut() {
             let subscribed = g.subscribed_topics();
-            let empty_for = (g.state == State::Empty).then(|| now - g.state_since);
+            let empty_for = (g.state == State::Empty).then(|| now.since(g.state_since));
             let expired: Vec<(String, i32)> = g
                 .offsets
                 .iter()
@@ -261,11 +265,11 @@ impl Groups {
                     }
                     match (&g.protocol_type, empty_for) {
                         (Some(_), Some(age)) => age >= retention,
-                        (None, _) => now - c.commit_ms >= retention,
+                        (None, _) => now.since(c.commit_ms) >= retention,
                         (Some(pt), None) if pt == "consumer" && g.state == State::Stable => {
-                            subscribed
-                                .as_ref()
-                                .is_some_and(|s| !s.contains(t) && now - c.commit_ms >= retention)
+                            subscribed.as_ref().is_some_and(|s| {
+                                !s.contains(t) && now.since(c.commit_ms) >= retention
+                            })
                         }
                         _ => false,
                     }

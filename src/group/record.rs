@@ -14,6 +14,7 @@ use kafka_protocol::records::{
 };
 
 use super::Committed;
+use crate::types::{Offset, TimestampMs};
 
 const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
@@ -52,7 +53,7 @@ pub struct StoredGroup {
     pub protocol_name: Option<String>,
     pub leader: Option<String>,
     /// When the group entered its current state (offset expiry of empty groups counts from it).
-    pub state_since_ms: i64,
+    pub state_since_ms: TimestampMs,
     pub members: Vec<StoredMember>,
 }
 
@@ -76,7 +77,7 @@ pub struct DecodeError(&'static str);
 type Result<T> = std::result::Result<T, DecodeError>;
 
 /// Encodes records as one uncompressed v2 batch (offsets are assigned by the log).
-pub fn encode_batch(records: &[Record], now_ms: i64) -> BytesMut {
+pub fn encode_batch(records: &[Record], now: TimestampMs) -> BytesMut {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let wire: Vec<WireRecord> = records
         .iter()
@@ -95,7 +96,7 @@ pub fn encode_batch(records: &[Record], now_ms: i64) -> BytesMut {
                 // The encoder starts a new batch unless offset − sequence is constant; this
                 // keeps one batch with base sequence -1 (no producer id).
                 sequence: i as i32 - 1,
-                timestamp: now_ms,
+                timestamp: now.get(),
                 key: Some(key),
                 value,
                 headers: Default::default(),
@@ -112,13 +113,13 @@ pub fn encode_batch(records: &[Record], now_ms: i64) -> BytesMut {
 }
 
 /// Decodes every record of a run of batches read from a group log, with its offset.
-pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<(i64, Record)>> {
+pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<(Offset, Record)>> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let set = RecordBatchDecoder::decode(&mut bytes).map_err(|_| DecodeError("batch"))?;
         for r in set.records {
             let key = r.key.ok_or(DecodeError("record without key"))?;
-            out.push((r.offset, decode(key, r.value)?));
+            out.push((Offset(r.offset), decode(key, r.value)?));
         }
     }
     Ok(out)
@@ -175,28 +176,28 @@ pub fn decode(key: Bytes, value: Option<Bytes>) -> Result<Record> {
 fn encode_offset(c: &Committed) -> Bytes {
     let mut b = BytesMut::new();
     b.put_u8(VALUE_VERSION);
-    b.put_i64(c.offset);
+    b.put_i64(c.offset.get());
     b.put_i32(c.leader_epoch);
     put_str(&mut b, &c.metadata);
-    b.put_i64(c.commit_ms);
-    b.put_i64(c.expire_ms.unwrap_or(-1));
+    b.put_i64(c.commit_ms.get());
+    b.put_i64(c.expire_ms.unwrap_or(TimestampMs::NONE).get());
     b.freeze()
 }
 
 fn decode_offset(v: Bytes) -> Result<Committed> {
     let mut r = Reader(v);
     r.version()?;
-    let offset = r.i64()?;
+    let offset = Offset(r.i64()?);
     let leader_epoch = r.i32()?;
     let metadata = r.string()?;
-    let commit_ms = r.i64()?;
+    let commit_ms = TimestampMs(r.i64()?);
     let expire = r.i64()?;
     Ok(Committed {
         offset,
         leader_epoch,
         metadata,
         commit_ms,
-        expire_ms: (expire >= 0).then_some(expire),
+        expire_ms: (expire >= 0).then_some(TimestampMs(expire)),
     })
 }
 
@@ -207,7 +208,7 @@ fn encode_group(g: &StoredGroup) -> Bytes {
     b.put_i32(g.generation);
     put_opt_str(&mut b, g.protocol_name.as_deref());
     put_opt_str(&mut b, g.leader.as_deref());
-    b.put_i64(g.state_since_ms);
+    b.put_i64(g.state_since_ms.get());
     b.put_u32(g.members.len() as u32);
     for m in &g.members {
         put_str(&mut b, &m.member_id);
@@ -230,7 +231,7 @@ fn decode_group(v: Bytes) -> Result<StoredGroup> {
         generation: r.i32()?,
         protocol_name: r.opt_string()?,
         leader: r.opt_string()?,
-        state_since_ms: r.i64()?,
+        state_since_ms: TimestampMs(r.i64()?),
         members: Vec::new(),
     };
     let n = r.u32()?;
@@ -327,10 +328,10 @@ mod tests {
                 topic: "t".into(),
                 partition: 3,
                 value: Some(Committed {
-                    offset: 42,
+                    offset: Offset(42),
                     leader_epoch: 7,
                     metadata: "meta".into(),
-                    commit_ms: 1000,
+                    commit_ms: TimestampMs(1000),
                     expire_ms: None,
                 }),
             },
@@ -347,7 +348,7 @@ mod tests {
                     generation: 5,
                     protocol_name: Some("range".into()),
                     leader: Some("m-1".into()),
-                    state_since_ms: 99,
+                    state_since_ms: TimestampMs(99),
                     members: vec![StoredMember {
                         member_id: "m-1".into(),
                         instance_id: Some("i".into()),
@@ -370,7 +371,7 @@ mod tests {
     #[test]
     fn records_round_trip_through_a_batch() {
         let recs = samples();
-        let batch = encode_batch(&recs, 5).freeze();
+        let batch = encode_batch(&recs, TimestampMs(5)).freeze();
         crate::storage::batch::validate(&batch, true).expect("a valid v2 batch");
         let back: Vec<Record> = decode_batches(batch)
             .unwrap()
@@ -393,5 +394,73 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The bytes of every record kind, pinned: group logs written by earlier builds must
+    /// replay, so a change of the Rust types must not change the encoding.
+    #[test]
+    fn the_encoding_is_pinned() {
+        let mut records = samples();
+        records.push(Record::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: Some(Committed {
+                offset: Offset(-1),
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_ms: TimestampMs(2000),
+                expire_ms: Some(TimestampMs(5000)),
+            }),
+        });
+        let want = [
+            (
+                "000000000167000000017400000003",
+                Some(
+                    "00000000000000002a00000007000000046d65746100000000000003e8\
+                     ffffffffffffffff",
+                ),
+            ),
+            ("000000000167000000017400000004", None),
+            (
+                "010000000167",
+                Some(
+                    "000100000008636f6e73756d657200000005010000000572616e676501000000\
+                     036d2d31000000000000006300000001000000036d2d31010000000169000000\
+                     01630000000a2f3132372e302e302e31000027100000ea600000000200010000\
+                     00020002",
+                ),
+            ),
+            ("0100000004676f6e65", None),
+            (
+                "000000000167000000017400000000",
+                Some(
+                    "00ffffffffffffffffffffffff0000000000000000000007d0\
+                     0000000000001388",
+                ),
+            ),
+        ];
+        assert_eq!(records.len(), want.len());
+        for (r, (key, value)) in records.iter().zip(want) {
+            let (k, v) = encode(r);
+            assert_eq!(hex(&k), key, "{r:?}");
+            assert_eq!(v.map(|v| hex(&v)), value.map(String::from), "{r:?}");
+        }
+        let batch = encode_batch(&samples(), TimestampMs(5));
+        assert_eq!(
+            hex(&batch),
+            "00000000000000000000010500000000027f8cd94e00000000000300000000000000050000\
+             000000000005ffffffffffffffffffffffffffff00000004740000001e00000000016700\
+             00000174000000034a00000000000000002a00000007000000046d657461000000000000\
+             03e8ffffffffffffffff002a0000021e0000000001670000000174000000040100e20100\
+             00040c010000000167c801000100000008636f6e73756d657200000005010000000572616e\
+             676501000000036d2d31000000000000006300000001000000036d2d3101000000016900\
+             000001630000000a2f3132372e302e302e31000027100000ea6000000002000100000002\
+             0002001e000006120100000004676f6e650100"
+        );
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::machine::{Effects, Groups};
 use super::record::Record;
 use super::*;
-use crate::types::TimestampMs;
+use crate::types::{DurationMs, Offset, TimestampMs};
 
 const G: &str = "g";
 
@@ -23,7 +23,7 @@ struct H {
 
 fn config() -> GroupConfig {
     GroupConfig {
-        initial_rebalance_delay_ms: 3000,
+        initial_rebalance_delay_ms: DurationMs(3000),
         ..GroupConfig::default()
     }
 }
@@ -194,7 +194,7 @@ impl H {
             offsets: vec![OffsetToCommit {
                 topic: "t".into(),
                 partition: 0,
-                offset,
+                offset: Offset(offset),
                 leader_epoch: 3,
                 metadata: Some("m".into()),
             }],
@@ -209,7 +209,7 @@ impl H {
         self.g.fetch_offsets(G, topics)[0].1[0]
             .1
             .as_ref()
-            .map(|c| c.offset)
+            .map(|c| c.offset.get())
     }
 }
 
@@ -569,7 +569,7 @@ fn oversized_offset_metadata_is_refused_per_partition() {
         offsets: vec![OffsetToCommit {
             topic: "t".into(),
             partition: 0,
-            offset: 1,
+            offset: Offset(1),
             leader_epoch: -1,
             metadata: Some("x".repeat(4097)),
         }],
@@ -620,8 +620,8 @@ fn fetch_offsets_of_unknown_groups_and_partitions_is_empty_not_an_error() {
 #[test]
 fn offsets_of_empty_groups_expire_after_retention() {
     let mut c = config();
-    c.offsets_retention_ms = 60_000;
-    c.offsets_retention_check_ms = 1000;
+    c.offsets_retention_ms = DurationMs(60_000);
+    c.offsets_retention_check_ms = DurationMs(1000);
     let mut h = H::with(c);
     assert_eq!(h.commit("", -1, 7), Ok(()));
     h.advance(59_000);
@@ -728,4 +728,339 @@ fn a_pending_member_id_cannot_become_static() {
     let req = h.join_req(&id, Some("inst"), proto("range"));
     let t = h.send_join(req);
     assert_eq!(h.join_reply(t).error, Some(GroupError::UnknownMemberId));
+}
+
+/// The panic message of `f`, which must panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .expect_err("expected a failed invariant");
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast::<&str>()
+            .map_or_else(|_| String::new(), |s| s.to_string()),
+    }
+}
+
+#[test]
+fn check_invariants_catches_broken_states() {
+    use super::machine::{Group, State};
+    type Corrupt = fn(&mut Group);
+    fn follower(g: &mut Group) -> &mut super::machine::Member {
+        let leader = g.leader.clone();
+        g.members
+            .values_mut()
+            .find(|m| Some(&m.id) != leader.as_ref())
+            .expect("a follower")
+    }
+    let cases: &[(&str, Corrupt)] = &[
+        ("leader ghost is not a member", |g| {
+            g.leader = Some("ghost".into())
+        }),
+        ("generation went back", |g| g.generation -= 1),
+        ("SyncGroup parked in Stable", |g| {
+            follower(g).awaiting_sync = Some(99)
+        }),
+        ("JoinGroup parked in Stable", |g| {
+            follower(g).awaiting_join = Some(99)
+        }),
+        ("Empty with members", |g| g.state = State::Empty),
+        ("Stable and the join timer disagree", |g| {
+            g.join_timer = Some(super::machine::JoinTimer {
+                deadline: TimestampMs(0),
+                remaining: None,
+            })
+        }),
+        ("instance id i maps to ghost", |g| {
+            g.static_members.insert("i".into(), "ghost".into());
+        }),
+        ("maps elsewhere", |g| {
+            follower(g).instance_id = Some("i".into())
+        }),
+        ("is also a member", |g| {
+            let id = follower(g).id.clone();
+            g.pending.insert(id, TimestampMs(0));
+        }),
+        ("no session deadline and waits for nothing", |g| {
+            follower(g).session_deadline = None
+        }),
+        ("no protocol common to every member", |g| {
+            follower(g).protocols = proto("other")
+        }),
+        ("not every member's", |g| {
+            g.protocol_name = Some("other".into())
+        }),
+        ("awaits a SyncGroup but is not a member", |g| {
+            g.pending_sync.insert("ghost".into());
+        }),
+    ];
+    for (want, corrupt) in cases {
+        let mut h = H::new();
+        h.stable_pair();
+        h.g.check_invariants(); // sound as the machine left it
+        corrupt(h.g.groups.get_mut(G).expect("the group"));
+        let message = panic_message(|| h.g.check_invariants());
+        assert!(message.contains(want), "want {want:?}, got {message:?}");
+    }
+}
+
+#[test]
+fn a_shutdown_relaxes_only_the_parked_request_invariants() {
+    let mut h = H::new();
+    let (_, ta) = h.join_new();
+    let (b, tb) = h.join_new();
+    h.advance(6000);
+    let gen = h.join_reply(ta).generation;
+    let _ = h.join_reply(tb);
+    let sb = h.sync(&b, gen, vec![]);
+    assert_eq!(h.state(), "CompletingRebalance");
+    // The follower's SyncGroup is answered for shutdown: it is no longer awaited nor parked.
+    let fx = h.g.abort_parked();
+    h.absorb(fx);
+    assert_eq!(
+        h.sync_reply(sb).error,
+        Some(GroupError::CoordinatorNotAvailable)
+    );
+    // Calls still served while connections drain keep being checked.
+    let refs = [MemberRef {
+        member_id: b.clone(),
+        ..MemberRef::default()
+    }];
+    let (r, fx) = h.g.leave(TimestampMs(h.now), G, &refs);
+    h.absorb(fx);
+    assert_eq!(r, Ok(vec![Ok(())]));
+    assert_eq!(h.state(), "PreparingRebalance");
+    let g = h.g.groups.get_mut(G).expect("the group");
+    g.leader = Some("ghost".into());
+    let message = panic_message(|| h.g.check_invariants());
+    assert!(message.contains("is not a member"), "{message}");
+}
+
+/// One call of a random client population (random_calls_keep_the_invariants). Members are
+/// picked by index among the ids the clients were given, so some are gone or fenced.
+#[derive(Debug, Clone)]
+enum Op {
+    JoinNew {
+        instance: Option<u8>,
+        known_required: bool,
+        protocols: u8,
+    },
+    Rejoin {
+        member: usize,
+        protocols: u8,
+    },
+    Sync {
+        member: usize,
+        assign: bool,
+        stale: bool,
+    },
+    /// The leader of the newest generation assigns.
+    LeaderSyncs,
+    Heartbeat {
+        member: usize,
+        stale: bool,
+    },
+    /// Every known member heart-beats, and those told to rejoin do.
+    Everyone,
+    Leave {
+        member: usize,
+    },
+    LeaveStatic {
+        instance: u8,
+    },
+    Commit {
+        member: usize,
+    },
+    Advance {
+        ms: i64,
+    },
+    /// Replays the records so far into a fresh machine, then a snapshot of it into another.
+    Replay,
+    Abort,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let join_new = (proptest::option::of(0u8..3), any::<bool>(), 0u8..3).prop_map(
+        |(instance, known_required, protocols)| Op::JoinNew {
+            instance,
+            known_required,
+            protocols,
+        },
+    );
+    prop_oneof![
+        40 => join_new,
+        40 => (0usize..8, 0u8..3).prop_map(|(member, protocols)| Op::Rejoin { member, protocols }),
+        40 => (0usize..8, any::<bool>(), proptest::bool::weighted(0.1))
+            .prop_map(|(member, assign, stale)| Op::Sync { member, assign, stale }),
+        20 => Just(Op::LeaderSyncs),
+        30 => (0usize..8, proptest::bool::weighted(0.1))
+            .prop_map(|(member, stale)| Op::Heartbeat { member, stale }),
+        30 => Just(Op::Everyone),
+        10 => (0usize..8).prop_map(|member| Op::Leave { member }),
+        10 => (0u8..3).prop_map(|instance| Op::LeaveStatic { instance }),
+        10 => (0usize..8).prop_map(|member| Op::Commit { member }),
+        40 => prop_oneof![4 => 0i64..4000, 1 => 0i64..25_000].prop_map(|ms| Op::Advance { ms }),
+        15 => Just(Op::Replay),
+        1 => Just(Op::Abort),
+    ]
+}
+
+/// What the random clients know: the member ids handed out, the newest generation and its
+/// leader.
+#[derive(Default)]
+struct Clients {
+    ids: Vec<String>,
+    generation: i32,
+    leader: String,
+}
+
+impl Clients {
+    fn member(&self, i: usize) -> Option<String> {
+        self.ids.get(i % self.ids.len().max(1)).cloned()
+    }
+
+    /// An assignment for every known member.
+    fn assignments(&self) -> Vec<(&str, &str)> {
+        self.ids.iter().map(|m| (m.as_str(), "a")).collect()
+    }
+
+    fn learn(&mut self, replies: &HashMap<Token, Reply>) {
+        for r in replies.values() {
+            let Reply::Join(j) = r else { continue };
+            if !j.member_id.is_empty() && !self.ids.contains(&j.member_id) {
+                self.ids.push(j.member_id.clone());
+            }
+            if j.error.is_none() && j.generation >= self.generation {
+                self.generation = j.generation;
+                self.leader = j.leader.clone();
+            }
+        }
+    }
+}
+
+fn protocols(p: u8) -> Vec<(String, Bytes)> {
+    match p {
+        0 => proto("range"),
+        1 => {
+            let mut both = proto("range");
+            both.extend(proto("roundrobin"));
+            both
+        }
+        _ => proto("roundrobin"),
+    }
+}
+
+impl H {
+    /// Runs one random call; the machine checks its invariants after each.
+    fn run(&mut self, op: Op, c: &mut Clients) {
+        match op {
+            Op::JoinNew {
+                instance,
+                known_required,
+                protocols: p,
+            } => {
+                let instance = instance.map(|i| format!("inst-{i}"));
+                let mut req = self.join_req("", instance.as_deref(), protocols(p));
+                req.require_known_member_id = known_required;
+                self.send_join(req);
+            }
+            Op::Rejoin {
+                member,
+                protocols: p,
+            } => {
+                if let Some(id) = c.member(member) {
+                    self.send_join(self.join_req(&id, None, protocols(p)));
+                }
+            }
+            Op::Sync {
+                member,
+                assign,
+                stale,
+            } => {
+                if let Some(id) = c.member(member) {
+                    let given = if assign { c.assignments() } else { vec![] };
+                    self.sync(&id, c.generation - i32::from(stale), given);
+                }
+            }
+            Op::LeaderSyncs => {
+                self.sync(&c.leader, c.generation, c.assignments());
+            }
+            Op::Heartbeat { member, stale } => {
+                if let Some(id) = c.member(member) {
+                    let _ = self.heartbeat(&id, c.generation - i32::from(stale));
+                }
+            }
+            op => self.run_more(op, c),
+        }
+        c.learn(&self.replies);
+    }
+
+    fn run_more(&mut self, op: Op, c: &Clients) {
+        let leave = |h: &mut H, member_id: String, instance_id: Option<String>| {
+            let refs = [MemberRef {
+                member_id,
+                instance_id,
+                generation: -1,
+            }];
+            let (_, fx) = h.g.leave(TimestampMs(h.now), G, &refs);
+            h.absorb(fx);
+        };
+        match op {
+            Op::Everyone => {
+                for id in &c.ids {
+                    if self.heartbeat(id, c.generation) == Err(GroupError::RebalanceInProgress) {
+                        self.send_join(self.join_req(id, None, protocols(0)));
+                    }
+                }
+            }
+            Op::Leave { member } => {
+                if let Some(id) = c.member(member) {
+                    leave(self, id, None);
+                }
+            }
+            Op::LeaveStatic { instance } => {
+                leave(self, String::new(), Some(format!("inst-{instance}")))
+            }
+            Op::Commit { member } => {
+                let _ = self.commit(&c.member(member).unwrap_or_default(), c.generation, 1);
+            }
+            Op::Advance { ms } => self.advance(self.now + ms),
+            Op::Replay => {
+                let now = TimestampMs(self.now);
+                let mut fresh = Groups::new(config(), now, 3);
+                for r in self.records.clone() {
+                    fresh.replay(now, r);
+                }
+                let mut again = Groups::new(config(), now, 5);
+                for r in fresh.snapshot(|_| true) {
+                    again.replay(now, r);
+                }
+            }
+            Op::Abort => {
+                let fx = self.g.abort_parked();
+                self.absorb(fx);
+            }
+            _ => unreachable!("handled by run"),
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 1024, ..Default::default() })]
+    /// Random calls from a small population of dynamic and static members, with time passing:
+    /// the machine asserts its invariants after every one, and once left alone long enough it
+    /// has answered every request it parked.
+    #[test]
+    fn random_calls_keep_the_invariants(ops in proptest::collection::vec(op(), 1..150)) {
+        let mut h = H::new();
+        let mut clients = Clients::default();
+        for op in ops {
+            h.run(op, &mut clients);
+        }
+        h.advance(h.now + 3_600_000);
+        for t in 1..=h.token {
+            proptest::prop_assert!(h.answered(t), "token {} still parked", t);
+        }
+    }
 }

@@ -14,6 +14,7 @@ use super::{on_group, partition_exists, topic_name};
 use crate::group::{CommitRequest, GroupError, MemberRef, OffsetToCommit};
 use crate::kafka::errors;
 use crate::shard::Shard;
+use crate::types::{DurationMs, Offset};
 
 pub async fn handle(
     s: Rc<Shard>,
@@ -37,7 +38,7 @@ pub async fn handle(
             offsets.push(OffsetToCommit {
                 topic: topic.clone(),
                 partition: i,
-                offset: p.committed_offset,
+                offset: Offset(p.committed_offset),
                 leader_epoch: p.committed_leader_epoch,
                 metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
             });
@@ -50,7 +51,8 @@ pub async fn handle(
             instance_id: r.group_instance_id.map(|i| i.to_string()),
             generation: r.generation_id_or_member_epoch,
         },
-        retention_ms: (version <= 4 && r.retention_time_ms != -1).then_some(r.retention_time_ms),
+        retention_ms: (version <= 4 && r.retention_time_ms != -1)
+            .then_some(DurationMs(r.retention_time_ms)),
         group_id_not_found: version >= 9,
         offsets,
     };

@@ -135,7 +135,7 @@ fn shape<T>(
             let parts = parts
                 .into_iter()
                 .map(|(p, c)| match c {
-                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
+                    Some(c) => (p, c.offset.get(), c.leader_epoch, c.metadata),
                     None => (p, -1, -1, String::new()),
                 })
                 .collect();
