@@ -15,6 +15,7 @@ use crate::group::{CommitRequest, GroupError, MemberRef, OffsetToCommit};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Answers each partition with its commit's error code, once the offsets are in the group log.
 pub async fn handle(
     s: Rc<Shard>,
     r: OffsetCommitRequest,
