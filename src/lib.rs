@@ -30,21 +30,15 @@
 pub mod broker;
 pub mod budget;
 pub mod cli;
-#[allow(missing_docs)] // TEMP
 pub mod client;
-#[allow(missing_docs)] // TEMP
 pub mod config;
 #[allow(missing_docs)] // documented separately (issue 18)
 pub mod group;
-#[allow(missing_docs)] // TEMP
 pub mod kafka;
-#[allow(missing_docs)] // TEMP
 pub mod metadata;
-#[allow(missing_docs)] // TEMP
 pub mod net;
 #[allow(missing_docs)] // TEMP
 pub mod partition;
-#[allow(missing_docs)] // TEMP
 pub mod runtime;
 #[allow(missing_docs)] // TEMP
 pub mod shard;
