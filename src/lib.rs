@@ -26,7 +26,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-#[allow(missing_docs)] // TEMP
 pub mod broker;
 pub mod budget;
 pub mod cli;
@@ -37,7 +36,6 @@ pub mod group;
 pub mod kafka;
 pub mod metadata;
 pub mod net;
-#[allow(missing_docs)] // TEMP
 pub mod partition;
 pub mod runtime;
 #[allow(missing_docs)] // TEMP
