@@ -38,7 +38,6 @@ pub mod metadata;
 pub mod net;
 pub mod partition;
 pub mod runtime;
-#[allow(missing_docs)] // TEMP
 pub mod shard;
 #[allow(missing_docs)] // TEMP
 pub mod storage;
