@@ -39,6 +39,5 @@ pub mod net;
 pub mod partition;
 pub mod runtime;
 pub mod shard;
-#[allow(missing_docs)] // TEMP
 pub mod storage;
 pub mod types;
