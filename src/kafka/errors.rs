@@ -46,8 +46,8 @@ impl From<Unrouted> for ErrorCode {
     }
 }
 
-/// The code for a partition log's failure, for Produce, Fetch, ListOffsets and DeleteRecords:
-/// bad or oversized batches, offsets out of range, disk failures, a paused (full) log.
+/// The code for a storage failure (a partition log's, or the producer-id block's): bad or
+/// oversized batches, offsets out of range, disk failures, a paused (full) log.
 pub fn storage(e: &StorageError) -> ErrorCode {
     match e {
         StorageError::InvalidBatch(_) => of(E::CorruptMessage),
@@ -157,7 +157,7 @@ pub fn shard_gone(_: &ShardGone) -> ErrorCode {
 pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode = of(E::UnknownTopicOrPartition);
 /// A topic id (Fetch, Metadata, DeleteTopics) no topic has.
 pub const UNKNOWN_TOPIC_ID: ErrorCode = of(E::UnknownTopicId);
-/// A topic name Kafka's naming rule refuses (Metadata asked to create it).
+/// A topic name Kafka's naming rule refuses (a Metadata request naming an unknown topic).
 pub const INVALID_TOPIC: ErrorCode = of(E::InvalidTopicException);
 /// A Produce with acks other than -1, 0 or 1.
 pub const INVALID_REQUIRED_ACKS: ErrorCode = of(E::InvalidRequiredAcks);
