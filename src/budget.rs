@@ -21,6 +21,8 @@ use std::task::Poll;
 use event_listener::Event;
 use futures_lite::future;
 
+/// A shard's (or one connection's) limit on bytes in flight, shared through `Rc` by the leases
+/// taken from it; see the module docs.
 pub struct Budget {
     limit: usize,
     used: Cell<usize>,
@@ -55,6 +57,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl Budget {
+    /// A budget of `limit` bytes (at least 1), none leased.
     pub fn new(limit: usize) -> Rc<Budget> {
         Rc::new(Budget {
             limit: limit.max(1),
@@ -71,6 +74,7 @@ impl Budget {
         self.used.get()
     }
 
+    /// The budget's size in bytes, as given to [`Budget::new`] (at least 1).
     pub fn limit(&self) -> usize {
         self.limit
     }
@@ -151,6 +155,7 @@ impl Budget {
 }
 
 impl Lease {
+    /// Bytes this lease holds now, returned to its budget when it is dropped.
     pub fn bytes(&self) -> usize {
         self.bytes.get()
     }
@@ -220,6 +225,7 @@ pub struct AfterBurst {
 }
 
 impl AfterBurst {
+    /// A tracker for which a period with a peak of `burst_bytes` or more counts as a burst.
     pub fn new(burst_bytes: usize) -> AfterBurst {
         AfterBurst {
             burst_bytes,

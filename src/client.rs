@@ -19,41 +19,71 @@ pub const RESPONSE_BYTES_MAX: usize = 256 << 20;
 /// The ApiVersions version we ask with (its response header is always v0).
 const API_VERSIONS_VERSION: i16 = 3;
 
+/// Why a connection or a request failed. Nothing is retried here; after a timeout part of a
+/// response may still be on its way, so the connection is out of step and should be dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The address (HOST:PORT) did not resolve; carries it and the resolver's error.
     #[error("cannot resolve {0}: {1}")]
     Resolve(String, io::Error),
+    /// No resolved address accepted a connection within the connect timeout; carries the
+    /// address and the last address's error.
     #[error("cannot connect to {0}: {1}")]
     Connect(String, io::Error),
+    /// A read or write took longer than [`Options::read_timeout`].
     #[error("timed out waiting for the broker")]
     Timeout,
+    /// The broker closed or reset the connection (EOF, reset, broken pipe).
     #[error("the broker closed the connection")]
     Closed,
+    /// Any other socket error.
     #[error("connection error: {0}")]
     Io(io::Error),
+    /// A response's size prefix is below 4 or above [`RESPONSE_BYTES_MAX`]; carries the size.
     #[error("response frame of {0} bytes is out of bounds")]
     FrameSize(i64),
+    /// The request does not encode at that version (a field the version lacks, or over 2 GiB).
     #[error("encoding {api:?} v{version}: {reason}")]
     Encode {
+        /// The request's API.
         api: ApiKey,
+        /// The version it was encoded at.
         version: i16,
+        /// The encoder's complaint.
         reason: String,
     },
+    /// The response frame does not decode as `api`'s response at that version.
     #[error("decoding {api:?} v{version} response: {reason}")]
     Decode {
+        /// The request's API.
         api: ApiKey,
+        /// The version the request was sent at (and the response decoded at).
         version: i16,
+        /// The decoder's complaint.
         reason: String,
     },
+    /// The next response answers another request than the one awaited (responses come in
+    /// order, so a request was sent without its response being read).
     #[error("response has correlation id {got}, expected {expected}")]
-    Correlation { expected: i32, got: i32 },
+    Correlation {
+        /// The correlation id of the request awaited.
+        expected: i32,
+        /// The correlation id the response carries.
+        got: i32,
+    },
+    /// The broker answered ApiVersions with this error code.
     #[error("ApiVersions failed with error code {0}")]
     ApiVersions(i16),
+    /// No version of `api` is both in `lo..=hi` and served by the broker.
     #[error("the broker does not support {api:?} versions {lo}-{hi}{}", broker_range(.broker))]
     Unsupported {
+        /// The API asked for.
         api: ApiKey,
+        /// The lowest version the caller can encode.
         lo: i16,
+        /// The highest version the caller can encode.
         hi: i16,
+        /// The (min, max) versions the broker serves, `None` when it does not serve `api`.
         broker: Option<(i16, i16)>,
     },
 }
@@ -81,7 +111,9 @@ impl From<io::Error> for ClientError {
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The client id every request's header carries (the broker logs it; groups record it).
     pub client_id: String,
+    /// How long to wait for each resolved address to accept the connection.
     pub connect_timeout: Duration,
     /// Also used as the write timeout.
     pub read_timeout: Duration,

@@ -123,18 +123,31 @@ struct FileConfig {
     segment_files_open_max: Option<usize>,
 }
 
-/// Resolved settings.
+/// Resolved settings: every default applied and every value checked, built once by
+/// [`Config::from_flags`] and shared read-only by the shards.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The address every shard's listener binds (SO_REUSEPORT).
     pub listen: SocketAddr,
+    /// The host Metadata, FindCoordinator and DescribeCluster tell clients to connect to.
     pub advertised_host: String,
+    /// The port that goes with `advertised_host`.
     pub advertised_port: i32,
+    /// Where partition logs, group logs and the topic registry live; `main` makes it absolute
+    /// before the shards start.
     pub data_dir: PathBuf,
+    /// Number of shards, one executor thread each, 1..=1024.
     pub shards: usize,
+    /// Whether shard i is pinned to core i; false whenever there are more shards than cores.
     pub pin: bool,
+    /// Partitions of a topic created without a count (auto-created, or CreateTopics with -1);
+    /// at least 1.
     pub num_partitions: i32,
+    /// Whether Metadata creates the unknown topics it names (when the request allows it).
     pub auto_create_topics: bool,
+    /// Largest request frame a connection accepts, in bytes; a larger one closes it.
     pub request_bytes_max: usize,
+    /// This broker's id in Metadata, FindCoordinator and DescribeCluster (also the controller's).
     pub node_id: i32,
     /// Requests one connection may have in flight before reading pauses (pipelining bound).
     pub inflight_requests_max: usize,
@@ -145,12 +158,13 @@ pub struct Config {
     /// Upper bound on a Fetch's max_bytes (fetch.max.bytes): what one response holds and what
     /// each owner shard reads for it.
     pub fetch_bytes_max: usize,
-    /// Client connections open at once, in total and per client address.
+    /// Client connections open at once, all shards together (at least 1).
     pub connections_max: usize,
+    /// Client connections open at once from one client address (at least 1).
     pub connections_per_ip_max: usize,
     /// Idle connections (nothing in flight, no complete frame) are closed after this long.
     pub connection_idle_ms_max: u64,
-    /// Each shard's budget for bytes in flight (`net::budget`).
+    /// Each shard's budget for bytes in flight (`crate::budget`), at least 1 MiB.
     pub inflight_bytes_max: usize,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
@@ -166,17 +180,24 @@ pub struct Config {
     pub segment_files_open_max: usize,
 }
 
+/// Why the settings could not be resolved; the broker does not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The `--config` file could not be read; carries its path.
     #[error("reading config file {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    /// The `--config` file is not valid TOML or has an unknown key; carries its path.
     #[error("parsing config file {0}: {1}")]
     Parse(PathBuf, toml::de::Error),
+    /// A value is out of range or malformed (shards, num_partitions, the advertised
+    /// listener, the group settings); says which.
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
 
 impl Config {
+    /// Resolves the settings: each flag (or its environment variable) wins over the `--config`
+    /// file, which wins over the default; values are checked and some raised to a minimum.
     pub fn from_flags(cli: Flags) -> Result<Config, ConfigError> {
         let file = match &cli.config {
             Some(p) => read_file(p)?,

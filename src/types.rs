@@ -10,8 +10,10 @@ use std::fmt;
 pub struct Offset(pub i64);
 
 impl Offset {
+    /// The first offset of a new partition.
     pub const ZERO: Offset = Offset(0);
 
+    /// The offset as the wire's `i64`.
     pub fn get(self) -> i64 {
         self.0
     }
@@ -37,6 +39,7 @@ impl TimestampMs {
     /// Kafka's "no timestamp" value (-1).
     pub const NONE: TimestampMs = TimestampMs(-1);
 
+    /// The timestamp as the wire's `i64` (milliseconds, or -1 for none).
     pub fn get(self) -> i64 {
         self.0
     }

@@ -45,6 +45,7 @@ pub const HEADER: [&str; 9] = [
     "CLIENT-ID",
 ];
 
+/// What `shardlog groups` does.
 #[derive(Subcommand, Debug, Clone)]
 pub enum Action {
     /// Print consumer group ids, one per line
@@ -56,11 +57,14 @@ pub enum Action {
     },
     /// Show each group's partitions: committed offset, log end offset, lag and owner
     Describe {
+        /// Consumer groups to describe, one table each
         #[arg(value_name = "GROUP", required = true)]
         groups: Vec<String>,
     },
 }
 
+/// Runs one `groups` action against the broker `conn` names; a `describe` of several groups
+/// reports each failed group on stderr and fails with [`CliError::Partial`] at the end.
 pub fn run(conn: &Conn, action: Action) -> Result<(), CliError> {
     let mut c = conn.connect()?;
     match action {
@@ -232,8 +236,11 @@ pub fn state_notice(g: &DescribedGroup) -> Result<Option<String>, CliError> {
 /// Who owns a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
+    /// The member id the coordinator gave the consumer.
     pub consumer_id: String,
+    /// The member's address as the coordinator saw it (e.g. `/127.0.0.1`).
     pub host: String,
+    /// The client id the consumer sent.
     pub client_id: String,
 }
 
@@ -384,10 +391,15 @@ pub fn latest_offsets(resp: &ListOffsetsResponse) -> HashMap<(String, i32), i64>
 /// One line of the describe table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The topic name.
     pub topic: String,
+    /// The partition index within the topic.
     pub partition: i32,
+    /// The group's committed offset, if it has one.
     pub current: Option<i64>,
+    /// The partition's log end offset, if ListOffsets answered for it.
     pub log_end: Option<i64>,
+    /// The member the partition is assigned to, if any.
     pub owner: Option<Owner>,
 }
 

@@ -32,6 +32,7 @@ pub struct Cli {
     /// An admin subcommand; none runs the broker
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The broker's settings, read when no subcommand is given.
     #[command(flatten)]
     pub broker: crate::config::Flags,
 }
@@ -45,18 +46,24 @@ pub enum Command {
     Groups(GroupsArgs),
 }
 
+/// `shardlog topics`: where the broker is, and what to do.
 #[derive(Args, Debug, Clone)]
 pub struct TopicsArgs {
+    /// The broker to talk to.
     #[command(flatten)]
     pub conn: Conn,
+    /// The topics action to run.
     #[command(subcommand)]
     pub action: topics::Action,
 }
 
+/// `shardlog groups`: where the broker is, and what to do.
 #[derive(Args, Debug, Clone)]
 pub struct GroupsArgs {
+    /// The broker to talk to (the bootstrap server; `describe` also reaches each coordinator).
     #[command(flatten)]
     pub conn: Conn,
+    /// The groups action to run.
     #[command(subcommand)]
     pub action: groups::Action,
 }
@@ -90,30 +97,45 @@ impl Conn {
         Ok(Client::connect(addr, &opts)?)
     }
 
+    /// Opens a connection to the bootstrap server (`--bootstrap-server`).
     pub fn connect(&self) -> Result<Client, CliError> {
         self.connect_to(&self.bootstrap_server)
     }
 }
 
+/// Why an admin command failed; [`run`] prints it on stderr (except [`CliError::Partial`], whose
+/// failures were printed as they happened) and exits 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// Connecting, a request's round trip, or decoding its response failed.
     #[error("{0}")]
     Client(#[from] ClientError),
     /// A request failed as a whole (top-level error code).
     #[error("{what}: {}", kafka_error(*.code, .message.as_deref()))]
     Broker {
+        /// What was being done, e.g. `creating topic 'x'`.
         what: String,
+        /// The Kafka error code the broker answered with (non-zero).
         code: i16,
+        /// The broker's error message, when it sent one.
         message: Option<String>,
     },
+    /// `groups describe` named a group the broker does not know (state Dead, or
+    /// GROUP_ID_NOT_FOUND); carries the group id.
     #[error("Consumer group '{0}' does not exist.")]
     NoSuchGroup(String),
     #[error("group '{group}': member {member} has an undecodable assignment: {reason}")]
+    /// A member of a "consumer" group holds assignment bytes that are not a
+    /// ConsumerProtocolAssignment.
     Assignment {
+        /// The group id.
         group: String,
+        /// The member id whose assignment failed to decode.
         member: String,
+        /// The decoder's complaint.
         reason: String,
     },
+    /// Writing to stdout failed; a broken pipe (`| head`) exits 1 without a message.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
     /// Some items failed; each was already reported on stderr.

@@ -29,17 +29,20 @@ const SOURCE_DEFAULT: i8 = 5;
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
+/// What `shardlog topics` does.
 #[derive(Subcommand, Debug, Clone)]
 pub enum Action {
     /// Print topic names, one per line (internal topics are skipped)
     List,
     /// Describe topics (all non-internal ones when none is named)
     Describe {
+        /// Topics to describe
         #[arg(value_name = "TOPIC")]
         topics: Vec<String>,
     },
     /// Create a topic
     Create {
+        /// Name of the topic to create
         #[arg(value_name = "TOPIC")]
         topic: String,
         /// Number of partitions [default: the broker's num.partitions]
@@ -54,11 +57,14 @@ pub enum Action {
     },
     /// Delete topics
     Delete {
+        /// Topics to delete
         #[arg(value_name = "TOPIC", required = true)]
         topics: Vec<String>,
     },
 }
 
+/// Runs one `topics` action against the broker `conn` names; an action on several topics
+/// reports each failed topic on stderr and fails with [`CliError::Partial`] at the end.
 pub fn run(conn: &Conn, action: Action) -> Result<(), CliError> {
     let mut c = conn.connect()?;
     match action {

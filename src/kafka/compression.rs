@@ -24,10 +24,14 @@ const RECORD_DECODED_BYTES: usize = std::mem::size_of::<kafka_protocol::records:
 /// Buffer between a streaming decompressor and the record counter.
 const COUNT_BUFFER_BYTES: usize = 64 << 10;
 
+/// Why Produce refused a batch when it looked inside (mapped to a code by
+/// `kafka::errors::compression`).
 #[derive(Debug, thiserror::Error)]
 pub enum CompressionError {
+    /// The batch, its compressed records or a record does not decode (CORRUPT_MESSAGE).
     #[error("batch does not decode: {0}")]
     Corrupt(String),
+    /// The batch decompresses to more bytes than the limit it carries (MESSAGE_TOO_LARGE).
     #[error("batch decompresses to more than {0} bytes")]
     TooLarge(usize),
     /// Well-formed bytes that break a rule of the records (Kafka's INVALID_RECORD).

@@ -39,9 +39,13 @@ pub enum Route {
 /// One row of the API table: a key, the versions we serve, and where its work goes.
 #[derive(Clone, Copy, Debug)]
 pub struct Api {
+    /// The API key.
     pub key: ApiKey,
+    /// The oldest version we serve.
     pub min: i16,
+    /// The newest version we serve (within what the protocol crate knows).
     pub max: i16,
+    /// Where the request's work runs.
     pub route: Route,
 }
 
@@ -250,6 +254,8 @@ where
 
 /// What a handler answers with, made into the frame the connection writer sends.
 pub trait Reply {
+    /// Encodes the response, under a header carrying `corr`, as `api`'s response at
+    /// `version`; an encoding failure closes the connection.
     fn into_frame(self, api: ApiKey, version: i16, corr: i32) -> Result<Frame, Close>;
 }
 

@@ -34,6 +34,7 @@ const fn of(e: E) -> ErrorCode {
     ErrorCode(e.code())
 }
 
+/// No error (0).
 pub const NONE: ErrorCode = ErrorCode(0);
 
 impl From<Unrouted> for ErrorCode {
@@ -45,6 +46,8 @@ impl From<Unrouted> for ErrorCode {
     }
 }
 
+/// The code for a storage failure (a partition log's, or the producer-id block's): bad or
+/// oversized batches, offsets out of range, disk failures, a paused (full) log.
 pub fn storage(e: &StorageError) -> ErrorCode {
     match e {
         StorageError::InvalidBatch(_) => of(E::CorruptMessage),
@@ -60,6 +63,8 @@ pub fn storage(e: &StorageError) -> ErrorCode {
     }
 }
 
+/// The code for a refused Produce batch: its log's failure, or the idempotent producer's
+/// state refusing it (sequence, epoch, too many producers).
 pub fn produce(e: &ProduceError) -> ErrorCode {
     match e {
         ProduceError::Storage(e) => storage(e),
@@ -86,6 +91,8 @@ pub fn produce_message(e: &ProduceError) -> Option<String> {
     }
 }
 
+/// The code for a refused topic change (CreateTopics, DeleteTopics, CreatePartitions,
+/// AlterConfigs); [`crate::kafka::handlers::admin_outcome`] pairs it with the message.
 pub fn admin(e: &AdminError) -> ErrorCode {
     match e {
         AdminError::TopicExists(_) => of(E::TopicAlreadyExists),
@@ -101,6 +108,7 @@ pub fn admin(e: &AdminError) -> ErrorCode {
     }
 }
 
+/// The code for a Produce batch whose records fail the checks of `kafka::compression`.
 /// `produce_version`: INVALID_RECORD exists from Produce v8 (KIP-467); older clients get
 /// CORRUPT_MESSAGE, as Kafka answers them.
 pub fn compression(e: &CompressionError, produce_version: i16) -> ErrorCode {
@@ -112,6 +120,8 @@ pub fn compression(e: &CompressionError, produce_version: i16) -> ErrorCode {
     }
 }
 
+/// The code for a consumer-group request the coordinator refused; each `GroupError` is the
+/// Kafka error of the same name.
 pub fn group(e: &GroupError) -> ErrorCode {
     match e {
         GroupError::InvalidGroupId => of(E::InvalidGroupId),
@@ -137,17 +147,31 @@ pub fn group_result<T>(r: &Result<T, GroupError>) -> ErrorCode {
     r.as_ref().err().map_or(NONE, group)
 }
 
+/// The code for work whose shard is shutting down: NOT_LEADER_OR_FOLLOWER, which clients
+/// retry after refreshing metadata.
 pub fn shard_gone(_: &ShardGone) -> ErrorCode {
     of(E::NotLeaderOrFollower)
 }
 
+/// A topic name no topic has, or a partition index out of its range.
 pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode = of(E::UnknownTopicOrPartition);
+/// A topic id (Fetch, Metadata, DeleteTopics) no topic has.
 pub const UNKNOWN_TOPIC_ID: ErrorCode = of(E::UnknownTopicId);
+/// A topic name Kafka's naming rule refuses (a Metadata request naming an unknown topic).
 pub const INVALID_TOPIC: ErrorCode = of(E::InvalidTopicException);
+/// A Produce with acks other than -1, 0 or 1.
 pub const INVALID_REQUIRED_ACKS: ErrorCode = of(E::InvalidRequiredAcks);
+/// A request that decodes but asks for what the API does not allow here (an unknown
+/// resource or coordinator key type, a transactional InitProducerId, say).
 pub const INVALID_REQUEST: ErrorCode = of(E::InvalidRequest);
+/// A version the API table does not serve (ApiVersions answers with it and the table).
 pub const UNSUPPORTED_VERSION: ErrorCode = of(E::UnsupportedVersion);
+/// A config change that cannot apply (an unknown IncrementalAlterConfigs operation).
 pub const INVALID_CONFIG: ErrorCode = of(E::InvalidConfig);
+/// A Produce partition with no records.
 pub const CORRUPT_MESSAGE: ErrorCode = of(E::CorruptMessage);
+/// A failure no other code describes.
 pub const UNKNOWN_SERVER_ERROR: ErrorCode = of(E::UnknownServerError);
+/// FindCoordinator for a transaction: there are no transactions yet, and this is the code
+/// every client takes as fatal (see `handlers::find_coordinator`).
 pub const CLUSTER_AUTHORIZATION_FAILED: ErrorCode = of(E::ClusterAuthorizationFailed);

@@ -11,8 +11,11 @@ use crate::shard::route::PartItem;
 /// A request's topics flattened into partition items, with what is needed to answer them:
 /// each topic's name and partition count (for `regroup`) and each item's partition index.
 pub struct Flat<N, I> {
+    /// Each topic's name and how many of `items` are its partitions, in request order.
     pub shapes: Vec<(N, usize)>,
+    /// Each item's partition index, kept here because `items` go off to be routed.
     pub indexes: Vec<i32>,
+    /// The partition items, all topics' in request order, for `shard::route`.
     pub items: Vec<PartItem<I>>,
 }
 

@@ -31,6 +31,7 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The segments in wire order, for one vectored write.
     pub fn parts(&self) -> &[Bytes] {
         &self.parts
     }
@@ -40,6 +41,7 @@ impl Frame {
         self.parts.iter().map(Bytes::len).sum()
     }
 
+    /// Whether the frame has no bytes at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -73,7 +75,9 @@ pub fn records_marker() -> Bytes {
 /// A response whose `records` fields hold [`records_marker`]s; `sets` holds the batches for
 /// each marker, in the order the encoder meets them (the order of the response's fields).
 pub struct Spliced<R> {
+    /// The response message, its `records` fields holding markers.
     pub body: R,
+    /// For each marker, in encoding order, the record batches that replace it.
     pub sets: Vec<Vec<Bytes>>,
 }
 

@@ -9,12 +9,17 @@ use crate::storage::{LogConfig, TimestampType};
 /// (Broker settings have their own `crate::config::ConfigError`.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicConfigError {
+    /// The name is not one of [`SPECS`]; carries it.
     #[error("unknown topic config {0}")]
     Unknown(String),
+    /// The value does not parse, is below the config's minimum, or is not one of its values.
     #[error("invalid value {value:?} for {name}: {why}")]
     Invalid {
+        /// The config's name.
         name: String,
+        /// The value refused (trimmed).
         value: String,
+        /// Why, e.g. "below the minimum".
         why: &'static str,
     },
 }
@@ -22,7 +27,9 @@ pub enum TopicConfigError {
 /// How a config is described to DescribeConfigs.
 #[derive(Clone, Copy, Debug)]
 pub struct ConfigSpec {
+    /// Kafka's name for the config, e.g. `retention.ms`.
     pub name: &'static str,
+    /// The value a topic that does not set it has, as DescribeConfigs shows it.
     pub default: &'static str,
     kind: Kind,
 }
@@ -64,6 +71,7 @@ const fn spec(name: &'static str, default: &'static str, kind: Kind) -> ConfigSp
     }
 }
 
+/// The spec of the config named `name`; None for a config we do not accept.
 pub fn spec_of(name: &str) -> Option<&'static ConfigSpec> {
     SPECS.iter().find(|s| s.name == name)
 }
@@ -114,6 +122,8 @@ impl TopicConfigs {
         self.get(spec_of("compression.type").expect("known")).0
     }
 
+    /// The storage settings these configs give a partition's log; settings no topic config
+    /// covers (`verify_reads`, say) are left at their defaults for the shard to fill in.
     pub fn log_config(&self) -> LogConfig {
         let ts = self
             .get(spec_of("message.timestamp.type").expect("known"))

@@ -18,21 +18,32 @@ pub use configs::{TopicConfigError, TopicConfigs};
 /// One topic as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicMeta {
+    /// The topic's name (see [`valid_topic_name`]); also names its partition directories.
     pub name: String,
+    /// Kafka's topic id, drawn at creation; placement ([`shard_for`]) hashes it, so a topic
+    /// re-created under the same name may land elsewhere.
     pub id: Uuid,
+    /// Number of partitions, indexed 0..partitions; at least 1, and it only grows
+    /// (CreatePartitions).
     pub partitions: i32,
+    /// The configs the topic overrides; the rest take their defaults.
     pub configs: TopicConfigs,
 }
 
 /// An immutable view of the registry; `version` grows with every change.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    /// The registry's version: 0 for a new data directory, one more per change (it is
+    /// persisted with the topics in `store::StoredRegistry`).
     pub version: u64,
+    /// Every topic by name.
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// The same topics by id (Fetch, Metadata and DeleteTopics may name a topic by its id).
     pub by_id: BTreeMap<Uuid, Arc<TopicMeta>>,
 }
 
 impl Snapshot {
+    /// A snapshot at `version` holding `topics`, indexed by name and by id.
     pub fn from_topics(version: u64, topics: impl IntoIterator<Item = TopicMeta>) -> Snapshot {
         let mut s = Snapshot {
             version,
@@ -46,10 +57,12 @@ impl Snapshot {
         s
     }
 
+    /// The topic named `name`, if it exists.
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
         self.topics.get(name)
     }
 
+    /// The topic with id `id`, if it exists.
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicMeta>> {
         self.by_id.get(id)
     }
@@ -66,6 +79,8 @@ impl Snapshot {
         Snapshot::from_topics(self.version + 1, topics)
     }
 
+    /// A copy without the topic named `name` and the version bumped (bumped even when there
+    /// was no such topic).
     pub fn without_topic(&self, name: &str) -> Snapshot {
         let topics = self
             .topics

@@ -7,17 +7,25 @@ use std::path::{Path, PathBuf};
 
 use super::TopicMeta;
 
+/// The contents of `topics.json`: the registry as of one [`super::Snapshot`] version.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 pub struct StoredRegistry {
+    /// The snapshot version this file holds.
     pub version: u64,
+    /// The cluster id Metadata and DescribeCluster report, drawn once when the data directory
+    /// is first used.
     pub cluster_id: String,
+    /// Every topic.
     pub topics: Vec<TopicMeta>,
 }
 
-pub fn dir(data_dir: &Path) -> PathBuf {
+/// `<data_dir>/__cluster`: the registry file and the space reserve.
+fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("__cluster")
 }
 
+/// Reads the registry; `Ok(None)` for a data directory that has none yet, an `InvalidData`
+/// error when the file does not parse.
 pub fn load(data_dir: &Path) -> std::io::Result<Option<StoredRegistry>> {
     let path = dir(data_dir).join("topics.json");
     match std::fs::read(&path) {
@@ -29,6 +37,8 @@ pub fn load(data_dir: &Path) -> std::io::Result<Option<StoredRegistry>> {
     }
 }
 
+/// Replaces the registry file (write a temporary file, fsync, rename, fsync the directory): a
+/// crash leaves the old registry or the new one, never a mix.
 pub fn save(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<()> {
     let d = dir(data_dir);
     std::fs::create_dir_all(&d)?;
@@ -65,6 +75,7 @@ pub fn save_using_reserve(data_dir: &Path, reg: &StoredRegistry) -> std::io::Res
     }
 }
 
+/// Whether `e` means the file system (or the user's quota) is full: ENOSPC or EDQUOT.
 pub fn is_no_space(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }

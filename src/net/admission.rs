@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+/// The connection counts and limits shared by every shard's accept loop (behind a mutex).
 pub struct Admission {
     total_max: usize,
     per_ip_max: usize,
@@ -27,6 +28,7 @@ pub struct Admitted {
 }
 
 impl Admission {
+    /// Limits of `total_max` connections in all and `per_ip_max` from one address.
     pub fn new(total_max: usize, per_ip_max: usize) -> Arc<Admission> {
         Arc::new(Admission {
             total_max,

@@ -35,16 +35,21 @@ const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The idempotent-producer state of a partition and its snapshot bookkeeping. Shared by the
 /// `Partition` values a shard installs for one partition over time (config changes).
 #[derive(Default)]
-pub struct Producers {
-    pub states: RefCell<ProducerStates>,
+struct Producers {
+    /// Each idempotent producer's epoch and last batches.
+    states: RefCell<ProducerStates>,
     /// Idempotent batches appended since the last snapshot.
     since_snapshot: Cell<u64>,
     /// Bytes of all batches appended since the last snapshot.
     since_snapshot_bytes: Cell<u64>,
 }
 
+/// One partition as its owner shard serves it: the log, the idempotent-producer state, and
+/// the registry entry it was opened or last renamed under. Shared as `Rc<Partition>`.
 pub struct Partition {
+    /// The topic's registry entry as of the shard's last metadata install.
     pub topic: Arc<TopicMeta>,
+    /// The partition's index within its topic.
     pub index: i32,
     log: PartitionLog,
     producers: Rc<Producers>,
@@ -53,8 +58,10 @@ pub struct Partition {
 /// Why a produce failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
+    /// The log refused the batch or failed (bad batch, full disk, closed log...).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The idempotent-producer checks refused the batch (sequence, epoch, too many producers).
     #[error(transparent)]
     Producer(#[from] ProducerError),
 }
@@ -62,20 +69,28 @@ pub enum ProduceError {
 /// What a produce to one partition returns.
 #[derive(Debug)]
 pub struct Appended {
+    /// The offset of the request's first record (its original offset, for a retried batch).
     pub base_offset: Offset,
+    /// The time the broker stamped on the batch for a LogAppendTime topic, else
+    /// [`TimestampMs::NONE`].
     pub log_append_time: TimestampMs,
+    /// The log start offset after the append.
     pub log_start_offset: Offset,
 }
 
 /// What a fetch from one partition returns: whole batches (as `Bytes`, ready to cross shards).
 #[derive(Debug, Default)]
 pub struct Fetched {
+    /// Whole batches in offset order, the first holding the fetch offset.
     pub records: Vec<Bytes>,
+    /// The high watermark when read.
     pub high_watermark: Offset,
+    /// The log start offset when read.
     pub log_start_offset: Offset,
 }
 
 impl Fetched {
+    /// Bytes of all the batches together.
     pub fn bytes(&self) -> usize {
         self.records.iter().map(|b| b.len()).sum()
     }

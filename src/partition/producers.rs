@@ -23,14 +23,20 @@ const SNAPSHOT_VERSION: u8 = 0;
 /// One appended batch of a producer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchMeta {
+    /// The batch's base sequence.
     pub first_seq: i32,
+    /// The batch's last sequence (wrapping past i32::MAX to 0, see [`last_sequence`]).
     pub last_seq: i32,
+    /// The offset of its first record in the log.
     pub first_offset: Offset,
+    /// The offset of its last record in the log.
     pub last_offset: Offset,
 }
 
+/// What a partition remembers of one producer id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerEntry {
+    /// The producer's current epoch; batches of older epochs are refused.
     pub epoch: i16,
     /// Oldest first; never empty.
     pub batches: VecDeque<BatchMeta>,
@@ -41,21 +47,29 @@ pub struct ProducerEntry {
 /// What to do with a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// New and in sequence (or not idempotent): append it.
     Append,
     /// Already in the log: answer with these offsets.
     Duplicate(BatchMeta),
 }
 
+/// Why an idempotent producer's batch was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProducerError {
+    /// The batch's sequence does not follow the producer's last one (a gap), or a producer
+    /// unknown here (or at a new epoch) starts at a sequence other than 0.
     #[error("out of order sequence number")]
     OutOfOrderSequence,
+    /// The batch's epoch is older than the producer's current one (a fenced producer).
     #[error("producer epoch is older than the partition's")]
     InvalidEpoch,
+    /// A new producer would pass the limit [`ProducerStates::check`] is given (a partition's
+    /// is `PRODUCERS_MAX`).
     #[error("too many producers on this partition")]
     TooManyProducers,
 }
 
+/// Every idempotent producer one partition has seen and not yet expired, by producer id.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStates {
     entries: HashMap<i64, ProducerEntry>,
@@ -86,14 +100,17 @@ pub fn is_idempotent(h: &BatchHeader) -> bool {
 }
 
 impl ProducerStates {
+    /// Producers tracked.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no producer is tracked.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// What is remembered of `producer_id`, if anything.
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.entries.get(&producer_id)
     }

@@ -17,8 +17,12 @@ use glommio::{LocalExecutorBuilder, Placement};
 /// `S` (the broker's `Shard`; this module names no type above it).
 pub type Job<S> = Box<dyn FnOnce(Rc<S>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
+/// A shard's sending ends of the mesh: one channel to every other shard, by shard id.
 pub type MeshSenders<S> = Senders<Job<S>>;
+/// A shard's receiving ends of the mesh: one stream of jobs from every other shard.
 pub type MeshReceivers<S> = Receivers<Job<S>>;
+/// The full mesh of job channels between shards, before a shard joins it (see
+/// [`run_shards`]); joining yields that shard's senders and receivers.
 pub type Mesh<S> = MeshBuilder<Job<S>, Full>;
 
 /// How many executors to start, and how.
@@ -35,6 +39,8 @@ pub struct Executors {
 pub use glommio::sync::Semaphore;
 pub use glommio::Task;
 
+/// Spawns `fut` on this thread's executor; it is cancelled if the returned task is dropped,
+/// so call `detach` on it to let it run on its own.
 pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
 }
@@ -52,6 +58,7 @@ where
     out
 }
 
+/// Waits `d` on this executor's timer without blocking the thread.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
 }

@@ -15,20 +15,30 @@ use crate::runtime::Semaphore;
 /// Why an admin change was refused. `kafka/errors.rs` maps these to error codes.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AdminError {
+    /// CreateTopics named a topic that exists.
     #[error("topic {0} already exists")]
     TopicExists(String),
+    /// The change names a topic that does not exist.
     #[error("unknown topic {0}")]
     UnknownTopic(String),
+    /// CreateTopics named a topic Kafka's naming rule refuses.
     #[error("invalid topic name {0:?}")]
     InvalidTopicName(String),
+    /// A partition count outside 1..=[`PARTITIONS_MAX`], or CreatePartitions not growing the
+    /// topic; says why.
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
+    /// A replication factor other than 1 (or -1, the default): this is a single broker.
     #[error("replication factor {0} is not supported by a single broker")]
     InvalidReplicationFactor(i16),
+    /// A topic config unknown or with an invalid value.
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),
+    /// Storing the registry or installing it on a shard failed, or a shard is gone.
     #[error("could not persist or apply the change: {0}")]
     Failed(String),
+    /// The disk is full (or out of files): a change that creates partitions found less than
+    /// the reserve free, or storing or installing the change ran out of room.
     #[error("the data directory's disk is full: {0}")]
     NoSpace(String),
 }
@@ -42,18 +52,29 @@ impl From<ShardGone> for AdminError {
 /// A change to the registry, sent to the controller.
 #[derive(Debug, Clone)]
 pub enum Change {
+    /// A new topic (CreateTopics, or Metadata's auto-create).
     CreateTopic {
+        /// The topic's name.
         name: String,
+        /// Its partition count, 1..=[`PARTITIONS_MAX`].
         partitions: i32,
+        /// Must be 1 or -1 (the default).
         replication_factor: i16,
+        /// (name, value) configs it sets; a None value is the default.
         configs: Vec<(String, Option<String>)>,
     },
+    /// Removes the named topic; its partitions are closed and deleted on their owners.
     DeleteTopic(String),
+    /// Grows a topic's partition count (it never shrinks).
     CreatePartitions {
+        /// The topic's name.
         name: String,
+        /// The new total count, more than the current one.
         count: i32,
     },
+    /// Changes a topic's configs (AlterConfigs, IncrementalAlterConfigs).
     AlterConfigs {
+        /// The topic's name.
         name: String,
         /// (name, value): value None removes the setting.
         changes: Vec<(String, Option<String>)>,
@@ -62,6 +83,8 @@ pub enum Change {
     },
 }
 
+/// Shard 0's controller state: the current registry and the lock that applies changes one
+/// at a time.
 pub struct Controller {
     cluster_id: String,
     lock: Semaphore,
@@ -69,6 +92,7 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// A controller over `snapshot`, the registry as loaded at startup.
     pub fn new(cluster_id: String, snapshot: &Arc<Snapshot>) -> Controller {
         Controller {
             cluster_id,

@@ -45,18 +45,27 @@ pub struct ShardGone(pub usize);
 /// Startup state every shard needs before serving.
 #[derive(Clone)]
 pub struct Boot {
+    /// The broker's settings.
     pub config: Arc<Config>,
+    /// The cluster id from the stored registry.
     pub cluster_id: String,
+    /// The registry as loaded at startup; each shard opens what it owns of it.
     pub snapshot: Arc<Snapshot>,
+    /// Set by SIGINT or SIGTERM (`runtime::shutdown_flag`); shards stop once it is.
     pub shutdown: Arc<AtomicBool>,
     /// Shards that have opened their partitions and groups: none listens before all have, so
     /// the first client is never answered by a shard whose peers cannot answer yet.
     pub started: Arc<AtomicUsize>,
 }
 
+/// One core's state: its partitions and groups, its copy of the registry, its ends of the mesh,
+/// and (on shard 0) the controller. Lives on its executor's thread as `Rc<Shard>`.
 pub struct Shard {
+    /// This shard's index, 0..config.shards; 0 is the controller.
     pub id: usize,
+    /// The broker's settings.
     pub config: Arc<Config>,
+    /// The cluster id Metadata and DescribeCluster report.
     pub cluster_id: String,
     metadata: RefCell<Arc<Snapshot>>,
     partitions: RefCell<HashMap<(Uuid, i32), Rc<Partition>>>,
@@ -76,10 +85,13 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// How many shards the broker runs.
     pub fn shards(&self) -> usize {
         self.config.shards
     }
 
+    /// This shard's copy of the registry: the newest snapshot installed here. A handler holds
+    /// on to the one it got for the whole request.
     pub fn metadata(&self) -> Arc<Snapshot> {
         self.metadata.borrow().clone()
     }
@@ -93,10 +105,12 @@ impl Shard {
         self.partitions.borrow().get(&(*topic, index)).cloned()
     }
 
+    /// The shard that owns partition `index` of `topic` (see `metadata::shard_for`).
     pub fn owner_of(&self, topic: &Uuid, index: i32) -> usize {
         shard_for(topic, index, self.shards())
     }
 
+    /// The shard that coordinates `group` (the one serving its group log).
     pub fn coordinator_of(&self, group: &str) -> usize {
         crate::group::shard_for_group(group, self.shards())
     }

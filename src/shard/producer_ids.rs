@@ -14,6 +14,8 @@ use crate::types::Offset;
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 const BLOCK_FILE: &str = "producer-id-block";
 
+/// The producer-id allocator on shard 0: ids are handed out in order from the current block;
+/// the next block is persisted before its first id is used.
 pub struct ProducerIds {
     dir: PathBuf,
     next: Cell<i64>,

@@ -34,8 +34,11 @@ pub enum Unrouted {
 
 /// One partition named by a request, with what the owner needs to serve it.
 pub struct PartItem<I> {
+    /// The topic from the caller's snapshot; None for a topic it does not know.
     pub topic: Option<Arc<TopicMeta>>,
+    /// The partition index as the request gives it (not yet checked).
     pub index: i32,
+    /// What the owner needs for this partition (records to append, a fetch position...).
     pub item: I,
 }
 

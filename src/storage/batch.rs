@@ -55,21 +55,32 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
 /// The decoded fixed header of one v2 batch. Cheap to copy; holds no bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// The offset of the batch's first record (the broker writes it on append).
     pub base_offset: Offset,
     /// Total size on the wire and on disk: 12 + batchLength.
     pub size_bytes: usize,
+    /// The attribute bits: compression codec, timestamp type, transactional, control.
     pub attributes: i16,
+    /// The last record's offset minus `base_offset`.
     pub last_offset_delta: i32,
+    /// The first record's timestamp (records carry deltas from it).
     pub base_timestamp: TimestampMs,
+    /// The newest record timestamp in the batch, or the append time for LogAppendTime.
     pub max_timestamp: TimestampMs,
+    /// The idempotent producer's id, -1 for a plain producer.
     pub producer_id: i64,
+    /// The idempotent producer's epoch, -1 for a plain producer.
     pub producer_epoch: i16,
+    /// The first record's sequence number, -1 for a plain producer.
     pub base_sequence: i32,
+    /// Records the batch declares (at least 1 once validated).
     pub record_count: i32,
+    /// The CRC32C stored in the batch, over everything from the attributes on.
     pub crc: u32,
 }
 
 impl BatchHeader {
+    /// The offset of the batch's last record.
     pub fn last_offset(&self) -> Offset {
         self.base_offset.plus(i64::from(self.last_offset_delta))
     }
@@ -77,15 +88,19 @@ impl BatchHeader {
     pub fn next_offset(&self) -> Offset {
         self.last_offset().plus(1)
     }
+    /// The compression codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
     pub fn compression(&self) -> i16 {
         self.attributes & ATTR_COMPRESSION_MASK
     }
+    /// Whether the timestamps are the broker's append time (LogAppendTime), not the producer's.
     pub fn is_log_append_time(&self) -> bool {
         self.attributes & ATTR_TIMESTAMP_TYPE_LOG_APPEND != 0
     }
+    /// Whether the batch belongs to a transaction.
     pub fn is_transactional(&self) -> bool {
         self.attributes & ATTR_TRANSACTIONAL != 0
     }
+    /// Whether the batch holds a control record (a transaction marker), not data.
     pub fn is_control(&self) -> bool {
         self.attributes & ATTR_CONTROL != 0
     }
@@ -138,13 +153,19 @@ pub enum Stop {
     /// The bytes end inside a batch: `batch_bytes` from its start would hold it whole
     /// (`LOG_OVERHEAD_BYTES` when even its length prefix is cut off).
     #[error("the bytes end inside a batch of {batch_bytes} bytes")]
-    Partial { batch_bytes: usize },
+    Partial {
+        /// Bytes the cut batch needs from its start.
+        batch_bytes: usize,
+    },
     /// The length prefix is no batch length (shorter than a header): zeros or garbage.
     #[error("no batch header (zeros or garbage)")]
     BadLength,
     /// The batch declares more bytes than the walk's cap.
     #[error("declared size {batch_bytes} over the batch cap")]
-    TooLarge { batch_bytes: usize },
+    TooLarge {
+        /// The size the batch declares.
+        batch_bytes: usize,
+    },
 }
 
 /// Batches laid end to end in a buffer, walked by their length prefixes: the one place that

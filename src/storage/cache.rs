@@ -14,13 +14,20 @@ use crate::types::Offset;
 /// which takes it over when it leaves).
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// The batch's base offset.
     pub base: Offset,
+    /// The offset one past its last record: the next batch's base.
     pub next: Offset,
+    /// The base offset of the segment it was written to.
     pub segment: Offset,
+    /// Its byte position in that segment.
     pub position: u64,
+    /// The batch as written (offsets already set).
     pub bytes: Bytes,
 }
 
+/// A partition's newest batches, at most `bytes_max` bytes of them (but always the newest
+/// one), contiguous in offsets.
 #[derive(Debug)]
 pub struct TailCache {
     entries: VecDeque<Entry>,
@@ -29,6 +36,7 @@ pub struct TailCache {
 }
 
 impl TailCache {
+    /// An empty cache keeping at most `bytes_max` bytes (LogConfig's `cache_bytes_max`).
     pub fn new(bytes_max: usize) -> TailCache {
         TailCache {
             entries: VecDeque::new(),
@@ -75,11 +83,13 @@ impl TailCache {
         out
     }
 
+    /// Drops every batch.
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
     }
 
+    /// Bytes of the batches held, at most `bytes_max` unless the newest alone is larger.
     pub fn bytes(&self) -> usize {
         self.bytes
     }

@@ -8,11 +8,15 @@ use crate::types::TimestampMs;
 /// Kafka's message.timestamp.type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TimestampType {
+    /// Batches keep the timestamps the producer set.
     #[default]
     CreateTime,
+    /// The broker stamps each batch with its append time (`batch::set_log_append_time`).
     LogAppendTime,
 }
 
+/// One partition log's settings; see the module docs. Changed on a live log by
+/// `PartitionLog::set_config` when the topic's configs change.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     /// segment.bytes: roll when the active segment would exceed this.

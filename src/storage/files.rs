@@ -29,6 +29,7 @@ pub struct Lru<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
+    /// An empty map holding at most `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Self {
         Lru {
             capacity: capacity.max(1),
@@ -38,10 +39,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         }
     }
 
+    /// Entries held, at most the capacity.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -67,6 +70,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         gone
     }
 
+    /// Takes `key` out, returning its value if it was there.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let (value, used) = self.entries.remove(key)?;
         self.order.remove(&used);
@@ -79,6 +83,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         keys.iter().filter(|k| self.remove(k).is_some()).count()
     }
 
+    /// Changes the capacity (at least 1); returns the least recently used entries that no
+    /// longer fit, oldest first.
     pub fn set_capacity(&mut self, capacity: usize) -> Vec<V> {
         self.capacity = capacity.max(1);
         self.evict_over_capacity()

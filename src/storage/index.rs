@@ -22,9 +22,13 @@ const TIME_ENTRY_BYTES: usize = 12;
 /// What a sealed segment's index header records about the segment, so a clean open needs no scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentSummary {
+    /// Bytes of the segment's log file the index covers (whole batches).
     pub log_bytes: u64,
+    /// The offset one past the last batch covered.
     pub next_offset: Offset,
+    /// The largest batch max timestamp covered ([`TimestampMs::NONE`] for none).
     pub max_timestamp: TimestampMs,
+    /// The base offset of the batch holding `max_timestamp`.
     pub offset_of_max_timestamp: Offset,
 }
 
@@ -35,6 +39,8 @@ pub struct OffsetIndex {
 }
 
 impl OffsetIndex {
+    /// Adds an entry for the batch at byte `position` whose offset is `relative_offset` past
+    /// the segment base; both must be greater than the last entry's (panics otherwise).
     pub fn push(&mut self, relative_offset: u32, position: u32) {
         if let Some(&(o, p)) = self.entries.last() {
             assert!(
@@ -56,10 +62,12 @@ impl OffsetIndex {
         }
     }
 
+    /// Entries held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the index has no entry.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -78,6 +86,8 @@ impl OffsetIndex {
         encode_file(KIND_OFFSET, inside, summary, body)
     }
 
+    /// Reads an offset index file back with its summary; None if it is corrupt or not an
+    /// offset index of this version (the caller then rebuilds it from the log).
     pub fn decode(file: &[u8]) -> Option<(OffsetIndex, SegmentSummary)> {
         let (summary, body) = decode_file(file, KIND_OFFSET, OFFSET_ENTRY_BYTES)?;
         let mut index = OffsetIndex::default();
@@ -124,10 +134,12 @@ impl TimeIndex {
         }
     }
 
+    /// Entries held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the index has no entry.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -145,6 +157,8 @@ impl TimeIndex {
         encode_file(KIND_TIME, inside, summary, body)
     }
 
+    /// Reads a time index file back with its summary; None if it is corrupt or not a time
+    /// index of this version (the caller then rebuilds it from the log).
     pub fn decode(file: &[u8]) -> Option<(TimeIndex, SegmentSummary)> {
         let (summary, body) = decode_file(file, KIND_TIME, TIME_ENTRY_BYTES)?;
         let mut index = TimeIndex::default();

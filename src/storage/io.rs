@@ -143,6 +143,7 @@ impl SegmentFile {
         }))
     }
 
+    /// The file's path, for errors and logs.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -191,6 +192,8 @@ impl SegmentFile {
             .map_err(|e| io_err("read segment", &self.path, e))
     }
 
+    /// fdatasync: makes what was written durable. A failure is never retried (see
+    /// `StorageError::is_exhaustion`).
     pub async fn sync(&self) -> Result<()> {
         self.file
             .fdatasync()
@@ -206,6 +209,7 @@ impl SegmentFile {
             .map_err(|e| io_err("fallocate segment", &self.path, e))
     }
 
+    /// Cuts (or extends) the file to `size` bytes.
     pub async fn truncate(&self, size: u64) -> Result<()> {
         self.file
             .truncate(size)
@@ -213,6 +217,7 @@ impl SegmentFile {
             .map_err(|e| io_err("truncate segment", &self.path, e))
     }
 
+    /// The file's size in bytes, preallocated space included.
     pub async fn size(&self) -> Result<u64> {
         self.file
             .file_size()
@@ -221,10 +226,12 @@ impl SegmentFile {
     }
 }
 
+/// `v` rounded up to a multiple of `align` (which must not be 0).
 pub fn align_up(v: u64, align: u64) -> u64 {
     v.div_ceil(align) * align
 }
 
+/// `v` rounded down to a multiple of `align` (which must not be 0).
 pub fn align_down(v: u64, align: u64) -> u64 {
     v / align * align
 }
@@ -294,6 +301,7 @@ async fn write_synced(path: &Path, bytes: Vec<u8>) -> Result<()> {
     synced
 }
 
+/// fsyncs a directory, so that files created, renamed or removed in it stay so after a crash.
 pub async fn sync_dir(dir: &Path) -> Result<()> {
     let d = glommio::io::Directory::open(dir)
         .await
@@ -303,6 +311,7 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes a file; one that does not exist counts as removed.
 pub async fn remove(path: &Path) -> Result<()> {
     match glommio::io::remove(path).await {
         Ok(()) => Ok(()),
@@ -311,6 +320,7 @@ pub async fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// A spawned task (see [`spawn`]); awaiting it gives its output.
 pub type Task<T> = glommio::Task<T>;
 
 /// Spawns a task on the current shard's executor; it is cancelled when the handle drops
@@ -319,6 +329,7 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
 }
 
+/// Waits `d` on the executor's timer without blocking the thread.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
 }

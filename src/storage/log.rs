@@ -48,7 +48,9 @@ fn preallocate_ahead(end: u64, step_max: u64, align: u64) -> u64 {
 /// A run of batch bytes handed to a reader: from the tail cache or a DMA read buffer.
 #[derive(Clone, Debug)]
 pub enum Chunk {
+    /// From memory: the tail cache or the shard's read cache.
     Mem(Bytes),
+    /// Read from the segment file (a DMA buffer, not `Send`).
     Disk(IoBuf),
 }
 
@@ -75,12 +77,17 @@ impl Chunk {
 /// The answer to a read: whole batches plus the log's bounds at the time of the read.
 #[derive(Debug)]
 pub struct ReadOutcome {
+    /// Whole batches in offset order, the first holding the offset read (empty at the high
+    /// watermark).
     pub chunks: Vec<Chunk>,
+    /// The high watermark when read.
     pub high_watermark: Offset,
+    /// The log start offset when read.
     pub log_start: Offset,
 }
 
 impl ReadOutcome {
+    /// Bytes of all the chunks together.
     pub fn bytes(&self) -> usize {
         self.chunks.iter().map(|c| c.len()).sum()
     }
@@ -133,6 +140,8 @@ impl Drop for Inner {
     }
 }
 
+/// A handle on one partition's log (clones share it); see the module docs. Lives on the
+/// shard that opened it, which also runs its flusher task.
 #[derive(Clone)]
 pub struct PartitionLog {
     inner: Rc<Inner>,
@@ -190,6 +199,7 @@ impl PartitionLog {
         Ok(PartitionLog { inner })
     }
 
+    /// The log's directory (segments, indexes, checkpoints).
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
@@ -299,6 +309,8 @@ impl PartitionLog {
         future::or(listener, io::sleep(timeout)).await
     }
 
+    /// The offset below which everything is written to the device: the end of what reads
+    /// serve.
     pub fn high_watermark(&self) -> Offset {
         self.inner.state.borrow().high_watermark()
     }
@@ -306,15 +318,19 @@ impl PartitionLog {
     pub fn is_paused(&self) -> bool {
         self.inner.state.borrow().is_paused()
     }
+    /// The first offset still kept.
     pub fn log_start(&self) -> Offset {
         self.inner.state.borrow().log_start()
     }
+    /// The log end: the offset the next append gets (batches not yet written included).
     pub fn next_offset(&self) -> Offset {
         self.inner.state.borrow().next_offset()
     }
+    /// Bytes of all segments, batches not yet written included.
     pub fn size_bytes(&self) -> u64 {
         self.inner.state.borrow().size_bytes()
     }
+    /// Segments the log has, the active one included.
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments().count()
     }
@@ -327,6 +343,7 @@ impl PartitionLog {
         self.inner.state.borrow_mut().config = config;
         self.inner.work.notify(1);
     }
+    /// A copy of the log's current settings.
     pub fn config(&self) -> LogConfig {
         self.inner.state.borrow().config.clone()
     }

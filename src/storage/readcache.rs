@@ -28,7 +28,9 @@ pub struct Extent {
     pub next: Offset,
     /// Segment (base offset) and file position of the first batch.
     pub segment: Offset,
+    /// The first batch's byte position in `segment`.
     pub position: u64,
+    /// The batches, laid end to end as in the segment file.
     pub bytes: Bytes,
     /// LRU stamp (key in `lru`).
     used: u64,
@@ -37,8 +39,11 @@ pub struct Extent {
 /// Where a cached run ends: the offset after it and the file position that follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunEnd {
+    /// The offset one past the run's last batch.
     pub next: Offset,
+    /// The segment the run's last extent lies in.
     pub segment: Offset,
+    /// The byte position in `segment` right after the run.
     pub position: u64,
     /// Bytes of the run from the asked offset's extent to here.
     pub bytes: usize,
@@ -90,6 +95,7 @@ pub fn next_log_id() -> u64 {
 }
 
 impl ReadCache {
+    /// An empty cache with a budget of `bytes_max` bytes.
     pub fn new(bytes_max: usize) -> ReadCache {
         ReadCache {
             bytes_max,
@@ -97,9 +103,11 @@ impl ReadCache {
         }
     }
 
+    /// Bytes of all the extents held (at most `bytes_max` after each insert).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+    /// The budget, in bytes.
     pub fn bytes_max(&self) -> usize {
         self.bytes_max
     }
@@ -107,6 +115,7 @@ impl ReadCache {
     pub fn hit_counts(&self) -> (u64, u64) {
         (self.hits, self.misses)
     }
+    /// Counts one read that had to go to disk.
     pub fn count_miss(&mut self) {
         self.misses += 1;
     }

@@ -23,8 +23,11 @@ use super::scan::{ScanStop, Scanner};
 use super::state::Segment;
 use crate::types::Offset;
 
+/// Marker written last by a clean close; its presence means open need scan nothing.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Checkpoint of the base of the oldest segment not yet finalized: recovery scans from there.
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Checkpoint of the log start offset (moved by DeleteRecords and retention).
 pub const LOG_START_FILE: &str = "log-start-offset";
 /// How much of a segment one recovery read brings in.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
@@ -33,6 +36,8 @@ const SCAN_BATCH_BYTES_MAX: usize = 64 << 20;
 /// Largest index file read at open (a 1 GiB segment at 4 KiB intervals needs ~3 MiB).
 const INDEX_FILE_BYTES_MAX: u64 = 64 << 20;
 
+/// The path of the segment file with extension `ext` (`log`, `index`, `timeindex`): its base
+/// offset in 20 digits, as Kafka names them.
 pub fn segment_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
     dir.join(format!("{:020}.{ext}", base.0))
 }
@@ -47,6 +52,7 @@ pub fn encode_checkpoint(offset: Offset) -> Vec<u8> {
     b
 }
 
+/// Reads a checkpoint file written by [`encode_checkpoint`]; None if it is corrupt.
 pub fn decode_checkpoint(b: &[u8]) -> Option<Offset> {
     if b.len() != 16 || &b[0..4] != b"SLCK" {
         return None;
@@ -64,8 +70,12 @@ async fn read_checkpoint(dir: &Path, name: &str) -> Result<Option<Offset>> {
 
 /// What `open` hands to `PartitionLog`.
 pub struct Recovered {
+    /// The segments kept, oldest first; the last becomes the active one.
     pub segments: VecDeque<Segment>,
+    /// The segment files recovery opened, by base offset.
     pub files: BTreeMap<Offset, Rc<SegmentFile>>,
+    /// The log start offset from its checkpoint, 0 without one (`LogState::new` raises it to
+    /// the first segment's base).
     pub log_start: Offset,
     /// True when the marker said the last close was clean (nothing was scanned).
     pub was_clean: bool,
@@ -263,6 +273,7 @@ async fn finalize_recovered(dir: &Path, file: &SegmentFile, seg: &Segment) -> Re
     write_indexes(dir, seg).await
 }
 
+/// Writes a whole segment's index files (`.index`, `.timeindex`), each atomically.
 pub async fn write_indexes(dir: &Path, seg: &Segment) -> Result<()> {
     let s = seg.summary();
     let name = |ext: &str| format!("{:020}.{ext}", seg.base.0);

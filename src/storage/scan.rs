@@ -10,7 +10,9 @@ use super::batch::{self, BatchHeader, Batches, Stop};
 /// A valid batch found by the scan, with its byte position in the segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScannedBatch {
+    /// The batch's byte position in the segment.
     pub position: u64,
+    /// Its header, checked (CRC included).
     pub header: BatchHeader,
 }
 
@@ -18,9 +20,16 @@ pub struct ScannedBatch {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScanStop {
     /// Need more bytes to decide (a batch straddles the chunk end).
-    NeedMore { batch_bytes: usize },
+    NeedMore {
+        /// Bytes the next batch needs from its start (the scanner's position);
+        /// `LOG_OVERHEAD_BYTES` when even its length prefix is missing.
+        batch_bytes: usize,
+    },
     /// Data ends here: zeros, garbage, a torn or corrupt batch, or a batch over the size cap.
-    End { reason: String },
+    End {
+        /// What was found there, for the log line.
+        reason: String,
+    },
 }
 
 /// Incremental scanner: feed it the bytes that follow `position`.
@@ -32,6 +41,7 @@ pub struct Scanner {
 }
 
 impl Scanner {
+    /// A scanner starting at byte `position`, believing no batch larger than `batch_bytes_max`.
     pub fn new(position: u64, batch_bytes_max: usize) -> Scanner {
         Scanner {
             position,

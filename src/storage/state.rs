@@ -23,17 +23,23 @@ use crate::types::{Offset, TimestampMs};
 /// One segment's bookkeeping. Its bytes live in `<base>.log`.
 #[derive(Debug, Clone)]
 pub struct Segment {
+    /// The offset of its first batch, which also names its files.
     pub base: Offset,
+    /// The offset one past its last batch (pending ones included).
     pub next_offset: Offset,
     /// Logical bytes appended, including pending ones.
     pub log_bytes: u64,
     /// Bytes that reached the device.
     pub written_bytes: u64,
+    /// The largest batch max timestamp in it ([`TimestampMs::NONE`] while empty).
     pub max_timestamp: TimestampMs,
+    /// The base offset of the batch holding `max_timestamp` (the segment base while empty).
     pub offset_of_max_timestamp: Offset,
     /// When the first batch was appended (for segment.ms); None for an empty segment.
     pub first_append: Option<TimestampMs>,
+    /// Its sparse offset index, in memory (written to `<base>.index` when finalized).
     pub offset_index: OffsetIndex,
+    /// Its sparse time index, in memory (written to `<base>.timeindex` when finalized).
     pub time_index: TimeIndex,
     bytes_since_index: u64,
     /// No more appends: a newer segment exists.
@@ -49,6 +55,7 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// An empty, unsealed segment starting at `base`.
     pub fn new(base: Offset) -> Segment {
         Segment {
             base,
@@ -93,6 +100,8 @@ impl Segment {
         self.next_offset = h.next_offset();
     }
 
+    /// What its index headers record: size, end offset and max timestamp, pending batches
+    /// included.
     pub fn summary(&self) -> SegmentSummary {
         SegmentSummary {
             log_bytes: self.log_bytes,
@@ -133,22 +142,33 @@ impl Segment {
 /// What the caller learns when a batch is accepted. `ticket` is what to wait on for durability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
+    /// The offset assigned to the batch's first record.
     pub base_offset: Offset,
+    /// The offset assigned to its last record.
     pub last_offset: Offset,
     /// The time set on the batch for LogAppendTime topics, else NONE (-1).
     pub log_append_time: TimestampMs,
+    /// The log start offset at the append.
     pub log_start_offset: Offset,
+    /// The offset one past the batch: `PartitionLog::wait(ticket, ..)` returns once
+    /// everything before it meets the durability asked for.
     pub ticket: Offset,
 }
 
 /// A contiguous run of pending batches for one segment, to be written in one aligned write.
 #[derive(Debug)]
 pub struct WriteJob {
+    /// The base offset of the segment written to.
     pub segment: Offset,
+    /// The byte position in the segment where the first batch goes.
     pub position: u64,
+    /// The batches, in order, laid end to end from `position`.
     pub chunks: Vec<Bytes>,
+    /// Bytes of all the batches (at most `write_bytes_max`, unless one batch is larger).
     pub bytes: u64,
+    /// The offset one past the last batch: the high watermark once the write completes.
     pub end_offset: Offset,
+    /// Records in the batches (for flush.messages).
     pub records: u64,
     /// The segment as it is once this job's last batch is written.
     pub summary: SegmentSummary,
@@ -158,15 +178,20 @@ pub struct WriteJob {
 /// written prefix `summary` describes (so recovery after a crash scans only what follows).
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// The base offset of the (active) segment.
     pub segment: Offset,
+    /// The written prefix the checkpoint covers.
     pub summary: SegmentSummary,
+    /// The offset index file's bytes for that prefix.
     pub offset_index: Vec<u8>,
+    /// The time index file's bytes for that prefix.
     pub time_index: Vec<u8>,
 }
 
 /// The next effect the I/O edge should carry out.
 #[derive(Debug)]
 pub enum Action {
+    /// Write these batches in one aligned write, then report it with `complete_write`.
     Write(WriteJob),
     /// Sync, truncate to `log_bytes` and write the indexes of a sealed, fully written segment.
     Seal(Offset),
@@ -174,6 +199,7 @@ pub enum Action {
     Sync(Offset),
     /// fdatasync the active segment and write its recovery checkpoint.
     Checkpoint(Checkpoint),
+    /// Nothing to do until more is appended or a sync falls due (or the log has failed).
     Idle,
 }
 
@@ -182,11 +208,15 @@ pub enum Action {
 pub enum ReadPlan {
     /// Nothing at or above the offset yet (offset == high watermark).
     Empty,
+    /// Answered from the tail cache: these whole batches.
     Cached(Vec<Bytes>),
     /// Scan `<segment>.log` from `position` (≤ the batch holding `offset`) to at most `end`.
     Disk {
+        /// The base offset of the segment to read.
         segment: Offset,
+        /// Where to start scanning (from the offset index).
         position: u64,
+        /// Where its written bytes end.
         end: u64,
     },
 }
@@ -202,8 +232,11 @@ struct Pending {
     summary: SegmentSummary,
 }
 
+/// One partition log's bookkeeping: its segments, offsets, queued batches, tail cache and
+/// flags; see the module docs. Owned by a `PartitionLog` behind a `RefCell`.
 #[derive(Debug)]
 pub struct LogState {
+    /// The log's settings; replaced whole when the topic's configs change.
     pub config: LogConfig,
     segments: VecDeque<Segment>,
     log_start: Offset,
@@ -280,15 +313,19 @@ impl LogState {
         assert!(self.written <= self.next_offset(), "written ≤ log end");
     }
 
+    /// The first offset still kept.
     pub fn log_start(&self) -> Offset {
         self.log_start
     }
+    /// The offset below which everything is written to the device: what readers may see.
     pub fn high_watermark(&self) -> Offset {
         self.written
     }
+    /// The offset below which everything has been through fdatasync.
     pub fn synced(&self) -> Offset {
         self.synced
     }
+    /// The log end: the offset the next appended batch gets (queued batches included).
     pub fn next_offset(&self) -> Offset {
         self.segments.back().expect("one segment").next_offset
     }
@@ -296,27 +333,36 @@ impl LogState {
     pub fn active(&self) -> &Segment {
         self.segments.back().expect("one segment")
     }
+    /// The segments, oldest first; the last is the active one.
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
         self.segments.iter()
     }
+    /// The segment based at `base`, if the log still has it.
     pub fn segment(&self, base: Offset) -> Option<&Segment> {
         self.segments.iter().find(|s| s.base == base)
     }
+    /// Bytes of all segments, queued batches included.
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.log_bytes).sum()
     }
+    /// Whether the log has failed an I/O operation (see [`LogState::fail`]).
     pub fn is_failed(&self) -> bool {
         self.failed
     }
+    /// Whether fewer than `pending_bytes_max` bytes wait to be written: appenders may go on.
     pub fn has_room(&self) -> bool {
         self.unwritten_bytes < self.config.pending_bytes_max
     }
+    /// Whether nothing is queued or being written.
     pub fn is_drained(&self) -> bool {
         self.pending.is_empty() && self.unwritten_bytes == 0
     }
+    /// Marks the log failed after an I/O error the flusher cannot retry: appends are refused
+    /// and waiters get an error from then on.
     pub fn fail(&mut self) {
         self.failed = true;
     }
+    /// Whether writes are paused (see [`LogState::set_paused`]).
     pub fn is_paused(&self) -> bool {
         self.paused
     }
@@ -325,6 +371,7 @@ impl LogState {
     pub fn set_paused(&mut self, paused: bool) {
         self.paused = paused;
     }
+    /// Bytes held in the tail cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
     }

@@ -13,6 +13,7 @@ use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
+/// Replaces each topic's config set; answers each resource with its error code and message.
 pub async fn handle(
     s: Rc<Shard>,
     req: AlterConfigsRequest,

@@ -24,6 +24,7 @@ pub fn advertised() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// Answers with the API table's version ranges (an unsupported version gets [`unsupported`]).
 pub async fn handle(
     _s: Rc<Shard>,
     _req: ApiVersionsRequest,

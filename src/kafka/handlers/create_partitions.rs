@@ -11,6 +11,7 @@ use super::Call;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
+/// Grows each topic to its new count; answers each topic with its error code and message.
 pub async fn handle(
     s: Rc<Shard>,
     req: CreatePartitionsRequest,

@@ -13,6 +13,8 @@ use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
 
+/// Creates each topic; answers each with its id, partition count and replication factor 1,
+/// or its error.
 pub async fn handle(
     s: Rc<Shard>,
     req: CreateTopicsRequest,

@@ -10,6 +10,7 @@ use super::{group_id, join_all, on_group};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Deletes each empty group with its offsets; answers each with its error code.
 pub async fn handle(
     s: Rc<Shard>,
     r: DeleteGroupsRequest,

@@ -15,6 +15,7 @@ use crate::types::{Offset, TimestampMs};
 
 use super::Call;
 
+/// Moves each partition's log start; answers each with its new low watermark, or its error.
 pub async fn handle(
     s: Rc<Shard>,
     req: DeleteRecordsRequest,

@@ -12,6 +12,7 @@ use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
+/// Deletes each topic, named or by id; answers each with its name, id and error code.
 pub async fn handle(
     s: Rc<Shard>,
     req: DeleteTopicsRequest,

@@ -10,6 +10,7 @@ use super::Call;
 
 use crate::shard::Shard;
 
+/// Answers with the cluster id and this broker, as the only broker and the controller.
 pub async fn handle(
     s: Rc<Shard>,
     _req: DescribeClusterRequest,

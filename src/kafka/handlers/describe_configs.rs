@@ -14,13 +14,16 @@ use crate::kafka::errors;
 use crate::metadata::configs::SPECS;
 use crate::shard::Shard;
 
+/// The resource type of a topic in the config APIs (DescribeConfigs, AlterConfigs, ...).
 pub const RESOURCE_TOPIC: i8 = 2;
-pub const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
 
+/// Answers each topic with every config (or the ones asked for): value and whether it is
+/// the default; a broker resource with no configs, any other type with INVALID_REQUEST.
 pub async fn handle(
     s: Rc<Shard>,
     req: DescribeConfigsRequest,

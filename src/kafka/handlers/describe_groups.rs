@@ -11,6 +11,7 @@ use crate::group::{GroupError, GroupSummary};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Answers each group with its state, protocol and members, or Dead when it does not exist.
 pub async fn handle(
     s: Rc<Shard>,
     r: DescribeGroupsRequest,

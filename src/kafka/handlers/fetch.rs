@@ -44,6 +44,8 @@ struct Want {
     max_bytes: usize,
 }
 
+/// Answers with each partition's batches from the fetch offset (spliced, not copied), its
+/// high watermark and log start, or its error, once `min_bytes` are there or the wait ends.
 pub async fn handle(
     s: Rc<Shard>,
     req: FetchRequest,

@@ -21,6 +21,8 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 const TRANSACTIONS_REFUSED: &str = "shardlog does not support transactions yet: a producer \
     with a transactional.id cannot start (idempotent producers work)";
 
+/// Answers with this broker for each group key, and an error for a transactional or unknown
+/// key type.
 pub async fn handle(
     s: Rc<Shard>,
     r: FindCoordinatorRequest,

@@ -11,6 +11,7 @@ use crate::group::MemberRef;
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Answers with NONE, REBALANCE_IN_PROGRESS when the member must rejoin, or its group error.
 pub async fn handle(
     s: Rc<Shard>,
     r: HeartbeatRequest,

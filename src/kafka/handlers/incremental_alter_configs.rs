@@ -13,6 +13,7 @@ use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
 
+/// Sets or deletes single topic configs; answers each resource with its error code and message.
 pub async fn handle(
     s: Rc<Shard>,
     req: IncrementalAlterConfigsRequest,

@@ -12,6 +12,8 @@ use crate::shard::{route, Shard};
 
 use super::Call;
 
+/// Answers with a producer id and epoch for an idempotent producer (a new id, or the next
+/// epoch of the id a v3+ client names), or INVALID_REQUEST for a transactional one.
 pub async fn handle(
     s: Rc<Shard>,
     r: InitProducerIdRequest,

@@ -12,6 +12,7 @@ use crate::group::{JoinReply, JoinRequest};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Answers once the join phase ends: generation, leader, member id, members (to the leader).
 pub async fn handle(
     s: Rc<Shard>,
     r: JoinGroupRequest,

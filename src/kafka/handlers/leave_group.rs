@@ -12,6 +12,7 @@ use crate::group::MemberRef;
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Removes the members from the group; answers with one error code (v0-2) or one per member.
 pub async fn handle(
     s: Rc<Shard>,
     r: LeaveGroupRequest,

@@ -12,6 +12,7 @@ use crate::group::GroupError;
 use crate::kafka::errors;
 use crate::shard::{route, Shard};
 
+/// Answers with every group on every shard, filtered by the request's states and types.
 pub async fn handle(
     s: Rc<Shard>,
     r: ListGroupsRequest,

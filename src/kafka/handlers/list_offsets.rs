@@ -15,6 +15,8 @@ use crate::shard::{route, Shard};
 
 use super::Call;
 
+/// Answers each partition with the offset (and its timestamp) the request's timestamp asks
+/// for, -1 when there is none, or its error.
 pub async fn handle(
     s: Rc<Shard>,
     req: ListOffsetsRequest,

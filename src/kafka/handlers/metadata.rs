@@ -15,6 +15,8 @@ use crate::metadata::{valid_topic_name, TopicMeta};
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
 
+/// Answers with this broker and the topics asked for (or all), creating unknown ones when
+/// allowed; each topic's partitions are all led by this broker.
 pub async fn handle(
     s: Rc<Shard>,
     req: MetadataRequest,
@@ -99,7 +101,8 @@ fn error_topic(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_topic_id(id)
 }
 
-pub fn describe(t: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
+/// A topic's entry: every partition led by `node`, its only replica and in-sync replica.
+fn describe(t: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
     let partitions = (0..t.partitions)
         .map(|i| {
             MetadataResponsePartition::default()

@@ -103,18 +103,22 @@ pub fn admin_outcome<T>(r: &Result<T, crate::shard::AdminError>) -> (ErrorCode, 
     }
 }
 
+/// `s` as the protocol crate's topic name (a copy).
 pub fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// `s` as the protocol crate's string (a copy).
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// [`str_bytes`] for a nullable string.
 pub fn opt_str_bytes(s: Option<&str>) -> Option<StrBytes> {
     s.map(str_bytes)
 }
 
+/// `s` as the protocol crate's group id (a copy).
 pub fn group_id(s: &str) -> kafka_protocol::messages::GroupId {
     kafka_protocol::messages::GroupId(str_bytes(s))
 }

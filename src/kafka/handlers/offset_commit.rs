@@ -16,6 +16,7 @@ use crate::kafka::errors;
 use crate::shard::Shard;
 use crate::types::{DurationMs, Offset};
 
+/// Answers each partition with its commit's error code, once the offsets are in the group log.
 pub async fn handle(
     s: Rc<Shard>,
     r: OffsetCommitRequest,

@@ -13,6 +13,7 @@ use crate::group::{GroupError, TopicPartitions};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Deletes the group's offsets of the named partitions; answers each with its error code.
 pub async fn handle(
     s: Rc<Shard>,
     r: OffsetDeleteRequest,

@@ -15,6 +15,7 @@ use crate::group::{CommittedOffsets, TopicPartitions};
 use crate::kafka::errors::{self, ErrorCode};
 use crate::shard::Shard;
 
+/// Answers with each group's committed offsets (-1 where none), of the named partitions or all.
 pub async fn handle(
     s: Rc<Shard>,
     r: OffsetFetchRequest,

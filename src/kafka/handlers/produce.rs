@@ -23,7 +23,9 @@ use super::Call;
 /// Largest batch, decompressed, that the record-count check and recompression will expand.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
-/// `frame` is the request body the protocol crate decoded `req` from.
+/// Appends each partition's batches on its owner shard; once `acks` is met, answers each with
+/// its base offset, log-append time and log start, or its error (acks=0: no answer). The
+/// batches are taken over from the request body (`Call::take_frame`) without a copy.
 pub async fn handle(s: Rc<Shard>, req: ProduceRequest, call: &Call<'_>) -> Option<ProduceResponse> {
     let version = call.version;
     let frame = call.take_frame();

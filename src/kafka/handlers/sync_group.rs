@@ -11,6 +11,7 @@ use crate::group::{GroupError, SyncReply, SyncRequest};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
+/// Answers once the leader's assignment is in: this member's share of it, or the group's error.
 pub async fn handle(
     s: Rc<Shard>,
     r: SyncGroupRequest,
