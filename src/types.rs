@@ -75,8 +75,10 @@ impl fmt::Display for TimestampMs {
 pub struct DurationMs(pub i64);
 
 impl DurationMs {
+    /// No time at all.
     pub const ZERO: DurationMs = DurationMs(0);
 
+    /// The milliseconds as a plain number (for the wire and for arithmetic).
     pub fn get(self) -> i64 {
         self.0
     }
