@@ -31,7 +31,6 @@ pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod config;
-#[allow(missing_docs)] // documented separately (issue 18)
 pub mod group;
 pub mod kafka;
 pub mod metadata;

@@ -71,6 +71,10 @@ struct GroupLog {
     snapshot_bytes: Cell<u64>,
 }
 
+/// The group coordinator of one shard: the [`Groups`] machine of the groups in the group logs
+/// this shard serves (log `i` when `i % shards == shard`), those logs with their writers, the
+/// parked requests and the timer task. Handlers reach it on the group's shard
+/// (`handlers::on_group`); it is not `Send` and runs on that shard's executor only.
 pub struct Coordinator {
     shard: usize,
     shards: usize,
@@ -84,6 +88,9 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
+    /// The coordinator of shard `shard` of `shards`, its group logs under `data_dir`
+    /// ([`group_log_dir`]). Opens nothing: [`Coordinator::start`] loads the logs before
+    /// requests are served. Member ids are seeded at random, so they differ across restarts.
     pub fn new(
         shard: usize,
         shards: usize,
@@ -377,6 +384,11 @@ impl Coordinator {
         }
     }
 
+    /// JoinGroup: answered at once (errors, MEMBER_ID_REQUIRED, a member rejoining unchanged
+    /// after the join phase) or parked until the join phase ends (everyone joined, or the
+    /// join timer). Waits first while the group's log has too much queued. After
+    /// [`Coordinator::abort_parked`], or if the records behind the answer could not be
+    /// written, the answer is COORDINATOR_NOT_AVAILABLE.
     pub async fn join(self: &Rc<Self>, req: JoinRequest) -> JoinReply {
         if self.stopped.get() {
             return JoinReply::failed(GroupError::CoordinatorNotAvailable, req.member_id);
@@ -396,6 +408,9 @@ impl Coordinator {
         }
     }
 
+    /// SyncGroup: parked while CompletingRebalance until the leader's SyncGroup brings the
+    /// assignment (or a rebalance, fencing or removal answers it); answered at once when
+    /// Stable or on an error. Same backpressure and failure rules as [`Coordinator::join`].
     pub async fn sync(self: &Rc<Self>, req: SyncRequest) -> SyncReply {
         if self.stopped.get() {
             return SyncReply::failed(GroupError::CoordinatorNotAvailable);
@@ -421,6 +436,10 @@ impl Coordinator {
             .heartbeat(TimestampMs::now(), group, member)
     }
 
+    /// LeaveGroup: removes each member (by member id, or by instance id when the member id
+    /// is "") and rebalances the group. Err is a group-level error, else one result per
+    /// member in order. Returns once the records it caused are written or failed (a failure
+    /// is not reflected in the results: the members are gone from memory either way).
     pub async fn leave(
         self: &Rc<Self>,
         group: &str,
@@ -436,6 +455,9 @@ impl Coordinator {
         result
     }
 
+    /// OffsetCommit: one result per offset, in request order, once the offsets are written
+    /// to the group log (every one COORDINATOR_NOT_AVAILABLE if that write failed). Waits
+    /// first while the group's log has too much queued.
     pub async fn commit(self: &Rc<Self>, req: CommitRequest) -> Vec<Result<(), GroupError>> {
         self.admit(&req.group).await;
         let (results, fx) = self.machine.borrow_mut().commit(TimestampMs::now(), req);
@@ -446,18 +468,25 @@ impl Coordinator {
         }
     }
 
+    /// OffsetFetch ([`Groups::fetch_offsets`]). Reads memory, so it also sees commits whose
+    /// write is still in flight.
     pub fn fetch_offsets(&self, group: &str, topics: Option<TopicPartitions>) -> CommittedOffsets {
         self.machine.borrow().fetch_offsets(group, topics)
     }
 
+    /// DescribeGroups of one group; None if this shard has no such group (the handler then
+    /// answers state "Dead", or GROUP_ID_NOT_FOUND to v6+).
     pub fn describe(&self, group: &str) -> Option<GroupSummary> {
         self.machine.borrow().describe(group)
     }
 
+    /// ListGroups: this shard's groups, sorted by id (ListGroups gathers every shard's).
     pub fn list(&self) -> Vec<GroupListing> {
         self.machine.borrow().list()
     }
 
+    /// DeleteGroups of one group ([`Groups::delete_group`]): Ok once its tombstone is
+    /// written, COORDINATOR_NOT_AVAILABLE if that write failed.
     pub async fn delete_group(self: &Rc<Self>, group: &str) -> Result<(), GroupError> {
         let (result, fx) = self.machine.borrow_mut().delete_group(group);
         if self.apply(fx).await.unwrap_or(false) {
@@ -467,6 +496,8 @@ impl Coordinator {
         }
     }
 
+    /// OffsetDelete ([`Groups::delete_offsets`]): per-partition results once the tombstones
+    /// are written, COORDINATOR_NOT_AVAILABLE if that write failed.
     pub async fn delete_offsets(
         self: &Rc<Self>,
         group: &str,

@@ -21,15 +21,27 @@ use crate::types::{DurationMs, TimestampMs};
 /// Session deadline of a member added during a join phase until it is first answered.
 const NEW_MEMBER_JOIN_TIMEOUT: DurationMs = DurationMs(300_000);
 
+/// A group's state in Kafka's classic protocol (transitions in the module docs). Kafka's
+/// Dead is not one: a dead group is removed from [`Groups`] at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// No members: a new group, one whose members all left or expired, or a simple group
+    /// (offsets only). Its offsets expire after offsets.retention.minutes, and the group
+    /// with the last of them.
     Empty,
+    /// The join phase: members (re)send JoinGroup and are parked until all have joined or
+    /// the join timer fires; Heartbeats answer REBALANCE_IN_PROGRESS to make them rejoin.
     PreparingRebalance,
+    /// A new generation was answered; the coordinator waits for the leader's SyncGroup with
+    /// the assignment, parking the others' (Kafka's former AwaitingSync).
     CompletingRebalance,
+    /// The leader's assignment went out; members heartbeat until one joins, leaves, expires
+    /// or rejoins with new metadata (or the leader rejoins), which starts a rebalance.
     Stable,
 }
 
 impl State {
+    /// Kafka's name of the state, as DescribeGroups and ListGroups show it.
     pub fn name(self) -> &'static str {
         match self {
             State::Empty => "Empty",
@@ -43,7 +55,11 @@ impl State {
 /// What a group's parked replies and persisted records amount to after one call.
 #[derive(Debug, Default)]
 pub struct Effects {
+    /// Answers to JoinGroup and SyncGroup requests by their token: the call's own request
+    /// and any parked earlier. They must go out only once `records` are written.
     pub replies: Vec<(Token, Reply)>,
+    /// Records to append to the group logs, in this order (the log of each is
+    /// `group_log_for(record.group())`).
     pub records: Vec<Record>,
 }
 
@@ -149,6 +165,7 @@ impl Groups {
         }
     }
 
+    /// The settings the machine was made with.
     pub fn config(&self) -> &GroupConfig {
         &self.config
     }

@@ -25,20 +25,29 @@ const VALUE_VERSION: u8 = 0;
 pub enum Record {
     /// A committed offset; None deletes it.
     Offset {
+        /// The group that committed it.
         group: String,
+        /// The topic of the committed partition.
         topic: String,
+        /// The partition index within `topic`.
         partition: i32,
+        /// The offset as committed; None (a tombstone) once it expired, was deleted
+        /// (OffsetDelete) or its topic was.
         value: Option<Committed>,
     },
     /// A group's metadata as of its last stable generation; None deletes the group and
     /// every offset it had committed before.
     Group {
+        /// The group id.
         group: String,
+        /// The group's metadata; None (a tombstone) when the group was deleted or expired.
         value: Option<StoredGroup>,
     },
 }
 
 impl Record {
+    /// The group the record is about: it picks the group log the record goes to
+    /// (`group_log_for`).
     pub fn group(&self) -> &str {
         match self {
             Record::Offset { group, .. } | Record::Group { group, .. } => group,
@@ -46,30 +55,49 @@ impl Record {
     }
 }
 
+/// A group as persisted (the value of a Group record): written when it reaches a stable
+/// point (the leader's assignment, a static member's takeover in Stable, a join phase ending
+/// Empty); on restart it comes back Stable with these members, or Empty without.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StoredGroup {
+    /// The group's protocol type ("consumer", ...), kept when the group went Empty.
     pub protocol_type: Option<String>,
+    /// The generation when written; members carry on heartbeating at it after a restart.
     pub generation: i32,
+    /// The protocol chosen for that generation; None when the group was Empty.
     pub protocol_name: Option<String>,
+    /// The leader's member id; None when the group was Empty.
     pub leader: Option<String>,
     /// When the group entered its current state (offset expiry of empty groups counts from it).
     pub state_since_ms: TimestampMs,
+    /// The members with their assignments; empty when the group was Empty.
     pub members: Vec<StoredMember>,
 }
 
+/// One member as persisted in a [`StoredGroup`]: what it takes to restore it as a Stable
+/// member after a restart.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StoredMember {
+    /// The member's id, with which it keeps heartbeating across a restart.
     pub member_id: String,
+    /// Its group.instance.id if it is a static member.
     pub instance_id: Option<String>,
+    /// The client.id it joined with.
     pub client_id: String,
+    /// The address it joined from.
     pub client_host: String,
+    /// Its session timeout: after a restart its session runs this long from the load.
     pub session_timeout_ms: i32,
+    /// Its rebalance timeout (the join and sync phases last the members' largest).
     pub rebalance_timeout_ms: i32,
     /// The member's metadata for the group's chosen protocol.
     pub metadata: Bytes,
+    /// Its share of the leader's assignment, handed back to its SyncGroup while Stable.
     pub assignment: Bytes,
 }
 
+/// A group-log record that does not decode (truncated, unknown kind or version, bad
+/// UTF-8...); the text says what. Loading a group log reports it as corruption on disk.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt group record: {0}")]
 pub struct DecodeError(&'static str);
@@ -149,6 +177,7 @@ pub fn encode(r: &Record) -> (Bytes, Option<Bytes>) {
     }
 }
 
+/// The record of a (key, value) pair (value None: a tombstone); the inverse of [`encode`].
 pub fn decode(key: Bytes, value: Option<Bytes>) -> Result<Record> {
     let mut k = Reader(key);
     match k.u8()? {
