@@ -90,7 +90,8 @@ data_dir=$(cd "$data_dir" && pwd)
 broker_pid=""
 clk_tck=$(getconf CLK_TCK)
 start_broker() {
-  "$broker_bin" --listen "$bootstrap" --data-dir "$data_dir/broker" --shards "$shards" \
+  SHARDLOG_ADMIN_LISTEN=${SHARDLOG_ADMIN_LISTEN:-127.0.0.1:0} \
+    "$broker_bin" --listen "$bootstrap" --data-dir "$data_dir/broker" --shards "$shards" \
     "${extra_broker_flags[@]}" 2>>"$data_dir/broker.log" &
   broker_pid=$!
   for _ in $(seq 100); do

@@ -5,23 +5,34 @@
 //! its request latencies. This is the only module that names both `shard` and `net`: the
 //! network edge serves a shard, and a shard knows nothing of the network.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::net::{self, Admission, RequestTimes};
+use crate::admin;
+use crate::net::{self, Admission};
 use crate::runtime::{self, Mesh};
 use crate::shard::{self, Boot, Shard};
 
 /// Shard `id`'s whole life on its executor; `admission` holds the connection limits that all
 /// shards' listeners share.
-pub async fn run_shard(id: usize, mesh: Mesh<Shard>, boot: Boot, admission: Arc<Admission>) {
+pub async fn run_shard(
+    id: usize,
+    mesh: Mesh<Shard>,
+    boot: Boot,
+    admission: Arc<Admission>,
+    started: admin::Started,
+) {
     let shard = Shard::start(id, mesh, &boot).await;
     shard::wait_for_peers(&boot).await;
-    let times = Rc::new(RequestTimes::default());
+    let stats = net::stats::shard_stats();
     // Kept (not detached): dropping the task cancels the accept loop at shutdown.
-    let listener = runtime::spawn(net::accept_loop(shard.clone(), admission, times.clone()));
+    let listener = runtime::spawn(net::accept_loop(shard.clone(), admission, stats.clone()));
+    let admin = match shard.config.admin_listen {
+        Some(addr) if id == 0 => Some(runtime::spawn(admin::serve(shard.clone(), addr, started))),
+        _ => None,
+    };
     shard.housekeeping(&boot.shutdown).await;
+    drop(admin);
     drop(listener);
     shard.stop().await;
-    times.log(id);
+    stats.times.log(id);
 }

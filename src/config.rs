@@ -94,6 +94,10 @@ pub struct Flags {
     /// and the least recently used closed [default: 1000]
     #[arg(long, env = "SHARDLOG_SEGMENT_FILES_OPEN_MAX", value_name = "N")]
     pub segment_files_open_max: Option<usize>,
+    /// Admin HTTP listener: Prometheus `/metrics` and the `/v1/...` status API, or `off`
+    /// (port 0: any free port, logged) [default: 127.0.0.1:9644]
+    #[arg(long, env = "SHARDLOG_ADMIN_LISTEN", value_name = "HOST:PORT|off")]
+    pub admin_listen: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -121,6 +125,7 @@ struct FileConfig {
     connection_idle_ms_max: Option<u64>,
     inflight_bytes_max: Option<usize>,
     segment_files_open_max: Option<usize>,
+    admin_listen: Option<String>,
 }
 
 /// Resolved settings: every default applied and every value checked, built once by
@@ -178,6 +183,8 @@ pub struct Config {
     pub verify_reads: bool,
     /// Sealed segment files each shard keeps open (`storage::files`).
     pub segment_files_open_max: usize,
+    /// Where the admin HTTP server (`crate::admin`) listens, on shard 0; None: it does not.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Why the settings could not be resolved; the broker does not start.
@@ -289,7 +296,20 @@ impl Config {
                 .or(file.segment_files_open_max)
                 .unwrap_or(crate::storage::files::OPEN_FILES_MAX_DEFAULT)
                 .max(1),
+            admin_listen: parse_admin_listen(cli.admin_listen.or(file.admin_listen))?,
         })
+    }
+}
+
+/// The admin listener: HOST:PORT, or `off` for none; 127.0.0.1:9644 (Redpanda's admin port)
+/// when unset.
+fn parse_admin_listen(value: Option<String>) -> Result<Option<SocketAddr>, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(Some(SocketAddr::from(([127, 0, 0, 1], 9644)))),
+        Some("off") | Some("none") | Some("") => Ok(None),
+        Some(a) => a.parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!("admin listener {a:?} is not HOST:PORT or off"))
+        }),
     }
 }
 
@@ -391,6 +411,18 @@ mod tests {
         let c = Config::from_flags(cli.flags).unwrap();
         assert_eq!(c.shards, 4);
         assert_eq!(c.advertised_port, 29092);
+        let admin = |v: &str| {
+            let cli = Cli::parse_from(["shardlog", "--admin-listen", v]);
+            Config::from_flags(cli.flags).map(|c| c.admin_listen)
+        };
+        assert_eq!(admin("off").unwrap(), None);
+        assert_eq!(
+            admin("0.0.0.0:9645").unwrap(),
+            Some("0.0.0.0:9645".parse().unwrap())
+        );
+        assert!(admin("nowhere").is_err());
+        let default = Config::from_flags(Flags::default()).unwrap().admin_listen;
+        assert_eq!(default, Some("127.0.0.1:9644".parse().unwrap()));
         assert!(Config::from_flags(Flags {
             shards: Some(0),
             ..Flags::default()

@@ -10,6 +10,8 @@
 //! - [`net`]: per-shard listener (SO_REUSEPORT) and pipelined connections.
 //! - [`budget`]: each shard's budget for bytes in flight, leased by requests as they go.
 //! - [`kafka`]: dispatch (the one version table), one handler per API key, error codes.
+//! - [`metrics`]: the Prometheus text format and latency buckets (pure).
+//! - [`admin`]: the admin HTTP listener on shard 0: `/metrics` and the `/v1` status API.
 //! - [`broker`]: a shard's life with the network around it (start, listen, stop).
 //! - [`shard`]: a core's state, cross-shard calls (`Shard::on`), routing to owner shards, the
 //!   controller on shard 0.
@@ -26,6 +28,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod broker;
 pub mod budget;
 pub mod cli;
@@ -34,6 +37,7 @@ pub mod config;
 pub mod group;
 pub mod kafka;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod runtime;

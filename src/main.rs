@@ -96,8 +96,12 @@ fn run_broker(flags: Flags) -> anyhow::Result<()> {
         pin: config.pin,
         mesh_channel_capacity: config.mesh_channel_capacity,
     };
+    let started = shardlog::admin::Started {
+        at: std::time::Instant::now(),
+        wall: std::time::SystemTime::now(),
+    };
     runtime::run_shards(executors, move |id, mesh| {
-        broker::run_shard(id, mesh, boot.clone(), admission.clone())
+        broker::run_shard(id, mesh, boot.clone(), admission.clone(), started)
     })?;
     tracing::info!("stopped");
     Ok(())

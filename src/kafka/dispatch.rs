@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use super::error_counts::{self, ErrorCodes};
 use super::frame::{self, Frame, Spliced};
 use super::handlers;
 use crate::budget::Lease;
@@ -239,7 +240,7 @@ async fn run<Req, Resp, F, Fut>(
 ) -> Result<Option<Frame>, Close>
 where
     Req: Decodable,
-    Resp: Reply,
+    Resp: Reply + ErrorCodes,
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Option<Resp>>,
 {
@@ -248,7 +249,10 @@ where
     drop(body); // a handle on the frame, held no longer than needed
     match f(req).await {
         None => Ok(None),
-        Some(resp) => resp.into_frame(api, version, corr).map(Some),
+        Some(resp) => {
+            error_counts::count(api, &resp);
+            resp.into_frame(api, version, corr).map(Some)
+        }
     }
 }
 
@@ -273,6 +277,12 @@ impl<R: Encodable> Reply for Spliced<R> {
         let header = ResponseHeader::default().with_correlation_id(corr);
         frame::encode_spliced(&header, hv, version, self)
             .map_err(|e| Close(format!("cannot encode {api:?} v{version} response: {e}")))
+    }
+}
+
+impl<R: ErrorCodes> ErrorCodes for Spliced<R> {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        self.body.error_codes(f)
     }
 }
 

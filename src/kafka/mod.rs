@@ -5,6 +5,7 @@
 
 pub mod compression;
 pub mod dispatch;
+pub mod error_counts;
 pub mod errors;
 pub mod fanout;
 pub mod frame;

@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use event_listener::Event;
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{admission, send, RequestTimes};
+use super::{admission, send, NetStats};
 use crate::budget::{AfterBurst, Budget, Lease};
 use crate::kafka::dispatch::{self, Close};
 use crate::kafka::frame::Frame;
@@ -89,8 +89,8 @@ impl Memory {
 struct Conn {
     shard: Rc<Shard>,
     memory: Rc<Memory>,
-    /// The shard's request latency histograms.
-    times: Rc<RequestTimes>,
+    /// The shard's network counters and request latency histograms.
+    stats: Rc<NetStats>,
     /// This connection's responses built and not yet sent.
     unsent: Rc<Budget>,
     /// Requests being handled, and when a frame last arrived or went out.
@@ -148,10 +148,11 @@ type Handled = (Result<Option<Frame>, Close>, Instant, [Lease; 2]);
 pub async fn serve(
     shard: Rc<Shard>,
     memory: Rc<Memory>,
-    times: Rc<RequestTimes>,
+    stats: Rc<NetStats>,
     stream: TcpStream,
     _admitted: admission::Admitted,
 ) {
+    let _open = stats.accepted();
     let _ = stream.set_nodelay(true);
     let peer: Rc<str> = match stream.peer_addr() {
         Ok(a) => format!("/{}", a.ip()).into(),
@@ -164,7 +165,7 @@ pub async fn serve(
     let conn = Rc::new(Conn {
         shard,
         memory,
-        times,
+        stats,
         unsent: Budget::new(share),
         handling: Cell::new(0),
         last: Cell::new(Instant::now()),
@@ -276,7 +277,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
             break;
         }
         let (handle, total) = (handled - pending.arrived, pending.arrived.elapsed());
-        conn.times.record(pending.api, handle, total);
+        conn.stats.times.record(pending.api, handle, total);
     }
     let _ = wr.close().await;
     conn.closed.set(true);

@@ -9,10 +9,12 @@
 mod admission;
 mod conn;
 mod send;
+pub mod stats;
 mod timing;
 
 pub use admission::Admission;
 pub use conn::Memory;
+pub use stats::NetStats;
 pub use timing::RequestTimes;
 
 use std::rc::Rc;
@@ -82,8 +84,8 @@ fn listens_on(local: &str, addr: std::net::SocketAddr) -> bool {
 }
 
 /// Accepts connections until the shard stops (this task is dropped then). Every answered
-/// request's latency goes into `times`, which the caller logs when the shard stops.
-pub async fn accept_loop(shard: Rc<Shard>, admission: Arc<Admission>, times: Rc<RequestTimes>) {
+/// request's latency goes into the shard's `stats`, which the caller logs when the shard stops.
+pub async fn accept_loop(shard: Rc<Shard>, admission: Arc<Admission>, stats: Rc<NetStats>) {
     let listener = match TcpListener::bind(shard.config.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -99,13 +101,14 @@ pub async fn accept_loop(shard: Rc<Shard>, admission: Arc<Admission>, times: Rc<
             Ok(stream) => {
                 let ip = stream.peer_addr().map(|a| a.ip()).ok();
                 let Some(admitted) = ip.and_then(|ip| admission.admit(ip)) else {
+                    stats.refused();
                     tracing::debug!(peer = ?ip, "connection refused: connection limit reached");
                     continue; // dropped here: closed
                 };
                 let conn = conn::serve(
                     shard.clone(),
                     memory.clone(),
-                    times.clone(),
+                    stats.clone(),
                     stream,
                     admitted,
                 );

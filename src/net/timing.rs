@@ -99,6 +99,19 @@ impl RequestTimes {
         .collect()
     }
 
+    /// Every API key's distributions, for the metrics endpoint.
+    pub fn buckets(&self) -> Vec<super::stats::ApiStats> {
+        let by_api = self.by_api.borrow();
+        let seen = by_api.iter().enumerate();
+        let seen = seen.filter_map(|(i, t)| Some((i as i16, t.as_ref()?)));
+        seen.map(|(api, t)| super::stats::ApiStats {
+            api,
+            total: crate::metrics::Buckets::from_micros(&t.total),
+            handle: crate::metrics::Buckets::from_micros(&t.handle),
+        })
+        .collect()
+    }
+
     /// Logs the summary (one line per API key) for shard `shard`.
     pub fn log(&self, shard: usize) {
         for s in self.summary() {

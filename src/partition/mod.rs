@@ -4,6 +4,9 @@
 
 pub mod producers;
 mod records;
+mod traffic;
+
+pub use traffic::PartitionStats;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -53,6 +56,7 @@ pub struct Partition {
     pub index: i32,
     log: PartitionLog,
     producers: Rc<Producers>,
+    traffic: Rc<traffic::Traffic>,
 }
 
 /// Why a produce failed.
@@ -131,6 +135,7 @@ impl Partition {
             index,
             log,
             producers,
+            traffic: Rc::default(),
         })
     }
 
@@ -176,7 +181,9 @@ impl Partition {
                 Verdict::Append => {
                     let appended = self.producers.since_snapshot_bytes.get() + b.len() as u64;
                     self.producers.since_snapshot_bytes.set(appended);
+                    let (bytes, records) = (b.len(), h.record_count);
                     let info = self.log.append_now(b, now)?;
+                    self.traffic.appended(bytes, records);
                     h.base_offset = info.base_offset;
                     self.producers.states.borrow_mut().record(&h, now.0);
                     if producers::is_idempotent(&h) {
@@ -256,10 +263,12 @@ impl Partition {
     /// across all the partitions of a request.
     pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<Fetched, StorageError> {
         let r = self.log.read(offset, max_bytes).await?;
+        let records: Vec<Bytes> = r.chunks.into_iter().map(|c| c.into_bytes()).collect();
+        self.traffic.served(offset, &records);
         Ok(Fetched {
             high_watermark: r.high_watermark,
             log_start_offset: r.log_start,
-            records: r.chunks.into_iter().map(|c| c.into_bytes()).collect(),
+            records,
         })
     }
 
@@ -278,6 +287,24 @@ impl Partition {
             index: self.index,
             log: self.log.clone(),
             producers: self.producers.clone(),
+            traffic: self.traffic.clone(),
+        }
+    }
+
+    /// What the metrics endpoint shows of this partition (traffic, offsets, sizes).
+    pub fn stats(&self) -> PartitionStats {
+        let t = &self.traffic;
+        PartitionStats {
+            bytes_in: t.bytes_in.get(),
+            records_in: t.records_in.get(),
+            bytes_out: t.bytes_out.get(),
+            records_out: t.records_out.get(),
+            log_start: self.log.log_start().0,
+            high_watermark: self.log.high_watermark().0,
+            size_bytes: self.log.size_bytes(),
+            segments: self.log.segment_count() as u64,
+            tail_cache_bytes: self.log.tail_cache_bytes() as u64,
+            producers: self.producers.states.borrow().len() as u64,
         }
     }
 

@@ -45,6 +45,49 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
 }
 
+/// What this thread's executor has done since it started (the metrics endpoint reads it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ExecutorTotals {
+    /// Seconds spent running tasks and polling I/O (not sleeping, not spinning).
+    pub busy_s: f64,
+    /// Tasks run.
+    pub tasks: u64,
+    /// File reads submitted, and their bytes.
+    pub reads: (u64, u64),
+    /// File writes submitted, and their bytes.
+    pub writes: (u64, u64),
+    /// Files opened less files closed.
+    pub files_open: u64,
+}
+
+thread_local! {
+    static TOTALS: std::cell::Cell<ExecutorTotals> = std::cell::Cell::new(ExecutorTotals::default());
+}
+
+/// This executor's totals so far. glommio hands out its statistics as deltas since they were
+/// last asked for, so this adds them up; call it only on a shard's thread.
+pub fn executor_totals() -> ExecutorTotals {
+    let ex = glommio::executor();
+    let stats = ex.executor_stats();
+    let io = ex.io_stats();
+    let rings = io.all_rings();
+    TOTALS.with(|t| {
+        let mut v = t.get();
+        v.busy_s += stats.total_runtime().as_secs_f64();
+        v.tasks += stats.tasks_executed();
+        let (r, rb) = rings.file_reads();
+        let (w, wb) = rings.file_writes();
+        let (br, brb) = rings.file_buffered_reads();
+        let (bw, bwb) = rings.file_buffered_writes();
+        v.reads = (v.reads.0 + r + br, v.reads.1 + rb + brb);
+        v.writes = (v.writes.0 + w + bw, v.writes.1 + wb + bwb);
+        let opened = v.files_open + rings.files_opened();
+        v.files_open = opened.saturating_sub(rings.files_closed());
+        t.set(v);
+        v
+    })
+}
+
 /// Runs the futures concurrently on this executor and returns their outputs in order.
 pub async fn join_all<T: 'static, F>(futs: impl IntoIterator<Item = F>) -> Vec<T>
 where
@@ -149,6 +192,17 @@ pub fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
 
 pub use glommio::channels::local_channel;
 pub use glommio::net::{TcpListener, TcpStream};
+
+/// A listener on `addr` that no other socket may share: unlike `TcpListener::bind` (which
+/// sets SO_REUSEPORT, as the Kafka listeners want), a second process binding the same address
+/// fails, so two brokers never split one admin port between them.
+pub fn listen_exclusive(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    // SAFETY: the descriptor is a listening TCP socket we own; ownership moves to glommio.
+    Ok(unsafe { TcpListener::from_raw_fd(std_listener.into_raw_fd()) })
+}
 
 #[cfg(test)]
 mod tests {

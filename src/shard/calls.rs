@@ -48,6 +48,11 @@ impl Replies {
         }
     }
 
+    /// Calls waiting for their replies.
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.borrow().len()
+    }
+
     fn forget(&self, id: u64) {
         self.waiting.borrow_mut().remove(&id);
     }

@@ -18,6 +18,7 @@ mod lifecycle;
 mod metadata;
 pub mod producer_ids;
 pub mod route;
+mod stats;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use crate::runtime::MeshSenders;
 use calls::Replies;
 pub use controller::{AdminError, Controller};
 pub use lifecycle::{wait_for_peers, InFlight};
+pub use stats::{GroupStats, OwnedPartition, ShardStats};
 
 /// A cross-shard call failed: the target shard is gone (shutting down).
 #[derive(Debug, Clone, Copy, thiserror::Error)]

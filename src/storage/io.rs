@@ -168,11 +168,13 @@ impl SegmentFile {
             at += p.len();
         }
         dst[at..].fill(0);
+        let started = std::time::Instant::now();
         let written = self
             .file
             .write_at(buf, pos)
             .await
             .map_err(|e| io_err("write segment", &self.path, e))?;
+        super::stats::record_write(started.elapsed());
         if written != padded {
             return Err(StorageError::io(
                 "write segment",
@@ -195,10 +197,10 @@ impl SegmentFile {
     /// fdatasync: makes what was written durable. A failure is never retried (see
     /// `StorageError::is_exhaustion`).
     pub async fn sync(&self) -> Result<()> {
-        self.file
-            .fdatasync()
-            .await
-            .map_err(|e| io_err("fdatasync segment", &self.path, e))
+        let started = std::time::Instant::now();
+        let synced = self.file.fdatasync().await;
+        super::stats::record_sync(started.elapsed());
+        synced.map_err(|e| io_err("fdatasync segment", &self.path, e))
     }
 
     /// Reserves blocks up to `size` so appends do not allocate (file size becomes `size`).

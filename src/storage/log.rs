@@ -330,6 +330,10 @@ impl PartitionLog {
     pub fn size_bytes(&self) -> u64 {
         self.inner.state.borrow().size_bytes()
     }
+    /// Bytes of batches the tail cache holds (recently appended data served from memory).
+    pub fn tail_cache_bytes(&self) -> usize {
+        self.inner.state.borrow().cache_bytes()
+    }
     /// Segments the log has, the active one included.
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments().count()

@@ -20,6 +20,7 @@ pub mod readcache;
 pub mod recovery;
 pub mod scan;
 pub mod state;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 

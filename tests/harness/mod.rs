@@ -229,6 +229,9 @@ fn broker_command(data_dir: &str, shards: usize, port: u16, filter: &str, log: &
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--data-dir", data_dir])
         .args(["--shards", &shards.to_string()])
+        // Any free port, so brokers of tests running at once never share 9644; a test that
+        // scrapes passes --admin-listen (flags win over the environment).
+        .env("SHARDLOG_ADMIN_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", filter)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());

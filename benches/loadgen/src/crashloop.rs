@@ -172,6 +172,7 @@ fn start(args: &CrashArgs) -> anyhow::Result<(Child, Duration)> {
         .arg("--num-partitions")
         .arg(args.partitions.to_string())
         .args(&args.broker_args)
+        .env("SHARDLOG_ADMIN_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -56,6 +56,7 @@ impl Broker {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--data-dir", dir.join("data").to_str().unwrap()])
             .args(["--shards", "2"])
+            .env("SHARDLOG_ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

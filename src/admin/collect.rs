@@ -1,0 +1,80 @@
+//! Gathering what the admin endpoints show: each shard fills a [`ShardSnapshot`] on its own
+//! thread (its partitions and groups, its network counters, its executor's and storage's
+//! totals) and sends it back over the mesh; the scrape merges them on shard 0. The data path
+//! pays for one short job per shard per scrape and takes no lock.
+
+use std::rc::Rc;
+
+use crate::metrics::Buckets;
+use crate::net::stats::NetSnapshot;
+use crate::runtime::{self, ExecutorTotals};
+use crate::shard::{Shard, ShardStats};
+use crate::storage::{readcache, stats as io_stats};
+
+/// One shard's state at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct ShardSnapshot {
+    /// Partitions, groups, requests and calls in flight.
+    pub shard: ShardStats,
+    /// Connections and request latencies.
+    pub net: NetSnapshot,
+    /// The executor's busy time, tasks and file I/O.
+    pub exec: ExecutorTotals,
+    /// The read cache: bytes held, budget, hits, misses.
+    pub read_cache: ReadCacheStats,
+    /// Segment write latency.
+    pub write: Buckets,
+    /// fdatasync latency.
+    pub sync: Buckets,
+    /// Error codes in responses: (API key, error code, count).
+    pub errors: Vec<(i16, i16, u64)>,
+}
+
+/// The shard's read cache counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadCacheStats {
+    /// Bytes held.
+    pub bytes: u64,
+    /// The budget.
+    pub bytes_max: u64,
+    /// Reads answered from memory.
+    pub hits: u64,
+    /// Reads that went to disk.
+    pub misses: u64,
+}
+
+/// This shard's snapshot; runs on the shard's thread.
+pub fn local(s: &Shard) -> ShardSnapshot {
+    let read_cache = readcache::with(|c| {
+        let (hits, misses) = c.hit_counts();
+        ReadCacheStats {
+            bytes: c.bytes() as u64,
+            bytes_max: c.bytes_max() as u64,
+            hits,
+            misses,
+        }
+    });
+    let (write, sync) = io_stats::io_buckets();
+    ShardSnapshot {
+        shard: s.stats(),
+        net: crate::net::stats::snapshot(),
+        exec: runtime::executor_totals(),
+        read_cache,
+        write,
+        sync,
+        errors: crate::kafka::error_counts::snapshot(),
+    }
+}
+
+/// Every shard's snapshot, in shard order; a shard that cannot answer (stopping) is left out.
+pub async fn all(s: &Rc<Shard>) -> Vec<ShardSnapshot> {
+    let asks = (0..s.shards()).map(|i| {
+        let s = s.clone();
+        async move { s.on(i, |s| async move { local(&s) }).await }
+    });
+    runtime::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}

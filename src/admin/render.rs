@@ -1,0 +1,573 @@
+//! The merged shard snapshots as Prometheus metrics (`metrics`) and as the JSON of the `/v1`
+//! API. Pure: snapshots and process facts in, text out. Metric names follow Prometheus's
+//! conventions (`shardlog_` prefix, base units, `_total` for counters, `_bytes`, `_seconds`);
+//! docs/operations.md lists them all.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::collect::ShardSnapshot;
+use crate::metrics::{Buckets, Exposition, Format, Kind};
+
+/// Facts about the process, read from /proc at scrape time (None where unreadable).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessFacts {
+    /// Resident memory, bytes.
+    pub rss_bytes: Option<u64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// User plus system CPU time, seconds.
+    pub cpu_s: Option<f64>,
+    /// Seconds since the broker started.
+    pub uptime_s: f64,
+    /// When the broker started, seconds since the Unix epoch.
+    pub start_time_s: f64,
+}
+
+/// The name of API key `api` ("Produce"), or its number.
+pub fn api_name(api: i16) -> String {
+    kafka_protocol::messages::ApiKey::try_from(api)
+        .map_or_else(|_| api.to_string(), |k| format!("{k:?}"))
+}
+
+/// The Kafka name of error `code` ("NOT_LEADER_OR_FOLLOWER"), or its number.
+pub fn error_name(code: i16) -> String {
+    let name = kafka_protocol::ResponseError::try_from_code(code).map(|e| format!("{e:?}"));
+    match name {
+        Some(n) if !n.contains('(') => screaming_snake(&n),
+        _ => code.to_string(), // NONE, or a code the protocol crate does not name
+    }
+}
+
+/// "NotLeaderOrFollower" → "NOT_LEADER_OR_FOLLOWER".
+fn screaming_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Each partition's high watermark, by topic and partition.
+fn high_watermarks(snaps: &[ShardSnapshot]) -> HashMap<(&str, i32), i64> {
+    let parts = snaps.iter().flat_map(|s| &s.shard.partitions);
+    parts
+        .map(|p| ((p.topic.as_str(), p.partition), p.stats.high_watermark))
+        .collect()
+}
+
+/// A group's lag on a partition: the high watermark less the committed offset, never below 0
+/// (None when the partition is not known, e.g. a deleted topic).
+fn lag(hw: &HashMap<(&str, i32), i64>, topic: &str, partition: i32, committed: i64) -> Option<i64> {
+    hw.get(&(topic, partition)).map(|h| (h - committed).max(0))
+}
+
+/// The `/metrics` text.
+pub fn metrics(snaps: &[ShardSnapshot], process: &ProcessFacts, format: Format) -> String {
+    let mut e = Exposition::new(format);
+    process_metrics(&mut e, process);
+    shard_metrics(&mut e, snaps);
+    request_metrics(&mut e, snaps);
+    partition_metrics(&mut e, snaps);
+    group_metrics(&mut e, snaps);
+    e.finish()
+}
+
+fn process_metrics(e: &mut Exposition, p: &ProcessFacts) {
+    let gauges = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            p.rss_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            p.open_fds.map(|v| v as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, seconds.",
+            Some(p.start_time_s),
+        ),
+        (
+            "shardlog_uptime_seconds",
+            "Seconds since the broker started.",
+            Some(p.uptime_s),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(v) = value {
+            e.family(name, Kind::Gauge, help);
+            e.sample(name, &[], v);
+        }
+    }
+    if let Some(v) = p.cpu_s {
+        e.family(
+            "process_cpu_seconds_total",
+            Kind::Counter,
+            "User and system CPU time, seconds.",
+        );
+        e.sample("process_cpu_seconds_total", &[], v);
+    }
+}
+
+type ShardValue = fn(&ShardSnapshot) -> f64;
+
+fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    let rows: [(&str, Kind, &str, ShardValue); 14] = [
+        (
+            "shardlog_shard_connections",
+            Kind::Gauge,
+            "Client connections open on the shard.",
+            |s| s.net.connections_open as f64,
+        ),
+        (
+            "shardlog_shard_connections_accepted_total",
+            Kind::Counter,
+            "Client connections accepted.",
+            |s| s.net.connections_accepted as f64,
+        ),
+        (
+            "shardlog_shard_connections_refused_total",
+            Kind::Counter,
+            "Client connections refused by the connection limits.",
+            |s| s.net.connections_refused as f64,
+        ),
+        (
+            "shardlog_shard_inflight_requests",
+            Kind::Gauge,
+            "Requests being handled on the shard.",
+            |s| s.shard.inflight_requests as f64,
+        ),
+        (
+            "shardlog_shard_cross_shard_calls_waiting",
+            Kind::Gauge,
+            "Calls to other shards over the mesh waiting for their replies.",
+            |s| s.shard.calls_waiting as f64,
+        ),
+        (
+            "shardlog_shard_busy_seconds_total",
+            Kind::Counter,
+            "Time the shard's executor spent running tasks and polling I/O.",
+            |s| s.exec.busy_s,
+        ),
+        (
+            "shardlog_shard_tasks_total",
+            Kind::Counter,
+            "Tasks the shard's executor ran.",
+            |s| s.exec.tasks as f64,
+        ),
+        (
+            "shardlog_shard_files_open",
+            Kind::Gauge,
+            "Files the shard's executor has open.",
+            |s| s.exec.files_open as f64,
+        ),
+        (
+            "shardlog_shard_read_cache_bytes",
+            Kind::Gauge,
+            "Bytes held by the shard's read cache.",
+            |s| s.read_cache.bytes as f64,
+        ),
+        (
+            "shardlog_shard_read_cache_max_bytes",
+            Kind::Gauge,
+            "The shard's read cache budget.",
+            |s| s.read_cache.bytes_max as f64,
+        ),
+        (
+            "shardlog_shard_read_cache_hits_total",
+            Kind::Counter,
+            "Reads below the tail cache answered from the read cache.",
+            |s| s.read_cache.hits as f64,
+        ),
+        (
+            "shardlog_shard_read_cache_misses_total",
+            Kind::Counter,
+            "Reads below the tail cache that went to the disk.",
+            |s| s.read_cache.misses as f64,
+        ),
+        (
+            "shardlog_shard_tail_cache_bytes",
+            Kind::Gauge,
+            "Bytes of recent batches held by the shard's partitions' tail caches.",
+            |s| {
+                s.shard
+                    .partitions
+                    .iter()
+                    .map(|p| p.stats.tail_cache_bytes as f64)
+                    .sum()
+            },
+        ),
+        (
+            "shardlog_shard_partitions",
+            Kind::Gauge,
+            "Partitions the shard owns.",
+            |s| s.shard.partitions.len() as f64,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        e.family(name, kind, help);
+        for s in snaps {
+            let shard = s.shard.shard.to_string();
+            e.sample(name, &[("shard", &shard)], value(s));
+        }
+    }
+    io_metrics(e, snaps);
+}
+
+fn io_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    for (name, help, bytes) in [
+        (
+            "shardlog_shard_io_operations_total",
+            "File reads and writes the shard's io_uring submitted.",
+            false,
+        ),
+        (
+            "shardlog_shard_io_bytes_total",
+            "Bytes of file reads and writes the shard's io_uring submitted.",
+            true,
+        ),
+    ] {
+        e.family(name, Kind::Counter, help);
+        for s in snaps {
+            let shard = s.shard.shard.to_string();
+            let (r, w) = (s.exec.reads, s.exec.writes);
+            let (r, w) = if bytes { (r.1, w.1) } else { (r.0, w.0) };
+            e.sample(name, &[("shard", &shard), ("op", "read")], r as f64);
+            e.sample(name, &[("shard", &shard), ("op", "write")], w as f64);
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "shardlog_storage_write_seconds",
+            "Time of each segment write (O_DIRECT) on the device.",
+            (|s| &s.write) as fn(&ShardSnapshot) -> &Buckets,
+        ),
+        (
+            "shardlog_storage_fdatasync_seconds",
+            "Time of each segment fdatasync.",
+            |s| &s.sync,
+        ),
+    ] {
+        e.family(name, Kind::Histogram, help);
+        for s in snaps {
+            let shard = s.shard.shard.to_string();
+            e.histogram(name, &[("shard", &shard)], pick(s));
+        }
+    }
+}
+
+fn request_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    let mut by_api: std::collections::BTreeMap<i16, (Buckets, Buckets)> = Default::default();
+    for a in snaps.iter().flat_map(|s| &s.net.apis) {
+        let entry = by_api.entry(a.api).or_default();
+        entry.0.merge(&a.total);
+        entry.1.merge(&a.handle);
+    }
+    let name = "shardlog_requests_total";
+    e.family(name, Kind::Counter, "Requests answered, by API.");
+    for (api, (total, _)) in &by_api {
+        e.sample(name, &[("api", &api_name(*api))], total.count() as f64);
+    }
+    let mut errors: std::collections::BTreeMap<(i16, i16), u64> = Default::default();
+    for &(api, code, n) in snaps.iter().flat_map(|s| &s.errors) {
+        *errors.entry((api, code)).or_default() += n;
+    }
+    let name = "shardlog_request_errors_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Error codes in responses, by API and error (partition-level codes each count).",
+    );
+    for ((api, code), n) in errors {
+        let error = error_name(code);
+        e.sample(
+            name,
+            &[("api", &api_name(api)), ("error", &error)],
+            n as f64,
+        );
+    }
+    let name = "shardlog_request_duration_seconds";
+    e.family(
+        name,
+        Kind::Histogram,
+        "Time from a request's arrival to its response's send, by API (all shards merged).",
+    );
+    for (api, (total, _)) in &by_api {
+        e.histogram(name, &[("api", &api_name(*api))], total);
+    }
+    let name = "shardlog_request_handle_seconds";
+    e.family(
+        name,
+        Kind::Histogram,
+        "The handler's part of a request's time, by API (all shards merged).",
+    );
+    for (api, (_, handle)) in &by_api {
+        e.histogram(name, &[("api", &api_name(*api))], handle);
+    }
+}
+
+type PartitionValue = fn(&crate::partition::PartitionStats) -> f64;
+
+fn partition_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    let rows: [(&str, Kind, &str, PartitionValue); 10] = [
+        (
+            "shardlog_partition_bytes_in_total",
+            Kind::Counter,
+            "Bytes of record batches produced to the partition since the broker started.",
+            |p| p.bytes_in as f64,
+        ),
+        (
+            "shardlog_partition_records_in_total",
+            Kind::Counter,
+            "Records produced to the partition since the broker started.",
+            |p| p.records_in as f64,
+        ),
+        (
+            "shardlog_partition_bytes_out_total",
+            Kind::Counter,
+            "Bytes of record batches read by fetches since the broker started.",
+            |p| p.bytes_out as f64,
+        ),
+        (
+            "shardlog_partition_records_out_total",
+            Kind::Counter,
+            "Records read by fetches since the broker started.",
+            |p| p.records_out as f64,
+        ),
+        (
+            "shardlog_partition_log_start_offset",
+            Kind::Gauge,
+            "The first offset kept.",
+            |p| p.log_start as f64,
+        ),
+        (
+            "shardlog_partition_log_end_offset",
+            Kind::Gauge,
+            "The log end offset consumers see (high watermark).",
+            |p| p.high_watermark as f64,
+        ),
+        (
+            "shardlog_partition_size_bytes",
+            Kind::Gauge,
+            "Bytes of the partition's segments on disk.",
+            |p| p.size_bytes as f64,
+        ),
+        (
+            "shardlog_partition_segments",
+            Kind::Gauge,
+            "Segments of the partition, the active one included.",
+            |p| p.segments as f64,
+        ),
+        (
+            "shardlog_partition_tail_cache_bytes",
+            Kind::Gauge,
+            "Bytes of recent batches held in memory for the partition.",
+            |p| p.tail_cache_bytes as f64,
+        ),
+        (
+            "shardlog_partition_producers",
+            Kind::Gauge,
+            "Idempotent producer ids the partition tracks.",
+            |p| p.producers as f64,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        e.family(name, kind, help);
+        for s in snaps {
+            for p in &s.shard.partitions {
+                let partition = p.partition.to_string();
+                let labels = [
+                    ("topic", p.topic.as_str()),
+                    ("partition", partition.as_str()),
+                ];
+                e.sample(name, &labels, value(&p.stats));
+            }
+        }
+    }
+}
+
+fn group_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    let groups: Vec<_> = snaps.iter().flat_map(|s| &s.shard.groups).collect();
+    let name = "shardlog_group_state";
+    e.family(
+        name,
+        Kind::Gauge,
+        "1 for the consumer group's current state.",
+    );
+    for g in &groups {
+        e.sample(name, &[("group", &g.group), ("state", g.state)], 1.0);
+    }
+    let name = "shardlog_group_members";
+    e.family(name, Kind::Gauge, "Members of the consumer group.");
+    for g in &groups {
+        e.sample(name, &[("group", &g.group)], g.members as f64);
+    }
+    let hw = high_watermarks(snaps);
+    let (committed, lag_name) = ("shardlog_group_committed_offset", "shardlog_group_lag");
+    e.family(
+        committed,
+        Kind::Gauge,
+        "The group's committed offset on the partition.",
+    );
+    for g in &groups {
+        for (topic, p, offset) in &g.committed {
+            let part = p.to_string();
+            let labels = [
+                ("group", g.group.as_str()),
+                ("topic", topic),
+                ("partition", &part),
+            ];
+            e.sample(committed, &labels, *offset as f64);
+        }
+    }
+    e.family(
+        lag_name,
+        Kind::Gauge,
+        "Records between the group's committed offset and the partition's high watermark.",
+    );
+    for g in &groups {
+        for (topic, p, offset) in &g.committed {
+            let Some(lag) = lag(&hw, topic, *p, *offset) else {
+                continue;
+            };
+            let part = p.to_string();
+            let labels = [
+                ("group", g.group.as_str()),
+                ("topic", topic),
+                ("partition", &part),
+            ];
+            e.sample(lag_name, &labels, lag as f64);
+        }
+    }
+}
+
+/// `/v1/topics`: every partition with its offsets and size, by topic.
+pub fn topics_json(snaps: &[ShardSnapshot]) -> serde_json::Value {
+    let mut topics: std::collections::BTreeMap<&str, Vec<serde_json::Value>> = Default::default();
+    for s in snaps {
+        for p in &s.shard.partitions {
+            topics.entry(&p.topic).or_default().push(json!({
+                "partition": p.partition,
+                "shard": s.shard.shard,
+                "log_start_offset": p.stats.log_start,
+                "high_watermark": p.stats.high_watermark,
+                "size_bytes": p.stats.size_bytes,
+                "segments": p.stats.segments,
+                "bytes_in": p.stats.bytes_in,
+                "records_in": p.stats.records_in,
+            }));
+        }
+    }
+    let list: Vec<_> = topics
+        .into_iter()
+        .map(|(name, mut parts)| {
+            parts.sort_by_key(|p| p["partition"].as_i64());
+            json!({"name": name, "partitions": parts})
+        })
+        .collect();
+    json!(list)
+}
+
+/// `/v1/groups`: every group with its state, members, and committed offsets with their lag.
+pub fn groups_json(snaps: &[ShardSnapshot]) -> serde_json::Value {
+    let hw = high_watermarks(snaps);
+    let mut groups: Vec<serde_json::Value> = Vec::new();
+    for s in snaps {
+        for g in &s.shard.groups {
+            let offsets: Vec<_> = g
+                .committed
+                .iter()
+                .map(|(t, p, o)| {
+                    let end = hw.get(&(t.as_str(), *p));
+                    json!({"topic": t, "partition": p, "committed_offset": o,
+                           "high_watermark": end, "lag": lag(&hw, t, *p, *o)})
+                })
+                .collect();
+            groups.push(json!({
+                "group": g.group, "state": g.state, "protocol_type": g.protocol_type,
+                "members": g.members, "coordinator_shard": s.shard.shard, "offsets": offsets,
+            }));
+        }
+    }
+    groups.sort_by(|a, b| a["group"].as_str().cmp(&b["group"].as_str()));
+    json!(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::PartitionStats;
+    use crate::shard::{GroupStats, OwnedPartition};
+
+    #[test]
+    fn error_names_are_kafkas() {
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(error_name(9999), "9999");
+    }
+
+    /// Two shards: the partition on one, the group committing on it on the other.
+    fn snaps() -> Vec<ShardSnapshot> {
+        let mut a = ShardSnapshot::default();
+        a.shard.shard = 0;
+        a.shard.partitions.push(OwnedPartition {
+            topic: "orders".into(),
+            partition: 0,
+            stats: PartitionStats {
+                high_watermark: 100,
+                bytes_in: 4096,
+                ..PartitionStats::default()
+            },
+        });
+        a.errors.push((0, 3, 2));
+        let mut b = ShardSnapshot::default();
+        b.shard.shard = 1;
+        b.shard.groups.push(GroupStats {
+            group: "billing".into(),
+            state: "Stable",
+            protocol_type: "consumer".into(),
+            members: 2,
+            committed: vec![("orders".into(), 0, 60), ("gone".into(), 0, 5)],
+        });
+        b.errors.push((0, 3, 1));
+        vec![a, b]
+    }
+
+    #[test]
+    fn lag_joins_a_groups_offsets_with_partitions_on_other_shards() {
+        let text = metrics(&snaps(), &ProcessFacts::default(), Format::Prometheus);
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has(
+            r#"shardlog_group_lag{group="billing",topic="orders",partition="0"} 40"#
+        ));
+        assert!(!text.contains(r#"shardlog_group_lag{group="billing",topic="gone""#));
+        assert!(has(
+            r#"shardlog_group_committed_offset{group="billing",topic="gone",partition="0"} 5"#
+        ));
+        assert!(has(
+            r#"shardlog_group_state{group="billing",state="Stable"} 1"#
+        ));
+        assert!(has(
+            r#"shardlog_partition_bytes_in_total{topic="orders",partition="0"} 4096"#
+        ));
+        assert!(has(
+            r#"shardlog_request_errors_total{api="Produce",error="UNKNOWN_TOPIC_OR_PARTITION"} 3"#
+        ));
+        assert!(has(r#"shardlog_shard_partitions{shard="1"} 0"#));
+        let groups = groups_json(&snaps());
+        assert_eq!(groups[0]["offsets"][0]["lag"], 40);
+        assert_eq!(groups[0]["offsets"][1]["lag"], serde_json::Value::Null);
+        assert_eq!(
+            topics_json(&snaps())[0]["partitions"][0]["high_watermark"],
+            100
+        );
+    }
+}
