@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use crate::metrics::Buckets;
 use crate::net::stats::NetSnapshot;
 use crate::runtime::{self, ExecutorTotals};
 use crate::shard::{Shard, ShardStats};
@@ -18,16 +17,16 @@ pub struct ShardSnapshot {
     pub shard: ShardStats,
     /// Connections and request latencies.
     pub net: NetSnapshot,
-    /// The executor's busy time, tasks and file I/O.
+    /// The executor's busy time and tasks.
     pub exec: ExecutorTotals,
     /// The read cache: bytes held, budget, hits, misses.
     pub read_cache: ReadCacheStats,
-    /// Segment write latency.
-    pub write: Buckets,
-    /// fdatasync latency.
-    pub sync: Buckets,
+    /// Segment writes and reads, fdatasyncs.
+    pub io: io_stats::IoSnapshot,
     /// Error codes in responses: (API key, error code, count).
     pub errors: Vec<(i16, i16, u64)>,
+    /// How long taking this snapshot kept the shard busy, seconds.
+    pub took_s: f64,
 }
 
 /// The shard's read cache counters.
@@ -45,6 +44,7 @@ pub struct ReadCacheStats {
 
 /// This shard's snapshot; runs on the shard's thread.
 pub fn local(s: &Shard) -> ShardSnapshot {
+    let started = std::time::Instant::now();
     let read_cache = readcache::with(|c| {
         let (hits, misses) = c.hit_counts();
         ReadCacheStats {
@@ -54,15 +54,14 @@ pub fn local(s: &Shard) -> ShardSnapshot {
             misses,
         }
     });
-    let (write, sync) = io_stats::io_buckets();
     ShardSnapshot {
         shard: s.stats(),
         net: crate::net::stats::snapshot(),
         exec: runtime::executor_totals(),
         read_cache,
-        write,
-        sync,
+        io: io_stats::snapshot(),
         errors: crate::kafka::error_counts::snapshot(),
+        took_s: started.elapsed().as_secs_f64(),
     }
 }
 

@@ -121,6 +121,12 @@ type ShardValue = fn(&ShardSnapshot) -> f64;
 fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
     let rows: [(&str, Kind, &str, ShardValue); 14] = [
         (
+            "shardlog_shard_scrape_seconds",
+            Kind::Gauge,
+            "How long this scrape's snapshot kept the shard from its requests.",
+            |s| s.took_s,
+        ),
+        (
             "shardlog_shard_connections",
             Kind::Gauge,
             "Client connections open on the shard.",
@@ -161,12 +167,6 @@ fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             Kind::Counter,
             "Tasks the shard's executor ran.",
             |s| s.exec.tasks as f64,
-        ),
-        (
-            "shardlog_shard_files_open",
-            Kind::Gauge,
-            "Files the shard's executor has open.",
-            |s| s.exec.files_open as f64,
         ),
         (
             "shardlog_shard_read_cache_bytes",
@@ -222,39 +222,51 @@ fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
 }
 
 fn io_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
-    for (name, help, bytes) in [
-        (
-            "shardlog_shard_io_operations_total",
-            "File reads and writes the shard's io_uring submitted.",
-            false,
-        ),
-        (
-            "shardlog_shard_io_bytes_total",
-            "Bytes of file reads and writes the shard's io_uring submitted.",
-            true,
-        ),
-    ] {
-        e.family(name, Kind::Counter, help);
-        for s in snaps {
-            let shard = s.shard.shard.to_string();
-            let (r, w) = (s.exec.reads, s.exec.writes);
-            let (r, w) = if bytes { (r.1, w.1) } else { (r.0, w.0) };
-            e.sample(name, &[("shard", &shard), ("op", "read")], r as f64);
-            e.sample(name, &[("shard", &shard), ("op", "write")], w as f64);
-        }
+    let ops = "shardlog_storage_operations_total";
+    e.family(
+        ops,
+        Kind::Counter,
+        "Segment reads and writes submitted to io_uring.",
+    );
+    for s in snaps {
+        let shard = s.shard.shard.to_string();
+        let (reads, writes) = (s.io.reads, s.io.write.count());
+        e.sample(ops, &[("shard", &shard), ("op", "read")], reads as f64);
+        e.sample(ops, &[("shard", &shard), ("op", "write")], writes as f64);
     }
-    for (name, help, pick) in [
+    let bytes = "shardlog_storage_bytes_total";
+    e.family(
+        bytes,
+        Kind::Counter,
+        "Bytes of segment reads and writes (writes padded to the block).",
+    );
+    for s in snaps {
+        let shard = s.shard.shard.to_string();
+        e.sample(
+            bytes,
+            &[("shard", &shard), ("op", "read")],
+            s.io.read_bytes as f64,
+        );
+        e.sample(
+            bytes,
+            &[("shard", &shard), ("op", "write")],
+            s.io.written_bytes as f64,
+        );
+    }
+    type Pick = fn(&ShardSnapshot) -> &Buckets;
+    let latencies: [(&str, &str, Pick); 2] = [
         (
             "shardlog_storage_write_seconds",
             "Time of each segment write (O_DIRECT) on the device.",
-            (|s| &s.write) as fn(&ShardSnapshot) -> &Buckets,
+            |s| &s.io.write,
         ),
         (
             "shardlog_storage_fdatasync_seconds",
             "Time of each segment fdatasync.",
-            |s| &s.sync,
+            |s| &s.io.sync,
         ),
-    ] {
+    ];
+    for (name, help, pick) in latencies {
         e.family(name, Kind::Histogram, help);
         for s in snaps {
             let shard = s.shard.shard.to_string();

@@ -426,4 +426,6 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// Kafka's state name ([`machine::State::name`]), which ListGroups' states filter matches.
     pub state: &'static str,
+    /// Members now (for the metrics endpoint; ListGroups does not carry it).
+    pub members: usize,
 }

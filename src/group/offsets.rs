@@ -205,6 +205,7 @@ impl Groups {
                 group: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 state: g.state.name(),
+                members: g.members.len(),
             })
             .collect();
         out.sort_by(|a, b| a.group.cmp(&b.group));

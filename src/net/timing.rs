@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::metrics::Buckets;
+
 /// API keys above this are not recorded (none is served; only answered requests are).
 const API_KEY_MAX: i16 = crate::kafka::dispatch::SERVED_KEY_MAX;
 /// Longer spans are recorded as this (a parked Fetch is bounded by its max_wait_ms anyway).
@@ -19,10 +21,13 @@ const SPAN_US_MAX: u64 = 60_000_000;
 /// seven times that, per API key and span, on every shard.
 const SIGNIFICANT_DIGITS: u8 = 2;
 
-/// One API key's spans, in microseconds.
+/// One API key's spans, in microseconds: HdrHistograms for the log's quantiles, and the same
+/// spans in the metrics endpoint's fixed buckets (copied at scrape time, not converted).
 struct ApiTimes {
     handle: Histogram<u64>,
     total: Histogram<u64>,
+    handle_buckets: Buckets,
+    total_buckets: Buckets,
 }
 
 impl ApiTimes {
@@ -34,6 +39,8 @@ impl ApiTimes {
         ApiTimes {
             handle: h(),
             total: h(),
+            handle_buckets: Buckets::new(),
+            total_buckets: Buckets::new(),
         }
     }
 }
@@ -81,8 +88,11 @@ impl RequestTimes {
         }
         let t = by_api[i].get_or_insert_with(|| Box::new(ApiTimes::new()));
         // In range by construction (clamped to the histogram's bounds).
-        let _ = t.handle.record(micros(handle));
-        let _ = t.total.record(micros(total.max(handle)));
+        let (handle, total) = (micros(handle), micros(total.max(handle)));
+        let _ = t.handle.record(handle);
+        let _ = t.total.record(total);
+        t.handle_buckets.record_us(handle);
+        t.total_buckets.record_us(total);
     }
 
     /// The API keys with at least one request, in key order.
@@ -106,8 +116,8 @@ impl RequestTimes {
         let seen = seen.filter_map(|(i, t)| Some((i as i16, t.as_ref()?)));
         seen.map(|(api, t)| super::stats::ApiStats {
             api,
-            total: crate::metrics::Buckets::from_micros(&t.total),
-            handle: crate::metrics::Buckets::from_micros(&t.handle),
+            total: t.total_buckets.clone(),
+            handle: t.handle_buckets.clone(),
         })
         .collect()
     }

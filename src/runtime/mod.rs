@@ -52,12 +52,6 @@ pub struct ExecutorTotals {
     pub busy_s: f64,
     /// Tasks run.
     pub tasks: u64,
-    /// File reads submitted, and their bytes.
-    pub reads: (u64, u64),
-    /// File writes submitted, and their bytes.
-    pub writes: (u64, u64),
-    /// Files opened less files closed.
-    pub files_open: u64,
 }
 
 thread_local! {
@@ -65,24 +59,15 @@ thread_local! {
 }
 
 /// This executor's totals so far. glommio hands out its statistics as deltas since they were
-/// last asked for, so this adds them up; call it only on a shard's thread.
+/// last asked for, so this adds them up; call it only on a shard's thread. (Its I/O
+/// statistics are left alone: taking them builds fresh latency sketches, tens of µs; the
+/// storage edge counts its own reads and writes.)
 pub fn executor_totals() -> ExecutorTotals {
-    let ex = glommio::executor();
-    let stats = ex.executor_stats();
-    let io = ex.io_stats();
-    let rings = io.all_rings();
+    let stats = glommio::executor().executor_stats();
     TOTALS.with(|t| {
         let mut v = t.get();
         v.busy_s += stats.total_runtime().as_secs_f64();
         v.tasks += stats.tasks_executed();
-        let (r, rb) = rings.file_reads();
-        let (w, wb) = rings.file_writes();
-        let (br, brb) = rings.file_buffered_reads();
-        let (bw, bwb) = rings.file_buffered_writes();
-        v.reads = (v.reads.0 + r + br, v.reads.1 + rb + brb);
-        v.writes = (v.writes.0 + w + bw, v.writes.1 + wb + bwb);
-        let opened = v.files_open + rings.files_opened();
-        v.files_open = opened.saturating_sub(rings.files_closed());
         t.set(v);
         v
     })

@@ -77,10 +77,6 @@ impl Shard {
             .list()
             .into_iter()
             .map(|g| {
-                let members = self
-                    .groups
-                    .describe(&g.group)
-                    .map_or(0, |d| d.members.len());
                 let committed = self.groups.fetch_offsets(&g.group, None);
                 let committed = committed.into_iter().flat_map(|(topic, parts)| {
                     parts
@@ -90,7 +86,7 @@ impl Shard {
                 GroupStats {
                     state: g.state,
                     protocol_type: g.protocol_type,
-                    members,
+                    members: g.members,
                     committed: committed.collect(),
                     group: g.group,
                 }

@@ -174,7 +174,7 @@ impl SegmentFile {
             .write_at(buf, pos)
             .await
             .map_err(|e| io_err("write segment", &self.path, e))?;
-        super::stats::record_write(started.elapsed());
+        super::stats::record_write(started.elapsed(), padded);
         if written != padded {
             return Err(StorageError::io(
                 "write segment",
@@ -187,11 +187,10 @@ impl SegmentFile {
 
     /// Reads up to `len` bytes at `pos` (short at end of file). Zero-copy result.
     pub async fn read(&self, pos: u64, len: usize) -> Result<IoBuf> {
-        self.file
-            .read_at(pos, len)
-            .await
-            .map(IoBuf)
-            .map_err(|e| io_err("read segment", &self.path, e))
+        let buf = self.file.read_at(pos, len).await;
+        let buf = buf.map_err(|e| io_err("read segment", &self.path, e))?;
+        super::stats::record_read(buf.len());
+        Ok(IoBuf(buf))
     }
 
     /// fdatasync: makes what was written durable. A failure is never retried (see

@@ -1,32 +1,36 @@
 //! What this shard's storage did, for the metrics endpoint: how long each segment write and
-//! each fdatasync took. The I/O edge (`io.rs`) records every one; the admin server reads the
+//! each fdatasync took, and how many bytes segment writes and reads moved. The I/O edge (`io.rs`) records every one; the admin server reads the
 //! distributions at scrape time (`crate::admin`). One set per shard thread, like the read
 //! cache: no sharing, no locks, a few nanoseconds per record on the write path.
 
 use std::cell::RefCell;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
 use crate::metrics::Buckets;
 
-/// Longer spans are recorded as this.
-const SPAN_US_MAX: u64 = 60_000_000;
-
-/// This shard's segment write and fdatasync latencies, in microseconds.
-pub struct IoTimes {
-    write: Histogram<u64>,
-    sync: Histogram<u64>,
+/// This shard's segment write and fdatasync latencies, and its segment reads.
+#[derive(Default)]
+struct IoTimes {
+    write: Buckets,
+    sync: Buckets,
+    written_bytes: u64,
+    reads: u64,
+    read_bytes: u64,
 }
 
-impl Default for IoTimes {
-    fn default() -> Self {
-        let h = || Histogram::new_with_bounds(1, SPAN_US_MAX, 2).expect("static bounds are valid");
-        IoTimes {
-            write: h(),
-            sync: h(),
-        }
-    }
+/// This shard's storage I/O as the metrics endpoint shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IoSnapshot {
+    /// Segment write latency (each write's count is the number of writes).
+    pub write: Buckets,
+    /// fdatasync latency.
+    pub sync: Buckets,
+    /// Bytes written to segments (block padding included).
+    pub written_bytes: u64,
+    /// Segment reads submitted.
+    pub reads: u64,
+    /// Bytes those reads returned.
+    pub read_bytes: u64,
 }
 
 thread_local! {
@@ -34,30 +38,44 @@ thread_local! {
 }
 
 fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, SPAN_US_MAX)
+    d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
-/// Records one segment write that took `d`.
-pub fn record_write(d: Duration) {
+/// Records one segment write of `bytes` that took `d`.
+pub fn record_write(d: Duration, bytes: usize) {
     TIMES.with(|t| {
-        let _ = t.borrow_mut().write.record(micros(d));
+        let mut t = t.borrow_mut();
+        t.write.record_us(micros(d));
+        t.written_bytes += bytes as u64;
+    });
+}
+
+/// Records one segment read that returned `bytes`.
+pub fn record_read(bytes: usize) {
+    TIMES.with(|t| {
+        let mut t = t.borrow_mut();
+        t.reads += 1;
+        t.read_bytes += bytes as u64;
     });
 }
 
 /// Records one fdatasync that took `d`.
 pub fn record_sync(d: Duration) {
     TIMES.with(|t| {
-        let _ = t.borrow_mut().sync.record(micros(d));
+        t.borrow_mut().sync.record_us(micros(d));
     });
 }
 
-/// This shard's write and fdatasync latency distributions so far.
-pub fn io_buckets() -> (Buckets, Buckets) {
+/// This shard's storage I/O so far.
+pub fn snapshot() -> IoSnapshot {
     TIMES.with(|t| {
         let t = t.borrow();
-        (
-            Buckets::from_micros(&t.write),
-            Buckets::from_micros(&t.sync),
-        )
+        IoSnapshot {
+            write: t.write.clone(),
+            sync: t.sync.clone(),
+            written_bytes: t.written_bytes,
+            reads: t.reads,
+            read_bytes: t.read_bytes,
+        }
     })
 }
