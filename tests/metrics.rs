@@ -211,6 +211,35 @@ fn prometheus_scrapes_traffic_lag_and_latency_during_a_real_client_workload() {
     assert!(prom.value(p99).is_some_and(|s| s > 0.0 && s < 30.0));
     let fetched = format!("sum(shardlog_partition_records_out_total{{topic=\"{topic}\"}})");
     assert!(prom.value(&fetched).is_some_and(|n| n >= 50.0));
+    dashboard_queries_run(&prom);
+}
+
+/// Every query of the Grafana dashboard (docs/grafana/shardlog.json), its variables filled in,
+/// is valid PromQL to this Prometheus and finds series.
+fn dashboard_queries_run(prom: &Prometheus) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/shardlog.json");
+    let dash: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let exprs = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten());
+    let mut checked = 0;
+    for t in exprs {
+        let expr = t["expr"].as_str().unwrap();
+        let q = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$job", ".*")
+            .replace("$topic", ".*")
+            .replace("$group", ".*");
+        let (status, body) = get(
+            &prom.addr,
+            &format!("/api/v1/query?query={}", encode(&q)),
+            "*/*",
+        );
+        assert_eq!(status, 200, "{expr}: {body}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} dashboard queries");
 }
 
 #[test]
@@ -256,6 +285,19 @@ fn the_exposition_passes_promtool_and_the_status_api_answers() {
             "promtool: {said}"
         );
         assert!(!text.contains("# EOF"));
+        // Every metric the dashboard plots exists.
+        let dash = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/shardlog.json"),
+        )
+        .unwrap();
+        for name in dash.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if name.starts_with("shardlog_") || name.starts_with("process_") {
+                let family = format!("# TYPE {name} ");
+                let sample = format!("\n{name}");
+                let found = text.contains(&family) || text.contains(&sample);
+                assert!(found, "{name} is not exported");
+            }
+        }
     }
     assert_eq!(get(&admin, "/v1/status/live", "*/*").0, 200);
     let (status, ready) = get(&admin, "/v1/status/ready", "*/*");
