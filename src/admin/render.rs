@@ -119,7 +119,7 @@ fn process_metrics(e: &mut Exposition, p: &ProcessFacts) {
 type ShardValue = fn(&ShardSnapshot) -> f64;
 
 fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
-    let rows: [(&str, Kind, &str, ShardValue); 14] = [
+    let rows: [(&str, Kind, &str, ShardValue); 15] = [
         (
             "shardlog_shard_scrape_seconds",
             Kind::Gauge,
@@ -161,6 +161,12 @@ fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             Kind::Counter,
             "Time the shard's executor spent running tasks and polling I/O.",
             |s| s.exec.busy_s,
+        ),
+        (
+            "shardlog_shard_io_uring_submissions_total",
+            Kind::Counter,
+            "io_uring submission queue entries the shard handed to the kernel (files, sockets, timers).",
+            |s| s.exec.sqes as f64,
         ),
         (
             "shardlog_shard_tasks_total",

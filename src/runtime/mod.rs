@@ -52,6 +52,8 @@ pub struct ExecutorTotals {
     pub busy_s: f64,
     /// Tasks run.
     pub tasks: u64,
+    /// io_uring submission queue entries handed to the kernel (file and socket I/O, timers).
+    pub sqes: u64,
 }
 
 thread_local! {
@@ -61,13 +63,14 @@ thread_local! {
 /// This executor's totals so far. glommio hands out its statistics as deltas since they were
 /// last asked for, so this adds them up; call it only on a shard's thread. (Its I/O
 /// statistics are left alone: taking them builds fresh latency sketches, tens of µs; the
-/// storage edge counts its own reads and writes.)
+/// storage edge counts its own reads and writes, and the vendored glommio counts submissions.)
 pub fn executor_totals() -> ExecutorTotals {
     let stats = glommio::executor().executor_stats();
     TOTALS.with(|t| {
         let mut v = t.get();
         v.busy_s += stats.total_runtime().as_secs_f64();
         v.tasks += stats.tasks_executed();
+        v.sqes = glommio::sqes_submitted();
         t.set(v);
         v
     })

@@ -458,6 +458,12 @@ pub use crate::{
 };
 pub use enclose::enclose;
 pub use scopeguard::defer;
+
+/// Submission queue entries this thread's io_uring rings have handed to the kernel since the
+/// thread started (shardlog patch: a plain counter, unlike `io_stats`, which builds sketches).
+pub fn sqes_submitted() -> u64 {
+    sys::sqes_submitted()
+}
 use sketches_ddsketch::DDSketch;
 use std::{
     fmt::{Debug, Formatter},

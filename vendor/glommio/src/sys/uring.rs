@@ -633,6 +633,21 @@ impl UringQueueState {
     }
 }
 
+thread_local! {
+    /// Submission queue entries handed to the kernel by this thread's rings (shardlog patch:
+    /// read by `crate::sqes_submitted` for the broker's metrics).
+    static SQES_SUBMITTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_submitted(n: usize) {
+    SQES_SUBMITTED.with(|c| c.set(c.get() + n as u64));
+}
+
+/// Submission queue entries this thread's rings have handed to the kernel so far.
+pub(crate) fn sqes_submitted() -> u64 {
+    SQES_SUBMITTED.with(|c| c.get())
+}
+
 pub(crate) trait UringCommon {
     fn submission_queue(&mut self) -> ReactorQueue;
     fn submit_sqes(&mut self) -> io::Result<usize>;
@@ -833,6 +848,7 @@ impl UringCommon for PollRing {
     fn submit_sqes(&mut self) -> io::Result<usize> {
         let x = self.ring.submit_sqes()? as usize;
         self.in_kernel += x;
+        count_submitted(x);
         Ok(x)
     }
 
@@ -1166,6 +1182,7 @@ impl UringCommon for SleepableRing {
     fn submit_sqes(&mut self) -> io::Result<usize> {
         let x = self.ring.submit_sqes()? as usize;
         self.in_kernel += x;
+        count_submitted(x);
         Ok(x)
     }
 
