@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::collect::ShardSnapshot;
+use crate::cli::error_name;
 use crate::metrics::{Buckets, Exposition, Format, Kind};
 
 /// Facts about the process, read from /proc at scrape time (None where unreadable).
@@ -29,27 +30,6 @@ pub struct ProcessFacts {
 pub fn api_name(api: i16) -> String {
     kafka_protocol::messages::ApiKey::try_from(api)
         .map_or_else(|_| api.to_string(), |k| format!("{k:?}"))
-}
-
-/// The Kafka name of error `code` ("NOT_LEADER_OR_FOLLOWER"), or its number.
-pub fn error_name(code: i16) -> String {
-    let name = kafka_protocol::ResponseError::try_from_code(code).map(|e| format!("{e:?}"));
-    match name {
-        Some(n) if !n.contains('(') => screaming_snake(&n),
-        _ => code.to_string(), // NONE, or a code the protocol crate does not name
-    }
-}
-
-/// "NotLeaderOrFollower" → "NOT_LEADER_OR_FOLLOWER".
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }
 
 /// Each partition's high watermark, by topic and partition.
@@ -428,40 +408,34 @@ fn group_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
         e.sample(name, &[("group", &g.group)], g.members as f64);
     }
     let hw = high_watermarks(snaps);
-    let (committed, lag_name) = ("shardlog_group_committed_offset", "shardlog_group_lag");
-    e.family(
-        committed,
-        Kind::Gauge,
-        "The group's committed offset on the partition.",
-    );
-    for g in &groups {
-        for (topic, p, offset) in &g.committed {
-            let part = p.to_string();
-            let labels = [
-                ("group", g.group.as_str()),
-                ("topic", topic),
-                ("partition", &part),
-            ];
-            e.sample(committed, &labels, *offset as f64);
-        }
-    }
-    e.family(
-        lag_name,
-        Kind::Gauge,
-        "Records between the group's committed offset and the partition's high watermark.",
-    );
-    for g in &groups {
-        for (topic, p, offset) in &g.committed {
-            let Some(lag) = lag(&hw, topic, *p, *offset) else {
-                continue;
-            };
-            let part = p.to_string();
-            let labels = [
-                ("group", g.group.as_str()),
-                ("topic", topic),
-                ("partition", &part),
-            ];
-            e.sample(lag_name, &labels, lag as f64);
+    type Value<'a> = &'a dyn Fn(&str, i32, i64) -> Option<i64>;
+    let families: [(&str, &str, Value); 2] = [
+        (
+            "shardlog_group_committed_offset",
+            "The group's committed offset on the partition.",
+            &|_, _, offset| Some(offset),
+        ),
+        (
+            "shardlog_group_lag",
+            "Records between the group's committed offset and the partition's high watermark.",
+            &|topic, p, offset| lag(&hw, topic, p, offset),
+        ),
+    ];
+    for (name, help, value) in families {
+        e.family(name, Kind::Gauge, help);
+        for g in &groups {
+            for (topic, p, offset) in &g.committed {
+                let Some(v) = value(topic, *p, *offset) else {
+                    continue; // a partition that no longer exists has no lag
+                };
+                let part = p.to_string();
+                let labels = [
+                    ("group", g.group.as_str()),
+                    ("topic", topic),
+                    ("partition", &part),
+                ];
+                e.sample(name, &labels, v as f64);
+            }
         }
     }
 }
@@ -523,14 +497,6 @@ mod tests {
     use super::*;
     use crate::partition::PartitionStats;
     use crate::shard::{GroupStats, OwnedPartition};
-
-    #[test]
-    fn error_names_are_kafkas() {
-        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
-        assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER");
-        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
-        assert_eq!(error_name(9999), "9999");
-    }
 
     /// Two shards: the partition on one, the group committing on it on the other.
     fn snaps() -> Vec<ShardSnapshot> {
