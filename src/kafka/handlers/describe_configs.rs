@@ -183,6 +183,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn topic_configs_have_the_broker_default_as_a_synonym() {
+        let mut t = TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: Default::default(),
+        };
+        t.configs.set("retention.ms", Some("1000")).unwrap();
+        let keys = vec![str_bytes("retention.ms"), str_bytes("segment.bytes")];
+        let ask = Asked {
+            synonyms: true,
+            documentation: false,
+        };
+        let got = topic_configs(&t, Some(&keys), ask);
+        let syn = |i: usize| -> Vec<(String, Option<String>, i8)> {
+            let s = got[i].synonyms.iter();
+            s.map(|s| {
+                (
+                    s.name.to_string(),
+                    s.value.as_deref().map(String::from),
+                    s.source,
+                )
+            })
+            .collect()
+        };
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].config_source, SOURCE_DYNAMIC_TOPIC);
+        let v = |s: &str| Some(s.to_string());
+        assert_eq!(
+            syn(0),
+            [
+                ("retention.ms".into(), v("1000"), SOURCE_DYNAMIC_TOPIC),
+                ("log.retention.ms".into(), v("604800000"), SOURCE_DEFAULT),
+            ]
+        );
+        assert_eq!(
+            syn(1),
+            [("log.segment.bytes".into(), v("1073741824"), SOURCE_DEFAULT)]
+        );
+        assert!(topic_configs(&t, Some(&keys), Asked::default())[0]
+            .synonyms
+            .is_empty());
+    }
+
+    #[test]
     fn entries_carry_source_synonyms_type_and_docs_and_sensitive_ones_hide_values() {
         let mut e = BrokerConfig {
             name: "num.partitions",
