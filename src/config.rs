@@ -3,6 +3,7 @@
 //! (`SHARDLOG_*`) and command-line flags. `main.rs` parses it once; every shard gets a copy.
 //! Limits are named with their unit last (`request_bytes_max`, `fetch_wait_ms_max`).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -185,6 +186,10 @@ pub struct Config {
     pub segment_files_open_max: usize,
     /// Where the admin HTTP server (`crate::admin`) listens, on shard 0; None: it does not.
     pub admin_listen: Option<SocketAddr>,
+    /// The settings given at startup (by flag, environment or the `--config` file), by their
+    /// config file key (`num_partitions`); the rest took their defaults. DescribeConfigs tells
+    /// the two apart (STATIC_BROKER_CONFIG or DEFAULT_CONFIG).
+    pub given: BTreeSet<&'static str>,
 }
 
 /// Why the settings could not be resolved; the broker does not start.
@@ -211,6 +216,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let group = group_config(&cli, &file)?;
+        let given = given(&cli, &file);
         let listen = cli
             .listen
             .or(file.listen)
@@ -297,8 +303,50 @@ impl Config {
                 .unwrap_or(crate::storage::files::OPEN_FILES_MAX_DEFAULT)
                 .max(1),
             admin_listen: parse_admin_listen(cli.admin_listen.or(file.admin_listen))?,
+            given,
         })
     }
+
+    /// The settings a broker started with nothing set has (on this machine: the shard count
+    /// and the read cache follow its cores and memory).
+    pub fn defaults() -> Config {
+        Config::from_flags(Flags::default()).expect("the defaults are valid")
+    }
+}
+
+/// The config file keys of the settings the flags (or environment) or the file give: the
+/// fields of [`Flags`] and of the file have the keys' names.
+fn given(cli: &Flags, file: &FileConfig) -> BTreeSet<&'static str> {
+    macro_rules! given {
+        ($($key:ident),* $(,)?) => {
+            [$((stringify!($key), cli.$key.is_some() || file.$key.is_some())),*]
+        };
+    }
+    let keys = given!(
+        listen,
+        advertised_listener,
+        data_dir,
+        shards,
+        pin,
+        num_partitions,
+        auto_create_topics,
+        request_bytes_max,
+        node_id,
+        group_initial_rebalance_delay_ms,
+        group_min_session_timeout_ms,
+        offsets_retention_minutes,
+        producer_id_expiration_ms,
+        read_cache_bytes,
+        verify_reads,
+        fetch_bytes_max,
+        connections_max,
+        connections_per_ip_max,
+        connection_idle_ms_max,
+        inflight_bytes_max,
+        segment_files_open_max,
+        admin_listen,
+    );
+    keys.into_iter().filter(|k| k.1).map(|k| k.0).collect()
 }
 
 /// The admin listener: HOST:PORT, or `off` for none; 127.0.0.1:9644 (Redpanda's admin port)
@@ -442,6 +490,13 @@ mod tests {
         };
         let c = Config::from_flags(cli).unwrap();
         assert_eq!((c.shards, c.num_partitions), (3, 2));
+        let given: Vec<&str> = c.given.iter().copied().collect();
+        assert_eq!(
+            given,
+            ["num_partitions", "shards"],
+            "from the flags and the file"
+        );
+        assert!(Config::defaults().given.is_empty());
         std::fs::write(&p, "bogus = 1\n").unwrap();
         assert!(Config::from_flags(Flags {
             config: Some(p),

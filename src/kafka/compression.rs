@@ -2,7 +2,9 @@
 //! owner appends: `check_record_counts` holds every batch to the record count its header
 //! declares (decompressing as a stream where it must, as Kafka does), and `recompress`, for
 //! topics whose compression.type is not "producer", re-encodes a batch compressed otherwise
-//! with the topic's codec (Kafka does the same). Decompression is ours and bounded
+//! with the topic's codec (Kafka does the same). ListOffsets uses `first_record_at_or_after` to
+//! find the exact record a timestamp lookup (or the max timestamp, -3) lands on inside a stored
+//! batch, compressed or not, walking the records as a stream. Decompression is ours and bounded
 //! (`decompressed_bytes_max`, and per record in recompression): the protocol crate's
 //! decompressors grow their output without limit, and a small gzip or zstd batch can expand a
 //! thousandfold. Batches already in the topic's codec pass through untouched (zero-copy).
@@ -15,7 +17,8 @@ use kafka_protocol::records::{
 };
 
 use crate::partition::split_batches;
-use crate::storage::batch;
+use crate::storage::batch::{self, BatchHeader};
+use crate::types::{Offset, TimestampMs};
 
 /// Decoded bytes a record costs recompression besides its data: the protocol crate builds one
 /// `Record` per record, so a batch of millions of empty records must not pass for small.
@@ -23,6 +26,10 @@ const RECORD_DECODED_BYTES: usize = std::mem::size_of::<kafka_protocol::records:
 
 /// Buffer between a streaming decompressor and the record counter.
 const COUNT_BUFFER_BYTES: usize = 64 << 10;
+
+/// Most decompressed bytes a record lookup (`first_record_at_or_after`) walks in one batch:
+/// what Produce lets a batch expand to, so every stored batch can be walked whole.
+pub const LOOKUP_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 /// Why Produce refused a batch when it looked inside (mapped to a code by
 /// `kafka::errors::compression`).
@@ -161,6 +168,73 @@ fn stream_varint(r: &mut impl BufRead) -> Result<Option<(i64, usize)>, Compressi
         }
     }
     Err(corrupt("record length varint too long"))
+}
+
+/// The offset and timestamp of the first record whose timestamp is ≥ `ts` in the batch at the
+/// start of `b` (ListOffsets by time, and by max timestamp with `ts` the batch's max). A
+/// LogAppendTime batch's records all carry its max timestamp: its first record. Compressed
+/// records are decompressed as a stream through a fixed buffer (snappy's blocks are held),
+/// at most [`LOOKUP_DECOMPRESSED_BYTES_MAX`] bytes. None if no record qualifies or the batch
+/// does not walk (callers fall back to the batch's base offset and max timestamp).
+pub fn first_record_at_or_after(b: &[u8], ts: i64) -> Option<(Offset, TimestampMs)> {
+    let b = b.get(..batch::declared_size(b)?)?;
+    let h = batch::parse_header(b).ok()?;
+    if h.is_log_append_time() {
+        return (h.max_timestamp.0 >= ts).then_some((h.base_offset, h.max_timestamp));
+    }
+    let area = b.get(batch::HEADER_BYTES..h.size_bytes)?;
+    let max = LOOKUP_DECOMPRESSED_BYTES_MAX;
+    match codec_of(h.attributes)? {
+        Compression::None => find_record(area, &h, ts, max),
+        Compression::Snappy => find_record(&snappy(area, max).ok()?[..], &h, ts, max),
+        Compression::Gzip => find_record(buffered(flate2::read::GzDecoder::new(area)), &h, ts, max),
+        Compression::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(area).ok()?;
+            find_record(buffered(decoder), &h, ts, max)
+        }
+        Compression::Lz4 => find_record(buffered(lz4::Decoder::new(area).ok()?), &h, ts, max),
+    }
+}
+
+/// Walks the records of a batch's (decompressed) record area, reading of each only its length,
+/// attributes, timestamp delta and offset delta and skipping the rest, until one's timestamp
+/// is ≥ `ts`; no further than the records the header declares or `bytes_max` bytes.
+fn find_record(
+    mut r: impl BufRead,
+    h: &BatchHeader,
+    ts: i64,
+    bytes_max: usize,
+) -> Option<(Offset, TimestampMs)> {
+    let mut total = 0usize;
+    for _ in 0..h.record_count {
+        let (len, used) = stream_varint(&mut r).ok()??;
+        let len = usize::try_from(len).ok()?;
+        total = total.checked_add(used)?.checked_add(len)?;
+        if total > bytes_max {
+            return None;
+        }
+        let _attributes = read_byte(&mut r)?;
+        let (ts_delta, a) = stream_varint(&mut r).ok()??;
+        let (off_delta, b) = stream_varint(&mut r).ok()??;
+        let read = 1 + a + b;
+        if read > len || !(0..=i64::from(h.last_offset_delta)).contains(&off_delta) {
+            return None; // a record shorter than its head, or a delta outside the batch
+        }
+        let t = h.base_timestamp.0.checked_add(ts_delta)?;
+        if t >= ts {
+            return Some((h.base_offset.plus(off_delta), TimestampMs(t)));
+        }
+        if !skip(&mut r, len - read).ok()? {
+            return None;
+        }
+    }
+    None
+}
+
+fn read_byte(r: &mut impl BufRead) -> Option<u8> {
+    let byte = *r.fill_buf().ok()?.first()?;
+    r.consume(1);
+    Some(byte)
 }
 
 /// The codec a topic's compression.type asks for; None for "producer" (keep as sent).
@@ -419,6 +493,74 @@ mod tests {
             e.err()
         );
         assert!(recompress(b, Compression::Lz4, 64 << 20).is_ok());
+    }
+
+    /// Records at 1000, 1005 and 1002 (the largest in the middle), in `codec`, at offset 10.
+    fn out_of_order(codec: Compression) -> Vec<u8> {
+        let records: Vec<Record> = [1000, 1005, 1002]
+            .iter()
+            .enumerate()
+            .map(|(i, &timestamp)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp,
+                key: None,
+                value: Some(Bytes::from(vec![b'v'; 300])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        let opts = RecordEncodeOptions {
+            version: 2,
+            compression: codec,
+        };
+        RecordBatchEncoder::encode(&mut out, records.iter(), &opts).unwrap();
+        let mut b = out.to_vec();
+        batch::assign_offset(&mut b, Offset(10), 0);
+        b
+    }
+
+    #[test]
+    fn the_record_at_a_timestamp_is_found_in_every_codec() {
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for codec in codecs {
+            let b = out_of_order(codec);
+            let h = batch::parse_header(&b).unwrap();
+            assert_eq!(h.max_timestamp, TimestampMs(1005), "{codec:?}");
+            let find = |ts| first_record_at_or_after(&b, ts);
+            let max = Some((Offset(11), TimestampMs(1005)));
+            assert_eq!(find(1005), max, "{codec:?}: the max timestamp's record");
+            assert_eq!(find(1001), max, "{codec:?}");
+            assert_eq!(find(0), Some((Offset(10), TimestampMs(1000))), "{codec:?}");
+            assert_eq!(find(1006), None, "{codec:?}");
+            // A batch followed by another: only the first is walked.
+            let two = [b.clone(), b.clone()].concat();
+            assert_eq!(first_record_at_or_after(&two, 1005), max, "{codec:?}");
+            // Cut short: no answer, no panic.
+            for cut in [b.len() - 1, b.len() / 2, batch::HEADER_BYTES, 10] {
+                let _ = first_record_at_or_after(&b[..cut], 1005);
+            }
+        }
+        // LogAppendTime: the first record, at the batch's time.
+        let mut b = out_of_order(Compression::Lz4);
+        batch::set_log_append_time(&mut b, TimestampMs(777));
+        assert!(batch::parse_header(&b).unwrap().is_log_append_time());
+        let first = Some((Offset(10), TimestampMs(777)));
+        assert_eq!(first_record_at_or_after(&b, 777), first);
+        assert_eq!(first_record_at_or_after(&b, 778), None);
     }
 
     #[test]

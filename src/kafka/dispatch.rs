@@ -113,7 +113,12 @@ apis! {
     AlterConfigs(AlterConfigsRequest) 0..=2, Controller => alter_configs;
     CreatePartitions(CreatePartitionsRequest) 0..=3, Controller => create_partitions;
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1, Controller => incremental_alter_configs;
+    DescribeLogDirs(DescribeLogDirsRequest) 1..=4, Partitions => describe_log_dirs;
+    ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0, Local => list_partition_reassignments;
+    DescribeClientQuotas(DescribeClientQuotasRequest) 0..=1, Local => describe_client_quotas;
     DescribeCluster(DescribeClusterRequest) 0..=1, Local => describe_cluster;
+    DescribeProducers(DescribeProducersRequest) 0..=0, Partitions => describe_producers;
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0, Local => describe_topic_partitions;
     OffsetCommit(OffsetCommitRequest) 2..=9, Group => offset_commit;
     OffsetFetch(OffsetFetchRequest) 1..=9, Group => offset_fetch;
     FindCoordinator(FindCoordinatorRequest) 0..=4, Local => find_coordinator;
@@ -315,7 +320,7 @@ mod tests {
         let keys = SUPPORTED.iter().map(|a| a.key as i16);
         assert!(keys.clone().all(|k| k <= SERVED_KEY_MAX));
         assert!(keys.clone().any(|k| k == SERVED_KEY_MAX));
-        assert_eq!(SERVED_KEY_MAX, ApiKey::DescribeCluster as i16);
+        assert_eq!(SERVED_KEY_MAX, ApiKey::DescribeTopicPartitions as i16);
     }
 
     /// A request frame (without size prefix): header and body.

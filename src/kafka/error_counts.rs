@@ -78,6 +78,19 @@ codes! {
         r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
     };
     DescribeClusterResponse => |r, f| f(r.error_code);
+    DescribeLogDirsResponse => |r, f| {
+        f(r.error_code);
+        r.results.iter().for_each(|d| f(d.error_code));
+    };
+    ListPartitionReassignmentsResponse => |r, f| f(r.error_code);
+    DescribeClientQuotasResponse => |r, f| f(r.error_code);
+    DescribeProducersResponse => |r, f| r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+    DescribeTopicPartitionsResponse => |r, f| {
+        for t in &r.topics {
+            f(t.error_code);
+            t.partitions.iter().for_each(|p| f(p.error_code));
+        }
+    };
 }
 
 thread_local! {

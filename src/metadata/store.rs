@@ -111,6 +111,20 @@ pub fn release_reserve(data_dir: &Path) -> bool {
 
 /// Bytes an unprivileged writer may still use on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    disk_space(path).map(|s| s.usable)
+}
+
+/// The size of a file system and what is left of it, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// The file system's size.
+    pub total: u64,
+    /// Bytes an unprivileged writer may still use.
+    pub usable: u64,
+}
+
+/// The size and usable bytes of the file system holding `path` (statvfs).
+pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
@@ -122,7 +136,10 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     }
     // SAFETY: initialised by the successful call above.
     let st = unsafe { st.assume_init() };
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    Ok(DiskSpace {
+        total: st.f_blocks.saturating_mul(st.f_frsize),
+        usable: st.f_bavail.saturating_mul(st.f_frsize),
+    })
 }
 
 /// Removes partition directories (`<topic>-<n>`) that the registry does not know: left by a

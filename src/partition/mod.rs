@@ -3,7 +3,6 @@
 //! runs on the owner and returns `Send` values so results can cross back to the caller's shard.
 
 pub mod producers;
-mod records;
 mod traffic;
 
 pub use traffic::PartitionStats;
@@ -348,26 +347,67 @@ impl Partition {
         self.log.dir()
     }
 
+    /// Bytes of the partition's segments (DescribeLogDirs), batches not yet written included.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// The idempotent producers this partition tracks (DescribeProducers), by producer id: at
+    /// most [`PRODUCERS_MAX`].
+    pub fn producers(&self) -> Vec<producers::ProducerSummary> {
+        self.producers.states.borrow().summaries()
+    }
+
     /// ListOffsets: -2 earliest, -1 latest, -3 max timestamp, else the first offset whose
-    /// timestamp is ≥ `ts` (None: no such record).
-    pub async fn offset_for(&self, ts: i64) -> Result<Option<(Offset, TimestampMs)>, StorageError> {
+    /// timestamp is ≥ `ts` (None: no such record). For -3 and a timestamp, storage finds the
+    /// batch and `find` the record in it ([`RecordFinder`]); where it finds none, the answer is
+    /// the batch's base offset and max timestamp.
+    pub async fn offset_for(
+        &self,
+        ts: i64,
+        find: RecordFinder,
+    ) -> Result<Option<(Offset, TimestampMs)>, StorageError> {
         match ts {
             -2 => Ok(Some((self.log.log_start(), TimestampMs::NONE))),
             -1 => Ok(Some((self.log.high_watermark(), TimestampMs::NONE))),
             -3 => {
-                let (t, o) = self.log.max_timestamp();
-                Ok((t != TimestampMs::NONE).then_some((o, t)))
+                let (t, base) = self.log.max_timestamp();
+                if t == TimestampMs::NONE {
+                    return Ok(None);
+                }
+                let exact = self.batch_at(base).await?.and_then(|b| find(&b, t.0));
+                Ok(Some(exact.unwrap_or((base, t))))
             }
             ts => {
                 let found = self.log.batch_for_timestamp(TimestampMs(ts)).await?;
                 Ok(found.map(|(h, chunk)| {
-                    let exact = records::first_record_at_or_after(&chunk, ts);
+                    let exact = find(&chunk, ts);
                     exact.unwrap_or((h.base_offset, h.max_timestamp))
                 }))
             }
         }
     }
+
+    /// The batch whose base offset is `base`, read from the log; None if it is no longer
+    /// there (below the log start) or not yet readable (above the high watermark).
+    async fn batch_at(&self, base: Offset) -> Result<Option<Bytes>, StorageError> {
+        let read = match self.log.read(base.max(self.log.log_start()), 1).await {
+            Ok(r) => r,
+            Err(StorageError::OffsetOutOfRange { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(chunk) = read.chunks.into_iter().next() else {
+            return Ok(None);
+        };
+        let first = split_batches(chunk.into_bytes())?.into_iter().next();
+        Ok(first.filter(|b| batch::parse_header(b).is_ok_and(|h| h.base_offset == base)))
+    }
 }
+
+/// Finds, in the batch at the start of its bytes, the offset and timestamp of the first record
+/// whose timestamp is ≥ the one given (None: none, or it cannot tell). The Kafka layer gives
+/// one that reads compressed batches (`kafka::compression::first_record_at_or_after`).
+pub type RecordFinder = fn(&[u8], i64) -> Option<(Offset, TimestampMs)>;
 
 /// Splits a produce records blob into its v2 batches (by their length fields). A blob with a
 /// torn trailing batch is corrupt. Zero-copy: slices of the request frame.

@@ -44,6 +44,20 @@ pub struct ProducerEntry {
     pub last_ms: i64,
 }
 
+/// One tracked producer as DescribeProducers shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerSummary {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// The last sequence of its newest batch.
+    pub last_sequence: i32,
+    /// When it last appended (ms; a producer rebuilt from the log at open: its batch's max
+    /// timestamp).
+    pub last_ms: i64,
+}
+
 /// What to do with a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -113,6 +127,24 @@ impl ProducerStates {
     /// What is remembered of `producer_id`, if anything.
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.entries.get(&producer_id)
+    }
+
+    /// Every tracked producer, by producer id.
+    pub fn summaries(&self) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .entries
+            .iter()
+            .filter_map(|(&producer_id, e)| {
+                Some(ProducerSummary {
+                    producer_id,
+                    epoch: e.epoch,
+                    last_sequence: e.batches.back()?.last_seq,
+                    last_ms: e.last_ms,
+                })
+            })
+            .collect();
+        out.sort_unstable_by_key(|p| p.producer_id);
+        out
     }
 
     /// Decides whether a batch may be appended (see the module docs).

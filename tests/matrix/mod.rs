@@ -120,7 +120,7 @@ pub const API_NOTES: &[(i16, &str)] = &[
         "v0–2 advertised for librdkafka's feature detection, served from v3 (see below)",
     ),
     (1, ""),
-    (2, ""),
+    (2, "-3 (max timestamp) answers the exact record, compressed batches too"),
     (3, ""),
     (
         8,
@@ -137,7 +137,10 @@ pub const API_NOTES: &[(i16, &str)] = &[
     (14, ""),
     (15, "an absent group is described as \"Dead\""),
     (16, "every group has type \"classic\""),
-    (18, "higher versions get a v0 UNSUPPORTED_VERSION answer"),
+    (
+        18,
+        "v3+ finalized metadata.version 20 (3.8-IV0); higher versions get a v0 UNSUPPORTED_VERSION answer",
+    ),
     (19, ""),
     (20, ""),
     (21, ""),
@@ -145,13 +148,27 @@ pub const API_NOTES: &[(i16, &str)] = &[
         22,
         "idempotent producers; a transactional id gets INVALID_REQUEST (no transactions)",
     ),
-    (32, "topics only"),
-    (33, "topics only"),
+    (
+        32,
+        "topics; the broker's settings (given at startup or default, all read-only)",
+    ),
+    (
+        33,
+        "topics; broker settings answer INVALID_CONFIG saying how to set them",
+    ),
+    (35, "the data dir and each partition's size; v0 is not decodable"),
     (37, ""),
     (42, "Empty groups only"),
-    (44, "topics; SET and DELETE"),
+    (
+        44,
+        "topics, SET and DELETE; broker settings answer INVALID_CONFIG saying how to set them",
+    ),
+    (46, "always empty: one broker, nothing to reassign"),
     (47, ""),
+    (48, "no entries: no quotas yet"),
     (60, ""),
+    (61, "idempotent producers; no transactions"),
+    (75, "paged by cursor, at most 2000 partitions a page"),
 ];
 
 /// A cell's verdict, parsed from the driver's last line of output.

@@ -1,14 +1,18 @@
 //! AlterConfigs (key 33): replaces a topic's whole config set (configs not named return to their
-//! defaults), through the controller. Broker configs are not alterable (INVALID_REQUEST).
+//! defaults), through the controller. No broker setting is dynamic: a BROKER or BROKER_LOGGER
+//! resource naming any config gets INVALID_CONFIG with a message saying how to set it
+//! instead (`kafka::broker_configs::check_change`); other resource types INVALID_REQUEST.
 
 use std::rc::Rc;
 
+use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::admin_outcome;
-use super::describe_configs::RESOURCE_TOPIC;
-use super::Call;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_TOPIC};
+use super::{str_bytes, Call};
+use crate::kafka::broker_configs::{check_change, Change as BrokerChange};
 use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::Shard;
@@ -24,8 +28,16 @@ pub async fn handle(
         let base = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        if matches!(r.resource_type, RESOURCE_BROKER | RESOURCE_BROKER_LOGGER) {
+            out.push(broker(s.config.node_id, &r, base));
+            continue;
+        }
         if r.resource_type != RESOURCE_TOPIC {
-            out.push(base.with_error_code(errors::INVALID_REQUEST.code()));
+            let message = format!("resource type {} cannot be altered", r.resource_type);
+            out.push(
+                base.with_error_code(errors::INVALID_REQUEST.code())
+                    .with_error_message(Some(str_bytes(&message))),
+            );
             continue;
         }
         let change = Change::AlterConfigs {
@@ -44,4 +56,28 @@ pub async fn handle(
         );
     }
     Some(AlterConfigsResponse::default().with_responses(out))
+}
+
+/// A BROKER or BROKER_LOGGER resource's answer (`broker_configs::check_change`: nothing is
+/// dynamic, so only a change that changes nothing succeeds).
+fn broker(
+    node_id: i32,
+    r: &AlterConfigsResource,
+    base: AlterConfigsResourceResponse,
+) -> AlterConfigsResourceResponse {
+    let changes: Vec<BrokerChange<'_>> = r
+        .configs
+        .iter()
+        .map(|c| match c.value {
+            None => BrokerChange::Delete(c.name.as_str()),
+            Some(_) => BrokerChange::Set(c.name.as_str()),
+        })
+        .collect();
+    let logger = r.resource_type == RESOURCE_BROKER_LOGGER;
+    match check_change(&r.resource_name, node_id, logger, &changes) {
+        Ok(()) => base,
+        Err((code, message)) => base
+            .with_error_code(code.code())
+            .with_error_message(Some(str_bytes(&message))),
+    }
 }

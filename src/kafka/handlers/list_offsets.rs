@@ -1,6 +1,8 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3) or the first offset at or
-//! after a timestamp, answered by each partition's owning shard. With no transactions the last
-//! stable offset equals the high watermark, so both isolation levels get the same answer.
+//! after a timestamp, answered by each partition's owning shard. For -3 and a timestamp the
+//! answer is the exact record inside the batch storage finds, compressed or not
+//! (`compression::first_record_at_or_after`). With no transactions the last stable offset
+//! equals the high watermark, so both isolation levels get the same answer.
 
 use std::rc::Rc;
 
@@ -10,7 +12,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::kafka::errors;
-use crate::kafka::fanout;
+use crate::kafka::{compression, fanout};
 use crate::shard::{route, Shard};
 
 use super::Call;
@@ -29,7 +31,9 @@ pub async fn handle(
         |p| (p.partition_index, p.timestamp),
     );
     let found = route::on_partitions(&s, flat.items, |p, ts| async move {
-        p.offset_for(ts).await.map_err(|e| errors::storage(&e))
+        p.offset_for(ts, compression::first_record_at_or_after)
+            .await
+            .map_err(|e| errors::storage(&e))
     })
     .await;
     let parts = flat.indexes.into_iter().zip(found).map(|(index, r)| {
