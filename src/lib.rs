@@ -22,7 +22,8 @@
 //! Beside the broker, on the other end of the wire:
 //!
 //! - [`client`]: a tiny blocking Kafka client (one connection, request in, response out).
-//! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`) built on it.
+//! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`, `shardlog
+//!   cluster info`) built on it.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
