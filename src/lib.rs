@@ -24,6 +24,7 @@
 //! - [`client`]: a tiny blocking Kafka client (one connection, request in, response out).
 //! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`, `shardlog
 //!   cluster info`) built on it.
+//! - [`tune`]: `shardlog tune`, the host settings the broker depends on, checked and applied.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -40,4 +41,5 @@ pub mod partition;
 pub mod runtime;
 pub mod shard;
 pub mod storage;
+pub mod tune;
 pub mod types;

@@ -842,3 +842,123 @@ fn cluster_info() {
         .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Produce", "0", "0", "11"]));
     assert!(lines.iter().any(|l| l.starts_with("DescribeCluster ")));
 }
+
+/// Runs `shardlog tune ARGS` (no broker needed).
+fn tune(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .arg("tune")
+        .args(args)
+        .output()
+        .expect("run shardlog tune");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const TUNE_CHECKS: [&str; 18] = [
+    "kernel",
+    "io_uring_disabled",
+    "io_uring_setup",
+    "memlock",
+    "nofile",
+    "data_dir_fs",
+    "o_direct",
+    "scheduler",
+    "nr_requests",
+    "write_cache",
+    "rotational",
+    "cpu_governor",
+    "transparent_hugepages",
+    "swappiness",
+    "irq_affinity",
+    "aio_max_nr",
+    "clocksource",
+    "numa",
+];
+
+/// The status each check line reports, by check name.
+fn tune_statuses(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "found:").then(|| (f[1].to_string(), f[0].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn tune_check_runs_here_and_reports_every_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let r = tune(&["--check", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    println!("{}", r.out);
+    let statuses = tune_statuses(&r.out);
+    let names: Vec<&str> = statuses.keys().map(String::as_str).collect();
+    let mut want = TUNE_CHECKS.to_vec();
+    want.sort_unstable();
+    assert_eq!(names, want, "{}", r.out);
+    for s in statuses.values() {
+        assert!(
+            ["ok", "WARN", "FAIL", "unknown"].contains(&s.as_str()),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        statuses["o_direct"], "ok",
+        "the test data dir takes O_DIRECT"
+    );
+    assert!(
+        r.out.lines().any(|l| l.starts_with("18 checks: ")),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("         why: "));
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "the probe file is gone"
+    );
+
+    // A data dir that does not exist yet: its parent is checked.
+    let r = tune(&["--data-dir", data.join("later/on").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.out.lines().next().unwrap().contains("does not exist yet"),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn tune_strict_fails_on_a_tmpfs_data_dir() {
+    let shm = std::path::Path::new("/dev/shm");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if !mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some("/dev/shm") && l.contains(" tmpfs "))
+    {
+        eprintln!("skipped: /dev/shm is not a tmpfs here");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let path = dir.path().to_str().unwrap();
+    let r = tune(&["--check", "--data-dir", path]);
+    assert_eq!(r.code, 0, "without --strict a failed check still exits 0");
+    let statuses = tune_statuses(&r.out);
+    // tmpfs takes O_DIRECT since Linux 6.6; the data would still be gone at a reboot.
+    assert_eq!(statuses["data_dir_fs"], "FAIL", "{}", r.out);
+    assert_eq!(
+        statuses["scheduler"], "unknown",
+        "tmpfs has no disk: {}",
+        r.out
+    );
+    let r = tune(&["--check", "--strict", "--data-dir", path]);
+    assert_eq!(r.code, 1);
+    let r = tune(&["--check", "--apply"]);
+    assert_eq!(r.code, 2, "--check and --apply conflict");
+}

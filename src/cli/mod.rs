@@ -2,7 +2,8 @@
 //! ...`, `shardlog cluster info`): small, scriptable stand-ins for `kafka-topics`,
 //! `kafka-configs`, `kafka-consumer-groups` and `kafka-cluster` that talk to a running broker
 //! over the Kafka protocol with [`crate::client`], so an operator needs no JVM tools to inspect
-//! or change a broker. Without a subcommand the binary runs the broker.
+//! or change a broker; and `shardlog tune` ([`crate::tune`]), which checks the host instead.
+//! Without a subcommand the binary runs the broker.
 //!
 //! Each command negotiates versions with ApiVersions, prints results on stdout and errors on
 //! stderr, and exits 1 when anything failed. The pure parts (turning decoded responses into
@@ -49,6 +50,8 @@ pub enum Command {
     Groups(GroupsArgs),
     /// Show the cluster: its id, controller, brokers and the API versions served
     Cluster(ClusterArgs),
+    /// Check (and with --apply, change) the host settings that matter to the broker
+    Tune(crate::tune::TuneArgs),
 }
 
 /// `shardlog cluster`: where the broker is, and what to do.
@@ -180,6 +183,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Topics(a) => topics::run(&a.conn, a.action),
         Command::Groups(a) => groups::run(&a.conn, a.action),
         Command::Cluster(a) => cluster::run(&a.conn, a.action),
+        Command::Tune(a) => return crate::tune::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
