@@ -506,18 +506,28 @@ fn block_checks(r: &Result<Block, String>) -> Vec<Check> {
 }
 
 const SCHEDULER_WHY: &str = "the broker already orders and batches its writes (group commit, one \
-     sequential log per partition); on SSD/NVMe `none` hands them to the device without a \
-     scheduler's queueing and locking, on a rotating disk mq-deadline bounds the seeks";
+     sequential log per partition); on SSD/NVMe and virtual disks `none` hands them to the \
+     device without a scheduler's queueing and locking (fsync'd appends 15-20 % faster on \
+     this project's virtio disk, tuning/README.md), on a rotating disk mq-deadline bounds \
+     the seeks";
+
+/// Whether `name` is a paravirtual disk (virtio-blk `vd*`, Xen `xvd*`): the host schedules its
+/// I/O, whatever its `rotational` flag claims.
+pub fn is_virtual_disk(name: &str) -> bool {
+    name.starts_with("vd") || name.starts_with("xvd")
+}
 
 fn disk_scheduler(b: &Block) -> Check {
-    let rotating = matches!(b.rotational.as_deref().map(str::trim), Ok("1"));
+    let flagged = matches!(b.rotational.as_deref().map(str::trim), Ok("1"));
+    let virtual_disk = is_virtual_disk(&b.name);
+    let rotating = flagged && !virtual_disk;
     let want = if rotating { "mq-deadline" } else { "none" };
     let c = Check::new("scheduler", SCHEDULER_WHY).recommend(format!(
         "{want} ({})",
-        if rotating {
-            "the kernel says the disk rotates"
-        } else {
-            "SSD/NVMe"
+        match (rotating, virtual_disk) {
+            (true, _) => "the kernel says the disk rotates",
+            (false, true) => "a virtual disk: the host schedules",
+            (false, false) => "SSD/NVMe",
         }
     ));
     let contents = match &b.scheduler {

@@ -163,8 +163,14 @@ fn this_machine_as_found() {
         by_name(&checks, "data_dir_fs").found,
         "ext4 on /dev/vda (mounted at /, for /work/data)"
     );
-    // The virtio disk says it rotates: mq-deadline is what we want then.
-    assert_eq!(status("scheduler"), Status::Ok);
+    // The virtio disk says it rotates, but the host schedules its I/O: none.
+    let sched = by_name(&checks, "scheduler");
+    assert_eq!(sched.status, Status::Warn);
+    assert_eq!(sched.fix[0].value, "none");
+    assert_eq!(
+        sched.recommended,
+        "none (a virtual disk: the host schedules)"
+    );
     assert_eq!(status("rotational"), Status::Warn);
     assert_eq!(status("cpu_governor"), Status::Unknown);
     assert!(by_name(&checks, "cpu_governor")
@@ -300,7 +306,8 @@ fn disk_queue_settings() {
     assert_eq!(s.status, Status::Warn);
     assert_eq!(s.fix[0].path, Path::new("/sys/block/vda/queue/scheduler"));
     assert_eq!(s.fix[0].value, "none");
-    let hdd = block("[none] kyber", "64", "write back", "1");
+    let mut hdd = block("[none] kyber", "64", "write back", "1");
+    hdd.name = "sda".into();
     let s = disk_scheduler(&hdd);
     assert_eq!(s.status, Status::Warn);
     assert!(
@@ -313,6 +320,10 @@ fn disk_queue_settings() {
     assert_eq!(write_cache(&nvme).status, Status::Ok);
     assert!(write_cache(&nvme).fix.is_empty());
     assert_eq!(rotational(&nvme).status, Status::Ok);
+    let mut hdd_deadline = block("none [mq-deadline]", "64", "write back", "1");
+    hdd_deadline.name = "sdb".into();
+    assert_eq!(disk_scheduler(&hdd_deadline).status, Status::Ok);
+    assert!(is_virtual_disk("vda") && is_virtual_disk("xvdb") && !is_virtual_disk("nvme0n1"));
     assert_eq!(
         write_cache(&block("[none]", "1", "bogus", "0")).status,
         Status::Unknown
