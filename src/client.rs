@@ -274,6 +274,15 @@ impl Client {
         Ok(())
     }
 
+    /// Every (API key, min, max) the broker serves, as its ApiVersions answer listed them
+    /// (negotiating first if this connection has not yet).
+    pub fn served(&mut self) -> Result<&[(i16, i16, i16)], ClientError> {
+        if self.versions.is_none() {
+            self.negotiate()?;
+        }
+        Ok(self.versions.as_deref().unwrap_or_default())
+    }
+
     /// The highest version of `api` in `lo..=hi` that the broker serves (negotiating first if
     /// this connection has not yet).
     pub fn version(&mut self, api: ApiKey, lo: i16, hi: i16) -> Result<i16, ClientError> {

@@ -24,7 +24,9 @@
 //! Beside the broker, on the other end of the wire:
 //!
 //! - [`client`]: a tiny blocking Kafka client (one connection, request in, response out).
-//! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`) built on it.
+//! - [`cli`]: the admin subcommands (`shardlog topics ...`, `shardlog groups ...`, `shardlog
+//!   cluster info`) built on it.
+//! - [`tune`]: `shardlog tune`, the host settings the broker depends on, checked and applied.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -43,4 +45,5 @@ pub mod partition;
 pub mod runtime;
 pub mod shard;
 pub mod storage;
+pub mod tune;
 pub mod types;

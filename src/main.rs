@@ -1,7 +1,8 @@
 //! `shardlog`: parses settings, loads the topic registry, starts one executor per shard and
 //! waits for them; SIGINT/SIGTERM stop the shards cleanly (in-flight requests finish, logs are
-//! flushed and closed with their clean-shutdown markers). With a subcommand (`topics`,
-//! `groups`) it is instead an admin client of a running broker (`shardlog::cli`).
+//! flushed and closed with their clean-shutdown markers). With a subcommand (`topics`, `groups`,
+//! `cluster`) it is instead an admin client of a running broker (`shardlog::cli`); `tune` checks
+//! the host (`shardlog::tune`).
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -381,3 +381,584 @@ fn groups_list_and_describe() {
         .contains("Error: Consumer group 'nosuch' does not exist."));
     assert_eq!(r.out.lines().filter(|l| l.starts_with("GROUP")).count(), 2);
 }
+
+/// Produces `n` records stamped `timestamp` to `topic`/`partition`.
+fn produce_at(c: &mut harness::client::Client, topic: &str, partition: i32, n: i32, ts: i64) {
+    let batch = build_test_batch(n, 16, TimestampMs(ts));
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+}
+
+/// The reset table's rows as (partition, new offset, current offset), checking the header.
+fn reset_rows(out: &str) -> Vec<(String, String, String)> {
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(header, shardlog::cli::reset::HEADER);
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[2].to_string(), f[3].to_string(), f[4].to_string())
+        })
+        .collect()
+}
+
+fn triples(rows: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    rows.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+/// The committed offsets `groups describe` shows, by partition.
+fn committed(broker: &Broker, group: &str) -> Vec<(String, String)> {
+    let r = cli(broker, &["groups", "describe", group]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    rows(&r.out)
+        .into_iter()
+        .map(|row| (row[2].clone(), row[3].clone()))
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn groups_reset_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    ok(
+        &broker,
+        &["topics", "create", "orders", "--partitions", "2"],
+    );
+    let mut c = broker.client();
+    produce(&mut c, "orders", 0, 5);
+    produce(&mut c, "orders", 1, 3);
+    commit(&mut c, "app", ("", -1), "orders", &[(0, 2), (1, 1)]);
+    let reset = |extra: &[&str]| {
+        let mut args = vec!["groups", "reset-offsets", "--group", "app"];
+        args.extend_from_slice(extra);
+        cli(&broker, &args)
+    };
+
+    // A dry run (the default) prints the plan and changes nothing.
+    let r = reset(&["--topic", "orders", "--to-earliest"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(
+        reset_rows(&r.out),
+        triples(&[("0", "0", "2"), ("1", "0", "1")])
+    );
+    assert_eq!(
+        r.out
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["app", "orders", "0", "0", "2"]
+    );
+    assert!(r.err.contains("Dry run"), "{}", r.err);
+    let r = reset(&["--all-topics", "--to-latest", "--dry-run"]);
+    assert_eq!(
+        reset_rows(&r.out),
+        triples(&[("0", "5", "2"), ("1", "3", "1")])
+    );
+    assert_eq!(committed(&broker, "app"), pairs(&[("0", "2"), ("1", "1")]));
+
+    // --execute commits.
+    let r = reset(&["--topic", "orders", "--to-latest", "--execute"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.err, "");
+    assert_eq!(
+        reset_rows(&r.out),
+        triples(&[("0", "5", "2"), ("1", "3", "1")])
+    );
+    assert_eq!(committed(&broker, "app"), pairs(&[("0", "5"), ("1", "3")]));
+
+    // Shifts and offsets are clamped to [log start, log end].
+    let r = reset(&["--topic", "orders:0", "--shift-by", "-2", "--execute"]);
+    assert_eq!(reset_rows(&r.out), triples(&[("0", "3", "5")]));
+    let r = reset(&["--topic", "orders:0", "--shift-by", "-10", "--execute"]);
+    assert_eq!(reset_rows(&r.out), triples(&[("0", "0", "3")]));
+    let r = reset(&["--topic", "orders:0,1", "--shift-by", "100"]);
+    assert_eq!(
+        reset_rows(&r.out),
+        triples(&[("0", "5", "0"), ("1", "3", "3")])
+    );
+    let r = reset(&["--topic", "orders:1", "--to-offset", "9", "--execute"]);
+    assert_eq!(reset_rows(&r.out), triples(&[("1", "3", "3")]));
+    let r = reset(&["--topic", "orders:1", "--to-offset", "1", "--execute"]);
+    assert_eq!(reset_rows(&r.out), triples(&[("1", "1", "3")]));
+    assert_eq!(committed(&broker, "app"), pairs(&[("0", "0"), ("1", "1")]));
+
+    // What cannot be done is an error, with nothing committed.
+    let err = fails(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "app",
+            "--topic",
+            "nosuch",
+            "--to-earliest",
+        ],
+    );
+    assert_eq!(err, "Error: Topic 'nosuch' does not exist.\n");
+    let err = fails(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "app",
+            "--topic",
+            "orders:7",
+            "--to-earliest",
+        ],
+    );
+    assert_eq!(err, "Error: Partition orders-7 does not exist.\n");
+    let err = fails(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "fresh",
+            "--topic",
+            "orders",
+            "--shift-by",
+            "1",
+        ],
+    );
+    assert!(err.contains("no committed offset"), "{err}");
+    // A group that does not exist yet can be given offsets (as Kafka's tool allows).
+    let r = cli(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "fresh",
+            "--topic",
+            "orders",
+            "--to-latest",
+            "--execute",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(
+        committed(&broker, "fresh"),
+        pairs(&[("0", "5"), ("1", "3")])
+    );
+    // No scope or no target: a usage error (exit 2).
+    let r = cli(
+        &broker,
+        &["groups", "reset-offsets", "--group", "app", "--to-earliest"],
+    );
+    assert_eq!(r.code, 2, "{}", r.err);
+    let r = cli(
+        &broker,
+        &["groups", "reset-offsets", "--group", "app", "--all-topics"],
+    );
+    assert_eq!(r.code, 2, "{}", r.err);
+}
+
+#[test]
+fn reset_offsets_refuses_an_active_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    ok(
+        &broker,
+        &["topics", "create", "orders", "--partitions", "2"],
+    );
+    let mut c = broker.client();
+    produce(&mut c, "orders", 0, 4);
+    let (member, generation) = join_alone(&mut c, "live", "orders", &[0, 1]);
+    commit(&mut c, "live", (&member, generation), "orders", &[(0, 1)]);
+    for mode in ["--dry-run", "--execute"] {
+        let err = fails(
+            &broker,
+            &[
+                "groups",
+                "reset-offsets",
+                "--group",
+                "live",
+                "--topic",
+                "orders",
+                "--to-earliest",
+                mode,
+            ],
+        );
+        assert_eq!(
+            err,
+            "Error: Assignments can only be reset if the group 'live' is inactive, but the \
+             current state is Stable.\n"
+        );
+    }
+    let r = cli(&broker, &["groups", "describe", "live"]);
+    assert_eq!(rows(&r.out)[0][3], "1", "unchanged");
+}
+
+#[test]
+fn reset_offsets_to_a_datetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    ok(
+        &broker,
+        &["topics", "create", "events", "--partitions", "1"],
+    );
+    let mut c = broker.client();
+    // Stamped in the future, so that retention never removes them during the test.
+    produce_at(&mut c, "events", 0, 3, 1_798_761_600_000); // 2027-01-01T00:00:00Z
+    produce_at(&mut c, "events", 0, 2, 1_811_808_000_000); // 2027-06-01T00:00:00Z
+    commit(&mut c, "g", ("", -1), "events", &[(0, 4)]);
+    let at = |when: &str| {
+        let r = cli(
+            &broker,
+            &[
+                "groups",
+                "reset-offsets",
+                "--group",
+                "g",
+                "--topic",
+                "events",
+                "--to-datetime",
+                when,
+            ],
+        );
+        assert_eq!(r.code, 0, "{when}: {}", r.err);
+        reset_rows(&r.out)[0].1.clone()
+    };
+    assert_eq!(at("2026-12-31T00:00:00Z"), "0");
+    assert_eq!(at("2027-01-01T00:00:00.001Z"), "3");
+    assert_eq!(at("2027-06-01T02:00:00+02:00"), "3");
+    assert_eq!(
+        at("2027-06-01T00:00:00.001Z"),
+        "5",
+        "past every record: the log end"
+    );
+    let r = cli(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g",
+            "--topic",
+            "events",
+            "--to-datetime",
+            "2027-13-01T00:00:00",
+        ],
+    );
+    assert_eq!(r.code, 2, "a malformed time is a usage error: {}", r.err);
+    assert!(r.err.contains("YYYY-MM-DDTHH:MM:SS"), "{}", r.err);
+}
+
+#[test]
+fn groups_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    ok(
+        &broker,
+        &["topics", "create", "orders", "--partitions", "1"],
+    );
+    let mut c = broker.client();
+    commit(&mut c, "old", ("", -1), "orders", &[(0, 0)]);
+    commit(&mut c, "older", ("", -1), "orders", &[(0, 0)]);
+    join_alone(&mut c, "live", "orders", &[0]);
+    assert_eq!(
+        ok(&broker, &["groups", "delete", "--group", "old"]),
+        "Deleted group old.\n"
+    );
+    let r = cli(
+        &broker,
+        &[
+            "groups", "delete", "--group", "live", "--group", "nosuch", "--group", "older",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(r.out, "Deleted group older.\n");
+    assert_eq!(
+        r.err,
+        "Error: deleting group 'live': NON_EMPTY_GROUP: the group has active members; stop its \
+         consumers first\nError: Consumer group 'nosuch' does not exist.\n"
+    );
+    assert_eq!(ok(&broker, &["groups", "list"]), "live\n");
+}
+
+#[test]
+fn topics_alter_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    ok(&broker, &["topics", "create", "t"]);
+    let out = ok(
+        &broker,
+        &[
+            "topics",
+            "alter-config",
+            "--topic",
+            "t",
+            "--add-config",
+            "retention.ms=60000,compression.type=zstd",
+        ],
+    );
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["TOPIC", "CONFIG", "OLD-VALUE", "NEW-VALUE", "SOURCE"],
+            vec!["t", "retention.ms", "604800000", "60000", "topic"],
+            vec!["t", "compression.type", "producer", "zstd", "topic"],
+            vec!["Completed", "updating", "config", "for", "topic", "t."],
+        ]
+    );
+    let described = ok(&broker, &["topics", "describe", "t"]);
+    let configs = described
+        .lines()
+        .next()
+        .unwrap()
+        .split('\t')
+        .next_back()
+        .unwrap();
+    let mut set: Vec<&str> = configs.trim_start_matches("Configs: ").split(',').collect();
+    set.sort_unstable();
+    assert_eq!(set, ["compression.type=zstd", "retention.ms=60000"]);
+
+    let out = ok(
+        &broker,
+        &[
+            "topics",
+            "alter-config",
+            "--topic",
+            "t",
+            "--delete-config",
+            "compression.type",
+        ],
+    );
+    assert_eq!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["t", "compression.type", "zstd", "producer", "default"]
+    );
+    let described = ok(&broker, &["topics", "describe", "t"]);
+    assert!(described
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with("\tConfigs: retention.ms=60000"));
+
+    let err = fails(
+        &broker,
+        &[
+            "topics",
+            "alter-config",
+            "--topic",
+            "t",
+            "--add-config",
+            "no.such=1",
+        ],
+    );
+    assert!(
+        err.starts_with("Error: altering the configs of topic 't': INVALID_CONFIG"),
+        "{err}"
+    );
+    // The broker's message comes through.
+    let err = fails(
+        &broker,
+        &[
+            "topics",
+            "alter-config",
+            "--topic",
+            "t",
+            "--add-config",
+            "cleanup.policy=compact",
+        ],
+    );
+    assert_eq!(
+        err,
+        "Error: altering the configs of topic 't': INVALID_CONFIG: invalid value \"compact\" \
+         for cleanup.policy: not one of the allowed values\n"
+    );
+    let err = fails(
+        &broker,
+        &[
+            "topics",
+            "alter-config",
+            "--topic",
+            "nosuch",
+            "--add-config",
+            "retention.ms=1",
+        ],
+    );
+    assert_eq!(err, "Error: Topic 'nosuch' does not exist.\n");
+    let r = cli(&broker, &["topics", "alter-config", "--topic", "t"]);
+    assert_eq!(r.code, 2, "nothing to change is a usage error");
+}
+
+#[test]
+fn cluster_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir);
+    let out = ok(&broker, &["cluster", "info"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let id = lines[0]
+        .strip_prefix("Cluster ID: ")
+        .expect("cluster id line");
+    assert_eq!(id.len(), 32, "{out}");
+    assert_eq!(lines[1], "Controller: 1");
+    assert_eq!(lines[2], "");
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["BROKER", "HOST", "PORT", "RACK"]
+    );
+    let port = broker.port.to_string();
+    assert_eq!(
+        lines[4].split_whitespace().collect::<Vec<_>>(),
+        ["1", "127.0.0.1", port.as_str(), "-"]
+    );
+    assert_eq!(lines[5], "");
+    assert_eq!(
+        lines[6].split_whitespace().collect::<Vec<_>>(),
+        ["API", "KEY", "MIN", "MAX"]
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Produce", "0", "0", "11"]));
+    assert!(lines.iter().any(|l| l.starts_with("DescribeCluster ")));
+}
+
+/// Runs `shardlog tune ARGS` (no broker needed).
+fn tune(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .arg("tune")
+        .args(args)
+        .output()
+        .expect("run shardlog tune");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const TUNE_CHECKS: [&str; 18] = [
+    "kernel",
+    "io_uring_disabled",
+    "io_uring_setup",
+    "memlock",
+    "nofile",
+    "data_dir_fs",
+    "o_direct",
+    "scheduler",
+    "nr_requests",
+    "write_cache",
+    "rotational",
+    "cpu_governor",
+    "transparent_hugepages",
+    "swappiness",
+    "irq_affinity",
+    "aio_max_nr",
+    "clocksource",
+    "numa",
+];
+
+/// The status each check line reports, by check name.
+fn tune_statuses(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "found:").then(|| (f[1].to_string(), f[0].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn tune_check_runs_here_and_reports_every_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let r = tune(&["--check", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    println!("{}", r.out);
+    let statuses = tune_statuses(&r.out);
+    let names: Vec<&str> = statuses.keys().map(String::as_str).collect();
+    let mut want = TUNE_CHECKS.to_vec();
+    want.sort_unstable();
+    assert_eq!(names, want, "{}", r.out);
+    for s in statuses.values() {
+        assert!(
+            ["ok", "WARN", "FAIL", "unknown"].contains(&s.as_str()),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        statuses["o_direct"], "ok",
+        "the test data dir takes O_DIRECT"
+    );
+    assert!(
+        r.out.lines().any(|l| l.starts_with("18 checks: ")),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("         why: "));
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "the probe file is gone"
+    );
+
+    // A data dir that does not exist yet: its parent is checked.
+    let r = tune(&["--data-dir", data.join("later/on").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.out.lines().next().unwrap().contains("does not exist yet"),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn tune_strict_fails_on_a_tmpfs_data_dir() {
+    let shm = std::path::Path::new("/dev/shm");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if !mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some("/dev/shm") && l.contains(" tmpfs "))
+    {
+        eprintln!("skipped: /dev/shm is not a tmpfs here");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let path = dir.path().to_str().unwrap();
+    let r = tune(&["--check", "--data-dir", path]);
+    assert_eq!(r.code, 0, "without --strict a failed check still exits 0");
+    let statuses = tune_statuses(&r.out);
+    // tmpfs takes O_DIRECT since Linux 6.6; the data would still be gone at a reboot.
+    assert_eq!(statuses["data_dir_fs"], "FAIL", "{}", r.out);
+    assert_eq!(
+        statuses["scheduler"], "unknown",
+        "tmpfs has no disk: {}",
+        r.out
+    );
+    let r = tune(&["--check", "--strict", "--data-dir", path]);
+    assert_eq!(r.code, 1);
+    let r = tune(&["--check", "--apply"]);
+    assert_eq!(r.code, 2, "--check and --apply conflict");
+}

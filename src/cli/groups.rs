@@ -1,6 +1,9 @@
 //! `shardlog groups list|describe`: the `kafka-consumer-groups --list/--describe` views, so an
 //! operator can see which groups exist, who consumes what, and how far behind they are.
 //!
+//! `delete` removes inactive groups with their offsets (DeleteGroups at each group's
+//! coordinator); `reset-offsets` lives in [`super::reset`].
+//!
 //! `describe` asks the group's coordinator (FindCoordinator) for the members and their
 //! assignments (DescribeGroups) and the committed offsets (OffsetFetch, all topics), then the
 //! bootstrap broker for the log end offsets (ListOffsets, latest): shardlog is a single broker,
@@ -30,7 +33,12 @@ const OFFSET_FETCH: (i16, i16) = (2, 7);
 const LIST_OFFSETS: (i16, i16) = (1, 7);
 const KEY_TYPE_GROUP: i8 = 0;
 const GROUP_ID_NOT_FOUND: i16 = 69;
-const LATEST: i64 = -1;
+const DELETE_GROUPS: (i16, i16) = (0, 2);
+/// ListOffsets' timestamp for the log end offset.
+pub const LATEST: i64 = -1;
+/// ListOffsets' timestamp for the log start offset.
+pub const EARLIEST: i64 = -2;
+const NON_EMPTY_GROUP: i16 = 68;
 
 /// The describe table's columns, as `kafka-consumer-groups --describe` prints them.
 pub const HEADER: [&str; 9] = [
@@ -61,6 +69,17 @@ pub enum Action {
         #[arg(value_name = "GROUP", required = true)]
         groups: Vec<String>,
     },
+    /// Move a group's committed offsets (to the earliest or latest offset, a time, an offset,
+    /// or by a number of records); the group must have no active members. Prints
+    /// GROUP TOPIC PARTITION NEW-OFFSET CURRENT-OFFSET; commits only with --execute
+    ResetOffsets(super::reset::ResetArgs),
+    /// Delete consumer groups with their committed offsets (only groups with no active
+    /// members); prints `Deleted group G.` per group
+    Delete {
+        /// A group to delete (repeatable)
+        #[arg(long = "group", value_name = "GROUP", required = true)]
+        groups: Vec<String>,
+    },
 }
 
 /// Runs one `groups` action against the broker `conn` names; a `describe` of several groups
@@ -70,6 +89,8 @@ pub fn run(conn: &Conn, action: Action) -> Result<(), CliError> {
     match action {
         Action::List { state } => list(&mut c, state.as_deref()),
         Action::Describe { groups } => describe_all(conn, &mut c, &groups),
+        Action::ResetOffsets(args) => super::reset::run(conn, &mut c, &args),
+        Action::Delete { groups } => delete_all(conn, &mut c, &groups),
     }
 }
 
@@ -142,15 +163,26 @@ fn describe_all(conn: &Conn, c: &mut Client, groups: &[String]) -> Result<(), Cl
     Ok(())
 }
 
+/// A connection to `group`'s coordinator when it is not the bootstrap broker `c` is
+/// connected to (None: use `c`).
+pub(super) fn coordinator(
+    conn: &Conn,
+    c: &mut Client,
+    group: &str,
+) -> Result<Option<Client>, CliError> {
+    let addr = find_coordinator(c, group)?;
+    if addr == conn.bootstrap_server {
+        return Ok(None);
+    }
+    Ok(Some(conn.connect_to(&addr)?))
+}
+
 /// One group's table; its state notice (empty, rebalancing) goes to stderr first.
 fn describe(conn: &Conn, c: &mut Client, group: &str) -> Result<String, CliError> {
-    let addr = find_coordinator(c, group)?;
-    let mut other;
-    let coord = if addr == conn.bootstrap_server {
-        &mut *c
-    } else {
-        other = conn.connect_to(&addr)?;
-        &mut other
+    let mut other = coordinator(conn, c, group)?;
+    let coord = match other.as_mut() {
+        Some(o) => o,
+        None => &mut *c,
     };
     let described = describe_group(coord, group)?;
     if let Some(notice) = state_notice(&described)? {
@@ -194,7 +226,8 @@ fn describe_groups_request(group: &str) -> DescribeGroupsRequest {
     DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))])
 }
 
-fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup, CliError> {
+/// DescribeGroups of one group, at its coordinator `c`.
+pub(super) fn describe_group(c: &mut Client, group: &str) -> Result<DescribedGroup, CliError> {
     let version = c.version(ApiKey::DescribeGroups, DESCRIBE_GROUPS.0, DESCRIBE_GROUPS.1)?;
     let resp: DescribeGroupsResponse = c.call(
         ApiKey::DescribeGroups,
@@ -231,6 +264,60 @@ pub fn state_notice(g: &DescribedGroup) -> Result<Option<String>, CliError> {
         }
         _ => None,
     })
+}
+
+fn delete_all(conn: &Conn, c: &mut Client, groups: &[String]) -> Result<(), CliError> {
+    let mut failed = 0;
+    for group in groups {
+        match delete(conn, c, group) {
+            Ok(()) => print(&format!("Deleted group {group}.\n"))?,
+            Err(e @ (CliError::Output(_) | CliError::Client(_))) => return Err(e),
+            Err(e) => {
+                eprint_line(&format!("Error: {e}"));
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::Partial(failed));
+    }
+    Ok(())
+}
+
+/// DeleteGroups of one group at its coordinator.
+fn delete(conn: &Conn, c: &mut Client, group: &str) -> Result<(), CliError> {
+    let mut other = coordinator(conn, c, group)?;
+    let coord = match other.as_mut() {
+        Some(o) => o,
+        None => &mut *c,
+    };
+    let version = coord.version(ApiKey::DeleteGroups, DELETE_GROUPS.0, DELETE_GROUPS.1)?;
+    let resp: DeleteGroupsResponse =
+        coord.call(ApiKey::DeleteGroups, version, &delete_groups_request(group))?;
+    let code = resp
+        .results
+        .iter()
+        .find(|r| r.group_id.0.as_str() == group)
+        .map_or(-1, |r| r.error_code);
+    delete_outcome(group, code)
+}
+
+fn delete_groups_request(group: &str) -> DeleteGroupsRequest {
+    DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes(group))])
+}
+
+/// A DeleteGroups result code as the command reports it: an absent group in Kafka's words, a
+/// group with members with what to do about it.
+pub fn delete_outcome(group: &str, code: i16) -> Result<(), CliError> {
+    match code {
+        GROUP_ID_NOT_FOUND => Err(CliError::NoSuchGroup(group.to_string())),
+        NON_EMPTY_GROUP => Err(CliError::Broker {
+            what: format!("deleting group '{group}'"),
+            code,
+            message: Some("the group has active members; stop its consumers first".into()),
+        }),
+        _ => check(|| format!("deleting group '{group}'"), code, None),
+    }
 }
 
 /// Who owns a partition.
@@ -295,7 +382,8 @@ pub fn decode_assignment(bytes: &Bytes) -> Result<Vec<(String, Vec<i32>)>, Strin
         .collect())
 }
 
-fn offset_fetch(c: &mut Client, group: &str) -> Result<OffsetFetchResponse, CliError> {
+/// Every committed offset of `group`, from its coordinator `c`.
+pub(super) fn offset_fetch(c: &mut Client, group: &str) -> Result<OffsetFetchResponse, CliError> {
     let version = c.version(ApiKey::OffsetFetch, OFFSET_FETCH.0, OFFSET_FETCH.1)?;
     Ok(c.call(ApiKey::OffsetFetch, version, &offset_fetch_request(group))?)
 }
@@ -338,17 +426,28 @@ fn log_end_offsets(
     c: &mut Client,
     keys: &BTreeSet<(String, i32)>,
 ) -> Result<HashMap<(String, i32), i64>, CliError> {
+    offsets_at(c, keys, LATEST)
+}
+
+/// The offsets ListOffsets answers for `keys` at `timestamp` ([`LATEST`], [`EARLIEST`], or
+/// milliseconds: the first record at or after it); partitions that fail or have no such
+/// record are left out.
+pub(super) fn offsets_at(
+    c: &mut Client,
+    keys: &BTreeSet<(String, i32)>,
+    timestamp: i64,
+) -> Result<HashMap<(String, i32), i64>, CliError> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
     let version = c.version(ApiKey::ListOffsets, LIST_OFFSETS.0, LIST_OFFSETS.1)?;
-    let req = list_offsets_request(keys);
+    let req = list_offsets_request(keys, timestamp);
     let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, version, &req)?;
     Ok(latest_offsets(&resp))
 }
 
-/// The latest offset of each of `keys`, as a consumer asks (replica -1).
-fn list_offsets_request(keys: &BTreeSet<(String, i32)>) -> ListOffsetsRequest {
+/// The offset at `timestamp` of each of `keys`, as a consumer asks (replica -1).
+fn list_offsets_request(keys: &BTreeSet<(String, i32)>, timestamp: i64) -> ListOffsetsRequest {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in keys {
         by_topic.entry(t).or_default().push(*p);
@@ -364,7 +463,7 @@ fn list_offsets_request(keys: &BTreeSet<(String, i32)>) -> ListOffsetsRequest {
                         .map(|p| {
                             ListOffsetsPartition::default()
                                 .with_partition_index(p)
-                                .with_timestamp(LATEST)
+                                .with_timestamp(timestamp)
                         })
                         .collect(),
                 )
@@ -679,9 +778,32 @@ mod tests {
         each(&offset_fetch_request("g"), OFFSET_FETCH);
         each(&ListGroupsRequest::default(), LIST_GROUPS);
         let keys = BTreeSet::from([key("t", 0), key("t", 1), key("u", 0)]);
-        let req = list_offsets_request(&keys);
+        let req = list_offsets_request(&keys, EARLIEST);
         assert_eq!(req.topics.len(), 2);
         each(&req, LIST_OFFSETS);
+        each(&delete_groups_request("g"), DELETE_GROUPS);
+    }
+
+    #[test]
+    fn delete_outcomes_name_the_group() {
+        assert!(delete_outcome("g", 0).is_ok());
+        assert_eq!(
+            delete_outcome("g", GROUP_ID_NOT_FOUND)
+                .unwrap_err()
+                .to_string(),
+            "Consumer group 'g' does not exist."
+        );
+        assert_eq!(
+            delete_outcome("g", NON_EMPTY_GROUP)
+                .unwrap_err()
+                .to_string(),
+            "deleting group 'g': NON_EMPTY_GROUP: the group has active members; stop its \
+             consumers first"
+        );
+        assert_eq!(
+            delete_outcome("g", 16).unwrap_err().to_string(),
+            "deleting group 'g': NOT_COORDINATOR"
+        );
     }
 
     #[test]

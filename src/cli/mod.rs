@@ -1,13 +1,17 @@
 //! The admin subcommands of the `shardlog` binary (`shardlog topics ...`, `shardlog groups
-//! ...`): small, scriptable stand-ins for `kafka-topics` and `kafka-consumer-groups` that talk
-//! to a running broker over the Kafka protocol with [`crate::client`], so an operator needs no
-//! JVM tools to inspect or change a broker. Without a subcommand the binary runs the broker.
+//! ...`, `shardlog cluster info`): small, scriptable stand-ins for `kafka-topics`,
+//! `kafka-configs`, `kafka-consumer-groups` and `kafka-cluster` that talk to a running broker
+//! over the Kafka protocol with [`crate::client`], so an operator needs no JVM tools to inspect
+//! or change a broker; and `shardlog tune` ([`crate::tune`]), which checks the host instead.
+//! Without a subcommand the binary runs the broker.
 //!
 //! Each command negotiates versions with ApiVersions, prints results on stdout and errors on
 //! stderr, and exits 1 when anything failed. The pure parts (turning decoded responses into
 //! lines and rows) are separate functions, tested without a broker.
 
+pub mod cluster;
 pub mod groups;
+pub mod reset;
 pub mod table;
 pub mod topics;
 
@@ -40,10 +44,25 @@ pub struct Cli {
 /// The subcommands; `None` in [`Cli`] means "run the broker".
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
-    /// Create, list, describe and delete topics on a running broker
+    /// Create, list, describe, delete and reconfigure topics on a running broker
     Topics(TopicsArgs),
-    /// List and describe consumer groups on a running broker
+    /// List, describe, reset and delete consumer groups on a running broker
     Groups(GroupsArgs),
+    /// Show the cluster: its id, controller, brokers and the API versions served
+    Cluster(ClusterArgs),
+    /// Check (and with --apply, change) the host settings that matter to the broker
+    Tune(crate::tune::TuneArgs),
+}
+
+/// `shardlog cluster`: where the broker is, and what to do.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// The broker to talk to.
+    #[command(flatten)]
+    pub conn: Conn,
+    /// The cluster action to run.
+    #[command(subcommand)]
+    pub action: cluster::Action,
 }
 
 /// `shardlog topics`: where the broker is, and what to do.
@@ -135,6 +154,21 @@ pub enum CliError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// `groups reset-offsets` of a group with active members (Kafka's refusal, word for word).
+    #[error(
+        "Assignments can only be reset if the group '{group}' is inactive, but the current \
+         state is {state}."
+    )]
+    GroupActive {
+        /// The group id.
+        group: String,
+        /// Its state (Stable, PreparingRebalance, ...).
+        state: String,
+    },
+    /// A command cannot do what was asked (an unknown topic or partition, a shift without a
+    /// committed offset, a config flag that names nothing); carries the message.
+    #[error("{0}")]
+    Invalid(String),
     /// Writing to stdout failed; a broken pipe (`| head`) exits 1 without a message.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
@@ -148,6 +182,8 @@ pub fn run(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Topics(a) => topics::run(&a.conn, a.action),
         Command::Groups(a) => groups::run(&a.conn, a.action),
+        Command::Cluster(a) => cluster::run(&a.conn, a.action),
+        Command::Tune(a) => return crate::tune::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,18 +1,23 @@
-//! `shardlog topics list|describe|create|delete`: the `kafka-topics` subset an operator needs
-//! day to day, over Metadata, DescribeConfigs, CreateTopics and DeleteTopics. Output follows
+//! `shardlog topics list|describe|create|delete|alter-config`: the `kafka-topics` (and
+//! `kafka-configs --alter`) subset an operator needs day to day, over Metadata,
+//! DescribeConfigs, CreateTopics, DeleteTopics and IncrementalAlterConfigs. Output follows
 //! `kafka-topics` (`Created topic X.`, tab-separated `Topic: X<TAB>PartitionCount: N` lines) so
 //! scripts written for Kafka keep working.
 
-use clap::Subcommand;
+use clap::{ArgGroup, Subcommand};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::table;
 use super::{check, eprint_line, kafka_error, print, CliError, Conn};
 use crate::client::Client;
 
@@ -21,6 +26,10 @@ const METADATA: (i16, i16) = (1, 12);
 const DESCRIBE_CONFIGS: (i16, i16) = (1, 4);
 const CREATE_TOPICS: (i16, i16) = (2, 7);
 const DELETE_TOPICS: (i16, i16) = (1, 6);
+const INCREMENTAL_ALTER_CONFIGS: (i16, i16) = (0, 1);
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
 /// DeleteTopics names topics in `topics[]` from this version on (`topic_names` before).
 const DELETE_TOPICS_BY_STATE: i16 = 6;
 const RESOURCE_TOPIC: i8 = 2;
@@ -61,6 +70,31 @@ pub enum Action {
         #[arg(value_name = "TOPIC", required = true)]
         topics: Vec<String>,
     },
+    /// Set or remove a topic's configs (IncrementalAlterConfigs); prints each named config's
+    /// value before and after: TOPIC CONFIG OLD-VALUE NEW-VALUE SOURCE
+    #[command(group(
+        ArgGroup::new("changes").required(true).multiple(true).args(["add", "delete"])
+    ))]
+    AlterConfig {
+        /// The topic to change
+        #[arg(long, value_name = "TOPIC")]
+        topic: String,
+        /// Configs to set: --add-config retention.ms=60000,cleanup.policy=compact (repeatable)
+        #[arg(
+            long = "add-config",
+            value_name = "KEY=VALUE[,KEY=VALUE]",
+            value_delimiter = ',',
+            value_parser = parse_config
+        )]
+        add: Vec<(String, String)>,
+        /// Configs to remove, back to the broker's default: --delete-config retention.ms
+        #[arg(
+            long = "delete-config",
+            value_name = "KEY[,KEY]",
+            value_delimiter = ','
+        )]
+        delete: Vec<String>,
+    },
 }
 
 /// Runs one `topics` action against the broker `conn` names; an action on several topics
@@ -77,6 +111,7 @@ pub fn run(conn: &Conn, action: Action) -> Result<(), CliError> {
             configs,
         } => create(&mut c, &topic, partitions, replication_factor, &configs),
         Action::Delete { topics } => delete(&mut c, &topics),
+        Action::AlterConfig { topic, add, delete } => alter_config(&mut c, &topic, &add, &delete),
     }
 }
 
@@ -184,6 +219,148 @@ fn describe(c: &mut Client, named: &[String]) -> Result<(), CliError> {
         return Err(CliError::Partial(failed));
     }
     Ok(())
+}
+
+/// DescribeConfigs of one topic: its configs, or the error (an unknown topic in Kafka's words).
+fn topic_configs(c: &mut Client, topic: &str) -> Result<DescribeConfigsResult, CliError> {
+    let result = describe_configs(c, &[topic.to_string()])?
+        .into_iter()
+        .find(|r| r.resource_name.as_str() == topic)
+        .ok_or_else(|| CliError::Broker {
+            what: format!("describing the configs of topic '{topic}'"),
+            code: -1,
+            message: Some("the response does not name the topic".into()),
+        })?;
+    if result.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+        return Err(CliError::Invalid(format!(
+            "Topic '{topic}' does not exist."
+        )));
+    }
+    check(
+        || format!("describing the configs of topic '{topic}'"),
+        result.error_code,
+        result.error_message.as_deref(),
+    )?;
+    Ok(result)
+}
+
+fn alter_config(
+    c: &mut Client,
+    topic: &str,
+    add: &[(String, String)],
+    delete: &[String],
+) -> Result<(), CliError> {
+    let before = topic_configs(c, topic)?;
+    let version = c.version(
+        ApiKey::IncrementalAlterConfigs,
+        INCREMENTAL_ALTER_CONFIGS.0,
+        INCREMENTAL_ALTER_CONFIGS.1,
+    )?;
+    let req = alter_configs_request(topic, add, delete);
+    let resp: IncrementalAlterConfigsResponse =
+        c.call(ApiKey::IncrementalAlterConfigs, version, &req)?;
+    let what = || format!("altering the configs of topic '{topic}'");
+    let result = resp.responses.first().ok_or_else(|| CliError::Broker {
+        what: what(),
+        code: -1,
+        message: Some("the response names no topic".into()),
+    })?;
+    check(what, result.error_code, result.error_message.as_deref())?;
+    let after = topic_configs(c, topic)?;
+    let keys: Vec<String> = add
+        .iter()
+        .map(|(k, _)| k.clone())
+        .chain(delete.iter().cloned())
+        .collect();
+    let mut out = config_changes(topic, &before, &after, &keys);
+    out.push_str(&format!("Completed updating config for topic {topic}.\n"));
+    print(&out)
+}
+
+/// SET for each of `add`, DELETE for each of `delete`, on one topic.
+fn alter_configs_request(
+    topic: &str,
+    add: &[(String, String)],
+    delete: &[String],
+) -> IncrementalAlterConfigsRequest {
+    let sets = add.iter().map(|(k, v)| {
+        AlterableConfig::default()
+            .with_name(str_bytes(k))
+            .with_config_operation(OP_SET)
+            .with_value(Some(str_bytes(v)))
+    });
+    let deletes = delete.iter().map(|k| {
+        AlterableConfig::default()
+            .with_name(str_bytes(k))
+            .with_config_operation(OP_DELETE)
+            .with_value(None)
+    });
+    IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(RESOURCE_TOPIC)
+        .with_resource_name(str_bytes(topic))
+        .with_configs(sets.chain(deletes).collect())])
+}
+
+/// Where a config's value comes from, as DescribeConfigs' config_source says.
+pub fn source_name(source: i8) -> &'static str {
+    match source {
+        1 => "topic",
+        2 => "broker",
+        3 => "broker-default",
+        4 => "broker-static",
+        5 => "default",
+        6 => "broker-logger",
+        _ => "-",
+    }
+}
+
+/// The alter-config table: each of `keys` (once, in order) with its value before and after,
+/// and where the new value comes from. Sensitive values print as `-`.
+pub fn config_changes(
+    topic: &str,
+    before: &DescribeConfigsResult,
+    after: &DescribeConfigsResult,
+    keys: &[String],
+) -> String {
+    let find = |r: &DescribeConfigsResult, k: &str| {
+        r.configs.iter().find(|c| c.name.as_str() == k).map(|c| {
+            let value = if c.is_sensitive {
+                None
+            } else {
+                c.value.clone()
+            };
+            (
+                value.map(|v| v.to_string()).unwrap_or_default(),
+                c.config_source,
+            )
+        })
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut rows = Vec::new();
+    for k in keys {
+        if seen.contains(&k.as_str()) {
+            continue;
+        }
+        seen.push(k);
+        let old = find(before, k).map(|(v, _)| v).unwrap_or_default();
+        let (new, source) = find(after, k).unwrap_or_default();
+        let source = if source == 0 {
+            "-"
+        } else {
+            source_name(source)
+        };
+        rows.push(vec![
+            topic.to_string(),
+            k.clone(),
+            old,
+            new,
+            source.to_string(),
+        ]);
+    }
+    table::render(
+        &["TOPIC", "CONFIG", "OLD-VALUE", "NEW-VALUE", "SOURCE"],
+        &rows,
+    )
 }
 
 fn describe_configs(
@@ -470,11 +647,50 @@ mod tests {
                 .encode(&mut BytesMut::new(), v)
                 .unwrap();
         }
+        for v in INCREMENTAL_ALTER_CONFIGS.0..=INCREMENTAL_ALTER_CONFIGS.1 {
+            alter_configs_request("a", &configs, &names)
+                .encode(&mut BytesMut::new(), v)
+                .unwrap_or_else(|e| panic!("IncrementalAlterConfigs v{v}: {e}"));
+        }
         for v in DELETE_TOPICS.0..=DELETE_TOPICS.1 {
             delete_topics_request(&names, v)
                 .encode(&mut BytesMut::new(), v)
                 .unwrap_or_else(|e| panic!("DeleteTopics v{v}: {e}"));
         }
+    }
+
+    #[test]
+    fn alter_config_shows_before_and_after() {
+        let entry = |name: &str, value: &str, source: i8| {
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(source)
+        };
+        let before = DescribeConfigsResult::default().with_configs(vec![
+            entry("retention.ms", "604800000", SOURCE_DEFAULT),
+            entry("cleanup.policy", "compact", 1),
+        ]);
+        let after = DescribeConfigsResult::default().with_configs(vec![
+            entry("retention.ms", "60000", 1),
+            entry("cleanup.policy", "delete", SOURCE_DEFAULT),
+        ]);
+        let keys = [
+            "retention.ms".to_string(),
+            "cleanup.policy".to_string(),
+            "retention.ms".to_string(),
+        ];
+        assert_eq!(
+            config_changes("t", &before, &after, &keys),
+            "TOPIC  CONFIG          OLD-VALUE  NEW-VALUE  SOURCE\n\
+             t      retention.ms    604800000  60000      topic\n\
+             t      cleanup.policy  compact    delete     default\n"
+        );
+        let unknown = config_changes("t", &before, &after, &["x.y".to_string()]);
+        assert_eq!(
+            unknown.lines().nth(1),
+            Some("t      x.y     -          -          -")
+        );
     }
 
     #[test]
