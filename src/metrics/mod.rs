@@ -51,6 +51,9 @@ const LATENCY_BOUNDS_US: [u64; 17] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
 ];
 
+/// Buckets per histogram: one per bound, and +Inf.
+pub const BUCKETS: usize = LATENCY_BOUNDS_S.len() + 1;
+
 /// A metric family's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -66,8 +69,9 @@ pub enum Kind {
 /// scraping shard. Counts are per bucket (not cumulative) until rendered.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Buckets {
-    /// Observations per bucket; the last one is above the largest bound.
-    pub counts: Vec<u64>,
+    /// Observations per bucket; the last one is above the largest bound. A fixed array, so a
+    /// snapshot copies it without allocating.
+    pub counts: [u64; BUCKETS],
     /// The sum of all observations, in seconds.
     pub sum_s: f64,
 }
@@ -75,18 +79,12 @@ pub struct Buckets {
 impl Buckets {
     /// Empty buckets, ready to record.
     pub fn new() -> Buckets {
-        Buckets {
-            counts: vec![0; LATENCY_BOUNDS_US.len() + 1],
-            sum_s: 0.0,
-        }
+        Buckets::default()
     }
 
     /// Records one observation of `us` microseconds: a search over 17 bounds and two
     /// additions, cheap enough for every request.
     pub fn record_us(&mut self, us: u64) {
-        if self.counts.len() <= LATENCY_BOUNDS_US.len() {
-            self.counts.resize(LATENCY_BOUNDS_US.len() + 1, 0);
-        }
         let i = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
         self.counts[i] += 1;
         self.sum_s += us as f64 / 1e6;
@@ -94,7 +92,7 @@ impl Buckets {
 
     /// The distribution of an HdrHistogram of microseconds.
     pub fn from_micros(h: &Histogram<u64>) -> Buckets {
-        let mut counts = vec![0u64; LATENCY_BOUNDS_S.len() + 1];
+        let mut counts = [0u64; BUCKETS];
         let mut sum_s = 0.0;
         for v in h.iter_recorded() {
             let s = h.median_equivalent(v.value_iterated_to()) as f64 / 1e6;
@@ -108,9 +106,6 @@ impl Buckets {
 
     /// Adds `other`'s observations to these (merging shards).
     pub fn merge(&mut self, other: &Buckets) {
-        if self.counts.len() < other.counts.len() {
-            self.counts.resize(other.counts.len(), 0);
-        }
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
@@ -178,11 +173,6 @@ impl Exposition {
             let _ = write!(self.out, "{name}_bucket");
             self.labels(labels, Some(&le));
             let _ = writeln!(self.out, " {cumulative}");
-        }
-        if b.counts.is_empty() {
-            let _ = write!(self.out, "{name}_bucket");
-            self.labels(labels, Some("+Inf"));
-            self.out.push_str(" 0\n");
         }
         let _ = write!(self.out, "{name}_sum");
         self.labels(labels, None);
@@ -317,6 +307,11 @@ mod tests {
         let empty = Buckets::default();
         let mut e = Exposition::new(Format::Prometheus);
         e.histogram("z", &[], &empty);
-        assert_eq!(e.finish(), "z_bucket{le=\"+Inf\"} 0\nz_sum 0\nz_count 0\n");
+        let text = e.finish();
+        assert!(text.starts_with("z_bucket{le=\"0.0001\"} 0\n"), "{text}");
+        assert!(
+            text.ends_with("z_bucket{le=\"+Inf\"} 0\nz_sum 0\nz_count 0\n"),
+            "{text}"
+        );
     }
 }
