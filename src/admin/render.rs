@@ -99,7 +99,7 @@ fn process_metrics(e: &mut Exposition, p: &ProcessFacts) {
 type ShardValue = fn(&ShardSnapshot) -> f64;
 
 fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
-    let rows: [(&str, Kind, &str, ShardValue); 15] = [
+    let rows: [(&str, Kind, &str, ShardValue); 17] = [
         (
             "shardlog_shard_scrape_seconds",
             Kind::Gauge,
@@ -177,6 +177,18 @@ fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             Kind::Counter,
             "Reads below the tail cache that went to the disk.",
             |s| s.read_cache.misses as f64,
+        ),
+        (
+            "shardlog_shard_tail_cache_hits_total",
+            Kind::Counter,
+            "Log reads answered from a partition's tail cache (recently produced data).",
+            |s| s.io.tail_hits as f64,
+        ),
+        (
+            "shardlog_shard_tail_cache_misses_total",
+            Kind::Counter,
+            "Log reads the tail cache could not answer (served by the read cache or the disk).",
+            |s| s.io.tail_misses as f64,
         ),
         (
             "shardlog_shard_tail_cache_bytes",

@@ -368,12 +368,16 @@ impl PartitionLog {
         let chunks = match plan {
             _ if max_bytes == 0 => Vec::new(),
             ReadPlan::Empty => Vec::new(),
-            ReadPlan::Cached(v) => v,
+            ReadPlan::Cached(v) => {
+                super::stats::record_tail_read(true);
+                v
+            }
             ReadPlan::Disk {
                 segment,
                 position,
                 end,
             } => {
+                super::stats::record_tail_read(false);
                 let id = self.inner.cache_id;
                 let mut got = readcache::with(|c| c.read(id, offset, hw, max_bytes));
                 if got.is_empty() {

@@ -1,5 +1,6 @@
 //! What this shard's storage did, for the metrics endpoint: how long each segment write and
-//! each fdatasync took, and how many bytes segment writes and reads moved. The I/O edge (`io.rs`) records every one; the admin server reads the
+//! each fdatasync took, how many bytes segment writes and reads moved, and how many log reads
+//! the tail cache answered. The I/O edge (`io.rs`) records every one; the admin server reads the
 //! distributions at scrape time (`crate::admin`). One set per shard thread, like the read
 //! cache: no sharing, no locks, a few nanoseconds per record on the write path.
 
@@ -16,6 +17,8 @@ struct IoTimes {
     written_bytes: u64,
     reads: u64,
     read_bytes: u64,
+    tail_hits: u64,
+    tail_misses: u64,
 }
 
 /// This shard's storage I/O as the metrics endpoint shows it.
@@ -31,6 +34,10 @@ pub struct IoSnapshot {
     pub reads: u64,
     /// Bytes those reads returned.
     pub read_bytes: u64,
+    /// Log reads answered from a partition's tail cache.
+    pub tail_hits: u64,
+    /// Log reads the tail cache could not answer (then the read cache, or the disk).
+    pub tail_misses: u64,
 }
 
 thread_local! {
@@ -66,6 +73,18 @@ pub fn record_sync(d: Duration) {
     });
 }
 
+/// Counts one log read that was (`hit`) or was not answered from the tail cache.
+pub fn record_tail_read(hit: bool) {
+    TIMES.with(|t| {
+        let mut t = t.borrow_mut();
+        if hit {
+            t.tail_hits += 1;
+        } else {
+            t.tail_misses += 1;
+        }
+    });
+}
+
 /// This shard's storage I/O so far.
 pub fn snapshot() -> IoSnapshot {
     TIMES.with(|t| {
@@ -76,6 +95,8 @@ pub fn snapshot() -> IoSnapshot {
             written_bytes: t.written_bytes,
             reads: t.reads,
             read_bytes: t.read_bytes,
+            tail_hits: t.tail_hits,
+            tail_misses: t.tail_misses,
         }
     })
 }
