@@ -201,7 +201,16 @@ fn broker_flags_do_not_mix_with_subcommands() {
 
 /// Produces `n` records to `topic`/`partition`.
 fn produce(c: &mut harness::client::Client, topic: &str, partition: i32, n: i32) {
-    let batch = build_test_batch(n, 16, TimestampMs::now());
+    produce_batch(
+        c,
+        topic,
+        partition,
+        build_test_batch(n, 16, TimestampMs::now()),
+    );
+}
+
+/// Produces one batch to `topic`/`partition` with acks=all and checks it was taken.
+fn produce_batch(c: &mut harness::client::Client, topic: &str, partition: i32, batch: Vec<u8>) {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
@@ -384,17 +393,12 @@ fn groups_list_and_describe() {
 
 /// Produces `n` records stamped `timestamp` to `topic`/`partition`.
 fn produce_at(c: &mut harness::client::Client, topic: &str, partition: i32, n: i32, ts: i64) {
-    let batch = build_test_batch(n, 16, TimestampMs(ts));
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(Bytes::from(batch)))])]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    produce_batch(
+        c,
+        topic,
+        partition,
+        build_test_batch(n, 16, TimestampMs(ts)),
+    );
 }
 
 /// The reset table's rows as (partition, new offset, current offset), checking the header.

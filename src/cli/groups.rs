@@ -139,17 +139,28 @@ pub fn list_output(resp: &ListGroupsResponse, state: Option<&[String]>) -> Strin
 }
 
 fn describe_all(conn: &Conn, c: &mut Client, groups: &[String]) -> Result<(), CliError> {
-    let mut failed = 0;
     let mut first = true;
+    each_group(groups, |group| {
+        let text = describe(conn, c, group)?;
+        if !first {
+            print("\n")?;
+        }
+        first = false;
+        print(&text)
+    })
+}
+
+/// Runs `f` for every group: a group's failure is reported on stderr and the rest still run
+/// (`CliError::Partial` counts them at the end); a failure to print or to reach the broker
+/// stops at once.
+fn each_group(
+    groups: &[String],
+    mut f: impl FnMut(&str) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let mut failed = 0;
     for group in groups {
-        match describe(conn, c, group) {
-            Ok(text) => {
-                if !first {
-                    print("\n")?;
-                }
-                first = false;
-                print(&text)?;
-            }
+        match f(group) {
+            Ok(()) => {}
             Err(e @ (CliError::Output(_) | CliError::Client(_))) => return Err(e),
             Err(e) => {
                 eprint_line(&format!("Error: {e}"));
@@ -267,21 +278,10 @@ pub fn state_notice(g: &DescribedGroup) -> Result<Option<String>, CliError> {
 }
 
 fn delete_all(conn: &Conn, c: &mut Client, groups: &[String]) -> Result<(), CliError> {
-    let mut failed = 0;
-    for group in groups {
-        match delete(conn, c, group) {
-            Ok(()) => print(&format!("Deleted group {group}.\n"))?,
-            Err(e @ (CliError::Output(_) | CliError::Client(_))) => return Err(e),
-            Err(e) => {
-                eprint_line(&format!("Error: {e}"));
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(CliError::Partial(failed));
-    }
-    Ok(())
+    each_group(groups, |group| {
+        delete(conn, c, group)?;
+        print(&format!("Deleted group {group}.\n"))
+    })
 }
 
 /// DeleteGroups of one group at its coordinator.
