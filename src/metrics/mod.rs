@@ -4,17 +4,16 @@
 //! It sits at the very edge of the admin HTTP server (`crate::admin`): each shard fills a
 //! snapshot of plain numbers on its own thread, shard 0 merges the snapshots and renders them
 //! here. Nothing in this module touches a shard, a clock or a socket, so it is tested alone.
-//! Histograms travel between shards as [`Buckets`] (a few dozen counters), which merge by
-//! addition; the HdrHistograms they come from never leave their shard.
+//! Histograms travel between shards as [`Buckets`] (a fixed array of counters, filled as each
+//! observation is recorded), which merge by addition.
 
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
-
-/// Upper bounds of the latency buckets, in seconds (100 µs to 30 s; +Inf is implied).
-pub const LATENCY_BOUNDS_S: [f64; 17] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0,
+/// Upper bounds of the latency buckets, in microseconds (100 µs to 30 s; +Inf is implied).
+/// The exposition writes them in seconds.
+pub const LATENCY_BOUNDS_US: [u64; 17] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
 ];
 
 /// Which exposition format to write.
@@ -45,14 +44,8 @@ impl Format {
     }
 }
 
-/// The same bounds in microseconds, for recording.
-const LATENCY_BOUNDS_US: [u64; 17] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
-];
-
 /// Buckets per histogram: one per bound, and +Inf.
-pub const BUCKETS: usize = LATENCY_BOUNDS_S.len() + 1;
+pub const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
 
 /// A metric family's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,20 +81,6 @@ impl Buckets {
         let i = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
         self.counts[i] += 1;
         self.sum_s += us as f64 / 1e6;
-    }
-
-    /// The distribution of an HdrHistogram of microseconds.
-    pub fn from_micros(h: &Histogram<u64>) -> Buckets {
-        let mut counts = [0u64; BUCKETS];
-        let mut sum_s = 0.0;
-        for v in h.iter_recorded() {
-            let s = h.median_equivalent(v.value_iterated_to()) as f64 / 1e6;
-            let n = v.count_at_value();
-            let i = LATENCY_BOUNDS_S.partition_point(|&b| b < s);
-            counts[i] += n;
-            sum_s += s * n as f64;
-        }
-        Buckets { counts, sum_s }
     }
 
     /// Adds `other`'s observations to these (merging shards).
@@ -167,9 +146,9 @@ impl Exposition {
         let mut cumulative = 0;
         for (i, n) in b.counts.iter().enumerate() {
             cumulative += n;
-            let le = LATENCY_BOUNDS_S
+            let le = LATENCY_BOUNDS_US
                 .get(i)
-                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+                .map_or_else(|| "+Inf".to_string(), |&us| (us as f64 / 1e6).to_string());
             let _ = write!(self.out, "{name}_bucket");
             self.labels(labels, Some(&le));
             let _ = writeln!(self.out, " {cumulative}");
@@ -272,27 +251,17 @@ mod tests {
 
     #[test]
     fn histograms_bucket_microseconds_and_merge_by_addition() {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).unwrap();
-        h.record(50).unwrap(); // 50 µs: first bucket
-        h.record(700).unwrap(); // 0.7 ms: le 0.001
-        h.record_n(2_000_000, 2).unwrap(); // 2 s: le 2.5
-        h.record(59_000_000).unwrap(); // 59 s: +Inf
-        let b = Buckets::from_micros(&h);
+        // 50 µs: first bucket; 0.7 ms: le 0.001; 2 s (twice): le 2.5; 59 s: +Inf.
+        let mut b = Buckets::new();
+        for us in [50, 700, 2_000_000, 2_000_000, 59_000_000] {
+            b.record_us(us);
+        }
         assert_eq!(b.count(), 5);
         assert_eq!(b.counts[0], 1);
         assert_eq!(b.counts[3], 1);
         assert_eq!(b.counts[13], 2);
         assert_eq!(b.counts[17], 1);
-        assert!((b.sum_s - 63.00075).abs() < 0.7, "{}", b.sum_s);
-        let mut direct = Buckets::new();
-        for us in [50, 700, 2_000_000, 2_000_000, 59_000_000] {
-            direct.record_us(us);
-        }
-        assert_eq!(
-            direct.counts, b.counts,
-            "recorded directly or from the histogram"
-        );
-        assert!((direct.sum_s - 63.00075).abs() < 1e-9);
+        assert!((b.sum_s - 63.00075).abs() < 1e-9, "{}", b.sum_s);
         let mut merged = b.clone();
         merged.merge(&b);
         assert_eq!(merged.count(), 10);

@@ -246,15 +246,25 @@ where
         .await
 }
 
+/// Runs `f` on every shard at once; its answers in shard order (`ShardGone` for a shard that
+/// could not answer).
+pub async fn on_every_shard<T, F>(s: &Rc<Shard>, f: F) -> Vec<Result<T, ShardGone>>
+where
+    T: Send + 'static,
+    F: Fn(&Shard) -> T + Clone + Send + 'static,
+{
+    let asks = (0..s.shards()).map(|i| {
+        let (s, f) = (s.clone(), f.clone());
+        async move { s.on(i, move |s| async move { f(&s) }).await }
+    });
+    join_all(asks).await
+}
+
 /// Every group of every shard (ListGroups), with the last shard that could not answer.
 pub async fn list_groups_everywhere(s: &Rc<Shard>) -> (Vec<GroupListing>, Option<ShardGone>) {
-    let asks = (0..s.shards()).map(|i| {
-        let s = s.clone();
-        async move { s.on(i, |s| async move { s.groups.list() }).await }
-    });
     let mut all = Vec::new();
     let mut gone = None;
-    for answer in join_all(asks).await {
+    for answer in on_every_shard(s, |s| s.groups.list()).await {
         match answer {
             Ok(groups) => all.extend(groups),
             Err(e) => gone = Some(e),
