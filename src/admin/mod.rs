@@ -3,8 +3,9 @@
 //! `/v1/status/ready`, `/v1/brokers`, `/v1/topics`, `/v1/groups`; docs/operations.md).
 //!
 //! It runs on shard 0 beside the Kafka listener, outside the request path: a scrape asks every
-//! shard for a snapshot over the mesh (`collect`), merges them and renders text or JSON
-//! (`render`); each connection gets one response and is closed (`http`). Connections are
+//! shard for a snapshot over the mesh (`collect`, a few microseconds of each shard's time),
+//! then merges and renders them as text or JSON (`render`) on shard 0's blocking thread, which
+//! is not pinned, so the rendering does not hold shard 0's turn; each connection gets one response and is closed (`http`). Connections are
 //! bounded in number, size and time, so a misbehaving scraper costs little.
 
 pub mod collect;
@@ -101,21 +102,37 @@ async fn route(shard: &Rc<Shard>, req: &Request, started: Started) -> Response {
     match req.path.as_str() {
         "/metrics" => {
             let format = Format::from_accept(req.accept.as_deref());
-            let snaps = collect::all(shard).await;
-            let text = render::metrics(&snaps, &process_facts(started), format);
-            Response::new(200, format.content_type(), text)
+            let mut snaps = collect::all(shard).await;
+            let text = runtime::off_thread(move || {
+                render::sort(&mut snaps);
+                render::metrics(&snaps, &process_facts(started), format)
+            });
+            Response::new(200, format.content_type(), text.await)
         }
         "/v1/status/live" => Response::json(&json!({"live": true})),
         "/v1/status/ready" => ready(shard),
         "/v1/brokers" => brokers(shard, started),
-        "/v1/topics" => Response::json(&render::topics_json(&collect::all(shard).await)),
-        "/v1/groups" => Response::json(&render::groups_json(&collect::all(shard).await)),
+        "/v1/topics" => json_off_thread(shard, render::topics_json).await,
+        "/v1/groups" => json_off_thread(shard, render::groups_json).await,
         "/" => Response::text(
             200,
             "shardlog admin: /metrics /v1/status/live /v1/status/ready /v1/brokers /v1/topics /v1/groups",
         ),
         _ => Response::text(404, "not found"),
     }
+}
+
+/// Every shard's snapshot, turned into JSON by `render` on the blocking thread.
+async fn json_off_thread(
+    shard: &Rc<Shard>,
+    render: fn(&[collect::ShardSnapshot]) -> serde_json::Value,
+) -> Response {
+    let mut snaps = collect::all(shard).await;
+    runtime::off_thread(move || {
+        render::sort(&mut snaps);
+        Response::json(&render(&snaps))
+    })
+    .await
 }
 
 /// Ready while every shard has started (the admin server starts only then) and the broker is

@@ -32,11 +32,24 @@ pub fn api_name(api: i16) -> String {
         .map_or_else(|_| api.to_string(), |k| format!("{k:?}"))
 }
 
+/// Puts each shard's partitions, groups and committed offsets in name order (shards take
+/// their snapshots unsorted, to spend less of their time).
+pub fn sort(snaps: &mut [ShardSnapshot]) {
+    for s in snaps {
+        let parts = &mut s.shard.partitions;
+        parts.sort_by(|a, b| (&a.topic.name, a.partition).cmp(&(&b.topic.name, b.partition)));
+        s.shard.groups.sort_by(|a, b| a.group.cmp(&b.group));
+        for g in &mut s.shard.groups {
+            g.committed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        }
+    }
+}
+
 /// Each partition's high watermark, by topic and partition.
 fn high_watermarks(snaps: &[ShardSnapshot]) -> HashMap<(&str, i32), i64> {
     let parts = snaps.iter().flat_map(|s| &s.shard.partitions);
     parts
-        .map(|p| ((p.topic.as_str(), p.partition), p.stats.high_watermark))
+        .map(|p| ((p.topic.name.as_str(), p.partition), p.stats.high_watermark))
         .collect()
 }
 
@@ -103,7 +116,7 @@ fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
         (
             "shardlog_shard_scrape_seconds",
             Kind::Gauge,
-            "How long this scrape's snapshot kept the shard from its requests.",
+            "The shard thread's CPU time spent taking this scrape's snapshot.",
             |s| s.took_s,
         ),
         (
@@ -217,6 +230,41 @@ fn shard_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
         }
     }
     io_metrics(e, snaps);
+    mesh_metrics(e, snaps);
+}
+
+/// Jobs in each mesh channel (`from` → `shard`): what the sender put in less what the
+/// receiver took out, from snapshots taken a moment apart (so never below 0), and the
+/// receiver's count of jobs taken.
+fn mesh_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    let depth = "shardlog_shard_mesh_queue_depth";
+    e.family(
+        depth,
+        Kind::Gauge,
+        "Jobs from shard `from` waiting in the mesh channel to this shard.",
+    );
+    let received = "shardlog_shard_mesh_jobs_received_total";
+    e.family(
+        received,
+        Kind::Counter,
+        "Jobs this shard took from the mesh channel from shard `from`.",
+    );
+    for to in snaps {
+        let shard = to.shard.shard.to_string();
+        for from in snaps.iter().filter(|f| f.shard.shard != to.shard.shard) {
+            let got = to.shard.mesh_received.get(from.shard.shard).copied();
+            let put = from.shard.mesh_sent.get(to.shard.shard).copied();
+            let (Some(got), Some(put)) = (got, put) else {
+                continue;
+            };
+            let labels = [
+                ("shard", shard.as_str()),
+                ("from", &from.shard.shard.to_string()),
+            ];
+            e.sample(depth, &labels, put.saturating_sub(got) as f64);
+            e.sample(received, &labels, got as f64);
+        }
+    }
 }
 
 fn io_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
@@ -394,7 +442,7 @@ fn partition_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             for p in &s.shard.partitions {
                 let partition = p.partition.to_string();
                 let labels = [
-                    ("topic", p.topic.as_str()),
+                    ("topic", p.topic.name.as_str()),
                     ("partition", partition.as_str()),
                 ];
                 e.sample(name, &labels, value(&p.stats));
@@ -457,16 +505,19 @@ pub fn topics_json(snaps: &[ShardSnapshot]) -> serde_json::Value {
     let mut topics: std::collections::BTreeMap<&str, Vec<serde_json::Value>> = Default::default();
     for s in snaps {
         for p in &s.shard.partitions {
-            topics.entry(&p.topic).or_default().push(json!({
-                "partition": p.partition,
-                "shard": s.shard.shard,
-                "log_start_offset": p.stats.log_start,
-                "high_watermark": p.stats.high_watermark,
-                "size_bytes": p.stats.size_bytes,
-                "segments": p.stats.segments,
-                "bytes_in": p.stats.bytes_in,
-                "records_in": p.stats.records_in,
-            }));
+            topics
+                .entry(p.topic.name.as_str())
+                .or_default()
+                .push(json!({
+                    "partition": p.partition,
+                    "shard": s.shard.shard,
+                    "log_start_offset": p.stats.log_start,
+                    "high_watermark": p.stats.high_watermark,
+                    "size_bytes": p.stats.size_bytes,
+                    "segments": p.stats.segments,
+                    "bytes_in": p.stats.bytes_in,
+                    "records_in": p.stats.records_in,
+                }));
         }
     }
     let list: Vec<_> = topics
@@ -515,7 +566,12 @@ mod tests {
         let mut a = ShardSnapshot::default();
         a.shard.shard = 0;
         a.shard.partitions.push(OwnedPartition {
-            topic: "orders".into(),
+            topic: std::sync::Arc::new(crate::metadata::TopicMeta {
+                name: "orders".into(),
+                id: uuid::Uuid::new_v4(),
+                partitions: 1,
+                configs: Default::default(),
+            }),
             partition: 0,
             stats: PartitionStats {
                 high_watermark: 100,
@@ -524,6 +580,8 @@ mod tests {
             },
         });
         a.errors.push((0, 3, 2));
+        a.shard.mesh_sent = vec![0, 5];
+        a.shard.mesh_received = vec![0, 7];
         let mut b = ShardSnapshot::default();
         b.shard.shard = 1;
         b.shard.groups.push(GroupStats {
@@ -534,6 +592,8 @@ mod tests {
             committed: vec![("orders".into(), 0, 60), ("gone".into(), 0, 5)],
         });
         b.errors.push((0, 3, 1));
+        b.shard.mesh_sent = vec![7, 0];
+        b.shard.mesh_received = vec![3, 0];
         vec![a, b]
     }
 
@@ -558,6 +618,12 @@ mod tests {
             r#"shardlog_request_errors_total{api="Produce",error="UNKNOWN_TOPIC_OR_PARTITION"} 3"#
         ));
         assert!(has(r#"shardlog_shard_partitions{shard="1"} 0"#));
+        assert!(has(
+            r#"shardlog_shard_mesh_queue_depth{shard="1",from="0"} 2"#
+        ));
+        assert!(has(
+            r#"shardlog_shard_mesh_queue_depth{shard="0",from="1"} 0"#
+        ));
         let groups = groups_json(&snaps());
         assert_eq!(groups[0]["offsets"][0]["lag"], 40);
         assert_eq!(groups[0]["offsets"][1]["lag"], serde_json::Value::Null);

@@ -485,6 +485,11 @@ impl Coordinator {
         self.machine.borrow().list()
     }
 
+    /// Every group with its committed offsets ([`Groups::stats`]).
+    pub fn stats(&self) -> Vec<super::GroupStats> {
+        self.machine.borrow().stats()
+    }
+
     /// DeleteGroups of one group ([`Groups::delete_group`]): Ok once its tombstone is
     /// written, COORDINATOR_NOT_AVAILABLE if that write failed.
     pub async fn delete_group(self: &Rc<Self>, group: &str) -> Result<(), GroupError> {

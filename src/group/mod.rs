@@ -417,6 +417,21 @@ pub struct MemberSummary {
     pub assignment: Bytes,
 }
 
+/// A group as the metrics endpoint shows it (`Groups::stats`): `Send`, plain data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupStats {
+    /// The group id.
+    pub group: String,
+    /// Kafka's state name ("Empty", "Stable", ...).
+    pub state: &'static str,
+    /// The protocol type ("consumer"; "" for a group that only commits offsets).
+    pub protocol_type: String,
+    /// Members now.
+    pub members: usize,
+    /// Every committed offset: topic, partition, offset (in no particular order).
+    pub committed: Vec<(String, i32, i64)>,
+}
+
 /// A group as ListGroups shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupListing {
@@ -426,6 +441,4 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// Kafka's state name ([`machine::State::name`]), which ListGroups' states filter matches.
     pub state: &'static str,
-    /// Members now (for the metrics endpoint; ListGroups does not carry it).
-    pub members: usize,
 }

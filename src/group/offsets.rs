@@ -205,11 +205,27 @@ impl Groups {
                 group: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 state: g.state.name(),
-                members: g.members.len(),
             })
             .collect();
         out.sort_by(|a, b| a.group.cmp(&b.group));
         out
+    }
+
+    /// Every group with its committed offsets, for the metrics endpoint: one walk, unsorted
+    /// (the admin server sorts off the shard's thread).
+    pub fn stats(&self) -> Vec<GroupStats> {
+        let group = |g: &super::machine::Group| GroupStats {
+            group: g.id.clone(),
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            members: g.members.len(),
+            committed: g
+                .offsets
+                .iter()
+                .map(|((t, p), c)| (t.clone(), *p, c.offset.0))
+                .collect(),
+        };
+        self.groups.values().map(group).collect()
     }
 
     /// DeleteGroups for one group: only an Empty group goes, with its offsets.

@@ -293,16 +293,17 @@ impl Partition {
     /// What the metrics endpoint shows of this partition (traffic, offsets, sizes).
     pub fn stats(&self) -> PartitionStats {
         let t = &self.traffic;
+        let sizes = self.log.sizes();
         PartitionStats {
             bytes_in: t.bytes_in.get(),
             records_in: t.records_in.get(),
             bytes_out: t.bytes_out.get(),
             records_out: t.records_out.get(),
-            log_start: self.log.log_start().0,
-            high_watermark: self.log.high_watermark().0,
-            size_bytes: self.log.size_bytes(),
-            segments: self.log.segment_count() as u64,
-            tail_cache_bytes: self.log.tail_cache_bytes() as u64,
+            log_start: sizes.log_start.0,
+            high_watermark: sizes.high_watermark.0,
+            size_bytes: sizes.size_bytes,
+            segments: sizes.segments,
+            tail_cache_bytes: sizes.tail_cache_bytes,
             producers: self.producers.states.borrow().len() as u64,
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 /// Work sent to another shard: runs there, on that shard's executor, given the shard's state
 /// `S` (the broker's `Shard`; this module names no type above it).
@@ -43,6 +43,17 @@ pub use glommio::Task;
 /// so call `detach` on it to let it run on its own.
 pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
+}
+
+/// Runs `f` on this executor's blocking thread (unpinned, one per shard) and waits for its
+/// result without blocking the executor: for work that would otherwise hold a shard's turn
+/// for long (rendering a metrics scrape, reading /proc).
+pub async fn off_thread<R, F>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
 }
 
 /// What this thread's executor has done since it started (the metrics endpoint reads it).
@@ -114,6 +125,9 @@ where
         let h = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
             .io_memory(2 << 20)
+            // Blocking work (`off_thread`, some of glommio's file operations) runs on a
+            // thread of its own that is not pinned, so it does not take the shard's core.
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
             .spawn(move || f(id, mesh))
             .map_err(|e| anyhow::anyhow!("starting shard {id}: {e}"))?;
         handles.push(h);

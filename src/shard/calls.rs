@@ -58,7 +58,65 @@ impl Replies {
     }
 }
 
+/// Jobs this shard put into each mesh channel and took out of each, by peer shard, counted
+/// on its own thread. A channel's depth is its sender's `sent` less its receiver's `received`
+/// (the metrics endpoint subtracts them, shard snapshots being taken a moment apart); a job
+/// still waiting for room in a full channel already counts as sent.
+pub(super) struct MeshCounters {
+    sent: Vec<Cell<u64>>,
+    received: Vec<Cell<u64>>,
+}
+
+impl MeshCounters {
+    pub(super) fn new(shards: usize) -> MeshCounters {
+        MeshCounters {
+            sent: (0..shards).map(|_| Cell::new(0)).collect(),
+            received: (0..shards).map(|_| Cell::new(0)).collect(),
+        }
+    }
+
+    /// A job from shard `from` was taken out of its channel.
+    pub(super) fn received(&self, from: usize) {
+        bump(&self.received[from], 1);
+    }
+
+    /// Jobs sent to each shard, and received from each, so far.
+    pub(super) fn totals(&self) -> (Vec<u64>, Vec<u64>) {
+        let get = |v: &[Cell<u64>]| v.iter().map(Cell::get).collect();
+        (get(&self.sent), get(&self.received))
+    }
+}
+
+fn bump(c: &Cell<u64>, up: u64) {
+    c.set(c.get().wrapping_add(up));
+}
+
+/// Takes back a `sent` count when a send did not go through (the target stopped, or the
+/// sending future was dropped while waiting for room).
+struct Sending<'a> {
+    count: &'a Cell<u64>,
+    done: bool,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            bump(self.count, u64::MAX);
+        }
+    }
+}
+
 impl Shard {
+    /// Puts `job` into the mesh channel to shard `to`, counting it (`MeshCounters`).
+    pub(super) async fn send_job(&self, to: usize, job: Job) -> Result<(), ShardGone> {
+        let count = &self.mesh_counters.sent[to];
+        bump(count, 1);
+        let mut sending = Sending { count, done: false };
+        let sent = self.senders.send_to(to, job).await;
+        sending.done = sent.is_ok();
+        sent.map_err(|_| ShardGone(to))
+    }
+
     /// Runs `f` on shard `target` and returns its result. Local calls run inline; remote ones
     /// travel over the bounded mesh channel (waiting when it is full), and so does the reply:
     /// it is handed to the waiting caller on this shard's own thread (`deliver`). No task's
@@ -82,12 +140,12 @@ impl Shard {
                 let back: Job =
                     Box::new(move |home| Box::pin(async move { home.replies.deliver(id, value) }));
                 // Fails only if the caller's shard is gone, and then nobody waits.
-                let _ = s.senders.send_to(origin, back).await;
+                let _ = s.send_job(origin, back).await;
             })
         });
-        if self.senders.send_to(target, job).await.is_err() {
+        if let Err(gone) = self.send_job(target, job).await {
             self.replies.forget(id);
-            return Err(ShardGone(target));
+            return Err(gone);
         }
         rx.await.map_err(|_| ShardGone(target))
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::calls::Replies;
+use super::calls::{MeshCounters, Replies};
 use super::{producer_ids, Boot, Controller, Shard};
 use crate::group::Coordinator;
 use crate::metadata::Snapshot;
@@ -94,6 +94,7 @@ impl Shard {
             inflight: Cell::new(0),
             stopping: Cell::new(false),
             replies: Replies::default(),
+            mesh_counters: MeshCounters::new(config.shards),
         });
         if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
             cannot_start(id, "opening partitions failed", &e);
@@ -103,10 +104,11 @@ impl Shard {
         }
         let snap = shard.metadata();
         shard.groups.forget_topics(|t| snap.topic(t).is_some());
-        for (_, rx) in receivers.streams() {
+        for (from, rx) in receivers.streams() {
             let s = shard.clone();
             runtime::spawn(async move {
                 while let Some(job) = rx.recv().await {
+                    s.mesh_counters.received(from);
                     runtime::spawn(job(s.clone())).detach();
                 }
             })

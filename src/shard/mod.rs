@@ -84,6 +84,8 @@ pub struct Shard {
     stopping: Cell<bool>,
     /// Cross-shard calls made from this shard, waiting for their replies.
     replies: Replies,
+    /// Jobs sent into and taken out of the mesh channels.
+    mesh_counters: calls::MeshCounters,
 }
 
 impl Shard {

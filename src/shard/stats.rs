@@ -3,6 +3,10 @@
 //! requests and cross-shard calls in flight. Each snapshot is taken on the shard's own thread
 //! (the admin server asks every shard with `Shard::on`) and is `Send`, plain data.
 
+use std::sync::Arc;
+
+pub use crate::group::GroupStats;
+use crate::metadata::TopicMeta;
 use crate::partition::PartitionStats;
 
 use super::Shard;
@@ -10,27 +14,12 @@ use super::Shard;
 /// One partition this shard owns, named.
 #[derive(Clone, Debug)]
 pub struct OwnedPartition {
-    /// The topic's name.
-    pub topic: String,
+    /// The topic (its name is `topic.name`; shared, so naming costs no allocation).
+    pub topic: Arc<TopicMeta>,
     /// The partition's index.
     pub partition: i32,
     /// Its counters and sizes.
     pub stats: PartitionStats,
-}
-
-/// One group this shard coordinates.
-#[derive(Clone, Debug)]
-pub struct GroupStats {
-    /// The group id.
-    pub group: String,
-    /// Kafka's state name ("Empty", "Stable", ...).
-    pub state: &'static str,
-    /// The protocol type ("consumer"; "" for a group that only commits offsets).
-    pub protocol_type: String,
-    /// Members now.
-    pub members: usize,
-    /// Every committed offset: topic, partition, offset.
-    pub committed: Vec<(String, i32, i64)>,
 }
 
 /// A shard's state as the metrics endpoint shows it.
@@ -46,53 +35,31 @@ pub struct ShardStats {
     pub inflight_requests: usize,
     /// Calls this shard made to other shards and is waiting on.
     pub calls_waiting: usize,
+    /// Jobs this shard put into the mesh channel to each shard (by shard id).
+    pub mesh_sent: Vec<u64>,
+    /// Jobs this shard took out of the mesh channel from each shard (by shard id).
+    pub mesh_received: Vec<u64>,
 }
 
 impl Shard {
-    /// This shard's snapshot (cheap: a walk over its partitions and groups, no I/O).
+    /// This shard's snapshot: one walk over its partitions and one over its groups, no I/O,
+    /// no sorting (the admin server sorts off the shard's thread).
     pub fn stats(&self) -> ShardStats {
-        let mut partitions: Vec<OwnedPartition> = self
-            .partitions
-            .borrow()
-            .values()
-            .map(|p| OwnedPartition {
-                topic: p.topic.name.clone(),
-                partition: p.index,
-                stats: p.stats(),
-            })
-            .collect();
-        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let partitions = self.partitions.borrow();
+        let partitions = partitions.values().map(|p| OwnedPartition {
+            topic: p.topic.clone(),
+            partition: p.index,
+            stats: p.stats(),
+        });
+        let (mesh_sent, mesh_received) = self.mesh_counters.totals();
         ShardStats {
             shard: self.id,
-            partitions,
-            groups: self.group_stats(),
+            mesh_sent,
+            mesh_received,
+            partitions: partitions.collect(),
+            groups: self.groups.stats(),
             inflight_requests: self.inflight.get(),
             calls_waiting: self.replies.waiting(),
         }
-    }
-
-    fn group_stats(&self) -> Vec<GroupStats> {
-        let mut groups: Vec<GroupStats> = self
-            .groups
-            .list()
-            .into_iter()
-            .map(|g| {
-                let committed = self.groups.fetch_offsets(&g.group, None);
-                let committed = committed.into_iter().flat_map(|(topic, parts)| {
-                    parts
-                        .into_iter()
-                        .filter_map(move |(p, c)| c.map(|c| (topic.clone(), p, c.offset.0)))
-                });
-                GroupStats {
-                    state: g.state,
-                    protocol_type: g.protocol_type,
-                    members: g.members,
-                    committed: committed.collect(),
-                    group: g.group,
-                }
-            })
-            .collect();
-        groups.sort_by(|a, b| a.group.cmp(&b.group));
-        groups
     }
 }

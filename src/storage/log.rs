@@ -74,6 +74,21 @@ impl Chunk {
     }
 }
 
+/// A log's offsets and sizes at one moment (see [`PartitionLog::sizes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogSizes {
+    /// The first offset kept.
+    pub log_start: Offset,
+    /// The high watermark.
+    pub high_watermark: Offset,
+    /// Bytes of all segments, batches not yet written included.
+    pub size_bytes: u64,
+    /// Segments, the active one included.
+    pub segments: u64,
+    /// Bytes the tail cache holds.
+    pub tail_cache_bytes: u64,
+}
+
 /// The answer to a read: whole batches plus the log's bounds at the time of the read.
 #[derive(Debug)]
 pub struct ReadOutcome {
@@ -330,9 +345,20 @@ impl PartitionLog {
     pub fn size_bytes(&self) -> u64 {
         self.inner.state.borrow().size_bytes()
     }
-    /// Bytes of batches the tail cache holds (recently appended data served from memory).
-    pub fn tail_cache_bytes(&self) -> usize {
-        self.inner.state.borrow().cache_bytes()
+    /// What the metrics endpoint shows, read under one borrow: log start, high watermark,
+    /// bytes and count of segments, tail-cache bytes.
+    pub fn sizes(&self) -> LogSizes {
+        let st = self.inner.state.borrow();
+        let (segments, size_bytes) = st
+            .segments()
+            .fold((0, 0), |(n, b), s| (n + 1, b + s.log_bytes));
+        LogSizes {
+            log_start: st.log_start(),
+            high_watermark: st.high_watermark(),
+            size_bytes,
+            segments,
+            tail_cache_bytes: st.cache_bytes() as u64,
+        }
     }
     /// Segments the log has, the active one included.
     pub fn segment_count(&self) -> usize {

@@ -26,5 +26,5 @@ mod tests;
 
 pub use config::{LogConfig, TimestampType};
 pub use error::{BatchError, StorageError};
-pub use log::{Chunk, PartitionLog, ReadOutcome};
+pub use log::{Chunk, LogSizes, PartitionLog, ReadOutcome};
 pub use state::{AppendInfo, Durability};
