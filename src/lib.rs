@@ -42,6 +42,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod net;
 pub mod partition;
+pub mod raft;
 pub mod runtime;
 pub mod shard;
 pub mod storage;
