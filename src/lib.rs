@@ -35,6 +35,7 @@ pub mod broker;
 pub mod budget;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod kafka;

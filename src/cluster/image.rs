@@ -1,0 +1,341 @@
+//! The metadata log's records and the image they build. Every voter applies the same
+//! committed records in the same order, so `apply` is deterministic: every choice (a topic's
+//! id, a partition's broker, a producer-id block) is made by the leader before it proposes
+//! and travels inside the record. A record that no longer fits the image when applied (a
+//! topic created twice by two leaders' proposals racing a term change) changes nothing and
+//! says so, the same way on every node.
+
+use std::collections::BTreeMap;
+
+use crate::metadata::{Snapshot, TopicConfigs, TopicMeta};
+
+/// A broker as the cluster knows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Broker {
+    /// Its node id (Kafka's broker id).
+    pub node_id: i32,
+    /// The Kafka listener it advertises to clients.
+    pub host: String,
+    /// The Kafka listener's port.
+    pub port: u16,
+    /// Its cluster listener (shard i listens on this port + i), "host:port".
+    pub cluster_addr: String,
+    /// How many shards it runs.
+    pub shards: u32,
+    /// False while it is not heart-beating (its partitions have no leader then).
+    pub alive: bool,
+}
+
+/// One committed change to the cluster's metadata. Serialized as JSON with a `type` tag:
+/// records are few (admin operations, broker arrivals) and readable in a dump.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetaRecord {
+    /// A broker joined, or came back with new addresses or shard count.
+    RegisterBroker(Broker),
+    /// A broker stopped (false) or resumed (true) heart-beating.
+    BrokerAlive {
+        /// The broker.
+        node_id: i32,
+        /// Its liveness now.
+        alive: bool,
+    },
+    /// A new topic with the broker of each partition (index order).
+    CreateTopic {
+        /// The topic, its id drawn by the leader.
+        topic: TopicMeta,
+        /// Partition i lives on broker `brokers[i]`.
+        brokers: Vec<i32>,
+    },
+    /// A topic is deleted.
+    DeleteTopic {
+        /// Its name.
+        name: String,
+    },
+    /// A topic grows to `brokers.len()` partitions; the new ones on the brokers listed
+    /// (the existing ones keep theirs).
+    CreatePartitions {
+        /// The topic's name.
+        name: String,
+        /// The broker of every partition, old and new.
+        brokers: Vec<i32>,
+    },
+    /// A topic's whole config set is replaced.
+    SetConfigs {
+        /// The topic's name.
+        name: String,
+        /// The configs it sets from now on.
+        configs: TopicConfigs,
+    },
+    /// Producer ids below `until` are handed out (to the broker that asked).
+    ProducerIds {
+        /// One past the last id taken.
+        until: i64,
+    },
+}
+
+/// A topic in the image: its registry entry and where its partitions live.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlacedTopic {
+    /// The registry entry (name, id, partitions, configs).
+    pub meta: TopicMeta,
+    /// The broker of partition i.
+    pub brokers: Vec<i32>,
+}
+
+/// What the metadata log says, as of `applied`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterImage {
+    /// The last log index applied (0 for none); the registry version derives from it.
+    pub applied: u64,
+    /// Brokers by node id.
+    pub brokers: BTreeMap<i32, Broker>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, PlacedTopic>,
+    /// One past the last producer id handed out.
+    pub producer_ids_until: i64,
+}
+
+/// Why a committed record changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// It names a topic that does not exist (or creates one that does).
+    #[error("topic {0}: {1}")]
+    Topic(String, &'static str),
+    /// It names a broker that never registered.
+    #[error("unknown broker {0}")]
+    UnknownBroker(i32),
+    /// A partition list that does not match the topic.
+    #[error("topic {0}: {1} partitions where {2} were expected")]
+    Partitions(String, usize, i32),
+    /// Producer ids would go back.
+    #[error("producer ids back to {0}")]
+    ProducerIds(i64),
+}
+
+impl ClusterImage {
+    /// Applies the record committed at `index` (indexes only grow). On an error the image is
+    /// unchanged but for `applied`.
+    pub fn apply(&mut self, index: u64, r: &MetaRecord) -> Result<(), ApplyError> {
+        assert!(index > self.applied, "records apply in log order");
+        self.applied = index;
+        match r {
+            MetaRecord::RegisterBroker(b) => {
+                self.brokers.insert(b.node_id, b.clone());
+                Ok(())
+            }
+            MetaRecord::BrokerAlive { node_id, alive } => {
+                let b = self.brokers.get_mut(node_id);
+                b.ok_or(ApplyError::UnknownBroker(*node_id))?.alive = *alive;
+                Ok(())
+            }
+            MetaRecord::CreateTopic { topic, brokers } => self.create(topic, brokers),
+            MetaRecord::DeleteTopic { name } => self
+                .topics
+                .remove(name)
+                .map(|_| ())
+                .ok_or(ApplyError::Topic(name.clone(), "unknown")),
+            MetaRecord::CreatePartitions { name, brokers } => self.grow(name, brokers),
+            MetaRecord::SetConfigs { name, configs } => {
+                let t = self.topics.get_mut(name);
+                let t = t.ok_or(ApplyError::Topic(name.clone(), "unknown"))?;
+                t.meta.configs = configs.clone();
+                Ok(())
+            }
+            MetaRecord::ProducerIds { until } => {
+                if *until < self.producer_ids_until {
+                    return Err(ApplyError::ProducerIds(*until));
+                }
+                self.producer_ids_until = *until;
+                Ok(())
+            }
+        }
+    }
+
+    fn create(&mut self, topic: &TopicMeta, brokers: &[i32]) -> Result<(), ApplyError> {
+        let name = &topic.name;
+        if self.topics.contains_key(name) {
+            return Err(ApplyError::Topic(name.clone(), "exists"));
+        }
+        if self.topics.values().any(|t| t.meta.id == topic.id) {
+            return Err(ApplyError::Topic(name.clone(), "its id is taken"));
+        }
+        self.check_brokers(name, brokers, topic.partitions)?;
+        let placed = PlacedTopic {
+            meta: topic.clone(),
+            brokers: brokers.to_vec(),
+        };
+        self.topics.insert(name.clone(), placed);
+        Ok(())
+    }
+
+    fn grow(&mut self, name: &str, brokers: &[i32]) -> Result<(), ApplyError> {
+        let t = self.topics.get(name);
+        let t = t.ok_or(ApplyError::Topic(name.to_string(), "unknown"))?;
+        let count = t.meta.partitions;
+        if brokers.len() <= count as usize || brokers[..count as usize] != t.brokers[..] {
+            return Err(ApplyError::Partitions(name.into(), brokers.len(), count));
+        }
+        self.check_brokers(name, brokers, brokers.len() as i32)?;
+        let t = self.topics.get_mut(name).expect("looked up above");
+        t.meta.partitions = brokers.len() as i32;
+        t.brokers = brokers.to_vec();
+        Ok(())
+    }
+
+    fn check_brokers(&self, name: &str, brokers: &[i32], n: i32) -> Result<(), ApplyError> {
+        if brokers.len() != n as usize {
+            return Err(ApplyError::Partitions(name.into(), brokers.len(), n));
+        }
+        match brokers.iter().find(|b| !self.brokers.contains_key(b)) {
+            Some(b) => Err(ApplyError::UnknownBroker(*b)),
+            None => Ok(()),
+        }
+    }
+
+    /// The topic registry every shard installs: the version is the applied index, so it
+    /// grows with every record, as the single-node registry's version grows with every change.
+    pub fn registry(&self) -> Snapshot {
+        let topics = self.topics.values().map(|t| t.meta.clone());
+        Snapshot::from_topics(self.applied, topics)
+    }
+
+    /// The broker of `partition` of topic `name`, if both exist.
+    pub fn broker_of(&self, name: &str, partition: i32) -> Option<&Broker> {
+        let t = self.topics.get(name)?;
+        let id = t.brokers.get(usize::try_from(partition).ok()?)?;
+        self.brokers.get(id)
+    }
+
+    /// The image as bytes (the metadata log's snapshot).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an image always serializes")
+    }
+
+    /// An image from [`ClusterImage::encode`]'s bytes.
+    pub fn decode(b: &[u8]) -> Result<ClusterImage, serde_json::Error> {
+        serde_json::from_slice(b)
+    }
+}
+
+impl MetaRecord {
+    /// The record as a log entry's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a record always serializes")
+    }
+
+    /// A record from a log entry's bytes.
+    pub fn decode(b: &[u8]) -> Result<MetaRecord, serde_json::Error> {
+        serde_json::from_slice(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn broker(id: i32) -> MetaRecord {
+        MetaRecord::RegisterBroker(Broker {
+            node_id: id,
+            host: "127.0.0.1".into(),
+            port: 19092 + 100 * id as u16,
+            cluster_addr: format!("127.0.0.1:{}", 19192 + 100 * id),
+            shards: 2,
+            alive: true,
+        })
+    }
+
+    fn topic(name: &str, id: u128, brokers: &[i32]) -> MetaRecord {
+        MetaRecord::CreateTopic {
+            topic: TopicMeta {
+                name: name.into(),
+                id: Uuid::from_u128(id),
+                partitions: brokers.len() as i32,
+                configs: TopicConfigs::default(),
+            },
+            brokers: brokers.to_vec(),
+        }
+    }
+
+    fn grow(name: &str, brokers: &[i32]) -> MetaRecord {
+        MetaRecord::CreatePartitions {
+            name: name.into(),
+            brokers: brokers.to_vec(),
+        }
+    }
+
+    /// Each row: a record and what applying it after the rows above gives.
+    #[test]
+    fn records_apply_in_order_and_misfits_change_nothing() {
+        let dead = MetaRecord::BrokerAlive {
+            node_id: 2,
+            alive: false,
+        };
+        let pids = |until| MetaRecord::ProducerIds { until };
+        let rows: Vec<(MetaRecord, Result<(), ApplyError>)> = vec![
+            (broker(1), Ok(())),
+            (broker(2), Ok(())),
+            (topic("orders", 1, &[1, 2, 1]), Ok(())),
+            (
+                topic("orders", 2, &[1]),
+                Err(ApplyError::Topic("orders".into(), "exists")),
+            ),
+            (
+                topic("bills", 1, &[1]),
+                Err(ApplyError::Topic("bills".into(), "its id is taken")),
+            ),
+            (topic("pay", 3, &[3]), Err(ApplyError::UnknownBroker(3))),
+            (
+                grow("orders", &[1, 2]),
+                Err(ApplyError::Partitions("orders".into(), 2, 3)),
+            ),
+            (
+                grow("orders", &[2, 2, 1, 2]),
+                Err(ApplyError::Partitions("orders".into(), 4, 3)),
+            ),
+            (grow("orders", &[1, 2, 1, 2]), Ok(())),
+            (dead, Ok(())),
+            (pids(1000), Ok(())),
+            (pids(500), Err(ApplyError::ProducerIds(500))),
+            (
+                MetaRecord::DeleteTopic { name: "pay".into() },
+                Err(ApplyError::Topic("pay".into(), "unknown")),
+            ),
+        ];
+        let mut image = ClusterImage::default();
+        for (i, (record, want)) in rows.iter().enumerate() {
+            let before = image.clone();
+            let got = image.apply(i as u64 + 1, record);
+            assert_eq!(&got, want, "row {i}: {record:?}");
+            if got.is_err() {
+                assert_eq!(image.topics, before.topics, "row {i} changed nothing");
+                assert_eq!(image.brokers, before.brokers, "row {i} changed nothing");
+            }
+        }
+        assert_eq!(image.applied, rows.len() as u64);
+        assert_eq!(image.topics["orders"].meta.partitions, 4);
+        assert_eq!(image.broker_of("orders", 3).map(|b| b.node_id), Some(2));
+        assert!(!image.brokers[&2].alive);
+        assert_eq!(image.producer_ids_until, 1000);
+        let registry = image.registry();
+        assert_eq!(registry.version, rows.len() as u64);
+        assert_eq!(registry.topic("orders").map(|t| t.partitions), Some(4));
+    }
+
+    #[test]
+    fn records_and_images_round_trip_through_bytes() {
+        let mut image = ClusterImage::default();
+        let records = [broker(1), topic("orders", 9, &[1, 1])];
+        for (i, r) in records.iter().enumerate() {
+            let bytes = r.encode();
+            assert_eq!(&MetaRecord::decode(&bytes).unwrap(), r);
+            image.apply(i as u64 + 1, r).unwrap();
+        }
+        assert!(String::from_utf8(records[0].encode())
+            .unwrap()
+            .contains(r#""type":"register_broker""#));
+        assert_eq!(ClusterImage::decode(&image.encode()).unwrap(), image);
+        assert!(MetaRecord::decode(b"{\"type\":\"nope\"}").is_err());
+    }
+}
