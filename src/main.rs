@@ -56,6 +56,19 @@ fn run_broker(flags: Flags) -> anyhow::Result<()> {
     let registry = match store::load(&config.data_dir)? {
         Some(r) => r,
         None => {
+            // A data directory with partitions but no registry lost its topics.json: starting
+            // fresh would sweep every partition away as an orphan.
+            let parts = store::partition_dirs(&config.data_dir)?;
+            if let Some((path, _, _)) = parts.first() {
+                anyhow::bail!(
+                    "{} holds {} partition directories (such as {}) but no __cluster/topics.json; \
+                     refusing to start, which would delete them: restore topics.json or move \
+                     the partition directories away",
+                    config.data_dir.display(),
+                    parts.len(),
+                    path.display()
+                );
+            }
             let fresh = store::StoredRegistry {
                 version: 0,
                 cluster_id: uuid::Uuid::new_v4().simple().to_string(),

@@ -583,3 +583,31 @@ fn single_node_v1_data_dir_opens_with_its_topics_records_and_offsets() {
     broker.stop();
     eprintln!("upgrade fixture checked in {:?}", started.elapsed());
 }
+
+/// A data directory whose registry file is lost is not swept: the broker refuses to start
+/// and leaves every partition directory in place.
+#[test]
+fn a_data_dir_without_its_registry_is_refused_not_swept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE), &data);
+    std::fs::remove_file(data.join("__cluster/topics.json")).unwrap();
+    let port = harness::free_port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "off",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the broker must not start");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no __cluster/topics.json"), "{said}");
+    for dir in ["orders-0", "orders-1", "orders-2", "audit-0"] {
+        assert!(data.join(dir).is_dir(), "{dir} kept");
+    }
+}

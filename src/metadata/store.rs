@@ -142,11 +142,10 @@ pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     })
 }
 
-/// Removes partition directories (`<topic>-<n>`) that the registry does not know: left by a
-/// crash between persisting a topic deletion and deleting its files. Without this, re-creating
-/// a topic of the same name would open the old records.
-pub fn remove_orphans(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
+/// The partition directories (`<topic>-<n>`, a valid topic name) in the data directory, with
+/// their topic and index.
+pub fn partition_dirs(data_dir: &Path) -> std::io::Result<Vec<(PathBuf, String, i32)>> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(data_dir)? {
         let entry = entry?;
         if !entry.file_type()?.is_dir() {
@@ -159,13 +158,26 @@ pub fn remove_orphans(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<
         let Ok(index) = index.parse::<i32>() else {
             continue;
         };
+        if super::valid_topic_name(topic) {
+            out.push((entry.path(), topic.to_string(), index));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes partition directories (`<topic>-<n>`) that the registry does not know: left by a
+/// crash between persisting a topic deletion and deleting its files. Without this, re-creating
+/// a topic of the same name would open the old records.
+pub fn remove_orphans(data_dir: &Path, reg: &StoredRegistry) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for (path, topic, index) in partition_dirs(data_dir)? {
         let known = reg
             .topics
             .iter()
             .any(|t| t.name == topic && index < t.partitions);
-        if !known && super::valid_topic_name(topic) {
-            std::fs::remove_dir_all(entry.path())?;
-            removed.push(entry.path());
+        if !known {
+            std::fs::remove_dir_all(&path)?;
+            removed.push(path);
         }
     }
     Ok(removed)
