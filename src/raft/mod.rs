@@ -10,6 +10,7 @@ pub mod group;
 pub mod log;
 #[cfg(test)]
 mod sim;
+pub mod wire;
 
 pub use group::{Group, GroupConfig, Leadership, Work, Write};
 pub use log::RaftLog;
