@@ -6,6 +6,7 @@
 //! machines; transport and persistence are the owner's edges. docs/architecture.md, "The
 //! cluster", says where it sits.
 
+pub mod disk;
 pub mod group;
 pub mod log;
 #[cfg(test)]

@@ -100,34 +100,42 @@ fn put_message(b: &mut BytesMut, m: &Message) {
     b.put_i64(m.priority);
     put_bytes(b, &m.context);
     b.put_u32(m.entries.len() as u32);
-    for e in m.entries.iter() {
-        b.put_u8(e.get_entry_type() as u8);
-        b.put_u64(e.term);
-        b.put_u64(e.index);
-        put_bytes(b, &e.data);
-        put_bytes(b, &e.context);
-        b.put_u8(e.sync_log as u8);
-    }
+    m.entries.iter().for_each(|e| put_entry(b, e));
     match m.snapshot.as_ref() {
         None => b.put_u8(0),
         Some(s) => {
             b.put_u8(1);
-            put_bytes(b, &s.data);
-            let meta = s.get_metadata();
-            b.put_u64(meta.index);
-            b.put_u64(meta.term);
-            let c = meta.get_conf_state();
-            for v in [&c.voters, &c.learners, &c.voters_outgoing, &c.learners_next] {
-                put_u64s(b, v);
-            }
-            b.put_u8(c.auto_leave as u8);
+            put_snapshot(b, s);
         }
     }
 }
 
+/// One entry in the frame layout (also the metadata log file's, `disk.rs`).
+pub(super) fn put_entry(b: &mut BytesMut, e: &Entry) {
+    b.put_u8(e.get_entry_type() as u8);
+    b.put_u64(e.term);
+    b.put_u64(e.index);
+    put_bytes(b, &e.data);
+    put_bytes(b, &e.context);
+    b.put_u8(e.sync_log as u8);
+}
+
+/// One snapshot in the frame layout (also the metadata log file's).
+pub(super) fn put_snapshot(b: &mut BytesMut, s: &Snapshot) {
+    put_bytes(b, &s.data);
+    let meta = s.get_metadata();
+    b.put_u64(meta.index);
+    b.put_u64(meta.term);
+    let c = meta.get_conf_state();
+    for v in [&c.voters, &c.learners, &c.voters_outgoing, &c.learners_next] {
+        put_u64s(b, v);
+    }
+    b.put_u8(c.auto_leave as u8);
+}
+
 /// Reads a frame's bytes (after the length prefix) back into (group, message) pairs.
 pub fn decode(frame: Bytes) -> Result<Vec<(u64, Message)>, WireError> {
-    let mut r = Reader { b: frame, at: 0 };
+    let mut r = Reader::new(frame);
     let version = r.u8()?;
     if version != VERSION {
         return Err(WireError::Version(version));
@@ -140,19 +148,29 @@ pub fn decode(frame: Bytes) -> Result<Vec<(u64, Message)>, WireError> {
         let group = r.u64()?;
         out.push((group, r.message()?));
     }
-    if r.at != r.b.len() {
+    if !r.is_done() {
         return Err(WireError::Length);
     }
     Ok(out)
 }
 
-/// A bounds-checked cursor over a frame.
-struct Reader {
+/// A bounds-checked cursor over a frame (or a record of the metadata log file).
+pub(super) struct Reader {
     b: Bytes,
     at: usize,
 }
 
 impl Reader {
+    /// A cursor at the start of `b`.
+    pub(super) fn new(b: Bytes) -> Reader {
+        Reader { b, at: 0 }
+    }
+
+    /// Whether every byte was read.
+    pub(super) fn is_done(&self) -> bool {
+        self.at == self.b.len()
+    }
+
     fn take(&mut self, n: usize) -> Result<Bytes, WireError> {
         let end = self.at.checked_add(n).ok_or(WireError::Length)?;
         if end > self.b.len() {
@@ -163,7 +181,7 @@ impl Reader {
         Ok(s)
     }
 
-    fn room_for(&self, count: usize, each: usize) -> Result<(), WireError> {
+    pub(super) fn room_for(&self, count: usize, each: usize) -> Result<(), WireError> {
         let need = count.checked_mul(each).ok_or(WireError::Length)?;
         if need > self.b.len() - self.at {
             return Err(WireError::Length);
@@ -176,7 +194,7 @@ impl Reader {
         Ok(s[..].try_into().expect("took N bytes"))
     }
 
-    fn u8(&mut self) -> Result<u8, WireError> {
+    pub(super) fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.array::<1>()?[0])
     }
 
@@ -184,11 +202,11 @@ impl Reader {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
-    fn u32(&mut self) -> Result<u32, WireError> {
+    pub(super) fn u32(&mut self) -> Result<u32, WireError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, WireError> {
+    pub(super) fn u64(&mut self) -> Result<u64, WireError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
@@ -237,7 +255,7 @@ impl Reader {
         Ok(m)
     }
 
-    fn entry(&mut self) -> Result<Entry, WireError> {
+    pub(super) fn entry(&mut self) -> Result<Entry, WireError> {
         let mut e = Entry::default();
         let t = match self.u8()? {
             0 => EntryType::EntryNormal,
@@ -254,7 +272,7 @@ impl Reader {
         Ok(e)
     }
 
-    fn snapshot(&mut self) -> Result<Snapshot, WireError> {
+    pub(super) fn snapshot(&mut self) -> Result<Snapshot, WireError> {
         let mut s = Snapshot {
             data: self.bytes()?,
             ..Snapshot::default()
