@@ -7,6 +7,7 @@
 //! docs/architecture.md §18 says where it sits in an admin request's path.
 
 pub mod image;
+pub mod node;
 pub mod place;
 
 pub use image::{Broker, ClusterImage, MetaRecord};

@@ -1,0 +1,341 @@
+//! A voter of the metadata log: its Raft group and the image the committed records build,
+//! sans I/O like the group itself. The owner (shard 0's cluster edge) feeds it ticks and
+//! peer messages, proposes records on behalf of admin requests with a token of its own, and
+//! carries out each [`Turn`]: send, make the write durable (then `persisted`), rewrite the
+//! log file after a compaction, install the new registry, and answer the requests whose
+//! proposals were decided. A proposal is decided when its log index is applied: committed
+//! if the entry there has the proposal's term, lost (a leader change dropped it) if not.
+
+use std::collections::BTreeMap;
+
+use raft::eraftpb::Message;
+
+use super::image::{ApplyError, ClusterImage, MetaRecord};
+use crate::raft::{Group, GroupConfig, Leadership, RaftError, RaftLog, Write};
+
+/// How a proposal ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decided {
+    /// Committed and applied (the record may still have changed nothing: the error says why).
+    Committed(Result<(), ApplyError>),
+    /// Another leader's entry took its place: the request may be retried.
+    Lost,
+}
+
+/// What the owner must do after a turn (in this order): send `send`; make `write` durable
+/// and call [`MetaNode::persisted`] with `number`; send `send_after_write`; if `compacted`,
+/// rewrite the log file from [`MetaNode::log`]; if `image_changed`, install the registry;
+/// answer `decided`.
+#[derive(Debug, Default)]
+pub struct Turn {
+    /// Identifies the write for [`MetaNode::persisted`].
+    pub number: u64,
+    /// Messages to send now.
+    pub send: Vec<Message>,
+    /// What to make durable.
+    pub write: Write,
+    /// Messages to send once `write` is durable.
+    pub send_after_write: Vec<Message>,
+    /// Proposals decided this turn: (token, outcome).
+    pub decided: Vec<(u64, Decided)>,
+    /// Records were applied (or a snapshot restored): the image changed.
+    pub image_changed: bool,
+    /// The log was compacted into a snapshot of the image.
+    pub compacted: bool,
+    /// Set when the leader or term changed.
+    pub leadership: Option<Leadership>,
+}
+
+/// A metadata-log voter.
+pub struct MetaNode {
+    group: Group,
+    image: ClusterImage,
+    /// Proposals not yet decided, by log index: (term, token).
+    waiting: BTreeMap<u64, (u64, u64)>,
+    /// Applied entries kept in the log before it is compacted into a snapshot.
+    compact_after_entries: u64,
+}
+
+impl MetaNode {
+    /// A voter over `log` (new, or read back from its file); the image starts from the
+    /// log's snapshot and the committed entries after it are applied again as raft-rs hands
+    /// them out.
+    pub fn new(
+        config: &GroupConfig,
+        log: RaftLog,
+        compact_after_entries: u64,
+    ) -> Result<MetaNode, RaftError> {
+        let (meta, data) = log.snapshot_parts();
+        let image = if data.is_empty() {
+            ClusterImage {
+                applied: meta.index,
+                ..ClusterImage::default()
+            }
+        } else {
+            ClusterImage::decode(data).expect("the metadata snapshot was written by us")
+        };
+        Ok(MetaNode {
+            group: Group::new(config, log, &crate::raft::logger())?,
+            image,
+            waiting: BTreeMap::new(),
+            compact_after_entries: compact_after_entries.max(1),
+        })
+    }
+
+    /// The image as of the last applied record.
+    pub fn image(&self) -> &ClusterImage {
+        &self.image
+    }
+
+    /// The group's log (to rewrite the file after a compaction).
+    pub fn log(&self) -> &RaftLog {
+        self.group.log()
+    }
+
+    /// Who leads, as this node sees it.
+    pub fn leadership(&self) -> Leadership {
+        self.group.leadership()
+    }
+
+    /// Whether this node leads (only the leader takes proposals).
+    pub fn is_leader(&self) -> bool {
+        self.group.is_leader()
+    }
+
+    /// One tick of the shard's timer.
+    pub fn tick(&mut self) {
+        self.group.tick();
+    }
+
+    /// A message from another voter.
+    pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
+        self.group.step(m)
+    }
+
+    /// Proposes `record`; `token` comes back in [`Turn::decided`].
+    pub fn propose(&mut self, token: u64, record: &MetaRecord) -> Result<(), RaftError> {
+        let (index, term) = self.group.propose(record.encode())?;
+        self.waiting.insert(index, (term, token));
+        Ok(())
+    }
+
+    /// The write of turn `number` (and earlier) is durable.
+    pub fn persisted(&mut self, number: u64) {
+        self.group.persisted(number);
+    }
+
+    /// The work this turn produced, if any.
+    pub fn turn(&mut self) -> Option<Turn> {
+        let work = self.group.work()?;
+        let mut turn = Turn {
+            number: work.number,
+            send: work.send,
+            write: work.write,
+            send_after_write: work.send_after_write,
+            leadership: work.leadership,
+            ..Turn::default()
+        };
+        if let Some((index, data)) = work.restore {
+            self.image = ClusterImage::decode(&data).expect("a leader's snapshot is an image");
+            assert_eq!(
+                self.image.applied, index,
+                "a snapshot's image is at its index"
+            );
+            turn.image_changed = true;
+            self.decide_up_to(index, None, &mut turn);
+        }
+        for e in &work.committed {
+            let result = if e.data.is_empty() {
+                self.image.applied = e.index; // a new leader's no-op
+                Ok(())
+            } else {
+                let record = MetaRecord::decode(&e.data).expect("entries are records");
+                let r = self.image.apply(e.index, &record);
+                if let Err(why) = &r {
+                    tracing::debug!(index = e.index, %why, "metadata record changed nothing");
+                }
+                turn.image_changed = true;
+                r
+            };
+            self.decide_up_to(e.index, Some((e.term, result)), &mut turn);
+        }
+        self.maybe_compact(&mut turn);
+        Some(turn)
+    }
+
+    /// Decides the proposals at or below `index`: the one at `index` by `applied` (the
+    /// entry's term and result), every other as lost.
+    fn decide_up_to(
+        &mut self,
+        index: u64,
+        applied: Option<(u64, Result<(), ApplyError>)>,
+        turn: &mut Turn,
+    ) {
+        let later = self.waiting.split_off(&(index + 1));
+        let done = std::mem::replace(&mut self.waiting, later);
+        for (at, (term, token)) in done {
+            let outcome = match &applied {
+                Some((t, r)) if at == index && *t == term => Decided::Committed(r.clone()),
+                _ => Decided::Lost,
+            };
+            turn.decided.push((token, outcome));
+        }
+    }
+
+    fn maybe_compact(&mut self, turn: &mut Turn) {
+        let applied = self.image.applied;
+        let since = applied - self.group.log().snapshot_parts().0.index;
+        if since >= self.compact_after_entries && applied <= self.group.log().hard_state().commit {
+            self.group.compact(applied, self.image.encode().into());
+            turn.compacted = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::image::Broker;
+    use crate::metadata::{TopicConfigs, TopicMeta};
+
+    fn voters() -> Vec<MetaNode> {
+        (1..=3)
+            .map(|id| MetaNode::new(&GroupConfig::new(id), RaftLog::new(&[1, 2, 3]), 4).unwrap())
+            .collect()
+    }
+
+    /// Runs every node's turns and delivers every message until quiet; returns what was
+    /// decided, by token.
+    fn settle(nodes: &mut [MetaNode], down: &[usize]) -> BTreeMap<u64, Decided> {
+        let mut decided = BTreeMap::new();
+        for _ in 0..200 {
+            let mut wire = Vec::new();
+            for (i, n) in nodes.iter_mut().enumerate() {
+                if down.contains(&i) {
+                    continue;
+                }
+                n.tick();
+                while let Some(t) = n.turn() {
+                    n.persisted(t.number);
+                    wire.extend(t.send);
+                    wire.extend(t.send_after_write);
+                    decided.extend(t.decided);
+                }
+            }
+            for m in wire {
+                let to = (m.to - 1) as usize;
+                if !down.contains(&to) {
+                    let _ = nodes[to].step(m);
+                }
+            }
+        }
+        decided
+    }
+
+    fn register(id: i32) -> MetaRecord {
+        MetaRecord::RegisterBroker(Broker {
+            node_id: id,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            cluster_addr: "127.0.0.1:9192".into(),
+            shards: 1,
+            alive: true,
+        })
+    }
+
+    fn create(name: &str, id: u128) -> MetaRecord {
+        MetaRecord::CreateTopic {
+            topic: TopicMeta {
+                name: name.into(),
+                id: uuid::Uuid::from_u128(id),
+                partitions: 1,
+                configs: TopicConfigs::default(),
+            },
+            brokers: vec![1],
+        }
+    }
+
+    #[test]
+    fn proposals_commit_on_every_voter_and_a_restarted_voter_rebuilds_the_image() {
+        let mut nodes = voters();
+        settle(&mut nodes, &[]);
+        let leader = nodes.iter().position(|n| n.is_leader()).expect("a leader");
+        nodes[leader].propose(1, &register(1)).unwrap();
+        for t in 0..8u64 {
+            nodes[leader]
+                .propose(10 + t, &create(&format!("t{t}"), t as u128))
+                .unwrap();
+        }
+        nodes[leader].propose(99, &create("t0", 500)).unwrap();
+        let decided = settle(&mut nodes, &[]);
+        assert_eq!(decided[&1], Decided::Committed(Ok(())));
+        assert_eq!(decided[&17], Decided::Committed(Ok(())));
+        let exists = ApplyError::Topic("t0".into(), "exists");
+        assert_eq!(decided[&99], Decided::Committed(Err(exists)));
+        let image = nodes[leader].image().clone();
+        assert_eq!(image.topics.len(), 8);
+        assert!(
+            nodes.iter().all(|n| n.image() == &image),
+            "one image everywhere"
+        );
+        assert!(
+            nodes[leader].log().snapshot_parts().0.index > 0,
+            "compacted"
+        );
+
+        // A voter restarted from its log comes back to the same image.
+        let follower = (leader + 1) % 3;
+        let log = nodes[follower].log().clone();
+        nodes[follower] = MetaNode::new(&GroupConfig::new(follower as u64 + 1), log, 4).unwrap();
+        settle(&mut nodes, &[]);
+        assert_eq!(nodes[follower].image(), &image);
+    }
+
+    #[test]
+    fn a_proposal_cut_off_with_its_leader_is_decided_lost() {
+        let mut nodes = voters();
+        settle(&mut nodes, &[]);
+        let old = nodes.iter().position(|n| n.is_leader()).unwrap();
+        // The leader is cut off; its proposal cannot commit; the others elect a new leader.
+        nodes[old].propose(7, &create("lost", 1)).unwrap();
+        let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+        let mut isolated = nodes.remove(old);
+        // Run the other two as a cluster of their own (messages to the old leader dropped).
+        let mut pair: Vec<MetaNode> = nodes;
+        let mut decided = BTreeMap::new();
+        for _ in 0..200 {
+            let mut wire = Vec::new();
+            for n in pair.iter_mut() {
+                n.tick();
+                while let Some(t) = n.turn() {
+                    n.persisted(t.number);
+                    wire.extend(t.send);
+                    wire.extend(t.send_after_write);
+                }
+            }
+            for m in wire {
+                if let Some(k) = others.iter().position(|&o| o as u64 + 1 == m.to) {
+                    let _ = pair[k].step(m);
+                }
+            }
+        }
+        let new = pair
+            .iter()
+            .position(|n| n.is_leader())
+            .expect("a new leader");
+        pair[new].propose(6, &register(1)).unwrap();
+        pair[new].propose(8, &create("kept", 2)).unwrap();
+        pair.insert(old, {
+            // Drain whatever the isolated node did meanwhile, then rejoin.
+            while let Some(t) = isolated.turn() {
+                isolated.persisted(t.number);
+            }
+            isolated
+        });
+        decided.extend(settle(&mut pair, &[]));
+        assert_eq!(decided[&7], Decided::Lost);
+        assert_eq!(decided[&8], Decided::Committed(Ok(())));
+        assert!(pair.iter().all(|n| n.image().topics.contains_key("kept")));
+        assert!(pair.iter().all(|n| !n.image().topics.contains_key("lost")));
+    }
+}
