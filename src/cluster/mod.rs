@@ -9,5 +9,6 @@
 pub mod image;
 pub mod node;
 pub mod place;
+pub mod transport;
 
 pub use image::{Broker, ClusterImage, MetaRecord};
