@@ -30,7 +30,21 @@ pub async fn run_shard(
         Some(addr) if id == 0 => Some(runtime::spawn(admin::serve(shard.clone(), addr, started))),
         _ => None,
     };
+    let voter = match &shard.config.cluster {
+        Some(c) if id == 0 => {
+            let (node, c, dir) = (
+                shard.config.node_id as u64,
+                c.clone(),
+                shard.config.data_dir.clone(),
+            );
+            Some(runtime::spawn(async move {
+                crate::cluster::edge::run_voter(node, c, &dir).await
+            }))
+        }
+        _ => None,
+    };
     shard.housekeeping(&boot.shutdown).await;
+    drop(voter);
     drop(admin);
     drop(listener);
     shard.stop().await;

@@ -99,6 +99,15 @@ pub struct Flags {
     /// (port 0: any free port, logged) [default: 127.0.0.1:9644]
     #[arg(long, env = "SHARDLOG_ADMIN_LISTEN", value_name = "HOST:PORT|off")]
     pub admin_listen: Option<String>,
+    /// Cluster listener for traffic between brokers: shard i listens on this port + i, so
+    /// leave room between brokers' ports (with --voters; none for a single broker)
+    #[arg(long, env = "SHARDLOG_CLUSTER_LISTEN", value_name = "HOST:PORT")]
+    pub cluster_listen: Option<SocketAddr>,
+    /// The metadata log's voters, ID@HOST:PORT of each one's cluster listener, this broker's
+    /// --node-id among them (with --cluster-listen). Being built (issue 20): the voters elect
+    /// a metadata leader; topics and clients are still served per broker
+    #[arg(long, env = "SHARDLOG_VOTERS", value_name = "ID@HOST:PORT,...")]
+    pub voters: Option<String>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -127,6 +136,8 @@ struct FileConfig {
     inflight_bytes_max: Option<usize>,
     segment_files_open_max: Option<usize>,
     admin_listen: Option<String>,
+    cluster_listen: Option<SocketAddr>,
+    voters: Option<String>,
 }
 
 /// Resolved settings: every default applied and every value checked, built once by
@@ -186,6 +197,8 @@ pub struct Config {
     pub segment_files_open_max: usize,
     /// Where the admin HTTP server (`crate::admin`) listens, on shard 0; None: it does not.
     pub admin_listen: Option<SocketAddr>,
+    /// The cluster settings; None for a single broker.
+    pub cluster: Option<ClusterConfig>,
     /// The settings given at startup (by flag, environment or the `--config` file), by their
     /// config file key (`num_partitions`); the rest took their defaults. DescribeConfigs tells
     /// the two apart (STATIC_BROKER_CONFIG or DEFAULT_CONFIG).
@@ -303,6 +316,11 @@ impl Config {
                 .unwrap_or(crate::storage::files::OPEN_FILES_MAX_DEFAULT)
                 .max(1),
             admin_listen: parse_admin_listen(cli.admin_listen.or(file.admin_listen))?,
+            cluster: cluster_config(
+                cli.node_id.or(file.node_id).unwrap_or(1),
+                cli.cluster_listen.or(file.cluster_listen),
+                cli.voters.or(file.voters),
+            )?,
             given,
         })
     }
@@ -345,8 +363,57 @@ fn given(cli: &Flags, file: &FileConfig) -> BTreeSet<&'static str> {
         inflight_bytes_max,
         segment_files_open_max,
         admin_listen,
+        cluster_listen,
+        voters,
     );
     keys.into_iter().filter(|k| k.1).map(|k| k.0).collect()
+}
+
+/// A cluster member's settings (`--cluster-listen`, `--voters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Where shard 0's cluster listener binds (shard i: port + i).
+    pub listen: SocketAddr,
+    /// The metadata log's voters: node id → cluster listener (shard 0's).
+    pub voters: std::collections::BTreeMap<u64, SocketAddr>,
+}
+
+/// The cluster settings: both flags or neither; this node among the voters.
+fn cluster_config(
+    node_id: i32,
+    listen: Option<SocketAddr>,
+    voters: Option<String>,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    let (listen, voters) = match (listen, voters) {
+        (None, None) => return Ok(None),
+        (Some(l), Some(v)) => (l, v),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "--cluster-listen and --voters go together".into(),
+            ))
+        }
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for v in voters.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let bad = || ConfigError::Invalid(format!("voter {v:?} is not ID@HOST:PORT"));
+        let (id, addr) = v.split_once('@').ok_or_else(bad)?;
+        let id: u64 = id.parse().map_err(|_| bad())?;
+        let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+        if id == 0 || out.insert(id, addr).is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "voter id {id} is 0 or repeated"
+            )));
+        }
+    }
+    if u64::try_from(node_id).map_or(true, |me| !out.contains_key(&me)) {
+        return Err(ConfigError::Invalid(format!(
+            "--node-id {node_id} is not among the voters"
+        )));
+    }
+    Ok(Some(ClusterConfig {
+        listen,
+        voters: out,
+    }))
 }
 
 /// The admin listener: HOST:PORT, or `off` for none; 127.0.0.1:9644 (Redpanda's admin port)
@@ -476,6 +543,41 @@ mod tests {
             ..Flags::default()
         })
         .is_err());
+    }
+
+    #[test]
+    fn cluster_flags_go_together_and_name_this_node() {
+        let cluster = |node_id: i32, listen: Option<&str>, voters: Option<&str>| {
+            cluster_config(
+                node_id,
+                listen.map(|l| l.parse().unwrap()),
+                voters.map(String::from),
+            )
+        };
+        let voters = "1@127.0.0.1:19192, 2@127.0.0.1:19292,3@127.0.0.1:19392";
+        let c = cluster(2, Some("127.0.0.1:19292"), Some(voters))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.voters.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(c.voters[&3], "127.0.0.1:19392".parse().unwrap());
+        assert!(cluster(1, None, None).unwrap().is_none());
+        assert!(
+            cluster(1, Some("127.0.0.1:1"), None).is_err(),
+            "both or neither"
+        );
+        assert!(
+            cluster(4, Some("127.0.0.1:1"), Some(voters)).is_err(),
+            "not a voter"
+        );
+        assert!(
+            cluster(1, Some("127.0.0.1:1"), Some("1@x:1")).is_err(),
+            "not an address"
+        );
+        assert!(cluster(1, Some("127.0.0.1:1"), Some("1@127.0.0.1:1,1@127.0.0.1:2")).is_err());
+        assert!(
+            cluster(0, Some("127.0.0.1:1"), Some("0@127.0.0.1:1")).is_err(),
+            "id 0"
+        );
     }
 
     #[test]

@@ -112,11 +112,12 @@ async fn route(shard: &Rc<Shard>, req: &Request, started: Started) -> Response {
         "/v1/status/live" => Response::json(&json!({"live": true})),
         "/v1/status/ready" => ready(shard),
         "/v1/brokers" => brokers(shard, started),
+        "/v1/cluster" => cluster(),
         "/v1/topics" => json_off_thread(shard, render::topics_json).await,
         "/v1/groups" => json_off_thread(shard, render::groups_json).await,
         "/" => Response::text(
             200,
-            "shardlog admin: /metrics /v1/status/live /v1/status/ready /v1/brokers /v1/topics /v1/groups",
+            "shardlog admin: /metrics /v1/status/live /v1/status/ready /v1/brokers /v1/cluster /v1/topics /v1/groups",
         ),
         _ => Response::text(404, "not found"),
     }
@@ -145,6 +146,23 @@ fn ready(shard: &Shard) -> Response {
         r.status = 503;
     }
     r
+}
+
+/// `/v1/cluster`: the metadata log as this broker's voter sees it (on shard 0, where the
+/// voter runs), or `{"mode": "single"}` for a broker outside a cluster.
+fn cluster() -> Response {
+    match crate::cluster::edge::view() {
+        None => Response::json(&json!({"mode": "single"})),
+        Some(v) => Response::json(&json!({
+            "mode": "cluster",
+            "node_id": v.node_id,
+            "voters": v.voters,
+            "metadata_leader": v.leader,
+            "metadata_term": v.term,
+            "metadata_applied": v.applied,
+            "leader_since_seconds": v.leader_since_s,
+        })),
+    }
 }
 
 fn brokers(shard: &Shard, started: Started) -> Response {

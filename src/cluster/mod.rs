@@ -6,6 +6,7 @@
 //! shard a new partition goes to) is here too, as a pure function of the live brokers.
 //! docs/architecture.md §18 says where it sits in an admin request's path.
 
+pub mod edge;
 pub mod image;
 pub mod node;
 pub mod place;

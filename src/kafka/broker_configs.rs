@@ -106,6 +106,14 @@ const ROWS: &[Row] = &[
     row("auto.create.topics.enable", Some("auto_create_topics"), kind::BOOLEAN,
         "Create an unknown topic when a Metadata request names it",
         |c| c.auto_create_topics.to_string()),
+    row("cluster_listen", Some("cluster_listen"), kind::STRING,
+        "The cluster listener for traffic between brokers (shard i: port + i); empty for a single broker",
+        |c| c.cluster.as_ref().map_or_else(String::new, |k| k.listen.to_string())),
+    row("controller.quorum.voters", Some("voters"), kind::LIST,
+        "The metadata log's voters, id@host:port of each one's cluster listener",
+        |c| c.cluster.as_ref().map_or_else(String::new, |k| {
+            k.voters.iter().map(|(id, a)| format!("{id}@{a}")).collect::<Vec<_>>().join(",")
+        })),
     row("broker.id", Some("node_id"), kind::INT, "This broker's id (the same as node.id)",
         |c| c.node_id.to_string()),
     topic_default("compression.type", "compression.type", kind::STRING),
@@ -400,6 +408,8 @@ mod tests {
         let c = Config::from_flags(Flags {
             num_partitions: Some(6),
             node_id: Some(3),
+            cluster_listen: Some("127.0.0.1:19392".parse().unwrap()),
+            voters: Some("3@127.0.0.1:19392,4@127.0.0.1:19492".into()),
             ..Flags::default()
         })
         .unwrap();
@@ -417,6 +427,9 @@ mod tests {
         assert_eq!(get("offsets.retention.minutes").value, "10080");
         assert_eq!(get("listeners").value, "PLAINTEXT://127.0.0.1:9092");
         assert_eq!(get("default.replication.factor").value, "1");
+        let voters = get("controller.quorum.voters");
+        assert_eq!(voters.value, "3@127.0.0.1:19392,4@127.0.0.1:19492");
+        assert_eq!(voters.default, "", "no voters: a single broker");
         assert!(all.windows(2).all(|w| w[0].name < w[1].name), "by name");
         for r in ROWS {
             assert!(!r.value(&c).is_empty(), "{} has a value", r.name);
