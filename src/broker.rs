@@ -32,13 +32,18 @@ pub async fn run_shard(
     };
     let voter = match &shard.config.cluster {
         Some(c) if id == 0 => {
-            let (node, c, dir) = (
-                shard.config.node_id as u64,
-                c.clone(),
-                shard.config.data_dir.clone(),
-            );
+            let cfg = &shard.config;
+            let me = crate::cluster::Broker {
+                node_id: cfg.node_id,
+                host: cfg.advertised_host.clone(),
+                port: u16::try_from(cfg.advertised_port).unwrap_or(0),
+                cluster_addr: c.listen.to_string(),
+                shards: cfg.shards as u32,
+                alive: true,
+            };
+            let (c, dir) = (c.clone(), cfg.data_dir.clone());
             Some(runtime::spawn(async move {
-                crate::cluster::edge::run_voter(node, c, &dir).await
+                crate::cluster::edge::run_voter(me, c, &dir).await
             }))
         }
         _ => None,

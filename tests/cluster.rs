@@ -1,7 +1,8 @@
 //! Three brokers started as a cluster (`--node-id`, `--cluster-listen`, `--voters`) on
 //! loopback elect one metadata leader among their voters; after kill -9 of the leader the
 //! other two elect a new one (the time is measured and printed); the killed broker,
-//! restarted on its data directory, rejoins and follows the same leader. What each broker
+//! restarted on its data directory, rejoins and follows the same leader. Each broker
+//! registers itself in the metadata log, so every broker lists all three. What each broker
 //! sees is read from its admin API (`/v1/cluster`). Issue 20, in progress: the metadata log
 //! runs; topics and clients are still served per broker.
 
@@ -15,16 +16,30 @@ use std::time::{Duration, Instant};
 use harness::Broker;
 use serde_json::Value;
 
-/// One node's view: (metadata leader, term, applied).
-fn view(admin: u16) -> Option<(Option<u64>, u64, u64)> {
+/// The body of GET `path` on the admin listener at `admin`.
+fn get(admin: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let req = "GET /v1/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
-    let body = text.split("\r\n\r\n").nth(1)?;
-    let v: Value = serde_json::from_str(body).ok()?;
+    Some(text.split("\r\n\r\n").nth(1)?.to_string())
+}
+
+/// The brokers registered in the metadata log as a node sees them: (node id, Kafka port).
+fn registered(admin: u16) -> Vec<(u64, u64)> {
+    let v: Value =
+        serde_json::from_str(&get(admin, "/v1/cluster").unwrap_or_default()).unwrap_or(Value::Null);
+    let brokers = v["brokers"].as_array().cloned().unwrap_or_default();
+    let b = brokers.iter();
+    b.filter_map(|b| Some((b["node_id"].as_u64()?, b["port"].as_u64()?)))
+        .collect()
+}
+
+/// One node's view: (metadata leader, term, applied).
+fn view(admin: u16) -> Option<(Option<u64>, u64, u64)> {
+    let v: Value = serde_json::from_str(&get(admin, "/v1/cluster")?).ok()?;
     assert_eq!(v["mode"], "cluster", "{v}");
     Some((
         v["metadata_leader"].as_u64(),
@@ -98,6 +113,26 @@ fn three_voters_elect_a_metadata_leader_and_elect_again_when_it_is_killed() {
     let all: Vec<&Node> = nodes.iter().collect();
     let leader = agreed_leader(&all, None, Duration::from_secs(30));
     assert!((1..=3).contains(&leader));
+
+    // Every broker registers itself (followers' proposals go to the leader) and every
+    // broker's metadata image lists all three with their Kafka listeners.
+    let want: Vec<(u64, u64)> = nodes.iter().map(|n| (n.id, u64::from(n.kafka))).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes.iter().all(|n| registered(n.admin) == want) {
+        assert!(
+            Instant::now() < deadline,
+            "registrations: {:?}",
+            registered(nodes[0].admin)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = get(nodes[0].admin, "/metrics").unwrap();
+    let has = |line: &str| metrics.lines().any(|l| l == line);
+    assert!(
+        has(&format!("shardlog_cluster_metadata_leader_id {leader}")),
+        "{metrics}"
+    );
+    assert!(has(r#"shardlog_cluster_brokers{state="alive"} 3"#));
 
     // kill -9 of the leader: the other two elect a new leader.
     let li = (leader - 1) as usize;

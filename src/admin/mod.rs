@@ -103,9 +103,14 @@ async fn route(shard: &Rc<Shard>, req: &Request, started: Started) -> Response {
         "/metrics" => {
             let format = Format::from_accept(req.accept.as_deref());
             let mut snaps = collect::all(shard).await;
+            let cluster = cluster_facts();
             let text = runtime::off_thread(move || {
                 render::sort(&mut snaps);
-                render::metrics(&snaps, &process_facts(started), format)
+                let facts = ProcessFacts {
+                    cluster,
+                    ..process_facts(started)
+                };
+                render::metrics(&snaps, &facts, format)
             });
             Response::new(200, format.content_type(), text.await)
         }
@@ -148,6 +153,17 @@ fn ready(shard: &Shard) -> Response {
     r
 }
 
+/// The metadata log's figures for the metrics (read on shard 0, where the voter runs).
+fn cluster_facts() -> Option<render::ClusterFacts> {
+    crate::cluster::edge::view().map(|v| render::ClusterFacts {
+        leader: v.leader.map_or(-1, |l| l as i64),
+        term: v.term,
+        applied: v.applied,
+        brokers: v.brokers.len() as u64,
+        alive: v.brokers.iter().filter(|b| b.alive).count() as u64,
+    })
+}
+
 /// `/v1/cluster`: the metadata log as this broker's voter sees it (on shard 0, where the
 /// voter runs), or `{"mode": "single"}` for a broker outside a cluster.
 fn cluster() -> Response {
@@ -161,6 +177,10 @@ fn cluster() -> Response {
             "metadata_term": v.term,
             "metadata_applied": v.applied,
             "leader_since_seconds": v.leader_since_s,
+            "brokers": v.brokers.iter().map(|b| json!({
+                "node_id": b.node_id, "host": b.host, "port": b.port,
+                "cluster_listener": b.cluster_addr, "shards": b.shards, "alive": b.alive,
+            })).collect::<Vec<_>>(),
         })),
     }
 }
@@ -199,6 +219,7 @@ fn process_facts(started: Started) -> ProcessFacts {
         cpu_s,
         uptime_s: started.at.elapsed().as_secs_f64(),
         start_time_s: start.map_or(0.0, |d| d.as_secs_f64()),
+        cluster: None,
     }
 }
 

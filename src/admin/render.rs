@@ -24,6 +24,23 @@ pub struct ProcessFacts {
     pub uptime_s: f64,
     /// When the broker started, seconds since the Unix epoch.
     pub start_time_s: f64,
+    /// The metadata log as this broker's voter sees it (None outside a cluster).
+    pub cluster: Option<ClusterFacts>,
+}
+
+/// The metadata log's state for the metrics (from `cluster::edge::view`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClusterFacts {
+    /// The leader's node id, -1 while there is none.
+    pub leader: i64,
+    /// The term.
+    pub term: u64,
+    /// The last applied index.
+    pub applied: u64,
+    /// Registered brokers, and how many of them are alive.
+    pub brokers: u64,
+    /// Registered brokers marked alive.
+    pub alive: u64,
 }
 
 /// The name of API key `api` ("Produce"), or its number.
@@ -70,6 +87,38 @@ pub fn metrics(snaps: &[ShardSnapshot], process: &ProcessFacts, format: Format) 
     e.finish()
 }
 
+fn cluster_metrics(e: &mut Exposition, c: &ClusterFacts) {
+    let gauges = [
+        (
+            "shardlog_cluster_metadata_leader_id",
+            "The metadata log's leader as this broker sees it (-1: none).",
+            c.leader as f64,
+        ),
+        (
+            "shardlog_cluster_metadata_term",
+            "The metadata log's term.",
+            c.term as f64,
+        ),
+        (
+            "shardlog_cluster_metadata_applied_index",
+            "The last metadata log entry this broker applied.",
+            c.applied as f64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        e.family(name, Kind::Gauge, help);
+        e.sample(name, &[], v);
+    }
+    let b = "shardlog_cluster_brokers";
+    e.family(
+        b,
+        Kind::Gauge,
+        "Brokers registered in the metadata log, by liveness.",
+    );
+    e.sample(b, &[("state", "alive")], c.alive as f64);
+    e.sample(b, &[("state", "dead")], (c.brokers - c.alive) as f64);
+}
+
 fn process_metrics(e: &mut Exposition, p: &ProcessFacts) {
     let gauges = [
         (
@@ -98,6 +147,9 @@ fn process_metrics(e: &mut Exposition, p: &ProcessFacts) {
             e.family(name, Kind::Gauge, help);
             e.sample(name, &[], v);
         }
+    }
+    if let Some(c) = p.cluster {
+        cluster_metrics(e, &c);
     }
     if let Some(v) = p.cpu_s {
         e.family(

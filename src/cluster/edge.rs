@@ -10,6 +10,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::image::{Broker, MetaRecord};
 use super::node::MetaNode;
 use super::transport::{self, Deliver, Endpoint, Transport, TransportConfig};
 use crate::config::ClusterConfig;
@@ -21,6 +22,8 @@ use crate::runtime::{self, local_channel};
 const METADATA_GROUP: u64 = 0;
 /// The timer tick; elections start after 10-20 ticks without a leader (0.5-1 s).
 const TICK: Duration = Duration::from_millis(50);
+/// Ticks between checks that this broker's registration is in the metadata log.
+const REGISTER_EVERY_TICKS: u64 = 20;
 /// Applied entries kept in the metadata log before it is compacted.
 const COMPACT_AFTER_ENTRIES: u64 = 1000;
 
@@ -39,6 +42,8 @@ pub struct ClusterView {
     pub applied: u64,
     /// When this node last saw a leader change, seconds after the voter started.
     pub leader_since_s: f64,
+    /// The brokers registered in the metadata log.
+    pub brokers: Vec<Broker>,
 }
 
 thread_local! {
@@ -51,9 +56,11 @@ pub fn view() -> Option<ClusterView> {
     VIEW.with(|v| v.borrow().clone())
 }
 
-/// Runs this broker's metadata voter until the task is dropped. Exits the process if the
-/// log cannot be opened or the listener bound (as the Kafka listener does).
-pub async fn run_voter(node_id: u64, cluster: ClusterConfig, data_dir: &Path) {
+/// Runs this broker's metadata voter until the task is dropped; `me` is the registration it
+/// keeps in the metadata log. Exits the process if the log cannot be opened or the listener
+/// bound (as the Kafka listener does).
+pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path) {
+    let node_id = me.node_id as u64;
     let voters: Vec<u64> = cluster.voters.keys().copied().collect();
     let dir = data_dir.join("__cluster").join("metadata");
     let (mut file, log) = match LogFile::open(&dir, &voters) {
@@ -65,7 +72,7 @@ pub async fn run_voter(node_id: u64, cluster: ClusterConfig, data_dir: &Path) {
     let node = Rc::new(RefCell::new(node));
     let listener = runtime::listen_exclusive(cluster.listen)
         .unwrap_or_else(|e| fatal("cannot listen for cluster traffic", &e));
-    let me = Endpoint {
+    let here = Endpoint {
         node: node_id,
         shard: 0,
     };
@@ -82,13 +89,14 @@ pub async fn run_voter(node_id: u64, cluster: ClusterConfig, data_dir: &Path) {
             let _ = wake_tx.try_send(());
         })
     };
-    let _server = runtime::spawn(transport::serve(listener, me, config, deliver));
-    let out = Transport::new(me, cluster.voters.clone(), config);
+    let _server = runtime::spawn(transport::serve(listener, here, config, deliver));
+    let out = Transport::new(here, cluster.voters.clone(), config);
     let started = Instant::now();
     let since = Cell::new(0.0);
     publish(node_id, &voters, &node.borrow(), since.get());
     tracing::info!(node_id, voters = ?voters, listen = %cluster.listen, "metadata voter started");
     let mut next_tick = Instant::now() + TICK;
+    let mut ticks: u64 = 0;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         futures_lite::future::or(runtime::sleep(wait), async {
@@ -98,9 +106,24 @@ pub async fn run_voter(node_id: u64, cluster: ClusterConfig, data_dir: &Path) {
         if Instant::now() >= next_tick {
             node.borrow_mut().tick();
             next_tick += TICK;
+            ticks += 1;
+            if ticks % REGISTER_EVERY_TICKS == 0 {
+                register(&mut node.borrow_mut(), &me);
+            }
         }
         drive(&node, &mut file, &out, started, &since);
         publish(node_id, &voters, &node.borrow(), since.get());
+    }
+}
+
+/// Proposes this broker's registration (forwarded to the leader) while the metadata log
+/// does not hold it as it is; a dropped proposal is made again at the next check.
+fn register(node: &mut MetaNode, me: &Broker) {
+    if node.image().brokers.get(&me.node_id) == Some(me) || node.leadership().leader.is_none() {
+        return;
+    }
+    if let Err(e) = node.forward(&MetaRecord::RegisterBroker(me.clone())) {
+        tracing::debug!(error = %e, "registration not proposed; trying again");
     }
 }
 
@@ -147,6 +170,7 @@ fn publish(node_id: u64, voters: &[u64], n: &MetaNode, since: f64) {
         term: l.term,
         applied: n.image().applied,
         leader_since_s: since,
+        brokers: n.image().brokers.values().cloned().collect(),
     };
     VIEW.with(|cell| *cell.borrow_mut() = Some(v));
 }

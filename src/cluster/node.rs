@@ -119,6 +119,11 @@ impl MetaNode {
         Ok(())
     }
 
+    /// Proposes an idempotent `record` from any voter, untracked (see [`Group::forward`]).
+    pub fn forward(&mut self, record: &MetaRecord) -> Result<(), RaftError> {
+        self.group.forward(record.encode())
+    }
+
     /// The write of turn `number` (and earlier) is durable.
     pub fn persisted(&mut self, number: u64) {
         self.group.persisted(number);

@@ -176,6 +176,14 @@ impl Group {
         Ok((index, self.node.raft.term))
     }
 
+    /// Proposes `data` from any member: a follower forwards it to the leader it knows
+    /// (raft-rs's proposal forwarding), which may drop it; the caller learns the outcome
+    /// only by watching what is applied, so it suits idempotent entries proposed again
+    /// until they show (a broker's registration).
+    pub fn forward(&mut self, data: Vec<u8>) -> Result<(), RaftError> {
+        self.node.propose(vec![], data).map_err(RaftError::from)
+    }
+
     /// The leader and term as this node sees them now.
     pub fn leadership(&self) -> Leadership {
         let leader = self.node.raft.leader_id;
