@@ -86,18 +86,7 @@ fn fetch_all(
     let mut bases = Vec::new();
     let mut at = offset;
     loop {
-        let req = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(part)
-                    .with_fetch_offset(at)
-                    .with_partition_max_bytes(64 << 10)])]);
-        let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req);
-        let p = &resp.responses[0].partitions[0];
+        let p = c.fetch_one(topic, part, at);
         if p.error_code != 0 {
             return (p.error_code, p.high_watermark, bases);
         }
@@ -653,17 +642,7 @@ fn produce_idempotent(
 ) -> (i16, i64) {
     let mut b = build_test_batch(n, 16, TimestampMs::now());
     batch::set_producer(&mut b, p.0, p.1, seq);
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::from(b)))])]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    let r = &resp.responses[0].partition_responses[0];
-    (r.error_code, r.base_offset)
+    c.produce_one(topic, 0, Bytes::from(b))
 }
 
 #[test]

@@ -12,7 +12,6 @@ use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -211,16 +210,8 @@ fn produce(c: &mut harness::client::Client, topic: &str, partition: i32, n: i32)
 
 /// Produces one batch to `topic`/`partition` with acks=all and checks it was taken.
 fn produce_batch(c: &mut harness::client::Client, topic: &str, partition: i32, batch: Vec<u8>) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(s(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(Bytes::from(batch)))])]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    let (error, _) = c.produce_one(topic, partition, Bytes::from(batch));
+    assert_eq!(error, 0);
 }
 
 /// A consumer-protocol message: its i16 version, then its fields at version 0.

@@ -13,7 +13,6 @@ use std::process::Command;
 use bytes::{Bytes, BytesMut};
 use harness::{clients_dir, run, stdout, Broker};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -42,18 +41,9 @@ fn create_topic(c: &mut harness::client::Client, topic: &str, partitions: i32) {
 
 /// Produces `records` (one batch) to partition `part`; returns the base offset.
 fn produce(c: &mut harness::client::Client, topic: &str, part: i32, records: Bytes) -> i64 {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(part)
-                .with_records(Some(records))])]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    let p = &resp.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0, "produce to {topic}-{part}");
-    p.base_offset
+    let (error, base) = c.produce_one(topic, part, records);
+    assert_eq!(error, 0, "produce to {topic}-{part}");
+    base
 }
 
 /// One batch of records with these timestamps, in `codec`.

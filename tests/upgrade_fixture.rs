@@ -22,8 +22,6 @@ use bytes::{Bytes, BytesMut};
 use harness::Broker;
 use indexmap::IndexMap;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -164,18 +162,7 @@ fn fetch_all(c: &mut harness::client::Client, topic: &str, part: i32) -> (Vec<Fe
     let mut out = Vec::new();
     let mut at = 0;
     loop {
-        let req = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(part)
-                    .with_fetch_offset(at)
-                    .with_partition_max_bytes(64 << 10)])]);
-        let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req);
-        let p = &resp.responses[0].partitions[0];
+        let p = c.fetch_one(topic, part, at);
         assert_eq!(p.error_code, 0, "fetch {topic}-{part} at {at}");
         let mut records = p.records.clone().unwrap_or_default();
         if records.is_empty() {
@@ -350,21 +337,6 @@ fn keyed_batch(key: &str, value: &str, producer: Option<(i64, i16, i32)>) -> Byt
     buf.freeze()
 }
 
-/// Produce v9 (acks=all) of one batch; (error, base offset).
-fn produce(c: &mut harness::client::Client, topic: &str, part: i32, batch: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(part)
-                .with_records(Some(batch))])]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    let r = &resp.responses[0].partition_responses[0];
-    (r.error_code, r.base_offset)
-}
-
 /// `kcat -C` of a whole topic: sorted "partition offset key value|headers" lines (NULL for a
 /// null value).
 fn kcat_lines(broker: &Broker, topic: &str) -> Vec<String> {
@@ -536,9 +508,9 @@ fn single_node_v1_data_dir_opens_with_its_topics_records_and_offsets() {
     // out again.
     let (fetched, _) = fetch_all(&mut c, "audit", 0);
     let last = fetched[23].batch.clone();
-    assert_eq!(produce(&mut c, "audit", 0, last), (0, 23), "a retry");
+    assert_eq!(c.produce_one("audit", 0, last), (0, 23), "a retry");
     let next = keyed_batch("audit-24", "event-24", Some((AUDIT_PRODUCER, 0, 24)));
-    assert_eq!(produce(&mut c, "audit", 0, next), (0, 24));
+    assert_eq!(c.produce_one("audit", 0, next), (0, 24));
     let req = InitProducerIdRequest::default()
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
@@ -548,7 +520,7 @@ fn single_node_v1_data_dir_opens_with_its_topics_records_and_offsets() {
     let ends = [11, 12, 14];
     for (p, end) in ends.iter().enumerate() {
         let b = keyed_batch(&format!("cust-{p}-new"), &format!("order-{p}-new"), None);
-        assert_eq!(produce(&mut c, "orders", p as i32, b), (0, *end));
+        assert_eq!(c.produce_one("orders", p as i32, b), (0, *end));
     }
     commit(&mut c, "ops", "orders", 1, 5);
     let ops = offsets(&[

@@ -5,8 +5,13 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use shardlog::client::{self, Options};
 
 pub struct Client(client::Client);
@@ -41,6 +46,38 @@ impl Client {
         req: &Req,
     ) -> Resp {
         self.0.call(api, version, req).unwrap()
+    }
+
+    /// Produce v9 with acks=all of one batch to `topic`/`part`: (error code, base offset).
+    pub fn produce_one(&mut self, topic: &str, part: i32, batch: Bytes) -> (i16, i64) {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(part)
+                    .with_records(Some(batch))])]);
+        let resp: ProduceResponse = self.call(ApiKey::Produce, 9, &req);
+        let r = &resp.responses[0].partition_responses[0];
+        (r.error_code, r.base_offset)
+    }
+
+    /// Fetch v11 of `topic`/`part` from `offset` without waiting (1 MiB per request, 64 KiB
+    /// for the partition): the partition's answer.
+    pub fn fetch_one(&mut self, topic: &str, part: i32, offset: i64) -> PartitionData {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(part)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(64 << 10)])]);
+        let mut resp: FetchResponse = self.call(ApiKey::Fetch, 11, &req);
+        resp.responses.swap_remove(0).partitions.swap_remove(0)
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
