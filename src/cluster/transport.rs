@@ -121,31 +121,12 @@ impl Transport {
         }
     }
 
-    /// Packs messages into frames under the size limit; a message too large alone is
-    /// dropped (raft-rs sends it again).
+    /// Packs messages into frames under the size limit (`wire::pack`); a message too large
+    /// alone is dropped (raft-rs sends it again).
     fn frames(&self, msgs: Batch) -> Vec<Bytes> {
-        let max = self.config.frame_bytes_max;
-        let mut out = Vec::new();
-        let mut batch: Batch = Vec::new();
-        for m in msgs {
-            batch.push(m);
-            if batch.len() < u16::MAX as usize && wire::encode(&batch, max).is_ok() {
-                continue;
-            }
-            let last = batch.pop().expect("just pushed");
-            if let Ok(f) = wire::encode(&batch, max) {
-                out.push(f);
-            }
-            batch = vec![last];
-            if wire::encode(&batch, max).is_err() {
-                self.dropped.set(self.dropped.get() + 1);
-                batch.clear();
-            }
-        }
-        if !batch.is_empty() {
-            out.extend(wire::encode(&batch, max).ok());
-        }
-        out
+        let (frames, dropped) = wire::pack(&msgs, self.config.frame_bytes_max);
+        self.dropped.set(self.dropped.get() + dropped as u64);
+        frames
     }
 
     fn enqueue(&self, node: u64, shard: u32, frame: Bytes) {

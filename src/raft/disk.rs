@@ -50,10 +50,11 @@ impl LogFile {
             Err(e) => return Err(e),
         }
         let mut log = RaftLog::new(voters);
-        let good = replay(Bytes::from(bytes.clone()), &mut log);
+        let read = bytes.len();
+        let good = replay(Bytes::from(bytes), &mut log);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if good < bytes.len() {
-            tracing::warn!(path = %path.display(), kept = good, cut = bytes.len() - good,
+        if good < read {
+            tracing::warn!(path = %path.display(), kept = good, cut = read - good,
                 "raft log: cut a torn record at the end");
             file.set_len(good as u64)?;
             file.sync_all()?;

@@ -55,10 +55,8 @@ pub fn frame_len(prefix: [u8; 4], frame_bytes_max: usize) -> Result<usize, WireE
 /// One frame holding `msgs` (group, message), length prefix included.
 pub fn encode(msgs: &[(u64, Message)], frame_bytes_max: usize) -> Result<Bytes, WireError> {
     let count = u16::try_from(msgs.len()).map_err(|_| WireError::TooLarge(msgs.len()))?;
-    let mut b = BytesMut::with_capacity(64 * msgs.len() + 8);
-    b.put_u32(0);
-    b.put_u8(VERSION);
-    b.put_u16(count);
+    let mut b = BytesMut::with_capacity(64 * msgs.len() + HEADER_BYTES);
+    b.put_bytes(0, HEADER_BYTES);
     for (group, m) in msgs {
         b.put_u64(*group);
         put_message(&mut b, m);
@@ -67,8 +65,59 @@ pub fn encode(msgs: &[(u64, Message)], frame_bytes_max: usize) -> Result<Bytes, 
     if len > frame_bytes_max || u32::try_from(len).is_err() {
         return Err(WireError::TooLarge(len));
     }
-    b[..4].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(b.freeze())
+    Ok(seal(b, count))
+}
+
+/// The frame header: length prefix, version, message count.
+const HEADER_BYTES: usize = 4 + 1 + 2;
+
+/// Frames holding `msgs` in order, each at most `frame_bytes_max` (after its length prefix)
+/// and [`u16::MAX`] messages; each message is encoded once. A message too large for a frame
+/// of its own is left out (and closes the frame before it): the second value counts them.
+pub fn pack(msgs: &[(u64, Message)], frame_bytes_max: usize) -> (Vec<Bytes>, usize) {
+    let mut frames = Vec::new();
+    let mut dropped = 0;
+    let mut frame = BytesMut::new();
+    let mut count: u16 = 0;
+    let mut one = BytesMut::new();
+    for (group, m) in msgs {
+        one.clear();
+        one.put_u64(*group);
+        put_message(&mut one, m);
+        if HEADER_BYTES + one.len() > frame_bytes_max + 4 {
+            // Left out; the frame before it is closed, so frames keep their order boundaries.
+            dropped += 1;
+            if count > 0 {
+                frames.push(seal(std::mem::take(&mut frame), count));
+                count = 0;
+            }
+            continue;
+        }
+        // The frame's length counts everything after its 4-byte prefix.
+        let full = count == u16::MAX || frame.len() + one.len() > frame_bytes_max + 4;
+        if count > 0 && full {
+            frames.push(seal(std::mem::take(&mut frame), count));
+            count = 0;
+        }
+        if count == 0 {
+            frame.put_bytes(0, HEADER_BYTES);
+        }
+        frame.put_slice(&one);
+        count += 1;
+    }
+    if count > 0 {
+        frames.push(seal(frame, count));
+    }
+    (frames, dropped)
+}
+
+/// Writes the length, version and count into a frame's header.
+fn seal(mut frame: BytesMut, count: u16) -> Bytes {
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    frame[4] = VERSION;
+    frame[5..7].copy_from_slice(&count.to_be_bytes());
+    frame.freeze()
 }
 
 fn put_bytes(b: &mut BytesMut, v: &[u8]) {
@@ -385,6 +434,28 @@ mod tests {
             flipped[at] ^= 0xff;
             let _ = decode(Bytes::from(flipped));
         }
+    }
+
+    #[test]
+    fn packing_splits_at_the_limit_and_leaves_out_what_cannot_fit() {
+        let with_data = |bytes: usize| message(3, [2, 1, 1, 1], vec![vec![7; bytes]], None);
+        let msgs = vec![
+            (1, with_data(100)),
+            (2, with_data(100)),
+            (3, with_data(1000)),
+            (4, with_data(10)),
+        ];
+        let (frames, dropped) = pack(&msgs, 600);
+        assert!(frames.iter().all(|f| f.len() - 4 <= 600));
+        let back: Vec<(u64, Message)> = frames
+            .iter()
+            .flat_map(|f| decode(f.slice(4..)).unwrap())
+            .collect();
+        let kept: Vec<(u64, Message)> = msgs.into_iter().filter(|(g, _)| *g != 3).collect();
+        assert_eq!((back, frames.len(), dropped), (kept.clone(), 2, 1));
+        let (whole, none) = pack(&kept, MAX);
+        assert_eq!((whole, none), (vec![encode(&kept, MAX).unwrap()], 0));
+        assert_eq!(pack(&[], MAX), (vec![], 0));
     }
 
     #[test]
