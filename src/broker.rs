@@ -42,8 +42,9 @@ pub async fn run_shard(
                 alive: true,
             };
             let (c, dir) = (c.clone(), cfg.data_dir.clone());
+            let install = shard.installer();
             Some(runtime::spawn(async move {
-                crate::cluster::edge::run_voter(me, c, &dir).await
+                crate::cluster::edge::run_voter(me, c, &dir, install).await
             }))
         }
         _ => None,

@@ -104,10 +104,14 @@ pub struct Flags {
     #[arg(long, env = "SHARDLOG_CLUSTER_LISTEN", value_name = "HOST:PORT")]
     pub cluster_listen: Option<SocketAddr>,
     /// The metadata log's voters, ID@HOST:PORT of each one's cluster listener, this broker's
-    /// --node-id among them (with --cluster-listen). Being built (issue 20): the voters elect
-    /// a metadata leader; topics and clients are still served per broker
+    /// --node-id among them (with --cluster-listen): they replicate the cluster's metadata
+    /// (brokers, topics and where each partition lives)
     #[arg(long, env = "SHARDLOG_VOTERS", value_name = "ID@HOST:PORT,...")]
     pub voters: Option<String>,
+    /// A broker the metadata leader has not heard from for this long is marked dead and its
+    /// partitions have no leader until it returns (broker.session.timeout.ms) [default: 9000]
+    #[arg(long, env = "SHARDLOG_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub broker_session_timeout_ms: Option<u64>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -138,6 +142,7 @@ struct FileConfig {
     admin_listen: Option<String>,
     cluster_listen: Option<SocketAddr>,
     voters: Option<String>,
+    broker_session_timeout_ms: Option<u64>,
 }
 
 /// Resolved settings: every default applied and every value checked, built once by
@@ -320,7 +325,15 @@ impl Config {
                 cli.node_id.or(file.node_id).unwrap_or(1),
                 cli.cluster_listen.or(file.cluster_listen),
                 cli.voters.or(file.voters),
-            )?,
+            )?
+            .map(|c| ClusterConfig {
+                broker_session_timeout_ms: cli
+                    .broker_session_timeout_ms
+                    .or(file.broker_session_timeout_ms)
+                    .unwrap_or(BROKER_SESSION_TIMEOUT_MS_DEFAULT)
+                    .max(100),
+                ..c
+            }),
             given,
         })
     }
@@ -365,6 +378,7 @@ fn given(cli: &Flags, file: &FileConfig) -> BTreeSet<&'static str> {
         admin_listen,
         cluster_listen,
         voters,
+        broker_session_timeout_ms,
     );
     keys.into_iter().filter(|k| k.1).map(|k| k.0).collect()
 }
@@ -376,7 +390,12 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The metadata log's voters: node id → cluster listener (shard 0's).
     pub voters: std::collections::BTreeMap<u64, SocketAddr>,
+    /// How long the metadata leader waits to hear from a broker before marking it dead.
+    pub broker_session_timeout_ms: u64,
 }
+
+/// Kafka's broker.session.timeout.ms default.
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9000;
 
 /// The cluster settings: both flags or neither; this node among the voters.
 fn cluster_config(
@@ -413,6 +432,7 @@ fn cluster_config(
     Ok(Some(ClusterConfig {
         listen,
         voters: out,
+        broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
     }))
 }
 

@@ -53,45 +53,14 @@ fn run_broker(flags: Flags) -> anyhow::Result<()> {
     // such as `./data`, and the shards must not depend on the working directory.
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let config = Arc::new(config);
-    let registry = match store::load(&config.data_dir)? {
-        Some(r) => r,
-        None => {
-            // A data directory with partitions but no registry lost its topics.json: starting
-            // fresh would sweep every partition away as an orphan.
-            let parts = store::partition_dirs(&config.data_dir)?;
-            if let Some((path, _, _)) = parts.first() {
-                anyhow::bail!(
-                    "{} holds {} partition directories (such as {}) but no __cluster/topics.json; \
-                     refusing to start, which would delete them: restore topics.json or move \
-                     the partition directories away",
-                    config.data_dir.display(),
-                    parts.len(),
-                    path.display()
-                );
-            }
-            let fresh = store::StoredRegistry {
-                version: 0,
-                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
-                topics: Vec::new(),
-            };
-            store::save(&config.data_dir, &fresh)?;
-            fresh
-        }
+    let (cluster_id, snapshot) = match &config.cluster {
+        None => single_node_registry(&config.data_dir)?,
+        Some(c) => cluster_registry(config.node_id, c),
     };
-    for orphan in store::remove_orphans(&config.data_dir, &registry)? {
-        tracing::warn!(dir = %orphan.display(), "removed a partition directory of no known topic");
-    }
-    match store::keep_reserve(&config.data_dir) {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            "the disk is nearly full: no space reserve for deleting topics; free some space"
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot make the disk space reserve"),
-    }
     let boot = Boot {
         config: config.clone(),
-        cluster_id: registry.cluster_id.clone(),
-        snapshot: Arc::new(Snapshot::from_topics(registry.version, registry.topics)),
+        cluster_id,
+        snapshot: Arc::new(snapshot),
         shutdown: runtime::shutdown_flag()?,
         started: Default::default(),
     };
@@ -119,4 +88,69 @@ fn run_broker(flags: Flags) -> anyhow::Result<()> {
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A single broker's registry from `__cluster/topics.json` (a fresh one for a new data
+/// directory; none with partition directories but no registry: that refuses to start), its
+/// orphan partition directories swept, the disk space reserve made.
+fn single_node_registry(data_dir: &std::path::Path) -> anyhow::Result<(String, Snapshot)> {
+    let registry = match store::load(data_dir)? {
+        Some(r) => r,
+        None => {
+            // A data directory with partitions but no registry lost its topics.json: starting
+            // fresh would sweep every partition away as an orphan.
+            let parts = store::partition_dirs(data_dir)?;
+            if let Some((path, _, _)) = parts.first() {
+                anyhow::bail!(
+                    "{} holds {} partition directories (such as {}) but no __cluster/topics.json; \
+                     refusing to start, which would delete them: restore topics.json or move \
+                     the partition directories away",
+                    data_dir.display(),
+                    parts.len(),
+                    path.display()
+                );
+            }
+            let fresh = store::StoredRegistry {
+                version: 0,
+                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+                topics: Vec::new(),
+            };
+            store::save(data_dir, &fresh)?;
+            fresh
+        }
+    };
+    for orphan in store::remove_orphans(data_dir, &registry)? {
+        tracing::warn!(dir = %orphan.display(), "removed a partition directory of no known topic");
+    }
+    match store::keep_reserve(data_dir) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "the disk is nearly full: no space reserve for deleting topics; free some space"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot make the disk space reserve"),
+    }
+    Ok((
+        registry.cluster_id.clone(),
+        Snapshot::from_topics(registry.version, registry.topics),
+    ))
+}
+
+/// A cluster member starts with an empty registry that names only itself and the voters;
+/// the metadata log's image replaces it as soon as the voter has replayed its log. The
+/// cluster id is derived from the voter set, the same on every member.
+fn cluster_registry(node_id: i32, c: &shardlog::config::ClusterConfig) -> (String, Snapshot) {
+    let voters: Vec<String> = c.voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
+    let a = crc32c::crc32c(voters.join(",").as_bytes());
+    let b = crc32c::crc32c_append(a, b"shardlog-cluster");
+    let id = uuid::Uuid::from_u64_pair(u64::from(a) << 32 | u64::from(b), u64::from(a ^ b));
+    let meta = shardlog::metadata::ClusterMeta {
+        me: node_id,
+        voters: c.voters.keys().map(|&v| v as i32).collect(),
+        ..Default::default()
+    };
+    let snapshot = Snapshot {
+        cluster: Some(Arc::new(meta)),
+        ..Snapshot::default()
+    };
+    (id.simple().to_string(), snapshot)
 }

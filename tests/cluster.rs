@@ -3,8 +3,10 @@
 //! other two elect a new one (the time is measured and printed); the killed broker,
 //! restarted on its data directory, rejoins and follows the same leader. Each broker
 //! registers itself in the metadata log, so every broker lists all three. What each broker
-//! sees is read from its admin API (`/v1/cluster`). Issue 20, in progress: the metadata log
-//! runs; topics and clients are still served per broker.
+//! sees is read from its admin API (`/v1/cluster`). Real clients (kafkajs with seed 002's
+//! code, kafka-python, confluent-kafka) create topics through any broker and produce to and
+//! consume from partitions spread over all three, in consumer groups coordinated by
+//! different brokers.
 
 mod harness;
 
@@ -13,8 +15,15 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use harness::Broker;
+use harness::{run, stdout, Broker};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, MetadataRequest,
+    MetadataResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
+use shardlog::storage::batch::build_test_batch;
+use shardlog::types::TimestampMs;
 
 /// The body of GET `path` on the admin listener at `admin`.
 fn get(admin: u16, path: &str) -> Option<String> {
@@ -53,6 +62,7 @@ struct Node {
     dir: PathBuf,
     kafka: u16,
     admin: u16,
+    shards: usize,
     broker: Option<Broker>,
 }
 
@@ -71,8 +81,10 @@ fn start(n: &mut Node, cluster: u16, voters: &str) {
         voters,
         "--admin-listen",
         &admin,
+        "--broker-session-timeout-ms",
+        "1500",
     ];
-    n.broker = Some(Broker::start_on(&n.dir, 1, n.kafka, &extra));
+    n.broker = Some(Broker::start_on(&n.dir, n.shards, n.kafka, &extra));
 }
 
 /// Waits until every node in `nodes` reports the same leader (not `not`); returns it.
@@ -90,42 +102,80 @@ fn agreed_leader(nodes: &[&Node], not: Option<u64>, limit: Duration) -> u64 {
     }
 }
 
+/// Three brokers of `shards` shards each, started as one cluster.
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    ports: Vec<u16>,
+    voters: String,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts three voters, waits for a leader and for all three registrations.
+    fn start(shards: usize) -> (Cluster, u64) {
+        let tmp = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| harness::free_port()).collect();
+        let voters = (1..=3)
+            .map(|i| format!("{i}@127.0.0.1:{}", ports[i - 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<Node> = (1..=3)
+            .map(|id| Node {
+                id,
+                dir: tmp.path().join(format!("n{id}")),
+                kafka: harness::free_port(),
+                admin: harness::free_port(),
+                shards,
+                broker: None,
+            })
+            .collect();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            start(n, ports[i], &voters);
+        }
+        let all: Vec<&Node> = nodes.iter().collect();
+        let leader = agreed_leader(&all, None, Duration::from_secs(30));
+        assert!((1..=3).contains(&leader));
+        // Every broker registers itself (followers' proposals go to the leader) and every
+        // broker's metadata image lists all three with their Kafka listeners.
+        let want: Vec<(u64, u64)> = nodes.iter().map(|n| (n.id, u64::from(n.kafka))).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes.iter().all(|n| registered(n.admin) == want) {
+            assert!(
+                Instant::now() < deadline,
+                "registrations: {:?}",
+                registered(nodes[0].admin)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let c = Cluster {
+            _tmp: tmp,
+            ports,
+            voters,
+            nodes,
+        };
+        (c, leader)
+    }
+
+    /// The Kafka address of node `id`.
+    fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.nodes[id as usize - 1].kafka)
+    }
+
+    /// All three Kafka addresses, comma-separated (a bootstrap list).
+    fn bootstrap(&self) -> String {
+        (1..=3).map(|i| self.addr(i)).collect::<Vec<_>>().join(",")
+    }
+}
+
 #[test]
 fn three_voters_elect_a_metadata_leader_and_elect_again_when_it_is_killed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| harness::free_port()).collect();
-    let voters = (1..=3)
-        .map(|i| format!("{i}@127.0.0.1:{}", ports[i - 1]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            dir: tmp.path().join(format!("n{id}")),
-            kafka: harness::free_port(),
-            admin: harness::free_port(),
-            broker: None,
-        })
-        .collect();
-    for (i, n) in nodes.iter_mut().enumerate() {
-        start(n, ports[i], &voters);
-    }
-    let all: Vec<&Node> = nodes.iter().collect();
-    let leader = agreed_leader(&all, None, Duration::from_secs(30));
-    assert!((1..=3).contains(&leader));
-
-    // Every broker registers itself (followers' proposals go to the leader) and every
-    // broker's metadata image lists all three with their Kafka listeners.
-    let want: Vec<(u64, u64)> = nodes.iter().map(|n| (n.id, u64::from(n.kafka))).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !nodes.iter().all(|n| registered(n.admin) == want) {
-        assert!(
-            Instant::now() < deadline,
-            "registrations: {:?}",
-            registered(nodes[0].admin)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (cluster, leader) = Cluster::start(1);
+    let Cluster {
+        _tmp,
+        ports,
+        voters,
+        mut nodes,
+    } = cluster;
     let metrics = get(nodes[0].admin, "/metrics").unwrap();
     let has = |line: &str| metrics.lines().any(|l| l == line);
     assert!(
@@ -162,4 +212,308 @@ fn three_voters_elect_a_metadata_leader_and_elect_again_when_it_is_killed() {
     assert!(Path::new(&nodes[li].dir)
         .join("__cluster/metadata/raft.log")
         .exists());
+}
+
+/// Metadata for all topics from the broker at `port`: (broker ids, controller, each
+/// partition's (index, leader) of `topic`).
+fn metadata(port: u16, topic: &str) -> (Vec<i32>, i32, Vec<(i32, i32)>) {
+    let mut c = harness::client::Client::connect(port);
+    let req = MetadataRequest::default().with_topics(None);
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    let brokers = resp.brokers.iter().map(|b| b.node_id.0).collect();
+    let t = resp
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic));
+    let mut parts: Vec<(i32, i32)> = t
+        .map(|t| {
+            let p = t.partitions.iter();
+            p.map(|p| (p.partition_index, p.leader_id.0)).collect()
+        })
+        .unwrap_or_default();
+    parts.sort_unstable();
+    (brokers, resp.controller_id.0, parts)
+}
+
+/// The broker FindCoordinator names for `group`, asked at `port`.
+fn coordinator(port: u16, group: &str) -> i32 {
+    let mut c = harness::client::Client::connect(port);
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.into()));
+    let resp: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &req);
+    assert_eq!(resp.error_code, 0, "{group}");
+    resp.node_id.0
+}
+
+fn python(script: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("python3");
+    c.arg(harness::clients_dir().join("python").join(script));
+    c
+}
+
+#[test]
+fn real_clients_use_topics_spread_over_three_brokers() {
+    let (c, _) = Cluster::start(2);
+    // Seed 002's admin code, through broker 2, creates user-events with 3 partitions; every
+    // broker then lists the three brokers and the partitions led by all three.
+    let seed = |file: &str, addr: &str| harness::node(&format!("seeds/{file}"), addr);
+    let created = run(&mut seed("kafka-topic.js", &c.addr(2)), 60);
+    assert!(stdout(&created).contains("Topic created!"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leaders = loop {
+        let seen: Vec<_> = (1..=3)
+            .map(|i| metadata(c.nodes[i - 1].kafka, "user-events"))
+            .collect();
+        if seen.iter().all(|m| m == &seen[0] && m.2.len() == 3) {
+            let (brokers, controller, parts) = seen[0].clone();
+            assert_eq!(brokers, [1, 2, 3]);
+            assert!((1..=3).contains(&controller));
+            break parts.into_iter().map(|p| p.1).collect::<Vec<i32>>();
+        }
+        assert!(Instant::now() < deadline, "{seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut spread = leaders.clone();
+    spread.sort_unstable();
+    assert_eq!(spread, [1, 2, 3], "one partition per broker: {leaders:?}");
+
+    // A partition asked of a broker that does not serve it: NOT_LEADER_OR_FOLLOWER (6).
+    let elsewhere = (leaders[0] % 3 + 1) as u64;
+    let batch = build_test_batch(1, 10, TimestampMs(0));
+    let mut client = harness::client::Client::connect(c.nodes[elsewhere as usize - 1].kafka);
+    assert_eq!(
+        client.produce_one("user-events", 0, batch.into()).0,
+        6,
+        "partition 0 is on broker {}",
+        leaders[0]
+    );
+
+    // Seed 002's producer through broker 3, then 300 keyed events with the three brokers as
+    // the bootstrap list; kafka-python reads all 301 back from the three brokers.
+    let sent = run(&mut seed("kafka-producer.js", &c.addr(3)), 60);
+    assert!(stdout(&sent).contains("Message sent!"));
+    let mut keyed = harness::node("keyed-producer.js", &c.bootstrap());
+    run(keyed.args(["user-events", "300"]), 60);
+    let read = run(
+        python("read_all.py").args([&c.bootstrap(), "user-events"]),
+        60,
+    );
+    let mut per_partition = [0usize; 3];
+    for line in stdout(&read).lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        per_partition[v[0].as_u64().unwrap() as usize] += 1;
+    }
+    assert_eq!(
+        per_partition.iter().sum::<usize>(),
+        301,
+        "{per_partition:?}"
+    );
+    // The seed's keys user-0..9 hash to two of the three partitions (Kafka's murmur2).
+    let used = per_partition.iter().filter(|&&n| n > 0).count();
+    assert!(used >= 2, "keys spread over brokers: {per_partition:?}");
+
+    // Two groups coordinated by different brokers: confluent-kafka and kafka-python each take
+    // every record in their group and commit; the committed offsets are read back.
+    let groups = two_groups_on_different_brokers(&c);
+    let take = |script: &str, group: &str, extra: &[&str]| {
+        let mut cmd = python(script);
+        cmd.args([&c.bootstrap(), "user-events", group, "301"])
+            .args(extra);
+        let out = run(&mut cmd, 120);
+        let v: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+        v["taken"].as_array().unwrap().len()
+    };
+    assert_eq!(take("group_take_confluent.py", &groups[0], &[]), 301);
+    assert_eq!(
+        take("group_take_kafka_python.py", &groups[1], &["manual"]),
+        301
+    );
+    for g in &groups {
+        // The group's commits are on its coordinator: one offset per partition, past every
+        // record; any other broker answers NOT_COORDINATOR (16).
+        let at = coordinator(c.nodes[0].kafka, g);
+        let (code, offsets) = committed(c.nodes[at as usize - 1].kafka, g);
+        assert_eq!(code, 0);
+        let past: i64 = offsets.iter().map(|&o| o.max(0)).sum();
+        assert_eq!(past, 301, "{g}: {offsets:?}");
+        let other = at as usize % 3;
+        assert_eq!(committed(c.nodes[other].kafka, g).0, 16);
+    }
+
+    // `shardlog topics describe` through broker 1 shows the spread.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(["topics", "describe", "user-events", "--bootstrap-server"])
+        .arg(c.addr(1))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (p, l) in leaders.iter().enumerate() {
+        let want = format!("Partition: {p}\tLeader: {l}\tReplicas: {l}\tIsr: {l}");
+        assert!(text.contains(&want), "{want:?} in {text}");
+    }
+}
+
+/// OffsetFetch of `group`'s offsets of user-events partitions 0-2 at `port`: (error, offsets).
+fn committed(port: u16, group: &str) -> (i16, Vec<i64>) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let mut c = harness::client::Client::connect(port);
+    let topic = OffsetFetchRequestTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("user-events")))
+        .with_partition_indexes(vec![0, 1, 2]);
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_topics(Some(vec![topic]));
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 5, &req);
+    let offsets = resp.topics.iter().flat_map(|t| t.partitions.iter());
+    (
+        resp.error_code,
+        offsets.map(|p| p.committed_offset).collect(),
+    )
+}
+
+/// Two group names whose coordinators (as every broker answers) are different brokers.
+fn two_groups_on_different_brokers(c: &Cluster) -> Vec<String> {
+    let mut found: Vec<(String, i32)> = Vec::new();
+    for i in 0.. {
+        let g = format!("cluster-group-{i}");
+        let at: Vec<i32> = (0..3).map(|n| coordinator(c.nodes[n].kafka, &g)).collect();
+        assert!(at.iter().all(|&b| b == at[0]), "{g}: {at:?}");
+        if found.iter().all(|(_, b)| *b != at[0]) {
+            found.push((g, at[0]));
+        }
+        if found.len() == 2 {
+            break;
+        }
+    }
+    found.into_iter().map(|(g, _)| g).collect()
+}
+
+/// CreateTopics of one topic of `partitions` partitions at `c`: the topic's error code.
+fn create_topic(c: &mut harness::client::Client, name: &str, partitions: i32) -> i16 {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(-1);
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![t])
+        .with_timeout_ms(10_000);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 5, &req);
+    resp.topics[0].error_code
+}
+
+/// Creates topics loop-0..loop-`n` (2 partitions each) one after another at `port`,
+/// retrying retriable errors (NOT_CONTROLLER 41, REQUEST_TIMED_OUT 7); a retry that finds the
+/// topic (TOPIC_ALREADY_EXISTS 36) means the earlier try committed. Returns the names
+/// acknowledged, those found created on a retry, and the retries.
+fn create_loop(port: u16, n: usize, done: &std::sync::atomic::AtomicUsize) -> Loop {
+    let mut client = harness::client::Client::connect(port);
+    let (mut acked, mut exists, mut retried) = (Vec::new(), Vec::new(), 0);
+    for i in 0..n {
+        let name = format!("loop-{i}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match create_topic(&mut client, &name, 2) {
+                0 => break acked.push(name.clone()),
+                36 if tries > 1 => break exists.push(name.clone()),
+                41 | 7 => retried += 1,
+                code => panic!("{name}: error {code}"),
+            }
+            assert!(Instant::now() < deadline, "{name} never created");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+    }
+    (acked, exists, retried)
+}
+
+/// What `create_loop` saw: (acknowledged, found created on a retry, retries).
+type Loop = (Vec<String>, Vec<String>, usize);
+
+/// Every topic Metadata lists at `port`: name → (partitions, leaders).
+fn all_topics(port: u16) -> std::collections::BTreeMap<String, Vec<i32>> {
+    let mut c = harness::client::Client::connect(port);
+    let req = MetadataRequest::default().with_topics(None);
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    let topics = resp.topics.iter().map(|t| {
+        let mut parts: Vec<(i32, i32)> = t
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0))
+            .collect();
+        parts.sort_unstable();
+        let name = t.name.as_ref().unwrap().0.to_string();
+        (name, parts.into_iter().map(|p| p.1).collect())
+    });
+    topics.collect()
+}
+
+#[test]
+fn create_topics_keeps_working_across_a_kill_of_the_metadata_leader() {
+    let (mut c, leader) = Cluster::start(1);
+    let survivor = (leader % 3 + 1) as usize; // a broker that is not the leader
+                                              // The loop runs in its own thread, through a broker that stays up; the leader is killed
+                                              // while it runs, with requests in flight.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let port = c.nodes[survivor - 1].kafka;
+    let looping = {
+        let done = done.clone();
+        std::thread::spawn(move || create_loop(port, 60, &done))
+    };
+    while done.load(std::sync::atomic::Ordering::Relaxed) < 10 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed_at = Instant::now();
+    let _ = c.nodes[leader as usize - 1].broker.take().unwrap().kill();
+    let rest: Vec<&Node> = c.nodes.iter().filter(|n| n.id != leader).collect();
+    let new = agreed_leader(&rest, Some(leader), Duration::from_secs(30));
+    let new_leader_after = Some((new, killed_at.elapsed()));
+    let (acked, exists, retried) = looping.join().unwrap();
+    let (new_leader, took) = new_leader_after.unwrap();
+    println!(
+        "new metadata leader {new_leader} {:.0} ms after kill -9 of {leader}; {} topics \
+         acknowledged, {} found created after a retriable error ({retried} retries)",
+        took.as_secs_f64() * 1e3,
+        acked.len(),
+        exists.len()
+    );
+    // Every acknowledged topic exists, whole, on both live brokers; the killed broker's
+    // partitions have no leader once it is marked dead.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = all_topics(c.nodes[survivor - 1].kafka);
+        let whole = acked
+            .iter()
+            .chain(&exists)
+            .all(|t| seen.get(t).is_some_and(|l| l.len() == 2));
+        let dead_marked = seen.values().flatten().all(|&l| l != leader as i32);
+        if whole && dead_marked {
+            assert!(seen.values().all(|l| l.len() == 2), "none half-created");
+            assert!(seen.keys().all(|t| t.starts_with("loop-")));
+            assert!(
+                seen.values().flatten().any(|&l| l == -1),
+                "some lost their leader"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The killed broker comes back, catches up, and leads its partitions again.
+    let li = leader as usize - 1;
+    let port = c.ports[li];
+    let voters = c.voters.clone();
+    start(&mut c.nodes[li], port, &voters);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let back = all_topics(c.nodes[li].kafka);
+        let other = all_topics(c.nodes[survivor - 1].kafka);
+        if back == other && back.values().flatten().all(|&l| l > 0) && back.len() == 60 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{back:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

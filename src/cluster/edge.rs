@@ -2,18 +2,23 @@
 //! voter (`node.rs`), its log file (`raft::disk`) and the shard's transport, and runs one
 //! loop: wait for the tick timer or for messages from the other voters, tick, then carry
 //! out each turn (send, write and sync, report persisted, send what waited for the write,
-//! rewrite the file after a compaction). What it knows of the cluster (leader, term, applied
-//! index) is published for the admin API on the same thread ([`view`]).
+//! rewrite the file after a compaction, hand the new registry to the broker, answer the
+//! proposals decided). Admin changes reach it through [`submit`] on the same thread; what it
+//! knows of the cluster is published for the admin API ([`view`]). On the leader it also
+//! watches the brokers' liveness: one not heard from for the session timeout is marked dead.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::image::{Broker, MetaRecord};
-use super::node::MetaNode;
+use super::image::{ApplyError, Broker, MetaRecord};
+use super::node::{Decided, MetaNode};
 use super::transport::{self, Deliver, Endpoint, Transport, TransportConfig};
 use crate::config::ClusterConfig;
+use crate::metadata::Snapshot;
 use crate::raft::disk::LogFile;
 use crate::raft::GroupConfig;
 use crate::runtime::{self, local_channel};
@@ -24,8 +29,15 @@ const METADATA_GROUP: u64 = 0;
 const TICK: Duration = Duration::from_millis(50);
 /// Ticks between checks that this broker's registration is in the metadata log.
 const REGISTER_EVERY_TICKS: u64 = 20;
+/// Ticks between the leader's checks of the brokers' liveness.
+const LIVENESS_EVERY_TICKS: u64 = 10;
 /// Applied entries kept in the metadata log before it is compacted.
 const COMPACT_AFTER_ENTRIES: u64 = 1000;
+/// Ticks a proposal forwarded to the leader may take to be applied (3 s) before the
+/// request that made it is answered with a retriable error.
+const FORWARD_TIMEOUT_TICKS: u64 = 60;
+/// Admin proposals waiting for their outcome at once, at most.
+const WAITING_MAX: usize = 1024;
 
 /// What this broker knows of the cluster, for the admin API.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -46,8 +58,56 @@ pub struct ClusterView {
     pub brokers: Vec<Broker>,
 }
 
+/// Why a proposal has no outcome.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// This broker runs no metadata voter (or it has stopped).
+    #[error("this broker is not a cluster member")]
+    NotMember,
+    /// No metadata leader is known, or it refused the proposal; try again.
+    #[error("no metadata leader takes proposals now: {0}")]
+    NoLeader(String),
+    /// The proposal was lost in a leader change, or not seen applied in time; it may still
+    /// be applied later.
+    #[error("the proposal was lost or not applied in time")]
+    Lost,
+    /// Too many proposals wait already.
+    #[error("too many metadata changes in flight")]
+    Busy,
+}
+
+/// A committed proposal: the record's apply result, and the log index applied by then (the
+/// registry version that holds it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Whether the record changed the image (an error says why not).
+    pub result: Result<(), ApplyError>,
+    /// The image's applied index when the outcome was known.
+    pub applied: u64,
+}
+
+/// Called with every new registry the metadata log's image gives this broker.
+pub type Install = Rc<dyn Fn(Arc<Snapshot>)>;
+
+/// The voter and what waits on it, shared by the edge's loop and [`submit`] on shard 0.
+struct Edge {
+    node: RefCell<MetaNode>,
+    me: Broker,
+    voters: Vec<u64>,
+    session: Duration,
+    next_token: Cell<u64>,
+    waiting: RefCell<HashMap<u64, local_channel::LocalSender<Result<Committed, SubmitError>>>>,
+    /// When each broker was last heard from (any message of its shard 0).
+    heard: RefCell<HashMap<u64, Instant>>,
+    /// When this node last became leader (liveness gives every broker a grace from then).
+    leading_since: Cell<Option<Instant>>,
+    wake: local_channel::LocalSender<()>,
+    install: Install,
+}
+
 thread_local! {
     static VIEW: RefCell<Option<ClusterView>> = const { RefCell::new(None) };
+    static EDGE: RefCell<Option<Rc<Edge>>> = const { RefCell::new(None) };
 }
 
 /// The cluster as this broker's voter sees it (None: not a cluster member, or not on the
@@ -56,10 +116,40 @@ pub fn view() -> Option<ClusterView> {
     VIEW.with(|v| v.borrow().clone())
 }
 
+fn edge() -> Option<Rc<Edge>> {
+    EDGE.with(|e| e.borrow().clone())
+}
+
+/// Proposes `record` to the metadata log (from shard 0 of a cluster member) and waits for
+/// its outcome.
+pub async fn submit(record: MetaRecord) -> Result<Committed, SubmitError> {
+    let edge = edge().ok_or(SubmitError::NotMember)?;
+    if edge.waiting.borrow().len() >= WAITING_MAX {
+        return Err(SubmitError::Busy);
+    }
+    let token = edge.next_token.get();
+    edge.next_token.set(token + 1);
+    let (tx, rx) = local_channel::new_bounded(1);
+    edge.node
+        .borrow_mut()
+        .propose(token, &record, FORWARD_TIMEOUT_TICKS)
+        .map_err(|e| SubmitError::NoLeader(e.to_string()))?;
+    edge.waiting.borrow_mut().insert(token, tx);
+    let _ = edge.wake.try_send(());
+    let outcome = rx.recv().await;
+    edge.waiting.borrow_mut().remove(&token);
+    outcome.unwrap_or(Err(SubmitError::NotMember))
+}
+
+/// The first producer id the next block would start at (the image's end of handed-out ids).
+pub fn producer_ids_until() -> Option<i64> {
+    edge().map(|e| e.node.borrow().image().producer_ids_until)
+}
+
 /// Runs this broker's metadata voter until the task is dropped; `me` is the registration it
-/// keeps in the metadata log. Exits the process if the log cannot be opened or the listener
-/// bound (as the Kafka listener does).
-pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path) {
+/// keeps in the metadata log; `install` gets every new registry. Exits the process if the
+/// log cannot be opened or the listener bound (as the Kafka listener does).
+pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, install: Install) {
     let node_id = me.node_id as u64;
     let voters: Vec<u64> = cluster.voters.keys().copied().collect();
     let dir = data_dir.join("__cluster").join("metadata");
@@ -69,31 +159,34 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path) {
     };
     let node = MetaNode::new(&GroupConfig::new(node_id), log, COMPACT_AFTER_ENTRIES)
         .unwrap_or_else(|e| fatal("cannot start the metadata voter", &e));
-    let node = Rc::new(RefCell::new(node));
     let listener = runtime::listen_exclusive(cluster.listen)
         .unwrap_or_else(|e| fatal("cannot listen for cluster traffic", &e));
+    let (wake, wake_rx) = local_channel::new_bounded::<()>(1);
+    let edge = Rc::new(Edge {
+        node: RefCell::new(node),
+        me,
+        voters: voters.clone(),
+        session: Duration::from_millis(cluster.broker_session_timeout_ms),
+        next_token: Cell::new(1),
+        waiting: RefCell::new(HashMap::new()),
+        heard: RefCell::new(HashMap::new()),
+        leading_since: Cell::new(None),
+        wake,
+        install,
+    });
     let here = Endpoint {
         node: node_id,
         shard: 0,
     };
     let config = TransportConfig::default();
-    let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
-    let deliver: Deliver = {
-        let node = node.clone();
-        Rc::new(move |_, msgs| {
-            for (group, m) in msgs {
-                if group == METADATA_GROUP {
-                    let _ = node.borrow_mut().step(m);
-                }
-            }
-            let _ = wake_tx.try_send(());
-        })
-    };
-    let _server = runtime::spawn(transport::serve(listener, here, config, deliver));
+    let _server = runtime::spawn(transport::serve(listener, here, config, deliver(&edge)));
     let out = Transport::new(here, cluster.voters.clone(), config);
+    EDGE.with(|e| *e.borrow_mut() = Some(edge.clone()));
+    let _unset = Unset;
     let started = Instant::now();
     let since = Cell::new(0.0);
-    publish(node_id, &voters, &node.borrow(), since.get());
+    edge.publish(since.get());
+    edge.install_image();
     tracing::info!(node_id, voters = ?voters, listen = %cluster.listen, "metadata voter started");
     let mut next_tick = Instant::now() + TICK;
     let mut ticks: u64 = 0;
@@ -104,75 +197,172 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path) {
         })
         .await;
         if Instant::now() >= next_tick {
-            node.borrow_mut().tick();
+            edge.node.borrow_mut().tick();
             next_tick += TICK;
             ticks += 1;
             if ticks % REGISTER_EVERY_TICKS == 0 {
-                register(&mut node.borrow_mut(), &me);
+                edge.register();
+            }
+            if ticks % LIVENESS_EVERY_TICKS == 0 {
+                edge.check_liveness();
             }
         }
-        drive(&node, &mut file, &out, started, &since);
-        publish(node_id, &voters, &node.borrow(), since.get());
+        edge.drive(&mut file, &out, started, &since);
+        edge.publish(since.get());
     }
 }
 
-/// Proposes this broker's registration (forwarded to the leader) while the metadata log
-/// does not hold it as it is; a dropped proposal is made again at the next check.
-fn register(node: &mut MetaNode, me: &Broker) {
-    if node.image().brokers.get(&me.node_id) == Some(me) || node.leadership().leader.is_none() {
-        return;
-    }
-    if let Err(e) = node.forward(&MetaRecord::RegisterBroker(me.clone())) {
-        tracing::debug!(error = %e, "registration not proposed; trying again");
+/// Clears the thread's edge when the voter's task ends (waiters then see it gone).
+struct Unset;
+
+impl Drop for Unset {
+    fn drop(&mut self) {
+        EDGE.with(|e| e.borrow_mut().take());
     }
 }
 
-/// Carries out every pending turn of the voter.
-fn drive(
-    node: &RefCell<MetaNode>,
-    file: &mut LogFile,
-    out: &Transport,
-    started: Instant,
-    since: &Cell<f64>,
-) {
-    loop {
-        let mut n = node.borrow_mut();
-        let Some(turn) = n.turn() else { break };
-        turn.send
-            .into_iter()
-            .for_each(|m| out.send(0, METADATA_GROUP, m));
-        if let Err(e) = file.write(&turn.write) {
-            fatal("cannot write the metadata log", &e);
-        }
-        n.persisted(turn.number);
-        turn.send_after_write
-            .into_iter()
-            .for_each(|m| out.send(0, METADATA_GROUP, m));
-        if turn.compacted {
-            if let Err(e) = file.rewrite(n.log()) {
-                fatal("cannot rewrite the metadata log", &e);
+/// Hands the voter the messages that arrive, noting who was heard from.
+fn deliver(edge: &Rc<Edge>) -> Deliver {
+    let edge = edge.clone();
+    Rc::new(move |from: Endpoint, msgs| {
+        edge.heard.borrow_mut().insert(from.node, Instant::now());
+        for (group, m) in msgs {
+            if group == METADATA_GROUP {
+                let _ = edge.node.borrow_mut().step(m);
             }
         }
-        if let Some(l) = turn.leadership {
-            since.set(started.elapsed().as_secs_f64());
-            tracing::info!(leader = ?l.leader, term = l.term, "metadata leader");
-        }
-    }
-    out.flush();
+        let _ = edge.wake.try_send(());
+    })
 }
 
-fn publish(node_id: u64, voters: &[u64], n: &MetaNode, since: f64) {
-    let l = n.leadership();
-    let v = ClusterView {
-        node_id,
-        voters: voters.to_vec(),
-        leader: l.leader,
-        term: l.term,
-        applied: n.image().applied,
-        leader_since_s: since,
-        brokers: n.image().brokers.values().cloned().collect(),
-    };
-    VIEW.with(|cell| *cell.borrow_mut() = Some(v));
+impl Edge {
+    /// Proposes this broker's registration (forwarded to the leader) while the metadata log
+    /// does not hold it as it is; a dropped proposal is made again at the next check.
+    /// Liveness is the leader's to judge, so it is not compared.
+    fn register(&self) {
+        let mut node = self.node.borrow_mut();
+        let held = node.image().brokers.get(&self.me.node_id).map(|b| Broker {
+            alive: true,
+            ..b.clone()
+        });
+        if held.as_ref() == Some(&self.me) || node.leadership().leader.is_none() {
+            return;
+        }
+        if let Err(e) = node.forward(&MetaRecord::RegisterBroker(self.me.clone())) {
+            tracing::debug!(error = %e, "registration not proposed; trying again");
+        }
+    }
+
+    /// On the leader: marks dead the brokers not heard from for the session timeout (every
+    /// broker gets that long from the leader's election) and alive again those heard since.
+    fn check_liveness(&self) {
+        let mut node = self.node.borrow_mut();
+        if !node.is_leader() {
+            self.leading_since.set(None);
+            return;
+        }
+        let now = Instant::now();
+        let since = self.leading_since.get().unwrap_or(now);
+        self.leading_since.set(Some(since));
+        let heard = self.heard.borrow();
+        let changes: Vec<MetaRecord> = node
+            .image()
+            .brokers
+            .values()
+            .filter_map(|b| {
+                let id = b.node_id as u64;
+                let last = heard.get(&id).copied().unwrap_or(since).max(since);
+                let alive = id == self.me.node_id as u64 || now - last < self.session;
+                (alive != b.alive).then_some(MetaRecord::BrokerAlive {
+                    node_id: b.node_id,
+                    alive,
+                })
+            })
+            .collect();
+        for record in changes {
+            tracing::info!(?record, "broker liveness changed");
+            if let Err(e) = node.forward(&record) {
+                tracing::debug!(error = %e, "liveness change not proposed; trying again");
+            }
+        }
+    }
+
+    /// Carries out every pending turn of the voter.
+    fn drive(&self, file: &mut LogFile, out: &Transport, started: Instant, since: &Cell<f64>) {
+        let mut changed = false;
+        loop {
+            let mut n = self.node.borrow_mut();
+            let Some(turn) = n.turn() else { break };
+            turn.send
+                .into_iter()
+                .for_each(|m| out.send(0, METADATA_GROUP, m));
+            if turn.number > 0 {
+                if let Err(e) = file.write(&turn.write) {
+                    fatal("cannot write the metadata log", &e);
+                }
+                n.persisted(turn.number);
+            }
+            turn.send_after_write
+                .into_iter()
+                .for_each(|m| out.send(0, METADATA_GROUP, m));
+            if turn.compacted {
+                if let Err(e) = file.rewrite(n.log()) {
+                    fatal("cannot rewrite the metadata log", &e);
+                }
+            }
+            if let Some(l) = turn.leadership {
+                since.set(started.elapsed().as_secs_f64());
+                tracing::info!(leader = ?l.leader, term = l.term, "metadata leader");
+                changed = true;
+            }
+            changed |= turn.image_changed;
+            let applied = n.image().applied;
+            drop(n);
+            if changed {
+                self.install_image();
+                changed = false;
+            }
+            self.answer(turn.decided, applied);
+        }
+        out.flush();
+    }
+
+    /// Hands the broker the registry of the current image.
+    fn install_image(&self) {
+        let node = self.node.borrow();
+        let voters: Vec<i32> = self.voters.iter().map(|&v| v as i32).collect();
+        let leader = node.leadership().leader.map(|l| l as i32);
+        let snap = node.image().registry_for(self.me.node_id, &voters, leader);
+        drop(node);
+        (self.install)(Arc::new(snap));
+    }
+
+    fn answer(&self, decided: Vec<(u64, Decided)>, applied: u64) {
+        for (token, outcome) in decided {
+            let answer = match outcome {
+                Decided::Committed(result) => Ok(Committed { result, applied }),
+                Decided::Lost => Err(SubmitError::Lost),
+            };
+            if let Some(tx) = self.waiting.borrow_mut().remove(&token) {
+                let _ = tx.try_send(answer);
+            }
+        }
+    }
+
+    fn publish(&self, since: f64) {
+        let n = self.node.borrow();
+        let l = n.leadership();
+        let v = ClusterView {
+            node_id: self.me.node_id as u64,
+            voters: self.voters.clone(),
+            leader: l.leader,
+            term: l.term,
+            applied: n.image().applied,
+            leader_since_s: since,
+            brokers: n.image().brokers.values().cloned().collect(),
+        };
+        VIEW.with(|cell| *cell.borrow_mut() = Some(v));
+    }
 }
 
 fn fatal(what: &str, e: &dyn std::fmt::Display) -> ! {

@@ -6,8 +6,10 @@
 //! says so, the same way on every node.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::metadata::{Snapshot, TopicConfigs, TopicMeta};
+use super::place;
+use crate::metadata::{BrokerAddr, ClusterMeta, Place, Snapshot, TopicConfigs, TopicMeta};
 
 /// A broker as the cluster knows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,9 +69,14 @@ pub enum MetaRecord {
         /// The configs it sets from now on.
         configs: TopicConfigs,
     },
-    /// Producer ids below `until` are handed out (to the broker that asked).
+    /// Producer ids `from..until` are handed out to `broker` (the block must start where the
+    /// last one ended: two brokers asking at once get one block, the other asks again).
     ProducerIds {
-        /// One past the last id taken.
+        /// The broker that asked.
+        broker: i32,
+        /// The block's first id: the image's `producer_ids_until` when it was asked for.
+        from: i64,
+        /// One past the block's last id.
         until: i64,
     },
 }
@@ -108,8 +115,8 @@ pub enum ApplyError {
     /// A partition list that does not match the topic.
     #[error("topic {0}: {1} partitions where {2} were expected")]
     Partitions(String, usize, i32),
-    /// Producer ids would go back.
-    #[error("producer ids back to {0}")]
+    /// A producer-id block that does not start where the last one ended.
+    #[error("producer-id block from {0} is not the next one")]
     ProducerIds(i64),
 }
 
@@ -142,9 +149,9 @@ impl ClusterImage {
                 t.meta.configs = configs.clone();
                 Ok(())
             }
-            MetaRecord::ProducerIds { until } => {
-                if *until < self.producer_ids_until {
-                    return Err(ApplyError::ProducerIds(*until));
+            MetaRecord::ProducerIds { from, until, .. } => {
+                if *from != self.producer_ids_until || until <= from {
+                    return Err(ApplyError::ProducerIds(*from));
                 }
                 self.producer_ids_until = *until;
                 Ok(())
@@ -200,6 +207,54 @@ impl ClusterImage {
         Snapshot::from_topics(self.applied, topics)
     }
 
+    /// The registry as broker `me` installs it: the topics with where each partition lives
+    /// (its broker, and the shard there by `place::shard_on_broker`), the brokers, the
+    /// `voters` (group coordinators) and the metadata `leader`.
+    pub fn registry_for(&self, me: i32, voters: &[i32], leader: Option<i32>) -> Snapshot {
+        let brokers = self
+            .brokers
+            .iter()
+            .map(|(id, b)| {
+                let addr = BrokerAddr {
+                    host: b.host.clone(),
+                    port: b.port,
+                    alive: b.alive,
+                };
+                (*id, addr)
+            })
+            .collect();
+        let placement = self
+            .topics
+            .values()
+            .map(|t| (t.meta.id, self.places(t)))
+            .collect();
+        let mut voters = voters.to_vec();
+        voters.sort_unstable();
+        let mut snap = self.registry();
+        snap.cluster = Some(Arc::new(ClusterMeta {
+            me,
+            voters,
+            controller: leader,
+            brokers,
+            placement,
+        }));
+        snap
+    }
+
+    fn places(&self, t: &PlacedTopic) -> Arc<[Place]> {
+        (0..t.meta.partitions)
+            .map(|p| {
+                let broker = t.brokers[p as usize];
+                let shards = self.brokers.get(&broker).map_or(1, |b| b.shards.max(1));
+                let shard = place::shard_on_broker(&t.meta.id, p, &t.brokers, shards as usize);
+                Place {
+                    broker,
+                    shard: shard as u32,
+                }
+            })
+            .collect()
+    }
+
     /// The broker of `partition` of topic `name`, if both exist.
     pub fn broker_of(&self, name: &str, partition: i32) -> Option<&Broker> {
         let t = self.topics.get(name)?;
@@ -218,13 +273,37 @@ impl ClusterImage {
     }
 }
 
+/// A metadata log entry: a record, and who proposed it when the proposer waits for it
+/// (`node`, `token`): a broker that is not the leader forwards its proposal and learns its
+/// fate only by seeing its origin applied.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    /// (node id, token) of a proposer that waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(u64, u64)>,
+    /// The change.
+    pub record: MetaRecord,
+}
+
+impl LogEntry {
+    /// The entry as a log entry's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an entry always serializes")
+    }
+
+    /// An entry from [`LogEntry::encode`]'s bytes.
+    pub fn decode(b: &[u8]) -> Result<LogEntry, serde_json::Error> {
+        serde_json::from_slice(b)
+    }
+}
+
 impl MetaRecord {
-    /// The record as a log entry's bytes.
+    /// The record as bytes (JSON with its `type` tag).
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a record always serializes")
     }
 
-    /// A record from a log entry's bytes.
+    /// A record from [`MetaRecord::encode`]'s bytes.
     pub fn decode(b: &[u8]) -> Result<MetaRecord, serde_json::Error> {
         serde_json::from_slice(b)
     }
@@ -272,7 +351,11 @@ mod tests {
             node_id: 2,
             alive: false,
         };
-        let pids = |until| MetaRecord::ProducerIds { until };
+        let pids = |from, until| MetaRecord::ProducerIds {
+            broker: 1,
+            from,
+            until,
+        };
         let rows: Vec<(MetaRecord, Result<(), ApplyError>)> = vec![
             (broker(1), Ok(())),
             (broker(2), Ok(())),
@@ -296,8 +379,9 @@ mod tests {
             ),
             (grow("orders", &[1, 2, 1, 2]), Ok(())),
             (dead, Ok(())),
-            (pids(1000), Ok(())),
-            (pids(500), Err(ApplyError::ProducerIds(500))),
+            (pids(0, 1000), Ok(())),
+            (pids(0, 1000), Err(ApplyError::ProducerIds(0))),
+            (pids(1000, 1000), Err(ApplyError::ProducerIds(1000))),
             (
                 MetaRecord::DeleteTopic { name: "pay".into() },
                 Err(ApplyError::Topic("pay".into(), "unknown")),
@@ -321,6 +405,16 @@ mod tests {
         let registry = image.registry();
         assert_eq!(registry.version, rows.len() as u64);
         assert_eq!(registry.topic("orders").map(|t| t.partitions), Some(4));
+        let mine = image.registry_for(1, &[2, 1], Some(2));
+        let c = mine.cluster.as_ref().expect("a cluster registry");
+        let id = Uuid::from_u128(1);
+        assert_eq!((c.voters.clone(), c.controller), (vec![1, 2], Some(2)));
+        assert_eq!(c.replica(&id, 3), Some(2));
+        assert_eq!(c.leader(&id, 3), None, "broker 2 is dead");
+        assert!(matches!(
+            mine.locate(&id, 0, 2),
+            crate::metadata::Where::Here(_)
+        ));
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! log file after a compaction, install the new registry, and answer the requests whose
 //! proposals were decided. A proposal is decided when its log index is applied: committed
 //! if the entry there has the proposal's term, lost (a leader change dropped it) if not.
+//! A follower's proposal is forwarded to the leader (raft-rs's proposal forwarding) with its
+//! origin in the entry: decided committed when an entry of that origin is applied, lost when
+//! none is within `forward_timeout_ticks` (the change may still commit later; the client got
+//! a retriable error and, retrying, learns what happened, as with Kafka's REQUEST_TIMED_OUT).
 
 use std::collections::BTreeMap;
 
 use raft::eraftpb::Message;
 
-use super::image::{ApplyError, ClusterImage, MetaRecord};
+use super::image::{ApplyError, ClusterImage, LogEntry, MetaRecord};
 use crate::raft::{Group, GroupConfig, Leadership, RaftError, RaftLog, Write};
 
 /// How a proposal ended.
@@ -28,7 +32,7 @@ pub enum Decided {
 /// answer `decided`.
 #[derive(Debug, Default)]
 pub struct Turn {
-    /// Identifies the write for [`MetaNode::persisted`].
+    /// Identifies the write for [`MetaNode::persisted`] (0: a turn of decisions only).
     pub number: u64,
     /// Messages to send now.
     pub send: Vec<Message>,
@@ -48,10 +52,15 @@ pub struct Turn {
 
 /// A metadata-log voter.
 pub struct MetaNode {
+    me: u64,
     group: Group,
     image: ClusterImage,
-    /// Proposals not yet decided, by log index: (term, token).
+    /// The leader's own proposals not yet decided, by log index: (term, token).
     waiting: BTreeMap<u64, (u64, u64)>,
+    /// Proposals forwarded to the leader, not yet seen applied: token → ticks left.
+    forwarded: BTreeMap<u64, u64>,
+    /// Decisions made outside a Ready (forwarded proposals timed out), for the next turn.
+    pending: Vec<(u64, Decided)>,
     /// Applied entries kept in the log before it is compacted into a snapshot.
     compact_after_entries: u64,
 }
@@ -75,9 +84,12 @@ impl MetaNode {
             ClusterImage::decode(data).expect("the metadata snapshot was written by us")
         };
         Ok(MetaNode {
+            me: config.id,
             group: Group::new(config, log, &crate::raft::logger())?,
             image,
             waiting: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            pending: Vec::new(),
             compact_after_entries: compact_after_entries.max(1),
         })
     }
@@ -102,9 +114,16 @@ impl MetaNode {
         self.group.is_leader()
     }
 
-    /// One tick of the shard's timer.
+    /// One tick of the shard's timer; forwarded proposals out of time are decided lost.
     pub fn tick(&mut self) {
         self.group.tick();
+        self.forwarded.retain(|token, left| {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.pending.push((*token, Decided::Lost));
+            }
+            *left > 0
+        });
     }
 
     /// A message from another voter.
@@ -112,32 +131,67 @@ impl MetaNode {
         self.group.step(m)
     }
 
-    /// Proposes `record`; `token` comes back in [`Turn::decided`].
-    pub fn propose(&mut self, token: u64, record: &MetaRecord) -> Result<(), RaftError> {
-        let (index, term) = self.group.propose(record.encode())?;
-        self.waiting.insert(index, (term, token));
+    /// Proposes `record`; `token` (unique among this node's undecided proposals) comes
+    /// back in [`Turn::decided`]. On the leader the proposal is appended here; elsewhere it
+    /// is forwarded to the leader and decided lost if not applied within `timeout_ticks`.
+    /// An error: no leader is known, or the leader refused it (too much uncommitted).
+    pub fn propose(
+        &mut self,
+        token: u64,
+        record: &MetaRecord,
+        timeout_ticks: u64,
+    ) -> Result<(), RaftError> {
+        let entry = LogEntry {
+            origin: Some((self.me, token)),
+            record: record.clone(),
+        };
+        if self.group.is_leader() {
+            let (index, term) = self.group.propose(entry.encode())?;
+            self.waiting.insert(index, (term, token));
+        } else {
+            self.group.forward(entry.encode())?;
+            self.forwarded.insert(token, timeout_ticks.max(1));
+        }
         Ok(())
     }
 
     /// Proposes an idempotent `record` from any voter, untracked (see [`Group::forward`]).
     pub fn forward(&mut self, record: &MetaRecord) -> Result<(), RaftError> {
-        self.group.forward(record.encode())
+        let entry = LogEntry {
+            origin: None,
+            record: record.clone(),
+        };
+        self.group.forward(entry.encode())
     }
 
     /// The write of turn `number` (and earlier) is durable.
     pub fn persisted(&mut self, number: u64) {
+        if number == 0 {
+            return; // a turn of decisions only: nothing was written
+        }
         self.group.persisted(number);
     }
 
     /// The work this turn produced, if any.
     pub fn turn(&mut self) -> Option<Turn> {
-        let work = self.group.work()?;
+        let Some(work) = self.group.work() else {
+            if self.pending.is_empty() {
+                return None;
+            }
+            let decided = std::mem::take(&mut self.pending);
+            return Some(Turn {
+                number: 0,
+                decided,
+                ..Turn::default()
+            });
+        };
         let mut turn = Turn {
             number: work.number,
             send: work.send,
             write: work.write,
             send_after_write: work.send_after_write,
             leadership: work.leadership,
+            decided: std::mem::take(&mut self.pending),
             ..Turn::default()
         };
         if let Some((index, data)) = work.restore {
@@ -154,12 +208,13 @@ impl MetaNode {
                 self.image.applied = e.index; // a new leader's no-op
                 Ok(())
             } else {
-                let record = MetaRecord::decode(&e.data).expect("entries are records");
-                let r = self.image.apply(e.index, &record);
+                let entry = LogEntry::decode(&e.data).expect("entries are log entries");
+                let r = self.image.apply(e.index, &entry.record);
                 if let Err(why) = &r {
                     tracing::debug!(index = e.index, %why, "metadata record changed nothing");
                 }
                 turn.image_changed = true;
+                self.decide_forwarded(entry.origin, &r, &mut turn);
                 r
             };
             self.decide_up_to(e.index, Some((e.term, result)), &mut turn);
@@ -184,6 +239,20 @@ impl MetaNode {
                 _ => Decided::Lost,
             };
             turn.decided.push((token, outcome));
+        }
+    }
+
+    /// An applied entry proposed here and forwarded: its proposal is committed.
+    fn decide_forwarded(
+        &mut self,
+        origin: Option<(u64, u64)>,
+        r: &Result<(), ApplyError>,
+        turn: &mut Turn,
+    ) {
+        if let Some((node, token)) = origin {
+            if node == self.me && self.forwarded.remove(&token).is_some() {
+                turn.decided.push((token, Decided::Committed(r.clone())));
+            }
         }
     }
 
@@ -265,13 +334,13 @@ mod tests {
         let mut nodes = voters();
         settle(&mut nodes, &[]);
         let leader = nodes.iter().position(|n| n.is_leader()).expect("a leader");
-        nodes[leader].propose(1, &register(1)).unwrap();
+        nodes[leader].propose(1, &register(1), 100).unwrap();
         for t in 0..8u64 {
             nodes[leader]
-                .propose(10 + t, &create(&format!("t{t}"), t as u128))
+                .propose(10 + t, &create(&format!("t{t}"), t as u128), 100)
                 .unwrap();
         }
-        nodes[leader].propose(99, &create("t0", 500)).unwrap();
+        nodes[leader].propose(99, &create("t0", 500), 100).unwrap();
         let decided = settle(&mut nodes, &[]);
         assert_eq!(decided[&1], Decided::Committed(Ok(())));
         assert_eq!(decided[&17], Decided::Committed(Ok(())));
@@ -302,7 +371,7 @@ mod tests {
         settle(&mut nodes, &[]);
         let old = nodes.iter().position(|n| n.is_leader()).unwrap();
         // The leader is cut off; its proposal cannot commit; the others elect a new leader.
-        nodes[old].propose(7, &create("lost", 1)).unwrap();
+        nodes[old].propose(7, &create("lost", 1), 100).unwrap();
         let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
         let mut isolated = nodes.remove(old);
         // Run the other two as a cluster of their own (messages to the old leader dropped).
@@ -328,8 +397,8 @@ mod tests {
             .iter()
             .position(|n| n.is_leader())
             .expect("a new leader");
-        pair[new].propose(6, &register(1)).unwrap();
-        pair[new].propose(8, &create("kept", 2)).unwrap();
+        pair[new].propose(6, &register(1), 100).unwrap();
+        pair[new].propose(8, &create("kept", 2), 100).unwrap();
         pair.insert(old, {
             // Drain whatever the isolated node did meanwhile, then rejoin.
             while let Some(t) = isolated.turn() {
@@ -342,5 +411,21 @@ mod tests {
         assert_eq!(decided[&8], Decided::Committed(Ok(())));
         assert!(pair.iter().all(|n| n.image().topics.contains_key("kept")));
         assert!(pair.iter().all(|n| !n.image().topics.contains_key("lost")));
+    }
+
+    #[test]
+    fn a_followers_proposal_is_forwarded_and_decided_or_times_out() {
+        let mut nodes = voters();
+        settle(&mut nodes, &[]);
+        let leader = nodes.iter().position(|n| n.is_leader()).unwrap();
+        let follower = (leader + 1) % 3;
+        nodes[follower].propose(5, &register(2), 100).unwrap();
+        let decided = settle(&mut nodes, &[]);
+        assert_eq!(decided[&5], Decided::Committed(Ok(())));
+        assert!(nodes.iter().all(|n| n.image().brokers.contains_key(&2)));
+        // With the leader down, the forwarded proposal goes nowhere and times out.
+        nodes[follower].propose(6, &register(3), 3).unwrap();
+        let decided = settle(&mut nodes, &[leader]);
+        assert_eq!(decided[&6], Decided::Lost);
     }
 }

@@ -154,6 +154,10 @@ pub enum GroupError {
     /// the coordinator up again and retry.
     #[error("coordinator not available")]
     CoordinatorNotAvailable,
+    /// NOT_COORDINATOR: in a cluster, another broker coordinates the group (the client asks
+    /// FindCoordinator again).
+    #[error("another broker coordinates this group")]
+    NotCoordinator,
     /// GROUP_ID_NOT_FOUND: DeleteGroups or OffsetDelete of an absent group, OffsetCommit v9+
     /// with a generation to an absent group, DescribeGroups v6+ of an absent group.
     #[error("group not found")]

@@ -116,6 +116,11 @@ const ROWS: &[Row] = &[
         })),
     row("broker.id", Some("node_id"), kind::INT, "This broker's id (the same as node.id)",
         |c| c.node_id.to_string()),
+    row("broker.session.timeout.ms", Some("broker_session_timeout_ms"), kind::LONG,
+        "How long the metadata leader waits to hear from a broker before marking it dead",
+        |c| c.cluster.as_ref().map_or(crate::config::BROKER_SESSION_TIMEOUT_MS_DEFAULT, |k| {
+            k.broker_session_timeout_ms
+        }).to_string()),
     topic_default("compression.type", "compression.type", kind::STRING),
     row("connections.max.idle.ms", Some("connection_idle_ms_max"), kind::LONG,
         "A connection with nothing in flight that sends nothing this long is closed",

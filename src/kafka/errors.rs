@@ -42,6 +42,8 @@ impl From<Unrouted> for ErrorCode {
         match u {
             Unrouted::UnknownPartition => UNKNOWN_TOPIC_OR_PARTITION,
             Unrouted::ShardGone(gone) => shard_gone(&gone),
+            Unrouted::NotHere => NOT_LEADER_OR_FOLLOWER,
+            Unrouted::NoLeader => LEADER_NOT_AVAILABLE,
         }
     }
 }
@@ -105,6 +107,8 @@ pub fn admin(e: &AdminError) -> ErrorCode {
         ) => of(E::InvalidConfig),
         AdminError::Failed(_) => of(E::UnknownServerError),
         AdminError::NoSpace(_) => of(E::KafkaStorageError),
+        AdminError::NotController(_) => of(E::NotController),
+        AdminError::TimedOut(_) => of(E::RequestTimedOut),
     }
 }
 
@@ -134,6 +138,7 @@ pub fn group(e: &GroupError) -> ErrorCode {
         GroupError::FencedInstanceId => of(E::FencedInstanceId),
         GroupError::GroupMaxSizeReached => of(E::GroupMaxSizeReached),
         GroupError::CoordinatorNotAvailable => of(E::CoordinatorNotAvailable),
+        GroupError::NotCoordinator => of(E::NotCoordinator),
         GroupError::GroupIdNotFound => of(E::GroupIdNotFound),
         GroupError::NonEmptyGroup => of(E::NonEmptyGroup),
         GroupError::GroupSubscribedToTopic => of(E::GroupSubscribedToTopic),
@@ -155,6 +160,12 @@ pub fn shard_gone(_: &ShardGone) -> ErrorCode {
 
 /// A topic name no topic has, or a partition index out of its range.
 pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode = of(E::UnknownTopicOrPartition);
+/// In a cluster: a partition another broker serves (the client refreshes its metadata).
+pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = of(E::NotLeaderOrFollower);
+/// In a cluster: a partition whose broker is dead (Metadata's partitions without a leader).
+pub const LEADER_NOT_AVAILABLE: ErrorCode = of(E::LeaderNotAvailable);
+/// In a cluster: no broker is known to coordinate the group now (FindCoordinator).
+pub const COORDINATOR_NOT_AVAILABLE: ErrorCode = of(E::CoordinatorNotAvailable);
 /// A topic id (Fetch, Metadata, DeleteTopics) no topic has.
 pub const UNKNOWN_TOPIC_ID: ErrorCode = of(E::UnknownTopicId);
 /// A topic name Kafka's naming rule refuses (a Metadata request naming an unknown topic).

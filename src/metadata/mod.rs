@@ -6,6 +6,7 @@
 //! (`shard_for`) tells them which shard owns a partition.
 
 pub mod configs;
+pub mod placement;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub use configs::{TopicConfigError, TopicConfigs};
+pub use placement::{BrokerAddr, ClusterMeta, Place, Where};
 
 /// One topic as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +42,9 @@ pub struct Snapshot {
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// The same topics by id (Fetch, Metadata and DeleteTopics may name a topic by its id).
     pub by_id: BTreeMap<Uuid, Arc<TopicMeta>>,
+    /// In a cluster: the brokers and where each partition lives (None on a single broker,
+    /// where everything is here).
+    pub cluster: Option<Arc<ClusterMeta>>,
 }
 
 impl Snapshot {
@@ -60,6 +65,18 @@ impl Snapshot {
     /// The topic named `name`, if it exists.
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
         self.topics.get(name)
+    }
+
+    /// Where partition `index` of topic `id` is served, for a broker of `shards` shards: on
+    /// a single broker always here, on the shard [`shard_for`] gives.
+    pub fn locate(&self, id: &Uuid, index: i32, shards: usize) -> Where {
+        match &self.cluster {
+            None => Where::Here(shard_for(id, index, shards)),
+            Some(c) => match c.locate(id, index) {
+                Where::Here(shard) if shard >= shards => Where::Nowhere,
+                w => w,
+            },
+        }
     }
 
     /// The topic with id `id`, if it exists.

@@ -3,9 +3,10 @@
 //! next snapshot, persist it, then install it on every shard (which opens or deletes partitions)
 //! before answering. Other shards reach it through `Shard::on(0, ..)` via [`Shard::admin`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
+use event_listener::Event;
 use uuid::Uuid;
 
 use super::{Shard, ShardGone};
@@ -28,8 +29,9 @@ pub enum AdminError {
     /// topic; says why.
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
-    /// A replication factor other than 1 (or -1, the default): this is a single broker.
-    #[error("replication factor {0} is not supported by a single broker")]
+    /// A replication factor other than 1 (or -1, the default): partitions have one replica
+    /// (replication is not built yet).
+    #[error("replication factor {0} is not supported: partitions have one replica")]
     InvalidReplicationFactor(i16),
     /// A topic config unknown or with an invalid value.
     #[error(transparent)]
@@ -41,6 +43,13 @@ pub enum AdminError {
     /// the reserve free, or storing or installing the change ran out of room.
     #[error("the data directory's disk is full: {0}")]
     NoSpace(String),
+    /// In a cluster: no metadata leader takes the change now (retriable).
+    #[error("no metadata leader: {0}")]
+    NotController(String),
+    /// In a cluster: the change was lost in a metadata leader change or not seen committed
+    /// and installed in time; it may still take effect (retriable: a retry says).
+    #[error("timed out: {0}")]
+    TimedOut(String),
 }
 
 impl From<ShardGone> for AdminError {
@@ -89,6 +98,9 @@ pub struct Controller {
     cluster_id: String,
     lock: Semaphore,
     current: RefCell<Arc<Snapshot>>,
+    /// In a cluster: the newest registry version installed on every shard, and its signal.
+    installed: Cell<u64>,
+    installed_changed: Event,
 }
 
 impl Controller {
@@ -98,6 +110,39 @@ impl Controller {
             cluster_id,
             lock: Semaphore::new(1),
             current: RefCell::new(snapshot.clone()),
+            installed: Cell::new(snapshot.version),
+            installed_changed: Event::new(),
+        }
+    }
+
+    /// Registry `version` is installed on every shard.
+    pub(super) fn note_installed(&self, version: u64) {
+        if version > self.installed.get() {
+            self.installed.set(version);
+            self.installed_changed.notify(usize::MAX);
+        }
+    }
+
+    /// Waits up to `limit` for registry `version` (or a newer one) to be installed; false
+    /// if it was not.
+    pub(super) async fn wait_installed(&self, version: u64, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let listener = self.installed_changed.listen();
+            if self.installed.get() >= version {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            futures_lite::future::or(
+                async {
+                    listener.await;
+                },
+                crate::runtime::sleep(left),
+            )
+            .await;
         }
     }
 }
@@ -195,7 +240,10 @@ impl Shard {
         change: Change,
         validate_only: bool,
     ) -> Result<Arc<Snapshot>, AdminError> {
-        let ctl = self.controller.as_ref().expect("shard 0 is the controller");
+        if self.config.cluster.is_some() {
+            return self.cluster_apply(change, validate_only).await;
+        }
+        let ctl = self.controller();
         let _permit = ctl
             .lock
             .acquire_permit(1)
@@ -286,8 +334,13 @@ fn check_room(data_dir: &std::path::Path) -> Result<(), AdminError> {
 }
 
 impl Shard {
+    /// Shard 0's controller state.
+    pub(super) fn controller(&self) -> &Controller {
+        self.controller.as_ref().expect("shard 0 is the controller")
+    }
+
     /// Installs `snap` on every shard and waits for all of them.
-    async fn broadcast(&self, snap: Arc<Snapshot>) -> Result<(), AdminError> {
+    pub(super) async fn broadcast(&self, snap: Arc<Snapshot>) -> Result<(), AdminError> {
         let mut tasks = Vec::with_capacity(self.shards());
         for target in 0..self.shards() {
             let snap = snap.clone();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::Shard;
-use crate::metadata::{Snapshot, TopicMeta};
+use crate::metadata::{Snapshot, TopicMeta, Where};
 use crate::partition::Partition;
 use crate::storage::{LogConfig, PartitionLog, StorageError};
 
@@ -37,26 +37,33 @@ impl Shard {
             self.groups
                 .forget_topics(|t| !deleted.iter().any(|d| d == t));
         }
-        let gone: Vec<(Uuid, i32)> = self
+        // Partitions of deleted topics (or beyond a topic's count) are closed and deleted;
+        // in a cluster, one now placed on another broker or shard is closed and kept.
+        let closing: Vec<((Uuid, i32), bool)> = self
             .partitions
             .borrow()
             .keys()
-            .filter(|(id, p)| snap.topic_by_id(id).is_none_or(|t| *p >= t.partitions))
-            .copied()
+            .filter_map(|&(id, p)| {
+                let deleted = snap.topic_by_id(&id).is_none_or(|t| p >= t.partitions);
+                let here = snap.locate(&id, p, self.shards()) == Where::Here(self.id);
+                (deleted || !here).then_some(((id, p), deleted))
+            })
             .collect();
-        for key in gone {
+        for (key, deleted) in closing {
             let part = self.partitions.borrow_mut().remove(&key);
-            if let Some(part) = part {
-                let _ = part.close().await;
-                if let Err(e) = std::fs::remove_dir_all(part.dir()) {
-                    // Left for the boot-time orphan sweep (metadata::store::remove_orphans).
-                    tracing::warn!(dir = %part.dir().display(), error = %e, "could not delete partition");
-                }
+            let Some(part) = part else { continue };
+            let _ = part.close().await;
+            if !deleted {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(part.dir()) {
+                // Left for the boot-time orphan sweep (metadata::store::remove_orphans).
+                tracing::warn!(dir = %part.dir().display(), error = %e, "could not delete partition");
             }
         }
         for topic in snap.topics.values() {
             for index in 0..topic.partitions {
-                if self.owner_of(&topic.id, index) == self.id {
+                if snap.locate(&topic.id, index, self.shards()) == Where::Here(self.id) {
                     self.ensure_partition(topic, index).await?;
                 }
             }

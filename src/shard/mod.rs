@@ -7,12 +7,15 @@
 //!   group calls sent to the group's coordinator;
 //! - `metadata.rs`: a newer registry snapshot installed (partitions opened, closed, deleted);
 //! - `lifecycle.rs`: start, periodic work, the drain and close at shutdown;
-//! - `controller.rs`, `producer_ids.rs`: shard 0's duties.
+//! - `controller.rs`, `producer_ids.rs`: shard 0's duties;
+//! - `cluster.rs`: in a cluster, shard 0's admin path through the metadata log and the
+//!   install of the registries it gives.
 //!
 //! Handlers reach partitions and groups only through the methods here; the network edge
 //! (`crate::net`) counts requests in flight with [`Shard::request_started`].
 
 mod calls;
+mod cluster;
 pub mod controller;
 mod lifecycle;
 mod metadata;
@@ -30,7 +33,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::group::Coordinator;
-use crate::metadata::{shard_for, Snapshot};
+use crate::metadata::{shard_for, Snapshot, Where};
 use crate::partition::Partition;
 use crate::runtime::MeshSenders;
 
@@ -109,13 +112,31 @@ impl Shard {
         self.partitions.borrow().get(&(*topic, index)).cloned()
     }
 
-    /// The shard that owns partition `index` of `topic` (see `metadata::shard_for`).
+    /// Where partition `index` of `topic` is served: on a shard here, on another broker, or
+    /// nowhere now (see `Snapshot::locate`).
+    pub fn locate(&self, topic: &Uuid, index: i32) -> Where {
+        self.metadata.borrow().locate(topic, index, self.shards())
+    }
+
+    /// The shard here that owns partition `index` of `topic` if it is on this broker (else
+    /// the shard `metadata::shard_for` gives, for estimates only).
     pub fn owner_of(&self, topic: &Uuid, index: i32) -> usize {
-        shard_for(topic, index, self.shards())
+        match self.locate(topic, index) {
+            Where::Here(shard) => shard,
+            _ => shard_for(topic, index, self.shards()),
+        }
     }
 
     /// The shard that coordinates `group` (the one serving its group log).
     pub fn coordinator_of(&self, group: &str) -> usize {
         crate::group::shard_for_group(group, self.shards())
+    }
+
+    /// In a cluster, the broker that coordinates `group` if it is not this one.
+    pub fn group_elsewhere(&self, group: &str) -> Option<i32> {
+        let snap = self.metadata.borrow();
+        let c = snap.cluster.as_ref()?;
+        let b = c.group_broker(group);
+        (b != c.me).then_some(b)
     }
 }

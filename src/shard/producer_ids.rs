@@ -1,7 +1,9 @@
 //! Producer ids for idempotent producers (InitProducerId), handed out by the controller shard.
 //! Ids are never reused, also across restarts: the controller persists the end of the block of
 //! ids it may hand out (`__cluster/producer-id-block`) before handing out any id of it, and a
-//! restart starts at that end. A crash therefore skips at most one block of ids.
+//! restart starts at that end. A crash therefore skips at most one block of ids. In a
+//! cluster the blocks come from the metadata log instead (`shard/cluster.rs`), one per
+//! broker at a time, so no two brokers hand out the same id.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -70,6 +72,27 @@ impl ProducerIds {
             recovery::encode_checkpoint(Offset(until)),
         )
         .await?;
+        self.until.set(until);
+        Ok(self.take().expect("a fresh block has ids"))
+    }
+
+    /// An id from the current block, in a cluster, or else a new block from the metadata
+    /// log (`block` asks for one: (first, one past the last)).
+    pub async fn allocate_in_cluster<F, Fut, E>(&self, block: F) -> Result<i64, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(i64, i64), E>>,
+    {
+        if let Some(id) = self.take() {
+            return Ok(id);
+        }
+        let _permit = self.lock.acquire_permit(1).await;
+        if let Some(id) = self.take() {
+            return Ok(id);
+        }
+        let (from, until) = block().await?;
+        assert!(from < until, "a block holds ids");
+        self.next.set(from);
         self.until.set(until);
         Ok(self.take().expect("a fresh block has ids"))
     }

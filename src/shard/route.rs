@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::{Shard, ShardGone};
 use crate::group::{Coordinator, GroupListing};
-use crate::metadata::TopicMeta;
+use crate::metadata::{TopicMeta, Where};
 use crate::partition::Partition;
 use crate::runtime::{self, join_all};
 use crate::storage::StorageError;
@@ -30,6 +30,11 @@ pub enum Unrouted {
     UnknownPartition,
     /// The owner shard is gone (shutting down).
     ShardGone(ShardGone),
+    /// In a cluster: the partition is served by another broker (the client refreshes its
+    /// metadata and goes there).
+    NotHere,
+    /// In a cluster: the partition's broker is dead; it has no leader now.
+    NoLeader,
 }
 
 /// One partition named by a request, with what the owner needs to serve it.
@@ -48,13 +53,13 @@ struct Batch<I> {
     items: Vec<(usize, Uuid, i32, I)>,
 }
 
-/// Groups items by owning shard (`owner_of`), in first-seen shard order, and returns the
-/// positions of items naming an unknown topic or a partition out of range (answered at once
-/// as `Unrouted::UnknownPartition`).
+/// Groups items by owning shard (`locate`), in first-seen shard order, and returns the
+/// positions of items not served here with why: an unknown topic or a partition out of
+/// range, or (in a cluster) a partition on another broker or on none.
 fn by_owner<I>(
     items: Vec<PartItem<I>>,
-    owner_of: impl Fn(&Uuid, i32) -> usize,
-) -> (Vec<Batch<I>>, Vec<usize>) {
+    locate: impl Fn(&Uuid, i32) -> Where,
+) -> (Vec<Batch<I>>, Vec<(usize, Unrouted)>) {
     let mut batches: Vec<Batch<I>> = Vec::new();
     let mut unknown = Vec::new();
     for (pos, it) in items.into_iter().enumerate() {
@@ -62,10 +67,20 @@ fn by_owner<I>(
             .topic
             .filter(|t| it.index >= 0 && it.index < t.partitions)
         else {
-            unknown.push(pos);
+            unknown.push((pos, Unrouted::UnknownPartition));
             continue;
         };
-        let owner = owner_of(&topic.id, it.index);
+        let owner = match locate(&topic.id, it.index) {
+            Where::Here(owner) => owner,
+            Where::There(_) => {
+                unknown.push((pos, Unrouted::NotHere));
+                continue;
+            }
+            Where::Nowhere => {
+                unknown.push((pos, Unrouted::NoLeader));
+                continue;
+            }
+        };
         let entry = (pos, topic.id, it.index, it.item);
         match batches.iter_mut().find(|b| b.owner == owner) {
             Some(b) => b.items.push(entry),
@@ -130,9 +145,9 @@ where
     Fut: Future<Output = Vec<Result<T, E>>> + 'static,
 {
     let mut out: Vec<Option<Result<T, E>>> = (0..items.len()).map(|_| None).collect();
-    let (batches, unknown) = by_owner(items, |id, index| s.owner_of(id, index));
-    for pos in unknown {
-        out[pos] = Some(Err(Unrouted::UnknownPartition.into()));
+    let (batches, unknown) = by_owner(items, |id, index| s.locate(id, index));
+    for (pos, why) in unknown {
+        out[pos] = Some(Err(why.into()));
     }
     let tasks: Vec<_> = batches
         .into_iter()
@@ -193,7 +208,7 @@ pub async fn wait_any<I, F, Fut>(
     F: Fn(Rc<Partition>, I) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let (batches, _) = by_owner(items, |id, index| s.owner_of(id, index));
+    let (batches, _) = by_owner(items, |id, index| s.locate(id, index));
     let woke = Rc::new(event_listener::Event::new());
     let listener = woke.listen();
     let _tasks: Vec<_> = batches
@@ -274,15 +289,30 @@ pub async fn list_groups_everywhere(s: &Rc<Shard>) -> (Vec<GroupListing>, Option
 }
 
 /// A fresh producer id from the controller shard's never-reused allocator (InitProducerId).
-pub async fn allocate_producer_id(s: &Shard) -> Result<Result<i64, StorageError>, ShardGone> {
+pub async fn allocate_producer_id(s: &Shard) -> Result<Result<i64, ProducerIdError>, ShardGone> {
     s.on(0, |s| async move {
         let ids = s
             .producer_ids
             .as_ref()
             .expect("shard 0 allocates producer ids");
-        ids.allocate().await
+        if s.config.cluster.is_none() {
+            return ids.allocate().await.map_err(ProducerIdError::Storage);
+        }
+        let block = || s.producer_id_block(super::producer_ids::PRODUCER_ID_BLOCK);
+        ids.allocate_in_cluster(block)
+            .await
+            .map_err(|e| ProducerIdError::Unavailable(e.to_string()))
     })
     .await
+}
+
+/// Why no producer id was handed out.
+#[derive(Debug)]
+pub enum ProducerIdError {
+    /// Persisting the next block failed (a single broker).
+    Storage(StorageError),
+    /// In a cluster: no block could be had from the metadata log now (retriable).
+    Unavailable(String),
 }
 
 #[cfg(test)]
@@ -321,10 +351,23 @@ mod tests {
             item(Some(&t), 4, 'e'),
             item(Some(&t), -1, 'f'),
             item(Some(&t), 2, 'g'),
+            item(Some(&t), 1, 'h'),
         ];
-        // Partition i lives on shard i % 2.
-        let (batches, unknown) = by_owner(items, |_, index| (index % 2) as usize);
-        assert_eq!(unknown, [1, 4, 5]);
+        // Partition i lives on shard i % 2 here, but item 'h' asks a broker where partition
+        // 1 lives elsewhere; 'b', 'e' and 'f' name nothing.
+        let located = std::cell::Cell::new(0);
+        let (batches, unknown) = by_owner(items, |_, index| {
+            located.set(located.get() + 1);
+            match located.get() {
+                5 => Where::There(2),
+                _ => Where::Here((index % 2) as usize),
+            }
+        });
+        let why: Vec<(usize, bool)> = unknown
+            .iter()
+            .map(|(pos, u)| (*pos, matches!(u, Unrouted::NotHere)))
+            .collect();
+        assert_eq!(why, [(1, false), (4, false), (5, false), (7, true)]);
         /// An owner and its items' (position, partition, tag).
         type Routed = (usize, Vec<(usize, i32, char)>);
         let seen: Vec<Routed> = batches
@@ -348,7 +391,7 @@ mod tests {
 
     #[test]
     fn nothing_to_route_is_no_batch() {
-        let (batches, unknown) = by_owner(Vec::<PartItem<()>>::new(), |_, _| 0);
+        let (batches, unknown) = by_owner(Vec::<PartItem<()>>::new(), |_, _| Where::Here(0));
         assert!(batches.is_empty() && unknown.is_empty());
     }
 }

@@ -1,5 +1,7 @@
-//! FindCoordinator (API 10): every group is coordinated by this broker (one node; inside it,
-//! the owning shard is found per request). v0-3 ask for one key, v4+ for a batch (KIP-699).
+//! FindCoordinator (API 10): a single broker coordinates every group (inside it, the owning
+//! shard is found per request); in a cluster, the voter the group's hash picks
+//! (`ClusterMeta::group_broker`), COORDINATOR_NOT_AVAILABLE while that broker is dead or not
+//! registered. v0-3 ask for one key, v4+ for a batch (KIP-699).
 //! There are no transactions yet: a transactional producer is told so at once with
 //! CLUSTER_AUTHORIZATION_FAILED, the one code that the Java client, librdkafka, kafkajs and
 //! aiokafka all treat as fatal (COORDINATOR_NOT_AVAILABLE, say, is retried until the client's
@@ -56,10 +58,28 @@ fn coordinator(s: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
             .with_port(-1)
     };
     match key_type {
-        KEY_TYPE_GROUP => c
-            .with_node_id(BrokerId(s.config.node_id))
-            .with_host(str_bytes(&s.config.advertised_host))
-            .with_port(s.config.advertised_port),
+        KEY_TYPE_GROUP => match s.group_elsewhere(c.key.as_str()) {
+            None => c
+                .with_node_id(BrokerId(s.config.node_id))
+                .with_host(str_bytes(&s.config.advertised_host))
+                .with_port(s.config.advertised_port),
+            Some(b) => match s
+                .metadata()
+                .cluster
+                .as_ref()
+                .and_then(|m| m.brokers.get(&b))
+            {
+                Some(addr) if addr.alive => c
+                    .with_node_id(BrokerId(b))
+                    .with_host(str_bytes(&addr.host))
+                    .with_port(i32::from(addr.port)),
+                _ => refuse(
+                    c,
+                    errors::COORDINATOR_NOT_AVAILABLE,
+                    "the group's coordinator is not available",
+                ),
+            },
+        },
         KEY_TYPE_TRANSACTION => refuse(
             c,
             errors::CLUSTER_AUTHORIZATION_FAILED,

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::kafka::errors;
-use crate::shard::{route, Shard};
+use crate::shard::route::{self, ProducerIdError};
+use crate::shard::Shard;
 
 use super::Call;
 
@@ -34,7 +35,10 @@ pub async fn handle(
     let allocated = route::allocate_producer_id(&s).await;
     Some(match allocated {
         Ok(Ok(id)) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
-        Ok(Err(e)) => resp.with_error_code(errors::storage(&e).code()),
+        Ok(Err(ProducerIdError::Storage(e))) => resp.with_error_code(errors::storage(&e).code()),
+        Ok(Err(ProducerIdError::Unavailable(_))) => {
+            resp.with_error_code(errors::COORDINATOR_NOT_AVAILABLE.code())
+        }
         Err(gone) => resp.with_error_code(errors::shard_gone(&gone).code()),
     })
 }

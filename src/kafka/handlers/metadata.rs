@@ -1,6 +1,9 @@
-//! Metadata (key 3): brokers (just us), and topics with their partitions, all led by us.
-//! Unknown topics are auto-created when both the broker (auto.create.topics.enable) and the
-//! request (v4+) allow it, with num.partitions partitions.
+//! Metadata (key 3): the brokers, and topics with their partitions and each one's leader.
+//! A single broker lists itself and leads every partition; in a cluster the registry lists
+//! the live brokers with their advertised addresses and each partition's broker, its one
+//! replica (leader -1 and LEADER_NOT_AVAILABLE while that broker is dead). Unknown topics are
+//! auto-created when both the broker (auto.create.topics.enable) and the request (v4+)
+//! allow it, with num.partitions partitions (in a cluster, through the metadata log).
 
 use std::rc::Rc;
 
@@ -11,66 +14,84 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use super::Call;
 use super::{str_bytes, topic_name};
 use crate::kafka::errors::{self, ErrorCode};
-use crate::metadata::{valid_topic_name, TopicMeta};
+use crate::metadata::{valid_topic_name, BrokerAddr, Snapshot, TopicMeta};
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
 
-/// Answers with this broker and the topics asked for (or all), creating unknown ones when
-/// allowed; each topic's partitions are all led by this broker.
+/// Answers with the brokers and the topics asked for (or all), creating unknown ones when
+/// allowed.
 pub async fn handle(
     s: Rc<Shard>,
     req: MetadataRequest,
     call: &Call<'_>,
 ) -> Option<MetadataResponse> {
     let version = call.version;
-    let node = BrokerId(s.config.node_id);
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(str_bytes(&s.config.advertised_host))
-        .with_port(s.config.advertised_port);
     // v0: an empty list means all topics; v1+: null means all.
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
     let topics = if all {
-        s.metadata()
-            .topics
+        let snap = s.metadata();
+        snap.topics
             .values()
-            .map(|t| describe(t, node))
+            .map(|t| describe(&s, &snap, t))
             .collect()
     } else {
         let auto = s.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
         let mut out = Vec::new();
         for t in req.topics.unwrap_or_default() {
-            out.push(lookup(&s, &t, auto, node).await);
+            out.push(lookup(&s, &t, auto).await);
         }
         out
     };
+    let (brokers, controller) = brokers(&s, &s.metadata());
     Some(
         MetadataResponse::default()
-            .with_brokers(vec![broker])
+            .with_brokers(brokers)
             .with_cluster_id(Some(str_bytes(&s.cluster_id)))
-            .with_controller_id(node)
+            .with_controller_id(controller)
             .with_topics(topics),
     )
 }
 
-async fn lookup(
-    s: &Shard,
-    t: &MetadataRequestTopic,
-    auto: bool,
-    node: BrokerId,
-) -> MetadataResponseTopic {
+/// The brokers clients are told about (with their advertised addresses) and the controller
+/// (-1 while a cluster has no metadata leader).
+fn brokers(s: &Shard, snap: &Snapshot) -> (Vec<MetadataResponseBroker>, BrokerId) {
+    let broker = |id: i32, host: &str, port: i32| {
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(id))
+            .with_host(str_bytes(host))
+            .with_port(port)
+    };
+    let c = &s.config;
+    let Some(cluster) = &snap.cluster else {
+        let me = broker(c.node_id, &c.advertised_host, c.advertised_port);
+        return (vec![me], BrokerId(c.node_id));
+    };
+    let me = BrokerAddr {
+        host: c.advertised_host.clone(),
+        port: u16::try_from(c.advertised_port).unwrap_or(0),
+        alive: true,
+    };
+    let list = cluster
+        .live_brokers(&me)
+        .into_iter()
+        .map(|(id, b)| broker(id, &b.host, i32::from(b.port)))
+        .collect();
+    (list, BrokerId(cluster.controller.unwrap_or(-1)))
+}
+
+async fn lookup(s: &Shard, t: &MetadataRequestTopic, auto: bool) -> MetadataResponseTopic {
     let snap = s.metadata();
     let Some(name) = t.name.as_ref().map(|n| String::from(n.0.as_str())) else {
         return match snap.topic_by_id(&t.topic_id) {
-            Some(meta) => describe(meta, node),
+            Some(meta) => describe(s, &snap, meta),
             None => error_topic(None, t.topic_id, errors::UNKNOWN_TOPIC_ID),
         };
     };
     if let Some(meta) = snap.topic(&name) {
-        return describe(meta, node);
+        return describe(s, &snap, meta);
     }
     if !valid_topic_name(&name) {
         return error_topic(Some(&name), t.topic_id, errors::INVALID_TOPIC);
@@ -84,13 +105,15 @@ async fn lookup(
         replication_factor: -1,
         configs: Vec::new(),
     };
-    match s.admin(change, false).await {
-        Ok(snap) => describe(snap.topic(&name).expect("just created"), node),
-        Err(AdminError::TopicExists(_)) => match s.metadata().topic(&name) {
-            Some(meta) => describe(meta, node),
-            None => error_topic(Some(&name), t.topic_id, errors::UNKNOWN_TOPIC_OR_PARTITION),
-        },
-        Err(e) => error_topic(Some(&name), t.topic_id, errors::admin(&e)),
+    let snap = match s.admin(change, false).await {
+        Ok(snap) => snap,
+        Err(AdminError::TopicExists(_)) => s.metadata(),
+        Err(e) => return error_topic(Some(&name), t.topic_id, errors::admin(&e)),
+    };
+    match snap.topic(&name) {
+        Some(meta) => describe(s, &snap, meta),
+        // Created elsewhere and not installed here yet, or deleted meanwhile: retriable.
+        None => error_topic(Some(&name), t.topic_id, errors::UNKNOWN_TOPIC_OR_PARTITION),
     }
 }
 
@@ -101,16 +124,29 @@ fn error_topic(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_topic_id(id)
 }
 
-/// A topic's entry: every partition led by `node`, its only replica and in-sync replica.
-fn describe(t: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
+/// A topic's entry: each partition with its leader, its only replica and in-sync replica (on
+/// a single broker, this one; in a cluster, the broker the registry places it on, with
+/// leader -1, no in-sync replica and LEADER_NOT_AVAILABLE while that broker is dead).
+fn describe(s: &Shard, snap: &Snapshot, t: &TopicMeta) -> MetadataResponseTopic {
+    let me = s.config.node_id;
     let partitions = (0..t.partitions)
         .map(|i| {
-            MetadataResponsePartition::default()
+            let (replica, leader) = match &snap.cluster {
+                None => (me, Some(me)),
+                Some(c) => (c.replica(&t.id, i).unwrap_or(-1), c.leader(&t.id, i)),
+            };
+            let p = MetadataResponsePartition::default()
                 .with_partition_index(i)
-                .with_leader_id(node)
+                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(vec![BrokerId(replica)]);
+            match leader {
+                Some(l) => p.with_isr_nodes(vec![BrokerId(l)]),
+                None => p
+                    .with_error_code(errors::LEADER_NOT_AVAILABLE.code())
+                    .with_isr_nodes(Vec::new())
+                    .with_offline_replicas(vec![BrokerId(replica)]),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

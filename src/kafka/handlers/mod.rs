@@ -95,6 +95,9 @@ where
     F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
 {
+    if s.group_elsewhere(group).is_some() {
+        return Err(GroupError::NotCoordinator);
+    }
     route::on_group(s, group, f)
         .await
         .map_err(|_| GroupError::CoordinatorNotAvailable)

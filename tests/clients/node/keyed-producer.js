@@ -3,7 +3,7 @@
 // Usage: BROKER=host:port node keyed-producer.js TOPIC N
 const { Kafka, Partitioners } = require('kafkajs');
 const [topic, n] = [process.argv[2], parseInt(process.argv[3], 10)];
-const kafka = new Kafka({ clientId: 'shardlog-tests', brokers: [process.env.BROKER], logLevel: 1 });
+const kafka = new Kafka({ clientId: 'shardlog-tests', brokers: process.env.BROKER.split(','), logLevel: 1 });
 async function main() {
   const producer = kafka.producer({ createPartitioner: Partitioners.LegacyPartitioner });
   await producer.connect();

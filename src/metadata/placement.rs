@@ -1,0 +1,155 @@
+//! Where partitions and groups live in a cluster, as one broker's registry snapshot says: the
+//! brokers with their addresses and liveness, the metadata leader, and each partition's broker
+//! and shard there. A single broker has none of this (every partition and group is its own);
+//! in a cluster the metadata log's image builds it (`cluster::ClusterImage::registry_for`) and
+//! every shard reads it from its snapshot to route a request or to tell the client to go
+//! elsewhere (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+/// A broker as clients reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerAddr {
+    /// The host it advertises.
+    pub host: String,
+    /// Its Kafka port.
+    pub port: u16,
+    /// Whether it is heart-beating (a dead broker's partitions have no leader).
+    pub alive: bool,
+}
+
+/// A partition's home: the broker, and the shard on that broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The broker's node id.
+    pub broker: i32,
+    /// The shard on that broker.
+    pub shard: u32,
+}
+
+/// Where a partition is served, as seen from one broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Where {
+    /// On this broker, by this shard.
+    Here(usize),
+    /// On another broker, which is alive.
+    There(i32),
+    /// On a broker that is dead, or not known to this snapshot: no leader now.
+    Nowhere,
+}
+
+/// The cluster part of a registry snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMeta {
+    /// This broker's node id.
+    pub me: i32,
+    /// The metadata log's voters (sorted): the group coordinators are drawn from them.
+    pub voters: Vec<i32>,
+    /// The metadata leader (Kafka's controller), if known.
+    pub controller: Option<i32>,
+    /// Every registered broker by node id.
+    pub brokers: BTreeMap<i32, BrokerAddr>,
+    /// Each topic's partitions, in index order.
+    pub placement: HashMap<Uuid, Arc<[Place]>>,
+}
+
+impl ClusterMeta {
+    /// Where partition `index` of topic `id` is served (the index is in range).
+    pub fn locate(&self, id: &Uuid, index: i32) -> Where {
+        let place = self.placement.get(id).and_then(|p| p.get(index as usize));
+        match place {
+            Some(p) if p.broker == self.me => Where::Here(p.shard as usize),
+            Some(p) if self.brokers.get(&p.broker).is_some_and(|b| b.alive) => {
+                Where::There(p.broker)
+            }
+            _ => Where::Nowhere,
+        }
+    }
+
+    /// The leader of a partition for Metadata: its broker if alive, else None.
+    pub fn leader(&self, id: &Uuid, index: i32) -> Option<i32> {
+        match self.locate(id, index) {
+            Where::Here(_) => Some(self.me),
+            Where::There(b) => Some(b),
+            Where::Nowhere => None,
+        }
+    }
+
+    /// The broker a partition lives on, alive or not (its one replica).
+    pub fn replica(&self, id: &Uuid, index: i32) -> Option<i32> {
+        let place = self.placement.get(id)?.get(index as usize)?;
+        Some(place.broker)
+    }
+
+    /// The broker that coordinates `group`: one of the voters, by the group's hash (stable
+    /// while the voter set is, so a group's offsets stay where they were written).
+    pub fn group_broker(&self, group: &str) -> i32 {
+        assert!(!self.voters.is_empty(), "a cluster has voters");
+        let h = crc32c::crc32c(group.as_bytes()) as usize;
+        self.voters[h % self.voters.len()]
+    }
+
+    /// The brokers clients are told about: the live ones (this one always, so a client that
+    /// reached it has somewhere to go while the image is young).
+    pub fn live_brokers(&self, me: &BrokerAddr) -> Vec<(i32, BrokerAddr)> {
+        let mut out: Vec<(i32, BrokerAddr)> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.alive)
+            .map(|(id, b)| (*id, b.clone()))
+            .collect();
+        if !out.iter().any(|(id, _)| *id == self.me) {
+            out.push((self.me, me.clone()));
+            out.sort_by_key(|(id, _)| *id);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ClusterMeta {
+        let addr = |alive| BrokerAddr {
+            host: "h".into(),
+            port: 1,
+            alive,
+        };
+        let id = Uuid::from_u128(9);
+        let places = [(1, 0), (2, 1), (3, 0)].map(|(broker, shard)| Place { broker, shard });
+        ClusterMeta {
+            me: 1,
+            voters: vec![1, 2, 3],
+            controller: Some(2),
+            brokers: [(1, addr(true)), (2, addr(true)), (3, addr(false))].into(),
+            placement: [(id, Arc::from(places.as_slice()))].into(),
+        }
+    }
+
+    #[test]
+    fn partitions_are_here_there_or_nowhere() {
+        let m = meta();
+        let id = Uuid::from_u128(9);
+        assert_eq!(m.locate(&id, 0), Where::Here(0));
+        assert_eq!(m.locate(&id, 1), Where::There(2));
+        assert_eq!(m.locate(&id, 2), Where::Nowhere, "broker 3 is dead");
+        assert_eq!(m.locate(&Uuid::from_u128(1), 0), Where::Nowhere);
+        assert_eq!((m.leader(&id, 2), m.replica(&id, 2)), (None, Some(3)));
+    }
+
+    #[test]
+    fn groups_spread_over_voters_and_dead_brokers_are_not_listed() {
+        let m = meta();
+        let owners: std::collections::BTreeSet<i32> = (0..64)
+            .map(|i| m.group_broker(&format!("group-{i}")))
+            .collect();
+        assert_eq!(owners.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+        let me = m.brokers[&1].clone();
+        let live: Vec<i32> = m.live_brokers(&me).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(live, vec![1, 2]);
+    }
+}
