@@ -339,6 +339,30 @@ fn real_clients_use_topics_spread_over_three_brokers() {
         assert_eq!(committed(c.nodes[other].kafka, g).0, 16);
     }
 
+    // confluent-kafka creates a topic through broker 1 and kafka-python one through broker 3;
+    // each then produces (acks=all) to all six partitions, spread over the three brokers.
+    for (client, broker, topic) in [
+        ("confluent", 1, "ck-events"),
+        ("kafka-python", 3, "kp-events"),
+    ] {
+        let mut cmd = python("cluster_create_produce.py");
+        cmd.args([client, &c.addr(broker), topic, "6", "600"]);
+        let v: Value = serde_json::from_str(&stdout(&run(&mut cmd, 120))).unwrap();
+        let acked = v["acked"].as_object().unwrap();
+        assert_eq!(acked.len(), 6, "{client}: {v}");
+        assert!(acked.values().all(|n| n == 100), "{client}: {v}");
+        let leaders: std::collections::BTreeSet<i32> = metadata(c.nodes[1].kafka, topic)
+            .2
+            .into_iter()
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(
+            leaders.into_iter().collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{topic}"
+        );
+    }
+
     // `shardlog topics describe` through broker 1 shows the spread.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
         .args(["topics", "describe", "user-events", "--bootstrap-server"])
