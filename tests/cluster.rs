@@ -276,6 +276,27 @@ fn real_clients_use_topics_spread_over_three_brokers() {
     spread.sort_unstable();
     assert_eq!(spread, [1, 2, 3], "one partition per broker: {leaders:?}");
 
+    // DescribeTopicPartitions (Kafka 3.8's kafka-topics) agrees with Metadata.
+    {
+        use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+        use kafka_protocol::messages::{
+            DescribeTopicPartitionsRequest as Req, DescribeTopicPartitionsResponse as Resp,
+        };
+        let mut client = harness::client::Client::connect(c.nodes[0].kafka);
+        let topic =
+            TopicRequest::default().with_name(TopicName(StrBytes::from_static_str("user-events")));
+        let req = Req::default()
+            .with_topics(vec![topic])
+            .with_response_partition_limit(100);
+        let resp: Resp = client.call(ApiKey::DescribeTopicPartitions, 0, &req);
+        let got: Vec<i32> = resp.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.leader_id.0)
+            .collect();
+        assert_eq!(got, leaders);
+    }
+
     // A partition asked of a broker that does not serve it: NOT_LEADER_OR_FOLLOWER (6).
     let elsewhere = (leaders[0] % 3 + 1) as u64;
     let batch = build_test_batch(1, 10, TimestampMs(0));

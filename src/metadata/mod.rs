@@ -79,6 +79,16 @@ impl Snapshot {
         }
     }
 
+    /// A partition's (leader, replica) as Metadata reports them, for broker `me`: on a single
+    /// broker both are `me`; in a cluster the replica is the broker the partition is placed
+    /// on (-1 if unknown) and the leader that broker while it is alive (None: no leader).
+    pub fn partition_nodes(&self, id: &Uuid, index: i32, me: i32) -> (Option<i32>, i32) {
+        match &self.cluster {
+            None => (Some(me), me),
+            Some(c) => (c.leader(id, index), c.replica(id, index).unwrap_or(-1)),
+        }
+    }
+
     /// The topic with id `id`, if it exists.
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicMeta>> {
         self.by_id.get(id)

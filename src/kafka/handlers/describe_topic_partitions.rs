@@ -85,7 +85,7 @@ fn page(
         };
         let start = start_of(name).min(meta.partitions);
         let end = meta.partitions.min(start.saturating_add(remaining));
-        resp.topics.push(describe(meta, start..end, node));
+        resp.topics.push(describe(snap, meta, start..end, node));
         if end < meta.partitions {
             resp.next_cursor = Some(cursor(name, end));
             break;
@@ -120,23 +120,30 @@ fn unknown_topic(name: &str, code: ErrorCode) -> DescribeTopicPartitionsResponse
         .with_name(Some(topic_name(name)))
 }
 
-/// A topic with its partitions `range`.
+/// A topic with its partitions `range`, each with its leader and replica as Metadata gives
+/// them (`Snapshot::partition_nodes`, for broker `node`).
 fn describe(
+    snap: &Snapshot,
     t: &TopicMeta,
     range: std::ops::Range<i32>,
     node: BrokerId,
 ) -> DescribeTopicPartitionsResponseTopic {
     let partitions = range
         .map(|i| {
+            let (leader, replica) = snap.partition_nodes(&t.id, i, node.0);
+            let (isr, offline) = match leader {
+                Some(l) => (vec![BrokerId(l)], Vec::new()),
+                None => (Vec::new(), vec![BrokerId(replica)]),
+            };
             DescribeTopicPartitionsResponsePartition::default()
                 .with_partition_index(i)
-                .with_leader_id(node)
+                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(vec![BrokerId(replica)])
+                .with_isr_nodes(isr)
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()))
-                .with_offline_replicas(Vec::new())
+                .with_offline_replicas(offline)
         })
         .collect();
     DescribeTopicPartitionsResponseTopic::default()

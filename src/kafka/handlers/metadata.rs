@@ -131,10 +131,7 @@ fn describe(s: &Shard, snap: &Snapshot, t: &TopicMeta) -> MetadataResponseTopic 
     let me = s.config.node_id;
     let partitions = (0..t.partitions)
         .map(|i| {
-            let (replica, leader) = match &snap.cluster {
-                None => (me, Some(me)),
-                Some(c) => (c.replica(&t.id, i).unwrap_or(-1), c.leader(&t.id, i)),
-            };
+            let (leader, replica) = snap.partition_nodes(&t.id, i, me);
             let p = MetadataResponsePartition::default()
                 .with_partition_index(i)
                 .with_leader_id(BrokerId(leader.unwrap_or(-1)))
