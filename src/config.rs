@@ -103,9 +103,10 @@ pub struct Flags {
     /// leave room between brokers' ports (with --voters; none for a single broker)
     #[arg(long, env = "SHARDLOG_CLUSTER_LISTEN", value_name = "HOST:PORT")]
     pub cluster_listen: Option<SocketAddr>,
-    /// The metadata log's voters, ID@HOST:PORT of each one's cluster listener, this broker's
-    /// --node-id among them (with --cluster-listen): they replicate the cluster's metadata
-    /// (brokers, topics and where each partition lives)
+    /// The metadata log's voters, ID@HOST:PORT of each one's cluster listener (with
+    /// --cluster-listen): they replicate the cluster's metadata (brokers, topics and where
+    /// each partition lives); a broker whose --node-id is not among them joins the cluster
+    /// without voting
     #[arg(long, env = "SHARDLOG_VOTERS", value_name = "ID@HOST:PORT,...")]
     pub voters: Option<String>,
     /// A broker the metadata leader has not heard from for this long is marked dead and its
@@ -397,7 +398,8 @@ pub struct ClusterConfig {
 /// Kafka's broker.session.timeout.ms default.
 pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9000;
 
-/// The cluster settings: both flags or neither; this node among the voters.
+/// The cluster settings: both flags or neither. A broker not among the voters joins as a
+/// member that receives the metadata log without voting.
 fn cluster_config(
     node_id: i32,
     listen: Option<SocketAddr>,
@@ -424,9 +426,9 @@ fn cluster_config(
             )));
         }
     }
-    if u64::try_from(node_id).map_or(true, |me| !out.contains_key(&me)) {
+    if node_id <= 0 {
         return Err(ConfigError::Invalid(format!(
-            "--node-id {node_id} is not among the voters"
+            "--node-id {node_id}: a cluster member's id is positive"
         )));
     }
     Ok(Some(ClusterConfig {
@@ -586,9 +588,10 @@ mod tests {
             "both or neither"
         );
         assert!(
-            cluster(4, Some("127.0.0.1:1"), Some(voters)).is_err(),
-            "not a voter"
+            cluster(4, Some("127.0.0.1:1"), Some(voters)).is_ok(),
+            "a member that does not vote"
         );
+        assert!(cluster(0, Some("127.0.0.1:1"), Some(voters)).is_err());
         assert!(
             cluster(1, Some("127.0.0.1:1"), Some("1@x:1")).is_err(),
             "not an address"

@@ -561,3 +561,65 @@ fn create_topics_keeps_working_across_a_kill_of_the_metadata_leader() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_broker_that_is_not_a_voter_joins_and_serves_partitions() {
+    let (c, _) = Cluster::start(1);
+    // Broker 4 is not among the voters: it registers through them, is added to the metadata
+    // log as a learner, and gets the whole image.
+    let mut fourth = Node {
+        id: 4,
+        dir: c._tmp.path().join("n4"),
+        kafka: harness::free_port(),
+        admin: harness::free_port(),
+        shards: 2,
+        broker: None,
+    };
+    start(&mut fourth, harness::free_port(), &c.voters);
+    let ports: Vec<u16> = c.nodes.iter().chain([&fourth]).map(|n| n.kafka).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ports.iter().all(|&p| metadata(p, "").0 == [1, 2, 3, 4]) {
+        let seen: Vec<_> = ports.iter().map(|&p| metadata(p, "").0).collect();
+        assert!(Instant::now() < deadline, "brokers seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A topic created through broker 4 is spread over all four brokers; every broker agrees.
+    let mut client = harness::client::Client::connect(fourth.kafka);
+    assert_eq!(create_topic(&mut client, "wide", 8), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leaders = loop {
+        let seen: Vec<_> = ports.iter().map(|&p| metadata(p, "wide")).collect();
+        if seen.iter().all(|m| m == &seen[0] && m.2.len() == 8) {
+            break seen[0].2.iter().map(|p| p.1).collect::<Vec<i32>>();
+        }
+        assert!(Instant::now() < deadline, "{seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let on_four: Vec<i32> = (0..8).filter(|&p| leaders[p as usize] == 4).collect();
+    assert_eq!(on_four.len(), 2, "{leaders:?}");
+    // Broker 4 serves its partitions: a record produced there is fetched back.
+    let batch = build_test_batch(3, 10, TimestampMs(0));
+    let (code, base) = client.produce_one("wide", on_four[0], batch.into());
+    assert_eq!((code, base), (0, 0));
+    let got = client.fetch_one("wide", on_four[0], 0);
+    assert_eq!((got.error_code, got.high_watermark), (0, 3));
+    // and answers NOT_LEADER_OR_FOLLOWER for one it does not serve.
+    let other = (0..8).find(|&p| leaders[p as usize] != 4).unwrap();
+    let batch = build_test_batch(1, 10, TimestampMs(0));
+    assert_eq!(client.produce_one("wide", other, batch.into()).0, 6);
+
+    // Restarted on its data directory, it is a member again and serves its records.
+    let _ = fourth.broker.take().unwrap().stop();
+    let cluster_port = harness::free_port();
+    start(&mut fourth, cluster_port, &c.voters);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut client = harness::client::Client::connect(fourth.kafka);
+        let got = client.fetch_one("wide", on_four[0], 0);
+        if (got.error_code, got.high_watermark) == (0, 3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{got:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

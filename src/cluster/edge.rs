@@ -14,7 +14,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::image::{ApplyError, Broker, MetaRecord};
+use raft::eraftpb::{Entry, Message, MessageType};
+
+use super::image::{ApplyError, Broker, LogEntry, MetaRecord};
 use super::node::{Decided, MetaNode};
 use super::transport::{self, Deliver, Endpoint, Transport, TransportConfig};
 use crate::config::ClusterConfig;
@@ -201,7 +203,7 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, inst
             next_tick += TICK;
             ticks += 1;
             if ticks % REGISTER_EVERY_TICKS == 0 {
-                edge.register();
+                edge.register(&out);
             }
             if ticks % LIVENESS_EVERY_TICKS == 0 {
                 edge.check_liveness();
@@ -236,21 +238,33 @@ fn deliver(edge: &Rc<Edge>) -> Deliver {
 }
 
 impl Edge {
-    /// Proposes this broker's registration (forwarded to the leader) while the metadata log
-    /// does not hold it as it is; a dropped proposal is made again at the next check.
-    /// Liveness is the leader's to judge, so it is not compared.
-    fn register(&self) {
+    /// Proposes this broker's registration while the metadata log does not hold it as it
+    /// is; a dropped proposal is made again at the next check. Liveness is the leader's to
+    /// judge, so it is not compared. With a leader known the proposal is forwarded to it; a
+    /// broker that is not a voter knows no leader until the leader has added it to the log's
+    /// members, which happens once it is registered: it sends its proposal to every voter
+    /// (a follower forwards it to the leader, as raft-rs forwards any proposal).
+    fn register(&self, out: &Transport) {
         let mut node = self.node.borrow_mut();
         let held = node.image().brokers.get(&self.me.node_id).map(|b| Broker {
             alive: true,
             ..b.clone()
         });
-        if held.as_ref() == Some(&self.me) || node.leadership().leader.is_none() {
+        if held.as_ref() == Some(&self.me) {
             return;
         }
-        if let Err(e) = node.forward(&MetaRecord::RegisterBroker(self.me.clone())) {
-            tracing::debug!(error = %e, "registration not proposed; trying again");
+        let record = MetaRecord::RegisterBroker(self.me.clone());
+        if node.leadership().leader.is_some() {
+            if let Err(e) = node.forward(&record) {
+                tracing::debug!(error = %e, "registration not proposed; trying again");
+            }
+            return;
         }
+        let me = self.me.node_id as u64;
+        for &voter in self.voters.iter().filter(|&&v| v != me) {
+            out.send(0, METADATA_GROUP, proposal(me, voter, &record));
+        }
+        out.flush();
     }
 
     /// On the leader: marks dead the brokers not heard from for the session timeout (every
@@ -283,6 +297,16 @@ impl Edge {
             tracing::info!(?record, "broker liveness changed");
             if let Err(e) = node.forward(&record) {
                 tracing::debug!(error = %e, "liveness change not proposed; trying again");
+            }
+        }
+        // A registered broker that is not a member of the log yet joins it as a learner.
+        let members = node.members();
+        let joining = node.image().brokers.keys().map(|&b| b as u64);
+        let joining: Vec<u64> = joining.filter(|b| !members.contains(b)).collect();
+        if let Some(&id) = joining.first() {
+            match node.add_learner(id) {
+                Ok(()) => tracing::info!(node_id = id, "adding a broker to the metadata log"),
+                Err(e) => tracing::debug!(error = %e, "learner not added; trying again"),
             }
         }
     }
@@ -319,12 +343,27 @@ impl Edge {
             let applied = n.image().applied;
             drop(n);
             if changed {
+                self.learn_peers(out);
                 self.install_image();
                 changed = false;
             }
             self.answer(turn.decided, applied);
         }
         out.flush();
+    }
+
+    /// Tells the transport every registered broker's cluster listener (brokers that are not
+    /// voters are known only from their registrations).
+    fn learn_peers(&self, out: &Transport) {
+        let node = self.node.borrow();
+        for b in node.image().brokers.values() {
+            match b.cluster_addr.parse() {
+                Ok(addr) => out.add_peer(b.node_id as u64, addr),
+                Err(_) => {
+                    tracing::warn!(broker = b.node_id, addr = %b.cluster_addr, "bad cluster address")
+                }
+            }
+        }
     }
 
     /// Hands the broker the registry of the current image.
@@ -363,6 +402,24 @@ impl Edge {
         };
         VIEW.with(|cell| *cell.borrow_mut() = Some(v));
     }
+}
+
+/// A proposal of `record` from `from`, addressed to `to` as raft-rs's forwarded proposals are.
+fn proposal(from: u64, to: u64, record: &MetaRecord) -> Message {
+    let entry = LogEntry {
+        origin: None,
+        record: record.clone(),
+    };
+    let e = Entry {
+        data: entry.encode().into(),
+        ..Entry::default()
+    };
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgPropose);
+    m.from = from;
+    m.to = to;
+    m.set_entries(vec![e].into());
+    m
 }
 
 fn fatal(what: &str, e: &dyn std::fmt::Display) -> ! {

@@ -114,6 +114,19 @@ impl MetaNode {
         self.group.is_leader()
     }
 
+    /// On the leader: proposes adding broker `id` to the metadata log as a learner (it then
+    /// receives the log without voting). One change at a time: an error means try later.
+    pub fn add_learner(&mut self, id: u64) -> Result<(), RaftError> {
+        self.group.add_learner(id)
+    }
+
+    /// Every member of the metadata log: voters and learners.
+    pub fn members(&self) -> Vec<u64> {
+        let (mut all, learners) = self.group.members();
+        all.extend(learners);
+        all
+    }
+
     /// One tick of the shard's timer; forwarded proposals out of time are decided lost.
     pub fn tick(&mut self) {
         self.group.tick();
@@ -256,10 +269,16 @@ impl MetaNode {
         }
     }
 
+    /// Compacts the log into a snapshot of the image every `compact_after_entries` applied
+    /// entries, and at once after a membership change: raft-rs refuses a snapshot whose
+    /// members do not include the receiver, so a learner just added must get a new one.
     fn maybe_compact(&mut self, turn: &mut Turn) {
         let applied = self.image.applied;
-        let since = applied - self.group.log().snapshot_parts().0.index;
-        if since >= self.compact_after_entries && applied <= self.group.log().hard_state().commit {
+        let log = self.group.log();
+        let since = applied - log.snapshot_parts().0.index;
+        let members_changed = log.snapshot_parts().0.get_conf_state() != log.conf_state();
+        let due = since >= self.compact_after_entries || (members_changed && since > 0);
+        if due && applied <= log.hard_state().commit {
             self.group.compact(applied, self.image.encode().into());
             turn.compacted = true;
         }
@@ -427,5 +446,37 @@ mod tests {
         nodes[follower].propose(6, &register(3), 3).unwrap();
         let decided = settle(&mut nodes, &[leader]);
         assert_eq!(decided[&6], Decided::Lost);
+    }
+
+    #[test]
+    fn a_learner_added_by_the_leader_receives_the_image_but_never_votes() {
+        let mut nodes = voters();
+        nodes.push(MetaNode::new(&GroupConfig::new(4), RaftLog::new(&[1, 2, 3]), 4).unwrap());
+        settle(&mut nodes, &[]);
+        let leader = nodes.iter().position(|n| n.is_leader()).unwrap();
+        assert_ne!(leader, 3, "the learner-to-be does not campaign");
+        for t in 0..6u64 {
+            let name = format!("t{t}");
+            nodes[leader]
+                .propose(t, &create(&name, t as u128), 100)
+                .unwrap();
+        }
+        settle(&mut nodes, &[]);
+        assert!(nodes[3].image().topics.is_empty(), "not a member yet");
+        nodes[leader].add_learner(4).unwrap();
+        settle(&mut nodes, &[]);
+        assert_eq!(nodes[leader].members(), [1, 2, 3, 4]);
+        assert_eq!(
+            nodes[3].image(),
+            nodes[leader].image(),
+            "caught up (by snapshot)"
+        );
+        // With the leader gone, the two other voters elect one; the learner never leads.
+        settle(&mut nodes, &[leader]);
+        let leads: Vec<usize> = (0..4)
+            .filter(|&i| i != leader && nodes[i].is_leader())
+            .collect();
+        assert_eq!(leads.len(), 1, "one new leader");
+        assert_ne!(leads[0], 3, "the learner never leads");
     }
 }

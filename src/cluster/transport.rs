@@ -76,7 +76,7 @@ pub struct Transport {
     me: Endpoint,
     config: TransportConfig,
     /// Each broker's cluster listener (its shard 0's address).
-    peers: BTreeMap<u64, SocketAddr>,
+    peers: RefCell<BTreeMap<u64, SocketAddr>>,
     outbox: RefCell<BTreeMap<Dest, Batch>>,
     links: RefCell<BTreeMap<Dest, local_channel::LocalSender<Bytes>>>,
     /// Frames dropped (queue full, too large, peer unknown).
@@ -89,10 +89,23 @@ impl Transport {
         Transport {
             me,
             config,
-            peers,
+            peers: RefCell::new(peers),
             outbox: RefCell::new(BTreeMap::new()),
             links: RefCell::new(BTreeMap::new()),
             dropped: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Learns (or updates) broker `node`'s cluster listener: a broker that joined after
+    /// this transport started, or came back at another address (its connections are then
+    /// dropped and the next message dials the new one).
+    pub fn add_peer(&self, node: u64, addr: SocketAddr) {
+        if node == self.me.node {
+            return;
+        }
+        let old = self.peers.borrow_mut().insert(node, addr);
+        if old.is_some_and(|old| old != addr) {
+            self.links.borrow_mut().retain(|(n, _), _| *n != node);
         }
     }
 
@@ -134,7 +147,7 @@ impl Transport {
         let link = match links.entry((node, shard)) {
             std::collections::btree_map::Entry::Occupied(l) => l.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
-                let Some(base) = self.peers.get(&node) else {
+                let Some(base) = self.peers.borrow().get(&node).copied() else {
                     self.dropped.set(self.dropped.get() + 1);
                     return;
                 };
@@ -188,9 +201,14 @@ async fn dial(
                 }
             }
         }
-        // Keep at most the newest frame across a redial.
-        while let Some(Some(f)) = futures_lite::future::poll_once(frames.recv()).await {
-            pending = Some(f);
+        // Keep at most the newest frame across a redial; stop once the transport dropped
+        // this destination (gone, or moved to another address).
+        loop {
+            match futures_lite::future::poll_once(frames.recv()).await {
+                Some(Some(f)) => pending = Some(f),
+                Some(None) => return,
+                None => break,
+            }
         }
         runtime::sleep(Duration::from_millis(redial_ms)).await;
     }

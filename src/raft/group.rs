@@ -11,8 +11,11 @@
 //! (raft-rs PR #433's lesson).
 
 use bytes::Bytes;
+use protobuf::Message as _;
 use raft::eraftpb::MessageType;
-use raft::eraftpb::{Entry, EntryType, HardState, Message, Snapshot};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot,
+};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 
 use super::log::RaftLog;
@@ -74,7 +77,8 @@ pub struct Work {
     pub send: Vec<Message>,
     /// The state machine's snapshot to load: (index it covers, bytes).
     pub restore: Option<(u64, Bytes)>,
-    /// Committed entries to apply, in index order (empty entries are a new leader's no-op).
+    /// Committed entries to apply, in index order (empty entries are a new leader's no-op,
+    /// or a configuration change the group has applied itself).
     pub committed: Vec<Entry>,
     /// What to make durable: the group's log already holds it in memory.
     pub write: Write,
@@ -184,6 +188,47 @@ impl Group {
         self.node.propose(vec![], data).map_err(RaftError::from)
     }
 
+    /// Proposes adding node `id` as a learner (a member that receives the log but does not
+    /// vote); leader only, and raft-rs takes one configuration change at a time (a second
+    /// one while the first is not applied is dropped: propose it again later).
+    pub fn add_learner(&mut self, id: u64) -> Result<(), RaftError> {
+        if self.node.raft.state != StateRole::Leader {
+            return Err(RaftError::NotLeader(self.leadership().leader));
+        }
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(ConfChangeType::AddLearnerNode);
+        single.node_id = id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        self.node
+            .propose_conf_change(vec![], cc)
+            .map_err(RaftError::from)
+    }
+
+    /// The group's members: (voters, learners).
+    pub fn members(&self) -> (Vec<u64>, Vec<u64>) {
+        let c = self.node.store().conf_state();
+        (c.voters.clone(), c.learners.clone())
+    }
+
+    /// Applies the committed configuration changes among `entries` to raft-rs and the log.
+    fn apply_conf_changes(&mut self, entries: &[Entry]) -> Result<(), RaftError> {
+        for e in entries {
+            let cc = match e.get_entry_type() {
+                EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data),
+                EntryType::EntryNormal => continue,
+                // Only `add_learner` proposes changes, and always in the V2 form.
+                EntryType::EntryConfChange => {
+                    return Err(RaftError::Raft("a V1 configuration change".into()))
+                }
+            };
+            let cc = cc.map_err(|err| RaftError::Raft(err.to_string()))?;
+            let conf = self.node.apply_conf_change(&cc).map_err(RaftError::from)?;
+            self.node.mut_store().set_conf_state(conf);
+        }
+        Ok(())
+    }
+
     /// The leader and term as this node sees them now.
     pub fn leadership(&self) -> Leadership {
         let leader = self.node.raft.leader_id;
@@ -240,8 +285,18 @@ impl Group {
         if work.restore.is_none() {
             self.node.advance_apply();
         }
-        work.committed
-            .retain(|e| e.get_entry_type() == EntryType::EntryNormal);
+        if let Err(e) = self.apply_conf_changes(&work.committed) {
+            // Only this code proposes configuration changes, and only valid ones.
+            panic!("a committed configuration change does not apply: {e}");
+        }
+        // Applied here: the owner sees them as empty entries (as a leader's no-op), so its
+        // applied index passes them.
+        for e in work.committed.iter_mut() {
+            if e.get_entry_type() != EntryType::EntryNormal {
+                e.set_entry_type(EntryType::EntryNormal);
+                e.data = Bytes::new();
+            }
+        }
         let now = self.leadership();
         if now != self.seen {
             self.seen = now;

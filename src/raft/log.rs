@@ -49,6 +49,13 @@ impl RaftLog {
         &self.conf
     }
 
+    /// A configuration change was applied: the members from now on (a snapshot taken later
+    /// carries them).
+    pub fn set_conf_state(&mut self, conf: ConfState) {
+        assert!(!conf.voters.is_empty(), "a group keeps its voters");
+        self.conf = conf;
+    }
+
     /// The last snapshot: its metadata and the state machine's bytes.
     pub fn snapshot_parts(&self) -> (&SnapshotMetadata, &Bytes) {
         (&self.snap, &self.snap_data)
