@@ -253,10 +253,11 @@ fn python(script: &str) -> std::process::Command {
 #[test]
 fn real_clients_use_topics_spread_over_three_brokers() {
     let (c, _) = Cluster::start(2);
-    // Seed 002's admin code, through broker 2, creates user-events with 3 partitions; every
-    // broker then lists the three brokers and the partitions led by all three.
+    // Seed 002's admin code, given the three brokers, creates user-events with 3 partitions
+    // (kafkajs sends CreateTopics to the controller Metadata names); every broker then lists
+    // the three brokers and the partitions led by all three.
     let seed = |file: &str, addr: &str| harness::node(&format!("seeds/{file}"), addr);
-    let created = run(&mut seed("kafka-topic.js", &c.addr(2)), 60);
+    let created = run(&mut seed("kafka-topic.js", &c.bootstrap()), 60);
     assert!(stdout(&created).contains("Topic created!"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let leaders = loop {
@@ -308,9 +309,9 @@ fn real_clients_use_topics_spread_over_three_brokers() {
         leaders[0]
     );
 
-    // Seed 002's producer through broker 3, then 300 keyed events with the three brokers as
-    // the bootstrap list; kafka-python reads all 301 back from the three brokers.
-    let sent = run(&mut seed("kafka-producer.js", &c.addr(3)), 60);
+    // Seed 002's producer, then 300 keyed events, with the three brokers as the bootstrap
+    // list; kafka-python reads all 301 back from the three brokers.
+    let sent = run(&mut seed("kafka-producer.js", &c.bootstrap()), 60);
     assert!(stdout(&sent).contains("Message sent!"));
     let mut keyed = harness::node("keyed-producer.js", &c.bootstrap());
     run(keyed.args(["user-events", "300"]), 60);
@@ -331,6 +332,10 @@ fn real_clients_use_topics_spread_over_three_brokers() {
     // The seed's keys user-0..9 hash to two of the three partitions (Kafka's murmur2).
     let used = per_partition.iter().filter(|&&n| n > 0).count();
     assert!(used >= 2, "keys spread over brokers: {per_partition:?}");
+
+    // Seed 002's consumer (group notification-service, from the beginning) receives all 301.
+    let received = seed_consumer_lines(seed("kafka-consumer.js", &c.bootstrap()), 301);
+    assert_eq!(received, 301, "seed consumer");
 
     // Two groups coordinated by different brokers: confluent-kafka and kafka-python each take
     // every record in their group and commit; the committed offsets are read back.
@@ -413,6 +418,38 @@ fn committed(port: u16, group: &str) -> (i16, Vec<i64>) {
         resp.error_code,
         offsets.map(|p| p.committed_offset).collect(),
     )
+}
+
+/// Runs a seed consumer (it never stops by itself) until it has printed `want` "Received
+/// event:" lines or a minute has passed; returns how many it printed.
+fn seed_consumer_lines(mut cmd: std::process::Command, want: usize) -> usize {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the seed consumer");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("Received event:") && tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(()) => seen += 1,
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
 }
 
 /// Two group names whose coordinators (as every broker answers) are different brokers.

@@ -1,6 +1,7 @@
-// Seed 002, "kafka-topic.js", as written; only the broker address comes from the test.
+// Seed 002, "kafka-topic.js", as written; only the broker addresses come from the test (BROKER, a
+// comma-separated list: one broker, or a cluster's bootstrap list).
 const { Kafka } = require('kafkajs');
-const kafka = new Kafka({ clientId: 'my-app', brokers: [process.env.BROKER] });
+const kafka = new Kafka({ clientId: 'my-app', brokers: process.env.BROKER.split(',') });
 const admin = kafka.admin();
 async function createTopic() {
 await admin.connect();
