@@ -431,6 +431,13 @@ fn cluster_config(
             "--node-id {node_id}: a cluster member's id is positive"
         )));
     }
+    let voter = u64::try_from(node_id).is_ok_and(|me| out.contains_key(&me));
+    if !voter && listen.ip().is_unspecified() {
+        return Err(ConfigError::Invalid(format!(
+            "--cluster-listen {listen}: a broker that is not a voter registers this address \
+             for the others to reach it; give a specific one"
+        )));
+    }
     Ok(Some(ClusterConfig {
         listen,
         voters: out,
@@ -592,6 +599,11 @@ mod tests {
             "a member that does not vote"
         );
         assert!(cluster(0, Some("127.0.0.1:1"), Some(voters)).is_err());
+        assert!(
+            cluster(4, Some("0.0.0.0:1"), Some(voters)).is_err(),
+            "others cannot reach a non-voter at 0.0.0.0"
+        );
+        assert!(cluster(2, Some("0.0.0.0:19292"), Some(voters)).is_ok());
         assert!(
             cluster(1, Some("127.0.0.1:1"), Some("1@x:1")).is_err(),
             "not an address"

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{Entry, Message, MessageType};
+use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 
 use super::image::{ApplyError, Broker, LogEntry, MetaRecord};
 use super::node::{Decided, MetaNode};
@@ -103,6 +103,10 @@ struct Edge {
     heard: RefCell<HashMap<u64, Instant>>,
     /// When this node last became leader (liveness gives every broker a grace from then).
     leading_since: Cell<Option<Instant>>,
+    /// When the leader last checked liveness.
+    last_check: Cell<Option<Instant>>,
+    /// This broker's shard count (its own partitions are placed by it).
+    shards: u32,
     wake: local_channel::LocalSender<()>,
     install: Install,
 }
@@ -152,7 +156,7 @@ pub fn producer_ids_until() -> Option<i64> {
 /// keeps in the metadata log; `install` gets every new registry. Exits the process if the
 /// log cannot be opened or the listener bound (as the Kafka listener does).
 pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, install: Install) {
-    let node_id = me.node_id as u64;
+    let (node_id, shards) = (me.node_id as u64, me.shards);
     let voters: Vec<u64> = cluster.voters.keys().copied().collect();
     let dir = data_dir.join("__cluster").join("metadata");
     let (mut file, log) = match LogFile::open(&dir, &voters) {
@@ -169,10 +173,14 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, inst
         me,
         voters: voters.clone(),
         session: Duration::from_millis(cluster.broker_session_timeout_ms),
-        next_token: Cell::new(1),
+        // Tokens name this run's proposals in the entries (origin): a random start keeps
+        // them apart from those of an earlier run still in the log.
+        next_token: Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 >> 2),
         waiting: RefCell::new(HashMap::new()),
         heard: RefCell::new(HashMap::new()),
         leading_since: Cell::new(None),
+        last_check: Cell::new(None),
+        shards,
         wake,
         install,
     });
@@ -200,7 +208,8 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, inst
         .await;
         if Instant::now() >= next_tick {
             edge.node.borrow_mut().tick();
-            next_tick += TICK;
+            // Ticks missed while the shard was busy are not made up in a burst.
+            next_tick = (next_tick + TICK).max(Instant::now());
             ticks += 1;
             if ticks % REGISTER_EVERY_TICKS == 0 {
                 edge.register(&out);
@@ -214,12 +223,15 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, inst
     }
 }
 
-/// Clears the thread's edge when the voter's task ends (waiters then see it gone).
+/// Clears the thread's edge when the voter's task ends; the proposals still waiting are
+/// answered (their channels close: `SubmitError::NotMember`).
 struct Unset;
 
 impl Drop for Unset {
     fn drop(&mut self) {
-        EDGE.with(|e| e.borrow_mut().take());
+        if let Some(edge) = EDGE.with(|e| e.borrow_mut().take()) {
+            edge.waiting.borrow_mut().clear();
+        }
     }
 }
 
@@ -229,7 +241,13 @@ fn deliver(edge: &Rc<Edge>) -> Deliver {
     Rc::new(move |from: Endpoint, msgs| {
         edge.heard.borrow_mut().insert(from.node, Instant::now());
         for (group, m) in msgs {
-            if group == METADATA_GROUP {
+            // A proposal from a peer may only carry records (a broker's registration): a
+            // configuration change is the leader's own to make.
+            let foreign_change = m.get_msg_type() == MessageType::MsgPropose
+                && m.entries
+                    .iter()
+                    .any(|e| e.get_entry_type() != EntryType::EntryNormal);
+            if group == METADATA_GROUP && !foreign_change {
                 let _ = edge.node.borrow_mut().step(m);
             }
         }
@@ -276,7 +294,17 @@ impl Edge {
             return;
         }
         let now = Instant::now();
-        let since = self.leading_since.get().unwrap_or(now);
+        // After a pause of this shard (a long write, a stalled machine) messages that
+        // arrived meanwhile are not read yet: judge no one until the brokers had a session
+        // timeout to be heard again.
+        let paused = self
+            .last_check
+            .replace(Some(now))
+            .is_some_and(|last| now - last > self.session / 2);
+        let since = match self.leading_since.get() {
+            Some(since) if !paused => since,
+            _ => now,
+        };
         self.leading_since.set(Some(since));
         let heard = self.heard.borrow();
         let changes: Vec<MetaRecord> = node
@@ -352,11 +380,18 @@ impl Edge {
         out.flush();
     }
 
-    /// Tells the transport every registered broker's cluster listener (brokers that are not
-    /// voters are known only from their registrations).
+    /// Tells the transport the cluster listener of every registered broker that is not a
+    /// voter (known only from its registration; the voters' addresses are the configured
+    /// ones, which a registration's listen address, say 0.0.0.0, must not replace).
     fn learn_peers(&self, out: &Transport) {
         let node = self.node.borrow();
-        for b in node.image().brokers.values() {
+        let configured = |id: i32| self.voters.contains(&(id as u64));
+        for b in node
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !configured(b.node_id))
+        {
             match b.cluster_addr.parse() {
                 Ok(addr) => out.add_peer(b.node_id as u64, addr),
                 Err(_) => {
@@ -371,7 +406,8 @@ impl Edge {
         let node = self.node.borrow();
         let voters: Vec<i32> = self.voters.iter().map(|&v| v as i32).collect();
         let leader = node.leadership().leader.map(|l| l as i32);
-        let snap = node.image().registry_for(self.me.node_id, &voters, leader);
+        let me = (self.me.node_id, self.shards);
+        let snap = node.image().registry_for(me, &voters, leader);
         drop(node);
         (self.install)(Arc::new(snap));
     }

@@ -207,10 +207,12 @@ impl ClusterImage {
         Snapshot::from_topics(self.applied, topics)
     }
 
-    /// The registry as broker `me` installs it: the topics with where each partition lives
-    /// (its broker, and the shard there by `place::shard_on_broker`), the brokers, the
-    /// `voters` (group coordinators) and the metadata `leader`.
-    pub fn registry_for(&self, me: i32, voters: &[i32], leader: Option<i32>) -> Snapshot {
+    /// The registry as broker `me` = (node id, shards) installs it: the topics with where
+    /// each partition lives (its broker, and the shard there by `place::shard_on_broker`,
+    /// for this broker by its own shard count: a registration with another count may not be
+    /// committed yet), the brokers, the `voters` (group coordinators) and the metadata
+    /// `leader`.
+    pub fn registry_for(&self, me: (i32, u32), voters: &[i32], leader: Option<i32>) -> Snapshot {
         let brokers = self
             .brokers
             .iter()
@@ -226,13 +228,13 @@ impl ClusterImage {
         let placement = self
             .topics
             .values()
-            .map(|t| (t.meta.id, self.places(t)))
+            .map(|t| (t.meta.id, self.places(t, me)))
             .collect();
         let mut voters = voters.to_vec();
         voters.sort_unstable();
         let mut snap = self.registry();
         snap.cluster = Some(Arc::new(ClusterMeta {
-            me,
+            me: me.0,
             voters,
             controller: leader,
             brokers,
@@ -241,11 +243,15 @@ impl ClusterImage {
         snap
     }
 
-    fn places(&self, t: &PlacedTopic) -> Arc<[Place]> {
+    fn places(&self, t: &PlacedTopic, me: (i32, u32)) -> Arc<[Place]> {
         (0..t.meta.partitions)
             .map(|p| {
                 let broker = t.brokers[p as usize];
-                let shards = self.brokers.get(&broker).map_or(1, |b| b.shards.max(1));
+                let shards = match self.brokers.get(&broker) {
+                    _ if broker == me.0 => me.1.max(1),
+                    Some(b) => b.shards.max(1),
+                    None => 1,
+                };
                 let shard = place::shard_on_broker(&t.meta.id, p, &t.brokers, shards as usize);
                 Place {
                     broker,
@@ -405,7 +411,7 @@ mod tests {
         let registry = image.registry();
         assert_eq!(registry.version, rows.len() as u64);
         assert_eq!(registry.topic("orders").map(|t| t.partitions), Some(4));
-        let mine = image.registry_for(1, &[2, 1], Some(2));
+        let mine = image.registry_for((1, 2), &[2, 1], Some(2));
         let c = mine.cluster.as_ref().expect("a cluster registry");
         let id = Uuid::from_u128(1);
         assert_eq!((c.voters.clone(), c.controller), (vec![1, 2], Some(2)));

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Entry, Message};
 
 use super::image::{ApplyError, ClusterImage, LogEntry, MetaRecord};
 use crate::raft::{Group, GroupConfig, Leadership, RaftError, RaftLog, Write};
@@ -57,10 +57,11 @@ pub struct MetaNode {
     image: ClusterImage,
     /// The leader's own proposals not yet decided, by log index: (term, token).
     waiting: BTreeMap<u64, (u64, u64)>,
-    /// Proposals forwarded to the leader, not yet seen applied: token → ticks left.
-    forwarded: BTreeMap<u64, u64>,
-    /// Decisions made outside a Ready (forwarded proposals timed out), for the next turn.
-    pending: Vec<(u64, Decided)>,
+    /// Every undecided proposal (the leader's own and forwarded ones): token → ticks left
+    /// before it is decided lost.
+    deadlines: BTreeMap<u64, u64>,
+    /// Decisions made outside a Ready (proposals out of time), for the next turn.
+    expired: Vec<(u64, Decided)>,
     /// Applied entries kept in the log before it is compacted into a snapshot.
     compact_after_entries: u64,
 }
@@ -88,8 +89,8 @@ impl MetaNode {
             group: Group::new(config, log, &crate::raft::logger())?,
             image,
             waiting: BTreeMap::new(),
-            forwarded: BTreeMap::new(),
-            pending: Vec::new(),
+            deadlines: BTreeMap::new(),
+            expired: Vec::new(),
             compact_after_entries: compact_after_entries.max(1),
         })
     }
@@ -127,13 +128,14 @@ impl MetaNode {
         all
     }
 
-    /// One tick of the shard's timer; forwarded proposals out of time are decided lost.
+    /// One tick of the shard's timer; proposals out of time are decided lost (a leader cut
+    /// off from the others, or a forwarded proposal dropped on the way).
     pub fn tick(&mut self) {
         self.group.tick();
-        self.forwarded.retain(|token, left| {
+        self.deadlines.retain(|token, left| {
             *left = left.saturating_sub(1);
             if *left == 0 {
-                self.pending.push((*token, Decided::Lost));
+                self.expired.push((*token, Decided::Lost));
             }
             *left > 0
         });
@@ -146,7 +148,8 @@ impl MetaNode {
 
     /// Proposes `record`; `token` (unique among this node's undecided proposals) comes
     /// back in [`Turn::decided`]. On the leader the proposal is appended here; elsewhere it
-    /// is forwarded to the leader and decided lost if not applied within `timeout_ticks`.
+    /// is forwarded to the leader. Either way it is decided lost if not applied within
+    /// `timeout_ticks`.
     /// An error: no leader is known, or the leader refused it (too much uncommitted).
     pub fn propose(
         &mut self,
@@ -163,8 +166,8 @@ impl MetaNode {
             self.waiting.insert(index, (term, token));
         } else {
             self.group.forward(entry.encode())?;
-            self.forwarded.insert(token, timeout_ticks.max(1));
         }
+        self.deadlines.insert(token, timeout_ticks.max(1));
         Ok(())
     }
 
@@ -188,10 +191,10 @@ impl MetaNode {
     /// The work this turn produced, if any.
     pub fn turn(&mut self) -> Option<Turn> {
         let Some(work) = self.group.work() else {
-            if self.pending.is_empty() {
+            if self.expired.is_empty() {
                 return None;
             }
-            let decided = std::mem::take(&mut self.pending);
+            let decided = std::mem::take(&mut self.expired);
             return Some(Turn {
                 number: 0,
                 decided,
@@ -204,7 +207,7 @@ impl MetaNode {
             write: work.write,
             send_after_write: work.send_after_write,
             leadership: work.leadership,
-            decided: std::mem::take(&mut self.pending),
+            decided: std::mem::take(&mut self.expired),
             ..Turn::default()
         };
         if let Some((index, data)) = work.restore {
@@ -217,27 +220,39 @@ impl MetaNode {
             self.decide_up_to(index, None, &mut turn);
         }
         for e in &work.committed {
-            let result = if e.data.is_empty() {
-                self.image.applied = e.index; // a new leader's no-op
-                Ok(())
-            } else {
-                let entry = LogEntry::decode(&e.data).expect("entries are log entries");
-                let r = self.image.apply(e.index, &entry.record);
-                if let Err(why) = &r {
-                    tracing::debug!(index = e.index, %why, "metadata record changed nothing");
-                }
-                turn.image_changed = true;
-                self.decide_forwarded(entry.origin, &r, &mut turn);
-                r
-            };
+            let result = self.apply_entry(e, &mut turn);
             self.decide_up_to(e.index, Some((e.term, result)), &mut turn);
         }
         self.maybe_compact(&mut turn);
         Some(turn)
     }
 
-    /// Decides the proposals at or below `index`: the one at `index` by `applied` (the
-    /// entry's term and result), every other as lost.
+    /// Applies one committed entry to the image. An empty entry (a new leader's no-op, or a
+    /// membership change the group applied) only moves the applied index; so does an entry
+    /// that is not a record (a proposal any peer may send: every node skips it alike).
+    fn apply_entry(&mut self, e: &Entry, turn: &mut Turn) -> Result<(), ApplyError> {
+        let entry = match LogEntry::decode(&e.data) {
+            Ok(entry) if !e.data.is_empty() => entry,
+            decoded => {
+                if decoded.is_err() && !e.data.is_empty() {
+                    tracing::warn!(index = e.index, "a metadata log entry is not a record");
+                }
+                self.image.applied = e.index;
+                return Ok(());
+            }
+        };
+        let r = self.image.apply(e.index, &entry.record);
+        if let Err(why) = &r {
+            tracing::debug!(index = e.index, %why, "metadata record changed nothing");
+        }
+        turn.image_changed = true;
+        self.decide_origin(entry.origin, &r, turn);
+        r
+    }
+
+    /// Decides the leader's own proposals at or below `index` still undecided: the one at
+    /// `index` by `applied` (the entry's term and result), every other as lost (another
+    /// leader's entry took its index).
     fn decide_up_to(
         &mut self,
         index: u64,
@@ -247,6 +262,9 @@ impl MetaNode {
         let later = self.waiting.split_off(&(index + 1));
         let done = std::mem::replace(&mut self.waiting, later);
         for (at, (term, token)) in done {
+            if self.deadlines.remove(&token).is_none() {
+                continue; // decided already (by its origin, or out of time)
+            }
             let outcome = match &applied {
                 Some((t, r)) if at == index && *t == term => Decided::Committed(r.clone()),
                 _ => Decided::Lost,
@@ -255,15 +273,15 @@ impl MetaNode {
         }
     }
 
-    /// An applied entry proposed here and forwarded: its proposal is committed.
-    fn decide_forwarded(
+    /// An applied entry this node proposed and still waits for: committed.
+    fn decide_origin(
         &mut self,
         origin: Option<(u64, u64)>,
         r: &Result<(), ApplyError>,
         turn: &mut Turn,
     ) {
         if let Some((node, token)) = origin {
-            if node == self.me && self.forwarded.remove(&token).is_some() {
+            if node == self.me && self.deadlines.remove(&token).is_some() {
                 turn.decided.push((token, Decided::Committed(r.clone())));
             }
         }
@@ -478,5 +496,26 @@ mod tests {
             .collect();
         assert_eq!(leads.len(), 1, "one new leader");
         assert_ne!(leads[0], 3, "the learner never leads");
+    }
+
+    #[test]
+    fn a_cut_off_leaders_own_proposal_is_decided_lost_in_time() {
+        let mut nodes = voters();
+        settle(&mut nodes, &[]);
+        let leader = nodes.iter().position(|n| n.is_leader()).unwrap();
+        nodes[leader].propose(9, &register(1), 3).unwrap();
+        // Nothing it sends arrives: after three ticks the proposal is lost.
+        let mut decided = Vec::new();
+        for _ in 0..4 {
+            nodes[leader].tick();
+            while let Some(t) = nodes[leader].turn() {
+                nodes[leader].persisted(t.number);
+                decided.extend(t.decided);
+            }
+        }
+        assert_eq!(decided, [(9, Decided::Lost)]);
+        // Healed, the entry may still commit; it is not decided twice.
+        let later = settle(&mut nodes, &[]);
+        assert!(!later.contains_key(&9), "{later:?}");
     }
 }

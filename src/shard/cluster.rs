@@ -26,12 +26,14 @@ use crate::runtime::{self, local_channel};
 /// committed change.
 const INSTALL_WAIT: Duration = Duration::from_secs(5);
 
+/// Every way a proposal fails is NOT_CONTROLLER, which clients retry after refreshing
+/// their metadata: a lost proposal may still commit later, but REQUEST_TIMED_OUT would not do
+/// for it (librdkafka reports it from CreateTopics as success when the caller does not wait
+/// for the operation, and the topic might never exist). REQUEST_TIMED_OUT is kept for a
+/// change that did commit but is not installed here in time.
 impl From<SubmitError> for AdminError {
     fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Lost => AdminError::TimedOut(e.to_string()),
-            _ => AdminError::NotController(e.to_string()),
-        }
+        AdminError::NotController(e.to_string())
     }
 }
 

@@ -2,7 +2,7 @@
 //! changes to open ones, close and delete those of deleted topics. The controller (shard 0)
 //! sends each new snapshot to every shard.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -37,8 +37,21 @@ impl Shard {
             self.groups
                 .forget_topics(|t| !deleted.iter().any(|d| d == t));
         }
-        // Partitions of deleted topics (or beyond a topic's count) are closed and deleted;
-        // in a cluster, one now placed on another broker or shard is closed and kept.
+        self.close_unplaced(&snap).await;
+        for topic in snap.topics.values() {
+            for index in 0..topic.partitions {
+                if snap.locate(&topic.id, index, self.shards()) == Where::Here(self.id) {
+                    self.ensure_partition(topic, index).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the partitions `snap` no longer places on this shard: those of deleted topics
+    /// (or beyond a topic's count) are deleted too; in a cluster, one now placed on another
+    /// broker or shard is kept on disk.
+    async fn close_unplaced(&self, snap: &Snapshot) {
         let closing: Vec<((Uuid, i32), bool)> = self
             .partitions
             .borrow()
@@ -61,14 +74,6 @@ impl Shard {
                 tracing::warn!(dir = %part.dir().display(), error = %e, "could not delete partition");
             }
         }
-        for topic in snap.topics.values() {
-            for index in 0..topic.partitions {
-                if snap.locate(&topic.id, index, self.shards()) == Where::Here(self.id) {
-                    self.ensure_partition(topic, index).await?;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// A topic's log settings with the broker's own on top (`verify_reads`).
@@ -93,9 +98,69 @@ impl Shard {
             return Ok(());
         }
         let dir = self.partition_dir(topic, index);
+        claim_dir(&dir, &topic.id)?;
         let log = PartitionLog::open(&dir, self.log_config(topic)).await?;
+        mark_dir(&dir, &topic.id)?;
         let part = Rc::new(Partition::open(topic.clone(), index, log).await?);
         self.partitions.borrow_mut().insert((topic.id, index), part);
         Ok(())
+    }
+}
+
+/// Kafka's name for the file that ties a partition directory to its topic's id.
+const TOPIC_ID_FILE: &str = "partition.metadata";
+
+/// Clears `dir` if an earlier topic of the same name left it (one deleted while this broker
+/// was down and then created again; ids are never reused, so another id means another
+/// topic): its records must not reappear in the new topic. A directory without the file
+/// (written before the file existed) is taken as this topic's.
+fn claim_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
+    let held = match std::fs::read_to_string(dir.join(TOPIC_ID_FILE)) {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("topic_id: "))
+            .and_then(|v| Uuid::parse_str(v.trim()).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io("read", dir, e)),
+    };
+    if held.is_some_and(|held| held != *id) {
+        tracing::warn!(dir = %dir.display(), "removing the directory of an earlier topic of this name");
+        std::fs::remove_dir_all(dir).map_err(|e| StorageError::io("remove", dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes the topic id file into a partition directory that lacks it.
+fn mark_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
+    let path = dir.join(TOPIC_ID_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{TOPIC_ID_FILE}.tmp"));
+    let text = format!("version: 0\ntopic_id: {id}\n");
+    std::fs::write(&tmp, text).map_err(|e| StorageError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_of_an_earlier_topic_is_cleared_and_its_own_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("00000000000000000000.log"), b"old").unwrap();
+        let (old, new) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        claim_dir(&dir, &old).unwrap();
+        mark_dir(&dir, &old).unwrap();
+        claim_dir(&dir, &old).unwrap();
+        assert!(
+            dir.join("00000000000000000000.log").exists(),
+            "its own: kept"
+        );
+        claim_dir(&dir, &new).unwrap();
+        assert!(!dir.exists(), "an earlier topic's: removed");
     }
 }
