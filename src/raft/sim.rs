@@ -343,3 +343,23 @@ fn lossy_reordering_network_with_crashes_cuts_and_compaction_keeps_one_history()
         "{terms} terms, {crashes} crashes, {restores} restores, {entries} entries"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Any mix of faults, at any seed: at most one leader per term (asserted on every
+    /// step), and after healing one leader and every node holding every committed entry.
+    #[test]
+    fn any_faults_at_any_seed_keep_one_history(
+        seed in proptest::prelude::any::<u64>(),
+        drop in 0.0..0.3f64,
+        duplicate in 0.0..0.2f64,
+        delay_steps_max in 1u64..10,
+        crash in 0.0..0.03f64,
+        cut in 0.0..0.1f64,
+        compact in 0.0..0.05f64,
+    ) {
+        let faults = Faults { drop, duplicate, delay_steps_max, crash, cut, compact };
+        converges(seed, faults);
+    }
+}
