@@ -386,6 +386,26 @@ fn real_clients_use_topics_spread_over_three_brokers() {
         );
     }
 
+    // `shardlog groups describe` through broker 1 finds each group's coordinator and each
+    // partition's log end offset on its leader: nothing left to consume.
+    for g in &groups {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            .args(["groups", "describe", g, "--bootstrap-server"])
+            .arg(c.addr(1))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .filter(|l| l.contains("user-events"))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert!(!rows.is_empty(), "{text}");
+        for r in &rows {
+            assert_eq!((r[3] == r[4], r[5]), (true, "0"), "{g}: {text}");
+        }
+    }
+
     // `shardlog topics describe` through broker 1 shows the spread.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
         .args(["topics", "describe", "user-events", "--bootstrap-server"])

@@ -6,8 +6,8 @@
 //!
 //! `describe` asks the group's coordinator (FindCoordinator) for the members and their
 //! assignments (DescribeGroups) and the committed offsets (OffsetFetch, all topics), then the
-//! bootstrap broker for the log end offsets (ListOffsets, latest): shardlog is a single broker,
-//! so it leads every partition. One row per partition that is committed or assigned.
+//! bootstrap broker for the log end offsets (ListOffsets, latest; in a cluster, the leaders
+//! of the partitions it does not lead). One row per partition that is committed or assigned.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -202,7 +202,7 @@ fn describe(conn: &Conn, c: &mut Client, group: &str) -> Result<String, CliError
     let owners = owners(&described)?;
     let committed = committed_offsets(&offset_fetch(coord, group)?)?;
     let keys: BTreeSet<(String, i32)> = owners.keys().chain(committed.keys()).cloned().collect();
-    let log_end = log_end_offsets(c, &keys)?;
+    let log_end = log_end_offsets(conn, c, &keys)?;
     let rows = build_rows(&owners, &committed, &log_end);
     Ok(render_rows(group, &rows))
 }
@@ -423,16 +423,19 @@ pub fn committed_offsets(
 
 /// Latest offsets of `keys` (ListOffsets, timestamp -1); partitions that fail are left out.
 fn log_end_offsets(
+    conn: &Conn,
     c: &mut Client,
     keys: &BTreeSet<(String, i32)>,
 ) -> Result<HashMap<(String, i32), i64>, CliError> {
-    offsets_at(c, keys, LATEST)
+    offsets_at(conn, c, keys, LATEST)
 }
 
 /// The offsets ListOffsets answers for `keys` at `timestamp` ([`LATEST`], [`EARLIEST`], or
 /// milliseconds: the first record at or after it); partitions that fail or have no such
-/// record are left out.
+/// record are left out. Asked of the bootstrap broker first; in a cluster, the partitions it
+/// does not lead (NOT_LEADER_OR_FOLLOWER) are asked of their leaders, as Metadata names them.
 pub(super) fn offsets_at(
+    conn: &Conn,
     c: &mut Client,
     keys: &BTreeSet<(String, i32)>,
     timestamp: i64,
@@ -440,10 +443,68 @@ pub(super) fn offsets_at(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
+    let resp = list_offsets(c, keys, timestamp)?;
+    let mut out = latest_offsets(&resp);
+    let elsewhere: BTreeSet<(String, i32)> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let led_elsewhere = t.partitions.iter().filter(|p| p.error_code == NOT_LEADER);
+            led_elsewhere.map(|p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    for (addr, part) in by_leader(c, &elsewhere)? {
+        let mut other = conn.connect_to(&addr)?;
+        out.extend(latest_offsets(&list_offsets(&mut other, &part, timestamp)?));
+    }
+    Ok(out)
+}
+
+/// NOT_LEADER_OR_FOLLOWER: a cluster's broker asked for a partition another one leads.
+const NOT_LEADER: i16 = 6;
+
+fn list_offsets(
+    c: &mut Client,
+    keys: &BTreeSet<(String, i32)>,
+    timestamp: i64,
+) -> Result<ListOffsetsResponse, CliError> {
     let version = c.version(ApiKey::ListOffsets, LIST_OFFSETS.0, LIST_OFFSETS.1)?;
     let req = list_offsets_request(keys, timestamp);
-    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, version, &req)?;
-    Ok(latest_offsets(&resp))
+    Ok(c.call(ApiKey::ListOffsets, version, &req)?)
+}
+
+/// `keys` grouped by their leader's address ("host:port"), as Metadata at `c` gives them;
+/// partitions without a leader are left out.
+fn by_leader(
+    c: &mut Client,
+    keys: &BTreeSet<(String, i32)>,
+) -> Result<BTreeMap<String, BTreeSet<(String, i32)>>, CliError> {
+    let mut out: BTreeMap<String, BTreeSet<(String, i32)>> = BTreeMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let topics: Vec<String> = keys
+        .iter()
+        .map(|k| k.0.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let meta = super::topics::metadata(c, Some(&topics))?;
+    let addrs: HashMap<i32, String> = meta
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect();
+    for t in &meta.topics {
+        let name = t.name.as_ref().map_or("", |n| n.0.as_str());
+        for p in &t.partitions {
+            let key = (name.to_string(), p.partition_index);
+            if let (true, Some(addr)) = (keys.contains(&key), addrs.get(&p.leader_id.0)) {
+                out.entry(addr.clone()).or_default().insert(key);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The offset at `timestamp` of each of `keys`, as a consumer asks (replica -1).

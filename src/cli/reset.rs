@@ -357,10 +357,10 @@ pub fn run(conn: &Conn, c: &mut Client, args: &ResetArgs) -> Result<(), CliError
     };
     let target = args.target();
     let log = LogOffsets {
-        start: groups::offsets_at(c, &keys, EARLIEST)?,
-        end: groups::offsets_at(c, &keys, LATEST)?,
+        start: groups::offsets_at(conn, c, &keys, EARLIEST)?,
+        end: groups::offsets_at(conn, c, &keys, LATEST)?,
         by_time: match target {
-            Target::Time(ms) => groups::offsets_at(c, &keys, ms)?,
+            Target::Time(ms) => groups::offsets_at(conn, c, &keys, ms)?,
             _ => HashMap::new(),
         },
     };
