@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::group::Coordinator;
-use crate::metadata::{shard_for, Snapshot, Where};
+use crate::metadata::{shard_for, BrokerAddr, Snapshot, Where};
 use crate::partition::Partition;
 use crate::runtime::MeshSenders;
 
@@ -130,6 +130,22 @@ impl Shard {
     /// The shard that coordinates `group` (the one serving its group log).
     pub fn coordinator_of(&self, group: &str) -> usize {
         crate::group::shard_for_group(group, self.shards())
+    }
+
+    /// The brokers clients are told about, (node id, address), and the controller (-1 while
+    /// a cluster has none): a single broker lists itself as both; a cluster member the live
+    /// brokers of `snap`, itself always among them (`ClusterMeta::live_brokers`).
+    pub fn client_brokers(&self, snap: &Snapshot) -> (Vec<(i32, BrokerAddr)>, i32) {
+        let c = &self.config;
+        let me = BrokerAddr {
+            host: c.advertised_host.clone(),
+            port: u16::try_from(c.advertised_port).expect("a port, as the config parsed it"),
+            alive: true,
+        };
+        match &snap.cluster {
+            None => (vec![(c.node_id, me)], c.node_id),
+            Some(cluster) => (cluster.live_brokers(&me), cluster.controller.unwrap_or(-1)),
+        }
     }
 
     /// In a cluster, the broker that coordinates `group` if it is not this one.

@@ -10,7 +10,6 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::str_bytes;
 use super::Call;
 
-use crate::metadata::BrokerAddr;
 use crate::shard::Shard;
 
 /// Answers with the cluster id, the brokers and the controller.
@@ -19,34 +18,17 @@ pub async fn handle(
     _req: DescribeClusterRequest,
     _call: &Call<'_>,
 ) -> Option<DescribeClusterResponse> {
-    let c = &s.config;
-    let broker = |id: i32, host: &str, port: i32| {
+    let (list, controller) = s.client_brokers(&s.metadata());
+    let brokers = list.into_iter().map(|(id, b)| {
         DescribeClusterBroker::default()
             .with_broker_id(BrokerId(id))
-            .with_host(str_bytes(host))
-            .with_port(port)
-    };
-    let snap = s.metadata();
-    let (brokers, controller) = match &snap.cluster {
-        None => (
-            vec![broker(c.node_id, &c.advertised_host, c.advertised_port)],
-            c.node_id,
-        ),
-        Some(cluster) => {
-            let me = BrokerAddr {
-                host: c.advertised_host.clone(),
-                port: u16::try_from(c.advertised_port).unwrap_or(0),
-                alive: true,
-            };
-            let list = cluster.live_brokers(&me).into_iter();
-            let list = list.map(|(id, b)| broker(id, &b.host, i32::from(b.port)));
-            (list.collect(), cluster.controller.unwrap_or(-1))
-        }
-    };
+            .with_host(str_bytes(&b.host))
+            .with_port(i32::from(b.port))
+    });
     Some(
         DescribeClusterResponse::default()
             .with_cluster_id(str_bytes(&s.cluster_id))
             .with_controller_id(BrokerId(controller))
-            .with_brokers(brokers),
+            .with_brokers(brokers.collect()),
     )
 }

@@ -58,28 +58,23 @@ fn coordinator(s: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
             .with_port(-1)
     };
     match key_type {
-        KEY_TYPE_GROUP => match s.group_elsewhere(c.key.as_str()) {
-            None => c
-                .with_node_id(BrokerId(s.config.node_id))
-                .with_host(str_bytes(&s.config.advertised_host))
-                .with_port(s.config.advertised_port),
-            Some(b) => match s
-                .metadata()
-                .cluster
-                .as_ref()
-                .and_then(|m| m.brokers.get(&b))
-            {
-                Some(addr) if addr.alive => c
-                    .with_node_id(BrokerId(b))
+        KEY_TYPE_GROUP => {
+            let at = s
+                .group_elsewhere(c.key.as_str())
+                .unwrap_or(s.config.node_id);
+            let brokers = s.client_brokers(&s.metadata()).0;
+            match brokers.into_iter().find(|(id, _)| *id == at) {
+                Some((id, addr)) => c
+                    .with_node_id(BrokerId(id))
                     .with_host(str_bytes(&addr.host))
                     .with_port(i32::from(addr.port)),
-                _ => refuse(
+                None => refuse(
                     c,
                     errors::COORDINATOR_NOT_AVAILABLE,
                     "the group's coordinator is not available",
                 ),
-            },
-        },
+            }
+        }
         KEY_TYPE_TRANSACTION => refuse(
             c,
             errors::CLUSTER_AUTHORIZATION_FAILED,

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use super::Call;
 use super::{str_bytes, topic_name};
 use crate::kafka::errors::{self, ErrorCode};
-use crate::metadata::{valid_topic_name, BrokerAddr, Snapshot, TopicMeta};
+use crate::metadata::{valid_topic_name, Snapshot, TopicMeta};
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
 
@@ -58,28 +58,14 @@ pub async fn handle(
 /// The brokers clients are told about (with their advertised addresses) and the controller
 /// (-1 while a cluster has no metadata leader).
 fn brokers(s: &Shard, snap: &Snapshot) -> (Vec<MetadataResponseBroker>, BrokerId) {
-    let broker = |id: i32, host: &str, port: i32| {
+    let (list, controller) = s.client_brokers(snap);
+    let list = list.into_iter().map(|(id, b)| {
         MetadataResponseBroker::default()
             .with_node_id(BrokerId(id))
-            .with_host(str_bytes(host))
-            .with_port(port)
-    };
-    let c = &s.config;
-    let Some(cluster) = &snap.cluster else {
-        let me = broker(c.node_id, &c.advertised_host, c.advertised_port);
-        return (vec![me], BrokerId(c.node_id));
-    };
-    let me = BrokerAddr {
-        host: c.advertised_host.clone(),
-        port: u16::try_from(c.advertised_port).unwrap_or(0),
-        alive: true,
-    };
-    let list = cluster
-        .live_brokers(&me)
-        .into_iter()
-        .map(|(id, b)| broker(id, &b.host, i32::from(b.port)))
-        .collect();
-    (list, BrokerId(cluster.controller.unwrap_or(-1)))
+            .with_host(str_bytes(&b.host))
+            .with_port(i32::from(b.port))
+    });
+    (list.collect(), BrokerId(controller))
 }
 
 async fn lookup(s: &Shard, t: &MetadataRequestTopic, auto: bool) -> MetadataResponseTopic {
