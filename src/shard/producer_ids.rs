@@ -51,8 +51,20 @@ impl ProducerIds {
         })
     }
 
-    /// A fresh producer id.
+    /// A fresh producer id, from the next block persisted here when this one is spent.
     pub async fn allocate(&self) -> Result<i64, StorageError> {
+        self.allocate_with(|| self.persist_next_block()).await
+    }
+
+    /// A fresh producer id from the current block, or else from a new block that `block`
+    /// gets: (first id, one past the last). One caller at a time gets a block; the others
+    /// wait and take from it.
+    pub async fn allocate_with<F, Fut, E>(&self, block: F) -> Result<i64, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(i64, i64), E>>,
+        E: From<StorageError>,
+    {
         if let Some(id) = self.take() {
             return Ok(id);
         }
@@ -62,9 +74,19 @@ impl ProducerIds {
             .await
             .map_err(|_| StorageError::Closed)?;
         if let Some(id) = self.take() {
-            return Ok(id); // another caller reserved a block meanwhile
+            return Ok(id); // another caller got a block meanwhile
         }
-        let until = self.until.get() + PRODUCER_ID_BLOCK;
+        let (from, until) = block().await?;
+        assert!(from < until, "a block holds ids");
+        self.next.set(from);
+        self.until.set(until);
+        Ok(self.take().expect("a fresh block has ids"))
+    }
+
+    /// Persists the end of the block after the current one, which it returns.
+    async fn persist_next_block(&self) -> Result<(i64, i64), StorageError> {
+        let from = self.until.get();
+        let until = from + PRODUCER_ID_BLOCK;
         std::fs::create_dir_all(&self.dir).map_err(|e| StorageError::io("create", &self.dir, e))?;
         io::write_small_atomic(
             &self.dir,
@@ -72,29 +94,7 @@ impl ProducerIds {
             recovery::encode_checkpoint(Offset(until)),
         )
         .await?;
-        self.until.set(until);
-        Ok(self.take().expect("a fresh block has ids"))
-    }
-
-    /// An id from the current block, in a cluster, or else a new block from the metadata
-    /// log (`block` asks for one: (first, one past the last)).
-    pub async fn allocate_in_cluster<F, Fut, E>(&self, block: F) -> Result<i64, E>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(i64, i64), E>>,
-    {
-        if let Some(id) = self.take() {
-            return Ok(id);
-        }
-        let _permit = self.lock.acquire_permit(1).await;
-        if let Some(id) = self.take() {
-            return Ok(id);
-        }
-        let (from, until) = block().await?;
-        assert!(from < until, "a block holds ids");
-        self.next.set(from);
-        self.until.set(until);
-        Ok(self.take().expect("a fresh block has ids"))
+        Ok((from, until))
     }
 
     fn take(&self) -> Option<i64> {

@@ -298,10 +298,12 @@ pub async fn allocate_producer_id(s: &Shard) -> Result<Result<i64, ProducerIdErr
         if s.config.cluster.is_none() {
             return ids.allocate().await.map_err(ProducerIdError::Storage);
         }
-        let block = || s.producer_id_block(super::producer_ids::PRODUCER_ID_BLOCK);
-        ids.allocate_in_cluster(block)
-            .await
-            .map_err(|e| ProducerIdError::Unavailable(e.to_string()))
+        let block = || async {
+            let size = super::producer_ids::PRODUCER_ID_BLOCK;
+            let got = s.producer_id_block(size).await;
+            got.map_err(|e| ProducerIdError::Unavailable(e.to_string()))
+        };
+        ids.allocate_with(block).await
     })
     .await
 }
@@ -313,6 +315,12 @@ pub enum ProducerIdError {
     Storage(StorageError),
     /// In a cluster: no block could be had from the metadata log now (retriable).
     Unavailable(String),
+}
+
+impl From<StorageError> for ProducerIdError {
+    fn from(e: StorageError) -> Self {
+        ProducerIdError::Storage(e)
+    }
 }
 
 #[cfg(test)]
