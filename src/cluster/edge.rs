@@ -35,9 +35,9 @@ const REGISTER_EVERY_TICKS: u64 = 20;
 const LIVENESS_EVERY_TICKS: u64 = 10;
 /// Applied entries kept in the metadata log before it is compacted.
 const COMPACT_AFTER_ENTRIES: u64 = 1000;
-/// Ticks a proposal forwarded to the leader may take to be applied (3 s) before the
-/// request that made it is answered with a retriable error.
-const FORWARD_TIMEOUT_TICKS: u64 = 60;
+/// Ticks a proposal (this broker's own as leader, or forwarded to the leader) may take to be
+/// applied (3 s) before the request that made it is answered with a retriable error.
+const PROPOSAL_TIMEOUT_TICKS: u64 = 60;
 /// Admin proposals waiting for their outcome at once, at most.
 const WAITING_MAX: usize = 1024;
 
@@ -105,8 +105,6 @@ struct Edge {
     leading_since: Cell<Option<Instant>>,
     /// When the leader last checked liveness.
     last_check: Cell<Option<Instant>>,
-    /// This broker's shard count (its own partitions are placed by it).
-    shards: u32,
     wake: local_channel::LocalSender<()>,
     install: Install,
 }
@@ -138,7 +136,7 @@ pub async fn submit(record: MetaRecord) -> Result<Committed, SubmitError> {
     let (tx, rx) = local_channel::new_bounded(1);
     edge.node
         .borrow_mut()
-        .propose(token, &record, FORWARD_TIMEOUT_TICKS)
+        .propose(token, &record, PROPOSAL_TIMEOUT_TICKS)
         .map_err(|e| SubmitError::NoLeader(e.to_string()))?;
     edge.waiting.borrow_mut().insert(token, tx);
     let _ = edge.wake.try_send(());
@@ -156,7 +154,7 @@ pub fn producer_ids_until() -> Option<i64> {
 /// keeps in the metadata log; `install` gets every new registry. Exits the process if the
 /// log cannot be opened or the listener bound (as the Kafka listener does).
 pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, install: Install) {
-    let (node_id, shards) = (me.node_id as u64, me.shards);
+    let node_id = me.node_id as u64;
     let voters: Vec<u64> = cluster.voters.keys().copied().collect();
     let dir = data_dir.join("__cluster").join("metadata");
     let (mut file, log) = match LogFile::open(&dir, &voters) {
@@ -180,7 +178,6 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, inst
         heard: RefCell::new(HashMap::new()),
         leading_since: Cell::new(None),
         last_check: Cell::new(None),
-        shards,
         wake,
         install,
     });
@@ -239,7 +236,12 @@ impl Drop for Unset {
 fn deliver(edge: &Rc<Edge>) -> Deliver {
     let edge = edge.clone();
     Rc::new(move |from: Endpoint, msgs| {
-        edge.heard.borrow_mut().insert(from.node, Instant::now());
+        // Only registered brokers are judged, so only they are remembered (a bound).
+        let registered = i32::try_from(from.node)
+            .is_ok_and(|id| edge.node.borrow().image().brokers.contains_key(&id));
+        if registered {
+            edge.heard.borrow_mut().insert(from.node, Instant::now());
+        }
         for (group, m) in msgs {
             // A proposal from a peer may only carry records (a broker's registration): a
             // configuration change is the leader's own to make.
@@ -406,7 +408,7 @@ impl Edge {
         let node = self.node.borrow();
         let voters: Vec<i32> = self.voters.iter().map(|&v| v as i32).collect();
         let leader = node.leadership().leader.map(|l| l as i32);
-        let me = (self.me.node_id, self.shards);
+        let me = (self.me.node_id, self.me.shards);
         let snap = node.image().registry_for(me, &voters, leader);
         drop(node);
         (self.install)(Arc::new(snap));

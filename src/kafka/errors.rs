@@ -42,10 +42,9 @@ impl From<Unrouted> for ErrorCode {
         match u {
             Unrouted::UnknownPartition => UNKNOWN_TOPIC_OR_PARTITION,
             Unrouted::ShardGone(gone) => shard_gone(&gone),
-            Unrouted::NotHere => NOT_LEADER_OR_FOLLOWER,
             // Kafka's answer from a broker that does not lead the partition, whether or not
             // another one does (the Java consumer takes LEADER_NOT_AVAILABLE in a Fetch badly).
-            Unrouted::NoLeader => NOT_LEADER_OR_FOLLOWER,
+            Unrouted::NotHere => NOT_LEADER_OR_FOLLOWER,
         }
     }
 }

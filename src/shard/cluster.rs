@@ -131,13 +131,13 @@ fn to_record(cur: &Snapshot, next: &Snapshot, change: &Change) -> Result<MetaRec
         Change::CreatePartitions { name, count } => {
             let topic = planned(name)?;
             let c = cur.cluster.as_ref().expect("a cluster registry");
-            let old: Vec<i32> = (0..*count).map_while(|p| c.replica(&topic.id, p)).collect();
-            let added = *count - old.len() as i32;
-            let mut brokers = old.clone();
+            let mut brokers: Vec<i32> =
+                (0..*count).map_while(|p| c.replica(&topic.id, p)).collect();
+            let old = brokers.len() as i32;
             brokers.extend(place::brokers_for(
                 &topic.id,
-                old.len() as i32,
-                added,
+                old,
+                *count - old,
                 &live(cur)?,
             ));
             MetaRecord::CreatePartitions {

@@ -30,11 +30,9 @@ pub enum Unrouted {
     UnknownPartition,
     /// The owner shard is gone (shutting down).
     ShardGone(ShardGone),
-    /// In a cluster: the partition is served by another broker (the client refreshes its
-    /// metadata and goes there).
+    /// In a cluster: the partition is served by another broker, or its broker is dead (the
+    /// client refreshes its metadata and goes to the leader, once there is one).
     NotHere,
-    /// In a cluster: the partition's broker is dead; it has no leader now.
-    NoLeader,
 }
 
 /// One partition named by a request, with what the owner needs to serve it.
@@ -72,12 +70,8 @@ fn by_owner<I>(
         };
         let owner = match locate(&topic.id, it.index) {
             Where::Here(owner) => owner,
-            Where::There(_) => {
+            Where::There(_) | Where::Nowhere => {
                 unknown.push((pos, Unrouted::NotHere));
-                continue;
-            }
-            Where::Nowhere => {
-                unknown.push((pos, Unrouted::NoLeader));
                 continue;
             }
         };
