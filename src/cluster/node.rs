@@ -231,10 +231,11 @@ impl MetaNode {
     /// membership change the group applied) only moves the applied index; so does an entry
     /// that is not a record (a proposal any peer may send: every node skips it alike).
     fn apply_entry(&mut self, e: &Entry, turn: &mut Turn) -> Result<(), ApplyError> {
-        let entry = match LogEntry::decode(&e.data) {
-            Ok(entry) if !e.data.is_empty() => entry,
-            decoded => {
-                if decoded.is_err() && !e.data.is_empty() {
+        let decoded = (!e.data.is_empty()).then(|| LogEntry::decode(&e.data));
+        let entry = match decoded {
+            Some(Ok(entry)) => entry,
+            skipped => {
+                if skipped.is_some() {
                     tracing::warn!(index = e.index, "a metadata log entry is not a record");
                 }
                 self.image.applied = e.index;

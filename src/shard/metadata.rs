@@ -130,7 +130,9 @@ fn claim_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Writes the topic id file into a partition directory that lacks it.
+/// Writes the topic id file into a partition directory that lacks it. Not synced (so not
+/// `storage::io::write_small_atomic`): a file lost in a crash is written again at the next
+/// open, and creating a topic of many partitions should not pay a sync per partition.
 fn mark_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
     let path = dir.join(TOPIC_ID_FILE);
     if path.exists() {
