@@ -214,22 +214,37 @@ fn three_voters_elect_a_metadata_leader_and_elect_again_when_it_is_killed() {
 /// Metadata for all topics from the broker at `port`: (broker ids, controller, each
 /// partition's (index, leader) of `topic`).
 fn metadata(port: u16, topic: &str) -> (Vec<i32>, i32, Vec<(i32, i32)>) {
-    let mut c = harness::client::Client::connect(port);
-    let req = MetadataRequest::default().with_topics(None);
-    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    let resp = metadata_all(port);
     let brokers = resp.brokers.iter().map(|b| b.node_id.0).collect();
     let t = resp
         .topics
         .iter()
         .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic));
+    (
+        brokers,
+        resp.controller_id.0,
+        t.map(leaders).unwrap_or_default(),
+    )
+}
+
+/// Metadata for every topic from the broker at `port`.
+fn metadata_all(port: u16) -> MetadataResponse {
+    let mut c = harness::client::Client::connect(port);
+    let req = MetadataRequest::default().with_topics(None);
+    c.call(ApiKey::Metadata, 12, &req)
+}
+
+/// A topic's (partition, leader) pairs, by partition.
+fn leaders(
+    t: &kafka_protocol::messages::metadata_response::MetadataResponseTopic,
+) -> Vec<(i32, i32)> {
     let mut parts: Vec<(i32, i32)> = t
-        .map(|t| {
-            let p = t.partitions.iter();
-            p.map(|p| (p.partition_index, p.leader_id.0)).collect()
-        })
-        .unwrap_or_default();
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
     parts.sort_unstable();
-    (brokers, resp.controller_id.0, parts)
+    parts
 }
 
 /// The broker FindCoordinator names for `group`, asked at `port`.
@@ -533,18 +548,10 @@ type Loop = (Vec<String>, Vec<String>, usize);
 
 /// Every topic Metadata lists at `port`: name → (partitions, leaders).
 fn all_topics(port: u16) -> std::collections::BTreeMap<String, Vec<i32>> {
-    let mut c = harness::client::Client::connect(port);
-    let req = MetadataRequest::default().with_topics(None);
-    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    let resp = metadata_all(port);
     let topics = resp.topics.iter().map(|t| {
-        let mut parts: Vec<(i32, i32)> = t
-            .partitions
-            .iter()
-            .map(|p| (p.partition_index, p.leader_id.0))
-            .collect();
-        parts.sort_unstable();
         let name = t.name.as_ref().unwrap().0.to_string();
-        (name, parts.into_iter().map(|p| p.1).collect())
+        (name, leaders(t).into_iter().map(|p| p.1).collect())
     });
     topics.collect()
 }
