@@ -607,6 +607,26 @@ fn create_topics_keeps_working_across_a_kill_of_the_metadata_leader() {
         assert!(Instant::now() < deadline, "{seen:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The survivor's metrics count the same leaders and leaderless partitions.
+    let seen = all_topics(c.nodes[survivor - 1].kafka);
+    let count = |l: i32| seen.values().flatten().filter(|&&x| x == l).count();
+    let mut want = vec![format!("shardlog_cluster_offline_partitions {}", count(-1))];
+    for b in (1..=3).filter(|&b| b != leader as i32) {
+        want.push(format!(
+            r#"shardlog_cluster_leader_partitions{{broker="{b}"}} {}"#,
+            count(b)
+        ));
+    }
+    want.push("shardlog_cluster_under_replicated_partitions 0".into());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = get(c.nodes[survivor - 1].admin, "/metrics").unwrap_or_default();
+        if want.iter().all(|w| metrics.lines().any(|l| l == w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{want:?} in {metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The killed broker comes back, catches up, and leads its partitions again.
     let li = leader as usize - 1;
     let port = c.ports[li];

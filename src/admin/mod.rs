@@ -103,7 +103,7 @@ async fn route(shard: &Rc<Shard>, req: &Request, started: Started) -> Response {
         "/metrics" => {
             let format = Format::from_accept(req.accept.as_deref());
             let mut snaps = collect::all(shard).await;
-            let cluster = cluster_facts();
+            let cluster = cluster_facts(shard);
             let text = runtime::off_thread(move || {
                 render::sort(&mut snaps);
                 let facts = ProcessFacts {
@@ -153,14 +153,18 @@ fn ready(shard: &Shard) -> Response {
     r
 }
 
-/// The metadata log's figures for the metrics (read on shard 0, where the voter runs).
-fn cluster_facts() -> Option<render::ClusterFacts> {
+/// The metadata log's figures for the metrics (read on shard 0, where the voter runs) and
+/// the partitions' health from shard 0's registry snapshot.
+fn cluster_facts(shard: &Shard) -> Option<render::ClusterFacts> {
+    let snap = shard.metadata();
+    let partitions = snap.cluster.as_ref().map(|c| c.partition_health());
     crate::cluster::edge::view().map(|v| render::ClusterFacts {
         leader: v.leader.map_or(-1, |l| l as i64),
         term: v.term,
         applied: v.applied,
         brokers: v.brokers.len() as u64,
         alive: v.brokers.iter().filter(|b| b.alive).count() as u64,
+        partitions: partitions.unwrap_or_default(),
     })
 }
 

@@ -9,10 +9,11 @@ use serde_json::json;
 
 use super::collect::ShardSnapshot;
 use crate::cli::error_name;
+use crate::metadata::PartitionHealth;
 use crate::metrics::{Buckets, Exposition, Format, Kind};
 
 /// Facts about the process, read from /proc at scrape time (None where unreadable).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ProcessFacts {
     /// Resident memory, bytes.
     pub rss_bytes: Option<u64>,
@@ -28,8 +29,9 @@ pub struct ProcessFacts {
     pub cluster: Option<ClusterFacts>,
 }
 
-/// The metadata log's state for the metrics (from `cluster::edge::view`).
-#[derive(Clone, Copy, Debug, Default)]
+/// The metadata log's state for the metrics (from `cluster::edge::view`), and the partitions'
+/// health from this broker's registry snapshot.
+#[derive(Clone, Debug, Default)]
 pub struct ClusterFacts {
     /// The leader's node id, -1 while there is none.
     pub leader: i64,
@@ -41,6 +43,8 @@ pub struct ClusterFacts {
     pub brokers: u64,
     /// Registered brokers marked alive.
     pub alive: u64,
+    /// Leaders per broker, offline and under-replicated partitions.
+    pub partitions: PartitionHealth,
 }
 
 /// The name of API key `api` ("Produce"), or its number.
@@ -117,6 +121,36 @@ fn cluster_metrics(e: &mut Exposition, c: &ClusterFacts) {
     );
     e.sample(b, &[("state", "alive")], c.alive as f64);
     e.sample(b, &[("state", "dead")], (c.brokers - c.alive) as f64);
+    partition_health_metrics(e, &c.partitions);
+}
+
+/// Kafka's LeaderCount, OfflinePartitionsCount and UnderReplicatedPartitions.
+fn partition_health_metrics(e: &mut Exposition, h: &PartitionHealth) {
+    let leaders = "shardlog_cluster_leader_partitions";
+    e.family(
+        leaders,
+        Kind::Gauge,
+        "Partitions each live broker leads, as this broker's metadata image says.",
+    );
+    for (broker, n) in &h.leaders {
+        e.sample(leaders, &[("broker", &broker.to_string())], *n as f64);
+    }
+    let gauges = [
+        (
+            "shardlog_cluster_offline_partitions",
+            "Partitions without a leader (their broker is dead).",
+            h.offline,
+        ),
+        (
+            "shardlog_cluster_under_replicated_partitions",
+            "Partitions this broker leads with fewer live replicas than assigned.",
+            h.under_replicated_here,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        e.family(name, Kind::Gauge, help);
+        e.sample(name, &[], v as f64);
+    }
 }
 
 fn process_metrics(e: &mut Exposition, p: &ProcessFacts) {
@@ -148,8 +182,8 @@ fn process_metrics(e: &mut Exposition, p: &ProcessFacts) {
             e.sample(name, &[], v);
         }
     }
-    if let Some(c) = p.cluster {
-        cluster_metrics(e, &c);
+    if let Some(c) = &p.cluster {
+        cluster_metrics(e, c);
     }
     if let Some(v) = p.cpu_s {
         e.family(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub use configs::{TopicConfigError, TopicConfigs};
-pub use placement::{BrokerAddr, ClusterMeta, Place, Where};
+pub use placement::{BrokerAddr, ClusterMeta, PartitionHealth, Place, Where};
 
 /// One topic as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -30,6 +30,17 @@ pub struct Place {
     pub shard: u32,
 }
 
+/// Partition counts by health (`ClusterMeta::partition_health`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionHealth {
+    /// Partitions led by each live broker, by node id.
+    pub leaders: BTreeMap<i32, u64>,
+    /// Partitions without a leader.
+    pub offline: u64,
+    /// Partitions this broker leads with fewer live replicas than assigned.
+    pub under_replicated_here: u64,
+}
+
 /// Where a partition is served, as seen from one broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Where {
@@ -82,6 +93,27 @@ impl ClusterMeta {
     pub fn replica(&self, id: &Uuid, index: i32) -> Option<i32> {
         let place = self.placement.get(id)?.get(index as usize)?;
         Some(place.broker)
+    }
+
+    /// The partitions' health as this broker's image sees it, for the metrics: how many
+    /// partitions each live broker leads, how many have no leader (their broker is dead), and
+    /// how many of those this broker leads have a replica that is not alive (none while a
+    /// partition has one replica, its leader).
+    pub fn partition_health(&self) -> PartitionHealth {
+        let mut h = PartitionHealth::default();
+        let alive = |b: &i32| self.brokers.get(b).is_some_and(|a| a.alive) || *b == self.me;
+        for place in self.placement.values().flat_map(|p| p.iter()) {
+            if !alive(&place.broker) {
+                h.offline += 1;
+                continue;
+            }
+            *h.leaders.entry(place.broker).or_default() += 1;
+            let replicas = std::slice::from_ref(&place.broker);
+            if place.broker == self.me && !replicas.iter().all(alive) {
+                h.under_replicated_here += 1;
+            }
+        }
+        h
     }
 
     /// The broker that coordinates `group`: one of the voters, by the group's hash (stable
@@ -151,5 +183,12 @@ mod tests {
         let me = m.brokers[&1].clone();
         let live: Vec<i32> = m.live_brokers(&me).into_iter().map(|(id, _)| id).collect();
         assert_eq!(live, vec![1, 2]);
+    }
+
+    #[test]
+    fn health_counts_leaders_per_live_broker_and_offline_partitions() {
+        let h = meta().partition_health();
+        assert_eq!(h.leaders, [(1, 1), (2, 1)].into());
+        assert_eq!((h.offline, h.under_replicated_here), (1, 0));
     }
 }
