@@ -253,6 +253,19 @@ fn the_exposition_passes_promtool_and_the_status_api_answers() {
         &["--admin-listen", &admin],
     );
     kcat_produce(&broker.addr(), "checked", 20);
+    // A topic of 300 partitions: each shard's snapshot walks its ~150 in several turns.
+    run(
+        Command::new(env!("CARGO_BIN_EXE_shardlog")).args([
+            "topics",
+            "create",
+            "wide",
+            "--partitions",
+            "300",
+            "--bootstrap-server",
+            &broker.addr(),
+        ]),
+        30,
+    );
     // Prometheus itself asks for (and parsed, in the test above) OpenMetrics; promtool checks
     // the classic text format, whose lint also wants every counter named `_total`.
     let (_, open) = get(
@@ -317,6 +330,17 @@ fn the_exposition_passes_promtool_and_the_status_api_answers() {
         .find(|t| t["name"] == "checked")
         .unwrap();
     assert_eq!(checked["partitions"][0]["high_watermark"], 20);
+    let wide = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "wide");
+    let listed = wide.unwrap()["partitions"].as_array().unwrap();
+    let indexes: Vec<i64> = listed
+        .iter()
+        .map(|p| p["partition"].as_i64().unwrap())
+        .collect();
+    assert_eq!(indexes, (0..300).collect::<Vec<i64>>());
     let groups: serde_json::Value =
         serde_json::from_str(&get(&admin, "/v1/groups", "*/*").1).unwrap();
     assert!(groups.is_array());

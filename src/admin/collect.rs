@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use crate::net::stats::NetSnapshot;
-use crate::runtime::{self, ExecutorTotals};
+use crate::runtime::{self, CpuTimer, ExecutorTotals};
 use crate::shard::{Shard, ShardStats};
 use crate::storage::{readcache, stats as io_stats};
 
@@ -43,10 +43,26 @@ pub struct ReadCacheStats {
     pub misses: u64,
 }
 
-/// This shard's snapshot; runs on the shard's thread.
-pub fn local(s: &Shard) -> ShardSnapshot {
-    let started = thread_cpu_s();
-    let read_cache = readcache::with(|c| {
+/// This shard's snapshot; runs on the shard's thread (letting its other tasks run between
+/// turns of the partition walk).
+pub async fn local(s: &Shard) -> ShardSnapshot {
+    let mut cpu = CpuTimer::default();
+    let shard = s.stats(&mut cpu).await;
+    let mut snap = cpu.time(|| ShardSnapshot {
+        shard,
+        net: crate::net::stats::snapshot(),
+        exec: runtime::executor_totals(),
+        read_cache: read_cache_stats(),
+        io: io_stats::snapshot(),
+        errors: crate::kafka::error_counts::snapshot(),
+        took_s: 0.0,
+    });
+    snap.took_s = cpu.spent_s;
+    snap
+}
+
+fn read_cache_stats() -> ReadCacheStats {
+    readcache::with(|c| {
         let (hits, misses) = c.hit_counts();
         ReadCacheStats {
             bytes: c.bytes() as u64,
@@ -54,38 +70,14 @@ pub fn local(s: &Shard) -> ShardSnapshot {
             hits,
             misses,
         }
-    });
-    ShardSnapshot {
-        shard: s.stats(),
-        net: crate::net::stats::snapshot(),
-        exec: runtime::executor_totals(),
-        read_cache,
-        io: io_stats::snapshot(),
-        errors: crate::kafka::error_counts::snapshot(),
-        took_s: (thread_cpu_s() - started).max(0.0),
-    }
-}
-
-/// This thread's CPU time so far, seconds (0 if the clock cannot be read).
-fn thread_cpu_s() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid, writable timespec; the call only writes it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    if rc == 0 {
-        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-    } else {
-        0.0
-    }
+    })
 }
 
 /// Every shard's snapshot, in shard order; a shard that cannot answer (stopping) is left out.
 pub async fn all(s: &Rc<Shard>) -> Vec<ShardSnapshot> {
     let asks = (0..s.shards()).map(|i| {
         let s = s.clone();
-        async move { s.on(i, |s| async move { local(&s) }).await }
+        async move { s.on(i, |s| async move { local(&s).await }).await }
     });
     runtime::join_all(asks)
         .await

@@ -105,6 +105,45 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
 }
 
+/// Lets the other tasks that are ready run before this one goes on (at once if none is).
+pub async fn yield_now() {
+    glommio::executor().yield_now().await
+}
+
+/// Adds up the CPU time this thread spends in the pieces of work it is asked to time (not
+/// elapsed time: a preemption by another thread, or the other tasks run between pieces, are
+/// not counted).
+#[derive(Debug, Default)]
+pub struct CpuTimer {
+    /// Seconds counted so far.
+    pub spent_s: f64,
+}
+
+impl CpuTimer {
+    /// Runs `f` and adds the thread CPU time it took.
+    pub fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let start = thread_cpu_s();
+        let r = f();
+        self.spent_s += (thread_cpu_s() - start).max(0.0);
+        r
+    }
+}
+
+/// This thread's CPU time so far, seconds (0 if the clock cannot be read).
+fn thread_cpu_s() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc == 0 {
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    } else {
+        0.0
+    }
+}
+
 /// Runs `f` on a fresh executor per shard and waits for all of them to finish.
 pub fn run_shards<S, F, Fut>(config: Executors, f: F) -> anyhow::Result<()>
 where
