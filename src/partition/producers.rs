@@ -318,6 +318,7 @@ mod tests {
     fn header(pid: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
         BatchHeader {
             base_offset: Offset(offset),
+            leader_epoch: 0,
             size_bytes: 100,
             attributes: 0,
             last_offset_delta: count - 1,

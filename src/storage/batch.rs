@@ -57,6 +57,8 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
 pub struct BatchHeader {
     /// The offset of the batch's first record (the broker writes it on append).
     pub base_offset: Offset,
+    /// The leader epoch it was appended under (partitionLeaderEpoch; the broker writes it).
+    pub leader_epoch: i32,
     /// Total size on the wire and on disk: 12 + batchLength.
     pub size_bytes: usize,
     /// The attribute bits: compression codec, timestamp type, transactional, control.
@@ -275,6 +277,7 @@ pub fn parse_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     Ok(BatchHeader {
         base_offset: Offset(be_i64(batch, OFF_BASE_OFFSET)),
+        leader_epoch: be_i32(batch, OFF_LEADER_EPOCH),
         size_bytes: batch.len(),
         attributes: be_i16(batch, OFF_ATTRIBUTES),
         last_offset_delta: be_i32(batch, OFF_LAST_OFFSET_DELTA),

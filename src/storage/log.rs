@@ -23,6 +23,7 @@ use futures_lite::future;
 
 use super::batch::{self, BatchHeader, Batches, Stop};
 use super::config::LogConfig;
+use super::epochs::EPOCHS_FILE;
 use super::error::{Result, StorageError};
 use super::io::{self, align_down, align_up, IoBuf, SegmentFile};
 use super::recovery::{self, segment_path};
@@ -173,7 +174,8 @@ impl PartitionLog {
         if rec.truncated_bytes > 0 {
             tracing::warn!(dir = %dir.display(), bytes = rec.truncated_bytes, "truncated torn log tail");
         }
-        let state = LogState::new(config, rec.segments, rec.log_start, TimestampMs::now());
+        let mut state = LogState::new(config, rec.segments, rec.log_start, TimestampMs::now());
+        state.restore_epochs(rec.epochs, rec.epochs_changed);
         let active = state.active();
         let mut tail = Tail::default();
         if let Some(file) = rec.files.get(&active.base) {
@@ -367,6 +369,24 @@ impl PartitionLog {
     /// The largest timestamp in the log and the offset of the batch holding it.
     pub fn max_timestamp(&self) -> (TimestampMs, Offset) {
         self.inner.state.borrow().max_timestamp()
+    }
+    /// The leader epoch appends are stamped with.
+    pub fn leader_epoch(&self) -> i32 {
+        self.inner.state.borrow().leader_epoch()
+    }
+    /// From now on appends carry `epoch` (a new leader's, never lower than the current one).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.inner.state.borrow_mut().set_leader_epoch(epoch);
+    }
+    /// OffsetForLeaderEpoch: the latest epoch at or below `requested` and where it ends
+    /// (`EpochCache::end_offset_for`), against the log end.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        let st = self.inner.state.borrow();
+        st.epochs().end_offset_for(requested, st.next_offset())
+    }
+    /// The epoch of the batch holding `offset`, if the log still covers it.
+    pub fn epoch_at(&self, offset: Offset) -> Option<i32> {
+        self.inner.state.borrow().epochs().epoch_at(offset)
     }
     /// Replaces the topic config (AlterConfigs). Takes effect for later appends and actions.
     pub fn set_config(&self, config: LogConfig) {
@@ -931,6 +951,7 @@ impl PartitionLog {
         }
         let start = recovery::encode_checkpoint(self.log_start());
         io::write_small_atomic(dir, recovery::LOG_START_FILE, start).await?;
+        write_epochs(&self.inner).await?;
         let marker = recovery::encode_checkpoint(active.next_offset);
         io::write_small_atomic(dir, recovery::CLEAN_SHUTDOWN_FILE, marker).await
     }
@@ -1322,8 +1343,23 @@ async fn do_checkpoint(inner: &Inner, c: &Checkpoint) -> Result<()> {
         "the prefix is in the file"
     );
     file.sync().await?;
+    write_epochs(inner).await?;
     let (index, time) = (c.offset_index.clone(), c.time_index.clone());
     recovery::write_checkpoint(&inner.dir, c.segment, index, time).await
+}
+
+/// Writes the leader-epoch checkpoint if the boundaries changed. Called only by the flusher
+/// (and by `close` once it has stopped), before each checkpoint that lets an open skip
+/// scanning batches: what recovery does not scan, the file must describe.
+async fn write_epochs(inner: &Inner) -> Result<()> {
+    let Some(bytes) = inner.state.borrow_mut().take_changed_epochs() else {
+        return Ok(());
+    };
+    let written = io::write_small_atomic(&inner.dir, EPOCHS_FILE, bytes).await;
+    if written.is_err() {
+        inner.state.borrow_mut().epochs_not_written();
+    }
+    written
 }
 
 /// Seals a finished segment. Resumable: a retry after its recovery-point write failed (a full
@@ -1337,6 +1373,7 @@ async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {
         recovery::write_indexes(&inner.dir, &seg).await?;
         inner.state.borrow_mut().complete_seal(base);
     }
+    write_epochs(inner).await?;
     let point = recovery::encode_checkpoint(inner.state.borrow().recovery_point());
     io::write_small_atomic(&inner.dir, recovery::RECOVERY_POINT_FILE, point).await?;
     {

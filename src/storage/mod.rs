@@ -4,13 +4,14 @@
 //! and read batches for fetches; nothing here knows about the network or the Kafka protocol
 //! beyond the RecordBatch v2 header. On-disk format and durability rules: docs/storage.md.
 //!
-//! Pure parts ([`batch`], [`index`], [`scan`], [`cache`], [`readcache`], [`state`]) run without an executor;
+//! Pure parts ([`batch`], [`epochs`], [`index`], [`scan`], [`cache`], [`readcache`], [`state`]) run without an executor;
 //! [`io`] is the one file that talks to the runtime (glommio), and [`log`] / [`recovery`] are
 //! the async edge that carries out the state machine's decisions.
 
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod files;
 pub mod index;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::config::LogConfig;
+use super::epochs::{EpochCache, EPOCHS_FILE};
 use super::error::{Result, StorageError};
 use super::index::{OffsetIndex, TimeIndex, INDEX_HEADER_BYTES};
 use super::io::{self, SegmentFile};
@@ -33,6 +34,8 @@ pub const LOG_START_FILE: &str = "log-start-offset";
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Largest batch recovery will believe a length field about (bounds the read it causes).
 const SCAN_BATCH_BYTES_MAX: usize = 64 << 20;
+/// Largest leader-epoch checkpoint read at open.
+const EPOCHS_FILE_BYTES_MAX: u64 = 1 << 20;
 /// Largest index file read at open (a 1 GiB segment at 4 KiB intervals needs ~3 MiB).
 const INDEX_FILE_BYTES_MAX: u64 = 64 << 20;
 
@@ -83,6 +86,10 @@ pub struct Recovered {
     pub truncated_bytes: u64,
     /// Bytes of segment files scanned batch by batch (the rest was loaded from indexes).
     pub scanned_bytes: u64,
+    /// The leader-epoch boundaries: the checkpoint file's, with what the scan found after it.
+    pub epochs: EpochCache,
+    /// Whether `epochs` differs from the file (or there was none).
+    pub epochs_changed: bool,
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
@@ -119,6 +126,7 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let log_start = read_checkpoint(dir, LOG_START_FILE)
         .await?
         .unwrap_or(Offset(0));
+    let (epochs, epochs_changed) = read_epochs(dir, log_start).await?;
     let mut out = Recovered {
         segments: VecDeque::new(),
         files: BTreeMap::new(),
@@ -126,6 +134,8 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         was_clean,
         truncated_bytes: 0,
         scanned_bytes: 0,
+        epochs,
+        epochs_changed,
     };
     let mut cut = false;
     for (i, &base) in bases.iter().enumerate() {
@@ -150,7 +160,8 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
             prefix => {
                 let from = prefix.unwrap_or_else(|| Segment::new(base));
                 let start = from.log_bytes;
-                let (seg, file_bytes) = scan_segment(&file, from, config).await?;
+                out.epochs_changed |= out.epochs.truncate_from(from.next_offset);
+                let (seg, file_bytes) = scan_segment(&file, from, config, &mut out.epochs).await?;
                 out.scanned_bytes += seg.log_bytes - start;
                 let torn = file_bytes.saturating_sub(seg.log_bytes);
                 if torn > 0 && has_data_after(&file, seg.log_bytes).await? {
@@ -189,6 +200,22 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     Ok(out)
 }
 
+/// The leader-epoch checkpoint, and whether it must be written again: a missing file (a new
+/// log, or one written before epochs were kept, whose batches all carry epoch 0) or a corrupt
+/// one starts from epoch 0 at the log start, and the scan adds what it finds.
+async fn read_epochs(dir: &Path, log_start: Offset) -> Result<(EpochCache, bool)> {
+    let bytes = io::read_small(&dir.join(EPOCHS_FILE), EPOCHS_FILE_BYTES_MAX).await?;
+    if let Some(cache) = bytes.as_deref().and_then(EpochCache::decode) {
+        return Ok((cache, false));
+    }
+    if bytes.is_some() {
+        tracing::warn!(dir = %dir.display(), "unreadable {EPOCHS_FILE}; epochs start again at 0");
+    }
+    let mut cache = EpochCache::default();
+    cache.assign(0, log_start);
+    Ok((cache, true))
+}
+
 /// True if any non-zero byte follows `from` in the first block after it: distinguishes a torn or
 /// corrupt tail (data that failed checks) from the zeroed preallocated space after the log end.
 async fn has_data_after(file: &SegmentFile, from: u64) -> Result<bool> {
@@ -217,6 +244,7 @@ async fn scan_segment(
     file: &SegmentFile,
     mut seg: Segment,
     config: &LogConfig,
+    epochs: &mut EpochCache,
 ) -> Result<(Segment, u64)> {
     let file_bytes = file.size().await?;
     let cap = config.message_bytes_max.max(SCAN_BATCH_BYTES_MAX);
@@ -236,6 +264,7 @@ async fn scan_segment(
                 return;
             }
             seg.track(&b.header, b.position, config.index_interval_bytes);
+            epochs.observe(b.header.leader_epoch, b.header.base_offset);
         });
         match stop {
             ScanStop::End { .. } => break,

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use super::batch::{self, BatchHeader};
 use super::cache::{self, TailCache};
 use super::config::{LogConfig, TimestampType};
+use super::epochs::EpochCache;
 use super::error::{Result, StorageError};
 use super::index::{OffsetIndex, SegmentSummary, TimeIndex};
 use crate::types::{Offset, TimestampMs};
@@ -256,6 +257,12 @@ pub struct LogState {
     failed: bool,
     /// A write is being retried after running out of space or files: appends are refused.
     paused: bool,
+    /// Where each leader epoch begins in this log.
+    epochs: EpochCache,
+    /// Whether `epochs` changed since its file was last written.
+    epochs_changed: bool,
+    /// The epoch stamped into appended batches.
+    leader_epoch: i32,
 }
 
 impl LogState {
@@ -304,7 +311,50 @@ impl LogState {
             checkpointed_at: now,
             failed: false,
             paused: false,
+            epochs: EpochCache::default(),
+            epochs_changed: false,
+            leader_epoch: 0,
         }
+    }
+
+    /// Takes the epoch boundaries recovery found, cut to this log's range; appends continue
+    /// in the latest of them (0 for a new log). `changed` says they differ from the file, which
+    /// is then written at the next checkpoint.
+    pub fn restore_epochs(&mut self, mut epochs: EpochCache, changed: bool) {
+        let end = self.next_offset();
+        let mut changed = changed | epochs.truncate_from(end);
+        changed |= epochs.advance_start(self.log_start);
+        self.leader_epoch = epochs.latest().unwrap_or(0);
+        self.epochs_changed = changed;
+        self.epochs = epochs;
+    }
+
+    /// The epoch boundaries.
+    pub fn epochs(&self) -> &EpochCache {
+        &self.epochs
+    }
+
+    /// The epoch appends are stamped with.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    /// This log's leader (or the leader it follows) is in `epoch` from now on: later appends
+    /// carry it. Epochs never go back.
+    pub fn set_leader_epoch(&mut self, epoch: i32) {
+        assert!(epoch >= self.leader_epoch, "leader epochs only grow");
+        self.leader_epoch = epoch;
+    }
+
+    /// The checkpoint file's bytes if the boundaries changed since they were last taken (the
+    /// caller writes them, and hands them back with `epochs_not_written` if it could not).
+    pub fn take_changed_epochs(&mut self) -> Option<Vec<u8>> {
+        std::mem::take(&mut self.epochs_changed).then(|| self.epochs.encode())
+    }
+
+    /// The epochs file could not be written: it is due again.
+    pub fn epochs_not_written(&mut self) {
+        self.epochs_changed = true;
     }
 
     fn check_invariants(&self) {
@@ -414,14 +464,16 @@ impl LogState {
         }
         let header = batch::validate(&bytes, true)?;
         let base = self.next_offset();
-        batch::assign_offset(&mut bytes, base, 0);
+        batch::assign_offset(&mut bytes, base, self.leader_epoch);
         let mut log_append_time = TimestampMs::NONE;
         if self.config.timestamp_type == TimestampType::LogAppendTime {
             batch::set_log_append_time(&mut bytes, now);
             log_append_time = now;
         }
+        self.epochs_changed |= self.epochs.assign(self.leader_epoch, base);
         let header = BatchHeader {
             base_offset: base,
+            leader_epoch: self.leader_epoch,
             attributes: batch::parse_header(&bytes)?.attributes,
             max_timestamp: if log_append_time == TimestampMs::NONE {
                 header.max_timestamp
@@ -730,6 +782,7 @@ impl LogState {
             });
         }
         self.log_start = self.log_start.max(offset);
+        self.epochs_changed |= self.epochs.advance_start(self.log_start);
         Ok(self.log_start)
     }
 
@@ -757,6 +810,7 @@ impl LogState {
         }
         let first = self.segments.front().expect("active remains").base;
         self.log_start = self.log_start.max(first);
+        self.epochs_changed |= self.epochs.advance_start(self.log_start);
         self.check_invariants();
         removed
     }

@@ -868,3 +868,71 @@ fn retention_leaves_a_segment_file_that_holds_the_log_end() {
         assert_eq!(reopened.next_offset(), end, "no offset handed out twice");
     });
 }
+
+/// Issue 21: batches carry the epoch they were appended under, and the epoch boundaries come
+/// back the same after a clean close and after a crash with checkpoints (file plus scan),
+/// and move with the log start.
+#[test]
+fn leader_epochs_are_stamped_and_survive_close_crash_and_deleted_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = checkpointing_config();
+    let expected = [(0, Offset(0)), (3, Offset(20)), (4, Offset(50))];
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut last = None;
+        for i in 0..40 {
+            match i {
+                10 => log.set_leader_epoch(3),
+                25 => log.set_leader_epoch(4),
+                _ => {}
+            }
+            let b = build_test_batch(2, 100, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            last = Some(info.ticket);
+        }
+        log.wait(last.unwrap(), Durability::Synced).await.unwrap();
+        let read = log.read(Offset(20), 1).await.unwrap();
+        let h = batch::parse_header(&read.chunks[0]).unwrap();
+        assert_eq!((h.base_offset, h.leader_epoch), (Offset(20), 3));
+        assert_eq!(log.end_offset_for_epoch(3), (3, 50));
+        assert_eq!(log.end_offset_for_epoch(4), (4, 80));
+        log.close().await.unwrap();
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        assert_eq!(log.leader_epoch(), 4, "appends go on in the latest epoch");
+        for (epoch, start) in expected {
+            assert_eq!(log.epoch_at(start), Some(epoch));
+        }
+        assert_eq!(log.end_offset_for_epoch(2), (0, 20));
+        log.set_leader_epoch(6);
+        let b = build_test_batch(2, 100, TimestampMs(99));
+        let info = log
+            .append(BytesMut::from(&b[..]), TimestampMs(99))
+            .await
+            .unwrap();
+        log.wait(info.ticket, Durability::Written).await.unwrap();
+        log.abandon().await;
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            log.end_offset_for_epoch(4),
+            (4, 80),
+            "crash: epoch 6 starts at 80"
+        );
+        assert_eq!(log.end_offset_for_epoch(6), (6, 82));
+        log.delete_records(Offset(30), TimestampMs(100))
+            .await
+            .unwrap();
+        assert_eq!(log.epoch_at(Offset(30)), Some(3));
+        assert_eq!(log.epoch_at(Offset(29)), None, "below the log start");
+        assert_eq!(log.end_offset_for_epoch(0), (0, 30), "older than all kept");
+        log.close().await.unwrap();
+    });
+}
