@@ -693,3 +693,100 @@ fn idempotent_produce_answers_retries_gaps_and_stale_epochs() {
     let after = init_producer(&mut c, None);
     assert!(after.0 > second.0, "ids are not reused after restarts");
 }
+
+/// Issue 21's epoch surface on one broker (whose partitions are in leader epoch 0):
+/// OffsetForLeaderEpoch answers by Kafka's rules, Fetch and ListOffsets check the client's
+/// current leader epoch, Fetch v12+ tells a fetcher whose last epoch is unknown here that its
+/// log diverged, ListOffsets carries the epoch, and the stored batches carry it too.
+#[test]
+fn leader_epochs_are_answered_checked_and_stamped() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 2);
+    let mut c = broker.client();
+    assert_eq!(create_topic(&mut c, "ep", 2, &[]), 0);
+    assert_eq!(produce(&mut c, "ep", &[1], 5, -1)[0], (0, 0));
+    let epochs = |c: &mut harness::client::Client, current: i32, asked: i32| {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(name("ep"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(1)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(asked)])]);
+        let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, 4, &req);
+        let p = &resp.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(
+        epochs(&mut c, 0, 0),
+        (0, 0, 5),
+        "epoch 0 ends at the log end"
+    );
+    assert_eq!(
+        epochs(&mut c, -1, 3),
+        (0, -1, -1),
+        "an epoch newer than all"
+    );
+    assert_eq!(epochs(&mut c, 1, 0).0, 75, "UNKNOWN_LEADER_EPOCH");
+
+    let fetch = |c: &mut harness::client::Client, current: i32, last: i32, offset: i64| {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("ep"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(1)
+                    .with_fetch_offset(offset)
+                    .with_current_leader_epoch(current)
+                    .with_last_fetched_epoch(last)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+        resp.responses[0].partitions[0].clone()
+    };
+    let p = fetch(&mut c, 0, -1, 0);
+    assert_eq!(p.error_code, 0);
+    let records = p.records.unwrap();
+    let h = batch::parse_header(&records[..batch::declared_size(&records).unwrap()]).unwrap();
+    assert_eq!(h.leader_epoch, 0, "the stored batch carries its epoch");
+    assert_eq!(
+        fetch(&mut c, 1, -1, 0).error_code,
+        75,
+        "UNKNOWN_LEADER_EPOCH"
+    );
+    let p = fetch(&mut c, 0, 0, 5);
+    assert_eq!(
+        (p.error_code, p.diverging_epoch.epoch),
+        (0, -1),
+        "epoch 0 reaches 5"
+    );
+    let p = fetch(&mut c, 0, 2, 5);
+    let d = &p.diverging_epoch;
+    assert_eq!(
+        (p.error_code, d.epoch, d.end_offset),
+        (0, -1, -1),
+        "epoch 2 is unknown"
+    );
+    assert!(p.records.is_none_or(|r| r.is_empty()));
+
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("ep"))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(1)
+                .with_current_leader_epoch(0)
+                .with_timestamp(-1)])]);
+    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.leader_epoch), (0, 5, 0));
+    // Versions without the epoch field are answered without it (librdkafka 2.0 asks v1).
+    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 1, &req);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.leader_epoch), (0, 5, -1));
+}

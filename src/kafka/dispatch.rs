@@ -119,6 +119,7 @@ apis! {
     DescribeCluster(DescribeClusterRequest) 0..=1, Local => describe_cluster;
     DescribeProducers(DescribeProducersRequest) 0..=0, Partitions => describe_producers;
     DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0, Local => describe_topic_partitions;
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4, Partitions => offset_for_leader_epoch;
     OffsetCommit(OffsetCommitRequest) 2..=9, Group => offset_commit;
     OffsetFetch(OffsetFetchRequest) 1..=9, Group => offset_fetch;
     FindCoordinator(FindCoordinatorRequest) 0..=4, Local => find_coordinator;

@@ -34,6 +34,7 @@ codes! {
         r.responses.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
     };
     ListOffsetsResponse => |r, f| r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+    OffsetForLeaderEpochResponse => |r, f| r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
     MetadataResponse => |r, f| {
         f(r.error_code);
         for t in &r.topics {

@@ -9,7 +9,7 @@ use super::compression::CompressionError;
 use crate::group::GroupError;
 use crate::metadata::TopicConfigError;
 use crate::partition::producers::ProducerError;
-use crate::partition::ProduceError;
+use crate::partition::{EpochError, ProduceError};
 use crate::shard::route::Unrouted;
 use crate::shard::{AdminError, ShardGone};
 use crate::storage::StorageError;
@@ -49,6 +49,15 @@ impl From<Unrouted> for ErrorCode {
     }
 }
 
+impl From<EpochError> for ErrorCode {
+    fn from(e: EpochError) -> ErrorCode {
+        match e {
+            EpochError::Fenced => of(E::FencedLeaderEpoch),
+            EpochError::Unknown => of(E::UnknownLeaderEpoch),
+        }
+    }
+}
+
 /// The code for a storage failure (a partition log's, or the producer-id block's): bad or
 /// oversized batches, offsets out of range, disk failures, a paused (full) log.
 pub fn storage(e: &StorageError) -> ErrorCode {
@@ -56,6 +65,8 @@ pub fn storage(e: &StorageError) -> ErrorCode {
         StorageError::InvalidBatch(_) => of(E::CorruptMessage),
         StorageError::BatchTooLarge { .. } => of(E::MessageTooLarge),
         StorageError::OffsetOutOfRange { .. } => of(E::OffsetOutOfRange),
+        // Only a replica's own appends meet it; a client that did would be out of range.
+        StorageError::OutOfPlace { .. } => of(E::OffsetOutOfRange),
         StorageError::CorruptOnDisk { .. } => of(E::KafkaStorageError),
         StorageError::Io { .. } | StorageError::LogDirFailed(_) => of(E::KafkaStorageError),
         // Not retriable, so clients report it at once (with `produce_message`) instead of

@@ -69,6 +69,29 @@ pub enum ProduceError {
     Producer(#[from] ProducerError),
 }
 
+/// A request's view of the leader epoch does not match this replica's (Kafka's
+/// `current_leader_epoch` check on Fetch, ListOffsets and OffsetForLeaderEpoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EpochError {
+    /// The client knows an older epoch: its metadata is stale (FENCED_LEADER_EPOCH).
+    #[error("the request's leader epoch is older than the partition's")]
+    Fenced,
+    /// The client knows a newer epoch than this replica does yet (UNKNOWN_LEADER_EPOCH).
+    #[error("the request's leader epoch is newer than the partition's")]
+    Unknown,
+}
+
+impl EpochError {
+    /// A request's `current` epoch against the replica's `mine` (-1: none to check).
+    pub fn check(current: i32, mine: i32) -> Result<(), EpochError> {
+        match current {
+            c if c < 0 || c == mine => Ok(()),
+            c if c < mine => Err(EpochError::Fenced),
+            _ => Err(EpochError::Unknown),
+        }
+    }
+}
+
 /// What a produce to one partition returns.
 #[derive(Debug)]
 pub struct Appended {
@@ -90,6 +113,9 @@ pub struct Fetched {
     pub high_watermark: Offset,
     /// The log start offset when read.
     pub log_start_offset: Offset,
+    /// Set instead of records when the fetcher's last fetched epoch ends before its fetch
+    /// offset here (Fetch v12+): the (epoch, end offset) to truncate to.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl Fetched {
@@ -268,7 +294,20 @@ impl Partition {
             high_watermark: r.high_watermark,
             log_start_offset: r.log_start,
             records,
+            diverging_epoch: None,
         })
+    }
+
+    /// Fetch v12+'s check of a fetcher's `last_fetched_epoch` (-1: none): when that epoch
+    /// ends here before `offset`, or only an older epoch is known, the fetcher's log has
+    /// diverged from this one and must be cut at the (epoch, end offset) returned (Kafka's
+    /// rule, KIP-595's diverging epoch).
+    pub fn diverging(&self, offset: Offset, last_fetched_epoch: i32) -> Option<(i32, i64)> {
+        if last_fetched_epoch < 0 {
+            return None;
+        }
+        let (epoch, end) = self.end_offset_for_epoch(last_fetched_epoch);
+        (end < offset.get() || epoch < last_fetched_epoch).then_some((epoch, end))
     }
 
     /// The same partition under a newer registry entry for its topic (same log, same
@@ -306,6 +345,29 @@ impl Partition {
             tail_cache_bytes: sizes.tail_cache_bytes,
             producers: self.producers.states.borrow().len() as u64,
         }
+    }
+
+    /// The leader epoch of this replica: what new batches are stamped with, and what
+    /// Metadata, Fetch and ListOffsets report.
+    pub fn leader_epoch(&self) -> i32 {
+        self.log.leader_epoch()
+    }
+
+    /// Checks a request's `current_leader_epoch` (-1: the client does not know one, so
+    /// nothing to check) against this replica's.
+    pub fn check_leader_epoch(&self, current: i32) -> Result<(), EpochError> {
+        EpochError::check(current, self.leader_epoch())
+    }
+
+    /// OffsetForLeaderEpoch: the latest epoch at or below `requested` and the offset where
+    /// it ends here (Kafka's rules, `storage::epochs`).
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        self.log.end_offset_for_epoch(requested)
+    }
+
+    /// The epoch of the batch holding `offset`, if the log still has it.
+    pub fn epoch_at(&self, offset: Offset) -> Option<i32> {
+        self.log.epoch_at(offset)
     }
 
     /// The high watermark: the end of what consumers may read.
@@ -435,6 +497,14 @@ fn split_by_length<B: BatchBuf>(records: B) -> Result<Vec<B>, StorageError> {
 mod tests {
     use super::*;
     use crate::storage::batch::build_test_batch;
+
+    #[test]
+    fn a_request_s_leader_epoch_is_fenced_unknown_or_unchecked() {
+        assert_eq!(EpochError::check(-1, 4), Ok(()));
+        assert_eq!(EpochError::check(4, 4), Ok(()));
+        assert_eq!(EpochError::check(3, 4), Err(EpochError::Fenced));
+        assert_eq!(EpochError::check(5, 4), Err(EpochError::Unknown));
+    }
 
     #[test]
     fn splits_concatenated_batches_and_rejects_torn() {

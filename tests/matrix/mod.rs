@@ -149,6 +149,10 @@ pub const API_NOTES: &[(i16, &str)] = &[
         "idempotent producers; a transactional id gets INVALID_REQUEST (no transactions)",
     ),
     (
+        23,
+        "from the log's epoch boundaries; every partition is in epoch 0 until replication",
+    ),
+    (
         32,
         "topics; the broker's settings (given at startup or default, all read-only)",
     ),

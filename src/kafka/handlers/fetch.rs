@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
@@ -42,6 +44,17 @@ struct Want {
     partition: i32,
     offset: Offset,
     max_bytes: usize,
+    epochs: Epochs,
+}
+
+/// A fetched partition's epochs as the client sends them (-1: not given).
+#[derive(Clone, Copy)]
+struct Epochs {
+    /// The leader epoch the client believes current (checked: FENCED/UNKNOWN_LEADER_EPOCH).
+    current: i32,
+    /// The epoch of the last batch the fetcher has (v12+): a diverging log is told where
+    /// to truncate.
+    last_fetched: i32,
 }
 
 /// Answers with each partition's batches from the fetch offset (spliced, not copied), its
@@ -80,6 +93,10 @@ pub async fn handle(
                 partition: p.partition,
                 offset: Offset(p.fetch_offset),
                 max_bytes: p.partition_max_bytes.max(0) as usize,
+                epochs: Epochs {
+                    current: p.current_leader_epoch,
+                    last_fetched: p.last_fetched_epoch,
+                },
             });
         }
         if wants.len() > before || t.partitions.is_empty() {
@@ -97,7 +114,10 @@ pub async fn handle(
             .iter()
             .map(|r| r.as_ref().map_or(0, |f| f.bytes()))
             .sum();
-        let errored = results.iter().any(|r| r.is_err());
+        // An error or a diverging epoch is answered at once.
+        let errored = results
+            .iter()
+            .any(|r| r.as_ref().map_or(true, |f| f.diverging_epoch.is_some()));
         let now = Instant::now();
         if total >= min_bytes.max(1) || errored || now >= deadline || s.is_stopping() {
             break;
@@ -179,7 +199,7 @@ async fn read_all(s: &Rc<Shard>, wants: &[Want], budget: usize) -> Vec<PartResul
         .map(|w| PartItem {
             topic: w.topic.clone(),
             index: w.partition,
-            item: (w.offset, w.max_bytes),
+            item: (w.offset, w.max_bytes, w.epochs),
         })
         .collect();
     let read = route::on_owners(s, items, move |parts| read_owned(parts, budget)).await;
@@ -227,13 +247,13 @@ const READ_CHARGE_BYTES_MIN: usize = 1 << 20;
 /// reads before it left, and none once it is spent (those answer their bounds only). So a
 /// shard reads at most the budget plus a batch per partition read concurrently.
 async fn read_owned(
-    parts: route::Owned<(Offset, usize)>,
+    parts: route::Owned<(Offset, usize, Epochs)>,
     budget: usize,
 ) -> Vec<Result<PartResult, ErrorCode>> {
     let mut left = budget;
     let concurrent = parts
         .iter()
-        .take_while(|(_, (_, max))| {
+        .take_while(|(_, (_, max, _))| {
             let charge = (*max).max(READ_CHARGE_BYTES_MIN);
             let fits = charge <= left;
             left = left.saturating_sub(charge);
@@ -245,13 +265,13 @@ async fn read_owned(
         parts
             .by_ref()
             .take(concurrent)
-            .map(|(p, (offset, max))| read_one(p, offset, max)),
+            .map(|(p, (offset, max, epochs))| read_one(p, offset, max, epochs)),
     )
     .await;
     let used: usize = out.iter().map(read_bytes).sum();
     let mut left = budget.saturating_sub(used);
-    for (p, (offset, max)) in parts {
-        let r = read_one(p, offset, max.min(left)).await;
+    for (p, (offset, max, epochs)) in parts {
+        let r = read_one(p, offset, max.min(left), epochs).await;
         left = left.saturating_sub(read_bytes(&r));
         out.push(r);
     }
@@ -262,10 +282,22 @@ async fn read_one(
     p: Option<Rc<Partition>>,
     offset: Offset,
     max: usize,
+    epochs: Epochs,
 ) -> Result<PartResult, ErrorCode> {
     let Some(p) = p else {
         return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
     };
+    if let Err(e) = p.check_leader_epoch(epochs.current) {
+        return Ok(Err((e.into(), p.high_watermark(), p.log_start())));
+    }
+    if let Some(diverging) = p.diverging(offset, epochs.last_fetched) {
+        return Ok(Ok(Fetched {
+            high_watermark: p.high_watermark(),
+            log_start_offset: p.log_start(),
+            diverging_epoch: Some(diverging),
+            ..Fetched::default()
+        }));
+    }
     let read = p.read(offset, max).await;
     Ok(read.map_err(|e| (errors::storage(&e), p.high_watermark(), p.log_start())))
 }
@@ -353,6 +385,14 @@ fn partition_data(
                 records_marker()
             } else {
                 Bytes::new()
+            };
+            let base = match f.diverging_epoch {
+                Some((epoch, end)) => base.with_diverging_epoch(
+                    EpochEndOffset::default()
+                        .with_epoch(epoch)
+                        .with_end_offset(end),
+                ),
+                None => base,
             };
             base.with_high_watermark(f.high_watermark.get())
                 .with_last_stable_offset(f.high_watermark.get())
