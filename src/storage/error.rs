@@ -50,6 +50,19 @@ pub enum StorageError {
     /// A batch handed to append fails its checks.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
+    /// A replicated batch does not continue the log: it does not start at the log end, or its
+    /// leader epoch is older than the last batch's.
+    #[error("replicated batch at {base} (epoch {epoch}) does not follow the log end {end} (epoch {latest})")]
+    OutOfPlace {
+        /// The batch's base offset.
+        base: Offset,
+        /// The log end offset.
+        end: Offset,
+        /// The batch's leader epoch.
+        epoch: i32,
+        /// The last batch's leader epoch.
+        latest: i32,
+    },
     /// A batch larger than the topic's max.message.bytes.
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge {

@@ -23,12 +23,13 @@ use futures_lite::future;
 
 use super::batch::{self, BatchHeader, Batches, Stop};
 use super::config::LogConfig;
-use super::epochs::EPOCHS_FILE;
+use super::epochs::{EpochCache, EPOCHS_FILE};
 use super::error::{Result, StorageError};
 use super::io::{self, align_down, align_up, IoBuf, SegmentFile};
 use super::recovery::{self, segment_path};
 use super::state::{
-    Action, AppendInfo, Checkpoint, Durability, Failed, LogState, ReadPlan, WriteJob,
+    Action, AppendInfo, Checkpoint, Durability, Failed, LogState, ReadPlan, Segment, Truncation,
+    WriteJob,
 };
 use super::{files, readcache};
 use crate::types::{Offset, TimestampMs};
@@ -118,6 +119,20 @@ struct Tail {
     allocated: u64,
 }
 
+/// The partial last block of segment `base`, whose data ends at `log_bytes`, read back from
+/// its file (at open, and after a truncation), so the next write rewrites that block whole.
+async fn load_tail(file: &SegmentFile, base: Offset, log_bytes: u64) -> Result<Tail> {
+    let start = align_down(log_bytes, file.alignment());
+    let buf = file.read(start, (log_bytes - start) as usize).await?;
+    assert_eq!(buf.len() as u64, log_bytes - start, "tail block read");
+    Ok(Tail {
+        segment: Some(base),
+        start,
+        bytes: buf.to_vec(),
+        allocated: file.size().await?,
+    })
+}
+
 struct Inner {
     dir: PathBuf,
     state: RefCell<LogState>,
@@ -131,6 +146,8 @@ struct Inner {
     /// Set by `abandon`: the flusher stops where it is, as if the process died.
     abandoned: Cell<bool>,
     flusher_done: Cell<bool>,
+    /// The flusher is carrying out an action (a truncation waits for it to finish).
+    flusher_busy: Cell<bool>,
     /// The log start last written to the checkpoint file (None: not this run).
     checkpointed_start: Cell<Option<Offset>>,
     /// This log's key in the shard's read cache.
@@ -177,22 +194,10 @@ impl PartitionLog {
         let mut state = LogState::new(config, rec.segments, rec.log_start, TimestampMs::now());
         state.restore_epochs(rec.epochs, rec.epochs_changed);
         let active = state.active();
-        let mut tail = Tail::default();
-        if let Some(file) = rec.files.get(&active.base) {
-            let align = file.alignment();
-            tail.segment = Some(active.base);
-            tail.start = align_down(active.log_bytes, align);
-            let buf = file
-                .read(tail.start, (active.log_bytes - tail.start) as usize)
-                .await?;
-            assert_eq!(
-                buf.len() as u64,
-                active.log_bytes - tail.start,
-                "tail block read"
-            );
-            tail.bytes = buf.to_vec();
-            tail.allocated = file.size().await?;
-        }
+        let tail = match rec.files.get(&active.base) {
+            Some(file) => load_tail(file, active.base, active.log_bytes).await?,
+            None => Tail::default(),
+        };
         let inner = Rc::new(Inner {
             dir,
             state: RefCell::new(state),
@@ -203,6 +208,7 @@ impl PartitionLog {
             closing: Cell::new(false),
             abandoned: Cell::new(false),
             flusher_done: Cell::new(false),
+            flusher_busy: Cell::new(false),
             checkpointed_start: Cell::new(None),
             cache_id: readcache::next_log_id(),
             reader_at: Cell::new(Offset(0)),
@@ -259,10 +265,14 @@ impl PartitionLog {
         if self.inner.closing.get() {
             return Err(StorageError::Closed);
         }
-        let (info, evicted) = {
-            let mut st = self.inner.state.borrow_mut();
-            (st.append(batch, now), st.take_evicted())
-        };
+        let appended = self.inner.state.borrow_mut().append(batch, now);
+        self.after_append(appended)
+    }
+
+    /// An append's bookkeeping: errors named with this log's directory, evicted tail-cache
+    /// batches handed to the read cache, the flusher woken.
+    fn after_append(&self, info: Result<AppendInfo>) -> Result<AppendInfo> {
+        let evicted = self.inner.state.borrow_mut().take_evicted();
         let info = info.map_err(|e| match e {
             StorageError::LogDirFailed(_) => StorageError::LogDirFailed(self.inner.dir.clone()),
             StorageError::Paused(_) => StorageError::Paused(self.inner.dir.clone()),
@@ -281,6 +291,17 @@ impl PartitionLog {
         }
         self.inner.work.notify(1);
         Ok(info)
+    }
+
+    /// Appends a batch as its partition's leader stored it (a Raft follower): base offset,
+    /// leader epoch and timestamps kept (`LogState::append_replicated`). Returns at once,
+    /// like `append_now`; wait on the ticket for durability.
+    pub fn append_replicated(&self, batch: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
+        if self.inner.closing.get() {
+            return Err(StorageError::Closed);
+        }
+        let appended = self.inner.state.borrow_mut().append_replicated(batch, now);
+        self.after_append(appended)
     }
 
     /// Waits until everything before `ticket` meets `level`.
@@ -388,6 +409,75 @@ impl PartitionLog {
     pub fn epoch_at(&self, offset: Offset) -> Option<i32> {
         self.inner.state.borrow().epochs().epoch_at(offset)
     }
+    /// Removes every batch from offset `to` on, as a Raft follower does with a suffix its
+    /// new leader does not have: `to` must be a batch boundary at or after the log start (a
+    /// log ending at or before `to` is left alone). Waits for queued writes first; the caller
+    /// appends nothing until this returns. Crash-safe: the recovery point moves back to the
+    /// kept segment before any file changes, so a crash part-way reopens a contiguous log
+    /// that ends somewhere at or past `to`. On success the log ends at `to`, synced; on an
+    /// I/O error it is failed, as after a failed write.
+    pub async fn truncate_to(&self, to: Offset) -> Result<()> {
+        self.wait(self.next_offset(), Durability::Written).await?;
+        let Some(plan) = self.inner.state.borrow_mut().begin_truncate(to)? else {
+            return Ok(());
+        };
+        while self.inner.flusher_busy.get() {
+            let listener = self.inner.progress.listen();
+            if self.inner.flusher_busy.get() {
+                listener.await;
+            }
+        }
+        let (kept, file) = match rescan_kept(&self.inner, &plan).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.inner.state.borrow_mut().cancel_truncate();
+                return Err(e);
+            }
+        };
+        let result = cut_files(&self.inner, &plan, &kept, &file).await;
+        match result {
+            Ok(()) => {
+                let tail = load_tail(&file, kept.base, kept.log_bytes).await;
+                self.finish_truncate(&plan, kept, file, tail)
+            }
+            Err(e) => {
+                self.inner.state.borrow_mut().abort_truncate();
+                self.inner.progress.notify(usize::MAX);
+                Err(e)
+            }
+        }
+    }
+
+    fn finish_truncate(
+        &self,
+        plan: &Truncation,
+        kept: Segment,
+        file: Rc<SegmentFile>,
+        tail: Result<Tail>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let tail = match tail {
+            Ok(t) => t,
+            Err(e) => {
+                inner.state.borrow_mut().abort_truncate();
+                inner.progress.notify(usize::MAX);
+                return Err(e);
+            }
+        };
+        readcache::with(|c| c.forget(inner.cache_id, None));
+        files::forget_log(inner.cache_id);
+        {
+            let mut files = inner.files.borrow_mut();
+            files.clear();
+            files.insert(plan.keep, file);
+        }
+        *inner.tail.borrow_mut() = tail;
+        inner.state.borrow_mut().complete_truncate(plan, kept);
+        inner.progress.notify(usize::MAX);
+        inner.work.notify(1);
+        Ok(())
+    }
+
     /// Replaces the topic config (AlterConfigs). Takes effect for later appends and actions.
     pub fn set_config(&self, config: LogConfig) {
         self.inner.state.borrow_mut().config = config;
@@ -1175,7 +1265,10 @@ async fn run_flusher(inner: Rc<Inner>) {
             future::or(listener, io::sleep(Duration::from_millis(wait_ms))).await;
             continue;
         }
-        if let Err(e) = carry_out(&inner, &action).await {
+        inner.flusher_busy.set(true);
+        let done = carry_out(&inner, &action).await;
+        inner.flusher_busy.set(false);
+        if let Err(e) = done {
             if !inner.abandoned.get() {
                 tracing::error!(dir = %inner.dir.display(), error = %e, "log I/O failed; no more acks");
             }
@@ -1346,6 +1439,52 @@ async fn do_checkpoint(inner: &Inner, c: &Checkpoint) -> Result<()> {
     write_epochs(inner).await?;
     let (index, time) = (c.offset_index.clone(), c.time_index.clone());
     recovery::write_checkpoint(&inner.dir, c.segment, index, time).await
+}
+
+/// The segment a truncation keeps, rebuilt from its batches up to the cut, with its file:
+/// read only, so a cut that is not a batch boundary is refused before anything changes.
+async fn rescan_kept(inner: &Inner, plan: &Truncation) -> Result<(Segment, Rc<SegmentFile>)> {
+    let config = inner.state.borrow().config.clone();
+    let open = inner.files.borrow().get(&plan.keep).cloned();
+    let file = match open {
+        Some(f) => f,
+        None => SegmentFile::open(&segment_path(&inner.dir, plan.keep, "log"), false).await?,
+    };
+    let mut unused = EpochCache::default();
+    let fresh = Segment::new(plan.keep);
+    let scanned = recovery::scan_segment_until(&file, fresh, &config, &mut unused, plan.to);
+    let (kept, _) = scanned.await?;
+    if kept.next_offset != plan.to {
+        return Err(StorageError::OffsetOutOfRange {
+            requested: plan.to,
+            start: kept.base,
+            end: kept.next_offset,
+        });
+    }
+    Ok((kept, file))
+}
+
+/// A truncation's file work (`PartitionLog::truncate_to`): moves the recovery point back to
+/// the kept segment, deletes the later segments newest first and the kept one's stale index
+/// files, then cuts and syncs its file.
+async fn cut_files(
+    inner: &Inner,
+    plan: &Truncation,
+    kept: &Segment,
+    file: &SegmentFile,
+) -> Result<()> {
+    let dir = &inner.dir;
+    let point = recovery::encode_checkpoint(plan.recovery_point);
+    io::write_small_atomic(dir, recovery::RECOVERY_POINT_FILE, point).await?;
+    for base in &plan.drop {
+        recovery::delete_segment_files(dir, *base).await?;
+    }
+    for ext in ["index", "timeindex"] {
+        io::remove(&segment_path(dir, plan.keep, ext)).await?;
+    }
+    file.truncate(kept.log_bytes).await?;
+    file.sync().await?;
+    io::sync_dir(dir).await
 }
 
 /// Writes the leader-epoch checkpoint if the boundaries changed. Called only by the flusher

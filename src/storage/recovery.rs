@@ -242,23 +242,39 @@ async fn load_indexed(dir: &Path, base: Offset, file: &SegmentFile) -> Result<Op
 /// checkpoint indexed); returns the valid prefix as a segment and the file size.
 async fn scan_segment(
     file: &SegmentFile,
+    seg: Segment,
+    config: &LogConfig,
+    epochs: &mut EpochCache,
+) -> Result<(Segment, u64)> {
+    scan_segment_until(file, seg, config, epochs, Offset(i64::MAX)).await
+}
+
+/// Rebuilds a segment's bookkeeping from its batches, from the start up to the batch at
+/// offset `until` (a truncation point; it and what follows are not tracked). Returns it with
+/// the file's size.
+pub async fn scan_segment_until(
+    file: &SegmentFile,
     mut seg: Segment,
     config: &LogConfig,
     epochs: &mut EpochCache,
+    until: Offset,
 ) -> Result<(Segment, u64)> {
     let file_bytes = file.size().await?;
     let cap = config.message_bytes_max.max(SCAN_BATCH_BYTES_MAX);
     let mut scanner = Scanner::new(seg.log_bytes, cap);
     let mut want = SCAN_CHUNK_BYTES;
     let mut bad_offsets = false;
-    while scanner.position < file_bytes && !bad_offsets {
+    while scanner.position < file_bytes && !bad_offsets && seg.next_offset < until {
         let buf = file.read(scanner.position, want).await?;
         if buf.is_empty() {
             break;
         }
         let stop = scanner.feed(&buf, |b| {
             let expected = seg.next_offset;
-            if bad_offsets || b.header.base_offset != expected {
+            if bad_offsets || expected >= until {
+                return;
+            }
+            if b.header.base_offset != expected {
                 // A batch must start exactly where the previous ended (the first at the base).
                 bad_offsets = true;
                 return;

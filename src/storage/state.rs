@@ -263,6 +263,8 @@ pub struct LogState {
     epochs_changed: bool,
     /// The epoch stamped into appended batches.
     leader_epoch: i32,
+    /// A truncation is under way: the flusher starts nothing and appends are refused.
+    truncating: bool,
 }
 
 impl LogState {
@@ -314,6 +316,7 @@ impl LogState {
             epochs: EpochCache::default(),
             epochs_changed: false,
             leader_epoch: 0,
+            truncating: false,
         }
     }
 
@@ -450,18 +453,7 @@ impl LogState {
     /// Validates and appends one producer batch; assigns its offsets. The bytes become visible
     /// to readers once written (see `complete_write`).
     pub fn append(&mut self, mut bytes: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
-        if self.failed {
-            return Err(StorageError::LogDirFailed(Default::default()));
-        }
-        if self.paused {
-            return Err(StorageError::Paused(Default::default()));
-        }
-        if bytes.len() > self.config.message_bytes_max {
-            return Err(StorageError::BatchTooLarge {
-                size: bytes.len(),
-                max: self.config.message_bytes_max,
-            });
-        }
+        self.check_appendable(bytes.len())?;
         let header = batch::validate(&bytes, true)?;
         let base = self.next_offset();
         batch::assign_offset(&mut bytes, base, self.leader_epoch);
@@ -482,12 +474,58 @@ impl LogState {
             },
             ..header
         };
-        self.maybe_roll(&header, now);
+        let info = self.push(bytes, &header, now);
+        Ok(AppendInfo {
+            log_append_time,
+            ..info
+        })
+    }
+
+    /// Appends a batch as the partition's leader stored it (a Raft follower's append): its
+    /// base offset, leader epoch and timestamps are kept, not rewritten. It must start at the
+    /// log end and carry an epoch no older than the last batch's.
+    pub fn append_replicated(&mut self, bytes: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
+        self.check_appendable(bytes.len())?;
+        let header = batch::validate(&bytes, false)?;
+        let (end, latest) = (self.next_offset(), self.epochs.latest().unwrap_or(0));
+        if header.base_offset != end || header.leader_epoch < latest {
+            return Err(StorageError::OutOfPlace {
+                base: header.base_offset,
+                end,
+                epoch: header.leader_epoch,
+                latest,
+            });
+        }
+        self.epochs_changed |= self.epochs.assign(header.leader_epoch, end);
+        Ok(self.push(bytes, &header, now))
+    }
+
+    fn check_appendable(&self, size: usize) -> Result<()> {
+        if self.failed {
+            return Err(StorageError::LogDirFailed(Default::default()));
+        }
+        if self.paused {
+            return Err(StorageError::Paused(Default::default()));
+        }
+        assert!(!self.truncating, "no appends while the log is truncated");
+        if size > self.config.message_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                size,
+                max: self.config.message_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a batch whose header is final (offsets, epoch, timestamps) at the log end.
+    fn push(&mut self, bytes: BytesMut, header: &BatchHeader, now: TimestampMs) -> AppendInfo {
+        let base = header.base_offset;
+        self.maybe_roll(header, now);
         let interval = self.config.index_interval_bytes;
         let seg = self.segments.back_mut().expect("active segment");
         let position = seg.log_bytes;
         seg.first_append.get_or_insert(now);
-        seg.track(&header, position, interval);
+        seg.track(header, position, interval);
         let bytes = bytes.freeze();
         let next = header.next_offset();
         let out = self.cache.push(cache::Entry {
@@ -510,13 +548,13 @@ impl LogState {
             summary: seg.summary(),
         });
         self.check_invariants();
-        Ok(AppendInfo {
+        AppendInfo {
             base_offset: base,
             last_offset: header.last_offset(),
-            log_append_time,
+            log_append_time: TimestampMs::NONE,
             log_start_offset: self.log_start,
             ticket: next,
-        })
+        }
     }
 
     fn maybe_roll(&mut self, h: &BatchHeader, now: TimestampMs) {
@@ -554,7 +592,7 @@ impl LogState {
     /// The next effect to carry out, oldest first: seal a finished segment, write pending data,
     /// or sync what is due.
     pub fn next_action(&mut self, now: TimestampMs) -> Action {
-        if self.failed {
+        if self.failed || self.truncating {
             return Action::Idle;
         }
         let front_pending = self.pending.front().map(|p| p.segment);
@@ -711,6 +749,89 @@ impl LogState {
             .expect("known segment")
     }
 
+    /// Starts removing everything from offset `to` on (a follower cutting a suffix its
+    /// leader does not have): returns the plan for the edge, or None when the log ends at or
+    /// before `to`. Everything appended must be written first; from now until
+    /// `complete_truncate` the flusher starts nothing. `to` may not be below the log start.
+    pub fn begin_truncate(&mut self, to: Offset) -> Result<Option<Truncation>> {
+        if self.failed {
+            return Err(StorageError::LogDirFailed(Default::default()));
+        }
+        assert!(self.is_drained(), "a truncation waits for every write");
+        assert!(!self.truncating, "one truncation at a time");
+        if to >= self.next_offset() {
+            return Ok(None);
+        }
+        if to < self.log_start {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: to,
+                start: self.log_start,
+                end: self.written,
+            });
+        }
+        let keep = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.base <= to)
+            .expect("the log start's segment is kept");
+        let drop = self.segments.iter().rev().map(|s| s.base);
+        let drop = drop.take_while(|&b| b > keep.base).collect();
+        self.truncating = true;
+        Ok(Some(Truncation {
+            to,
+            keep: keep.base,
+            recovery_point: self.recovery_point().min(keep.base),
+            drop,
+        }))
+    }
+
+    /// The edge removed the dropped segments and cut `kept` (rescanned up to the truncation
+    /// point, written and synced): it becomes the active segment, and the log ends there.
+    pub fn complete_truncate(&mut self, t: &Truncation, mut kept: Segment) {
+        assert!(self.truncating, "a truncation was begun");
+        assert_eq!(
+            (kept.base, kept.next_offset),
+            (t.keep, t.to),
+            "cut where planned"
+        );
+        assert_eq!(
+            kept.written_bytes, kept.log_bytes,
+            "the kept part is written"
+        );
+        while self.segments.back().is_some_and(|s| s.base > t.keep) {
+            self.segments.pop_back();
+        }
+        kept.sealed = false;
+        kept.finalized = false;
+        kept.written_summary = kept.summary();
+        kept.checkpoint_bytes = 0;
+        *self.segments.back_mut().expect("the kept segment") = kept;
+        self.written = t.to;
+        self.synced = t.to;
+        self.cache.clear();
+        self.evicted.clear();
+        self.unsynced_records = 0;
+        self.last_written_segment = t.keep;
+        self.epochs_changed |= self.epochs.truncate_from(t.to);
+        self.truncating = false;
+        self.check_invariants();
+    }
+
+    /// A truncation was refused before anything changed (its point is not a batch
+    /// boundary): the log goes on as it was.
+    pub fn cancel_truncate(&mut self) {
+        assert!(self.truncating, "a truncation was begun");
+        self.truncating = false;
+    }
+
+    /// A truncation failed half-way (an I/O error): the log is failed, as after any write
+    /// error, and reopening it recovers a consistent prefix.
+    pub fn abort_truncate(&mut self) {
+        self.truncating = false;
+        self.failed = true;
+    }
+
     /// Plans a read of whole batches from `offset` (Kafka semantics: the batch holding `offset`
     /// comes first, then more while they fit `max_bytes`).
     pub fn plan_read(&self, offset: Offset, max_bytes: usize) -> Result<ReadPlan> {
@@ -814,6 +935,21 @@ impl LogState {
         self.check_invariants();
         removed
     }
+}
+
+/// What the edge does to cut a log at `to` (`LogState::begin_truncate`): write
+/// `recovery_point` (so a crash part-way rescans the kept segment), delete the `drop`
+/// segments' files newest first, then rescan `keep` up to `to` and cut its file there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    /// The new log end.
+    pub to: Offset,
+    /// The base of the segment holding `to`, which becomes the active one.
+    pub keep: Offset,
+    /// The recovery point to write first.
+    pub recovery_point: Offset,
+    /// Segments wholly at or past `to`, newest first.
+    pub drop: Vec<Offset>,
 }
 
 /// The log has failed an I/O operation; nothing more will be acknowledged.

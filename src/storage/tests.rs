@@ -20,6 +20,8 @@ use crate::types::{Offset, TimestampMs};
 struct Model {
     batches: Vec<(Offset, Offset, Vec<u8>)>,
     log_start: Offset,
+    /// The epoch appends are stamped with.
+    epoch: i32,
 }
 
 impl Model {
@@ -32,6 +34,15 @@ impl Model {
             .filter(|b| b.1 > offset)
             .map(|b| &b.2)
             .collect()
+    }
+    /// A batch boundary at or after the log start, `per_mille` of the way to the end.
+    fn boundary(&self, per_mille: u16) -> Offset {
+        let bases = self.batches.iter().map(|b| b.0);
+        let bases: Vec<Offset> = bases
+            .chain(std::iter::once(self.next()))
+            .filter(|&b| b >= self.log_start)
+            .collect();
+        bases[(bases.len() - 1) * usize::from(per_mille) / 1000]
     }
     fn truncate_to(&mut self, next: Offset) {
         assert!(
@@ -85,11 +96,29 @@ async fn consume_all(log: &PartitionLog, from: Offset) -> Vec<Vec<u8>> {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { records: i32, value_bytes: usize },
-    Read { at_per_mille: u16, max_bytes: usize },
-    Retain { bytes: i64 },
-    DeleteRecords { at_per_mille: u16 },
-    Reopen { clean: bool },
+    Append {
+        records: i32,
+        value_bytes: usize,
+    },
+    Read {
+        at_per_mille: u16,
+        max_bytes: usize,
+    },
+    Retain {
+        bytes: i64,
+    },
+    DeleteRecords {
+        at_per_mille: u16,
+    },
+    Reopen {
+        clean: bool,
+    },
+    /// A follower's cut at a batch boundary chosen between the log start and the end.
+    Truncate {
+        at_per_mille: u16,
+    },
+    /// A new leader epoch for later appends.
+    NewEpoch,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,6 +128,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..6000i64).prop_map(|bytes| Op::Retain { bytes }),
         1 => (0..1000u16).prop_map(|at_per_mille| Op::DeleteRecords { at_per_mille }),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+        1 => (0..1000u16).prop_map(|at_per_mille| Op::Truncate { at_per_mille }),
+        1 => Just(Op::NewEpoch),
     ]
 }
 
@@ -124,9 +155,9 @@ async fn run_ops(dir: &Path, ops: Vec<Op>) {
                     .await
                     .unwrap();
                 assert_eq!(info.base_offset, model.next());
-                model
-                    .batches
-                    .push((info.base_offset, info.ticket, stored(b, info.base_offset)));
+                let mut b = b;
+                batch::assign_offset(&mut b, info.base_offset, model.epoch);
+                model.batches.push((info.base_offset, info.ticket, b));
             }
             Op::Read {
                 at_per_mille,
@@ -187,13 +218,30 @@ async fn run_ops(dir: &Path, ops: Vec<Op>) {
                     assert_eq!(log.next_offset(), model.next(), "clean close keeps all");
                 }
                 model.truncate_to(log.next_offset());
+                model.epoch = log.leader_epoch();
                 // After a crash the start may be behind (checkpoint lag), never ahead.
                 assert!(log.log_start() <= model.log_start.max(log.log_start()));
                 model.log_start = model.log_start.max(log.log_start());
             }
+            Op::Truncate { at_per_mille } => {
+                let to = model.boundary(at_per_mille);
+                log.truncate_to(to).await.unwrap();
+                assert_eq!(log.next_offset(), to);
+                assert_eq!(log.high_watermark(), to);
+                model.truncate_to(to);
+                durable = durable.min(to);
+            }
+            Op::NewEpoch => {
+                model.epoch += 1;
+                log.set_leader_epoch(model.epoch);
+            }
         }
     }
     log.wait(model.next(), Durability::Written).await.unwrap();
+    for (base, _, b) in model.batches.iter().filter(|b| b.0 >= model.log_start) {
+        let h = batch::parse_header(b).unwrap();
+        assert_eq!(log.epoch_at(*base), Some(h.leader_epoch), "epoch at {base}");
+    }
     let all = consume_all(&log, model.log_start).await;
     let expect: Vec<_> = model.from(model.log_start).into_iter().cloned().collect();
     assert_eq!(all, expect);
@@ -934,5 +982,171 @@ fn leader_epochs_are_stamped_and_survive_close_crash_and_deleted_records() {
         assert_eq!(log.epoch_at(Offset(29)), None, "below the log start");
         assert_eq!(log.end_offset_for_epoch(0), (0, 30), "older than all kept");
         log.close().await.unwrap();
+    });
+}
+
+/// Issue 21: a follower's truncation cuts whole segments and part of one (a sealed,
+/// finalized one here), refuses a point inside a batch or below the log start without
+/// harm, and the log goes on from the cut: appends, reads, the epochs, a clean reopen and a
+/// crash all agree.
+#[test]
+fn truncation_cuts_segments_and_the_log_goes_on_from_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut stored_batches = Vec::new();
+        let mut last = Offset(0);
+        for i in 0..40 {
+            if i == 20 {
+                log.set_leader_epoch(2);
+            }
+            let b = build_test_batch(2, 100, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            let mut b = b;
+            batch::assign_offset(&mut b, info.base_offset, if i < 20 { 0 } else { 2 });
+            stored_batches.push(b);
+            last = info.ticket;
+        }
+        log.wait(last, Durability::Synced).await.unwrap();
+        let segments = log.segment_count();
+        assert!(segments > 3, "{segments} segments");
+        assert!(log.truncate_to(Offset(31)).await.is_err(), "inside a batch");
+        log.delete_records(Offset(4), TimestampMs(50))
+            .await
+            .unwrap();
+        assert!(
+            log.truncate_to(Offset(2)).await.is_err(),
+            "below the log start"
+        );
+        assert_eq!(log.next_offset(), Offset(80), "refusals change nothing");
+
+        log.truncate_to(Offset(30)).await.unwrap();
+        assert_eq!(
+            (log.next_offset(), log.high_watermark()),
+            (Offset(30), Offset(30))
+        );
+        assert!(log.segment_count() < segments);
+        assert_eq!(log.end_offset_for_epoch(0), (0, 30), "epoch 2 is gone");
+        stored_batches.truncate(15);
+        assert_eq!(consume_all(&log, Offset(4)).await, stored_batches[2..]);
+        log.set_leader_epoch(3);
+        for i in 0..10 {
+            let b = build_test_batch(2, 100, TimestampMs(100 + i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(0))
+                .await
+                .unwrap();
+            let mut b = b;
+            batch::assign_offset(&mut b, info.base_offset, 3);
+            stored_batches.push(b);
+            last = info.ticket;
+        }
+        assert_eq!(last, Offset(50));
+        log.wait(last, Durability::Written).await.unwrap();
+        assert_eq!(consume_all(&log, Offset(4)).await, stored_batches[2..]);
+        log.close().await.unwrap();
+
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        assert_eq!(consume_all(&log, Offset(4)).await, stored_batches[2..]);
+        assert_eq!(log.end_offset_for_epoch(0), (0, 30));
+        assert_eq!(log.end_offset_for_epoch(3), (3, 50));
+        log.truncate_to(Offset(40)).await.unwrap();
+        log.abandon().await;
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        stored_batches.truncate(20);
+        assert_eq!(log.next_offset(), Offset(40), "the cut holds after a crash");
+        assert_eq!(consume_all(&log, Offset(4)).await, stored_batches[2..]);
+        log.close().await.unwrap();
+    });
+}
+
+/// Issue 21: a follower's log takes the leader's stored batches as they are (same offsets,
+/// epochs and bytes), refuses one that does not continue it, and after a truncation takes
+/// the new leader's suffix: both logs end byte-identical.
+#[test]
+fn a_follower_log_holds_the_leader_s_batches_byte_for_byte() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    block_on(async {
+        let leader = PartitionLog::open(ld.path(), small_config()).await.unwrap();
+        let follower = PartitionLog::open(fd.path(), small_config()).await.unwrap();
+        let copy = |from: Offset| {
+            let (leader, follower) = (leader.clone(), follower.clone());
+            async move {
+                leader
+                    .wait(leader.next_offset(), Durability::Written)
+                    .await
+                    .unwrap();
+                for b in consume_all(&leader, from).await {
+                    follower
+                        .append_replicated(BytesMut::from(&b[..]), TimestampMs(0))
+                        .unwrap();
+                }
+            }
+        };
+        for i in 0..12 {
+            if i == 6 {
+                leader.set_leader_epoch(1);
+            }
+            let b = build_test_batch(3, 50, TimestampMs(i));
+            leader
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+        }
+        copy(Offset(0)).await;
+        // Out of place: a batch the follower already has, or an older epoch at the end.
+        let first = consume_all(&leader, Offset(0)).await.remove(0);
+        let again = follower.append_replicated(BytesMut::from(&first[..]), TimestampMs(0));
+        assert!(
+            matches!(again, Err(StorageError::OutOfPlace { .. })),
+            "{again:?}"
+        );
+        let mut old = build_test_batch(1, 10, TimestampMs(0));
+        batch::assign_offset(&mut old, Offset(36), 0);
+        let older = follower.append_replicated(BytesMut::from(&old[..]), TimestampMs(0));
+        assert!(
+            matches!(older, Err(StorageError::OutOfPlace { .. })),
+            "{older:?}"
+        );
+        // The follower wrote a suffix the new leader never had: cut, then the leader's.
+        let stray = build_test_batch(2, 10, TimestampMs(0));
+        let mut stray = stray;
+        batch::assign_offset(&mut stray, Offset(36), 1);
+        follower
+            .append_replicated(BytesMut::from(&stray[..]), TimestampMs(0))
+            .unwrap();
+        leader.set_leader_epoch(2);
+        for i in 0..4 {
+            let b = build_test_batch(1, 70, TimestampMs(100 + i));
+            leader
+                .append(BytesMut::from(&b[..]), TimestampMs(0))
+                .await
+                .unwrap();
+        }
+        follower.truncate_to(Offset(36)).await.unwrap();
+        copy(Offset(36)).await;
+        follower
+            .wait(follower.next_offset(), Durability::Written)
+            .await
+            .unwrap();
+        assert_eq!(
+            consume_all(&follower, Offset(0)).await,
+            consume_all(&leader, Offset(0)).await
+        );
+        assert_eq!(follower.end_offset_for_epoch(1), (1, 36));
+        assert_eq!(
+            follower.end_offset_for_epoch(2),
+            leader.end_offset_for_epoch(2)
+        );
+        leader.close().await.unwrap();
+        follower.close().await.unwrap();
     });
 }
