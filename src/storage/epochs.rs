@@ -47,6 +47,10 @@ impl EpochCache {
             Some(&(e, _)) if e == epoch => false,
             Some(&(e, s)) => {
                 assert!(epoch > e && start >= s, "epochs and their starts only grow");
+                if start == s {
+                    // The older epoch holds no batch (Kafka drops it the same way).
+                    self.entries.pop();
+                }
                 self.entries.push((epoch, start));
                 true
             }
@@ -205,6 +209,8 @@ mod tests {
         assert_eq!(c.entries(), &[(1, Offset(15)), (2, Offset(20))]);
         assert!(c.advance_start(Offset(20)));
         assert_eq!(c.entries(), &[(2, Offset(20))]);
+        assert!(c.assign(3, Offset(20)), "epoch 2 kept no batch");
+        assert_eq!(c.entries(), &[(3, Offset(20))]);
     }
 
     #[test]

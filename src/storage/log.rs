@@ -148,6 +148,9 @@ struct Inner {
     flusher_done: Cell<bool>,
     /// The flusher is carrying out an action (a truncation waits for it to finish).
     flusher_busy: Cell<bool>,
+    /// Truncations completed: a disk read or read-ahead planned before one serves and caches
+    /// nothing.
+    truncations: Cell<u64>,
     /// The log start last written to the checkpoint file (None: not this run).
     checkpointed_start: Cell<Option<Offset>>,
     /// This log's key in the shard's read cache.
@@ -209,6 +212,7 @@ impl PartitionLog {
             abandoned: Cell::new(false),
             flusher_done: Cell::new(false),
             flusher_busy: Cell::new(false),
+            truncations: Cell::new(0),
             checkpointed_start: Cell::new(None),
             cache_id: readcache::next_log_id(),
             reader_at: Cell::new(Offset(0)),
@@ -418,6 +422,9 @@ impl PartitionLog {
     /// I/O error it is failed, as after a failed write.
     pub async fn truncate_to(&self, to: Offset) -> Result<()> {
         self.wait(self.next_offset(), Durability::Written).await?;
+        if self.inner.closing.get() {
+            return Err(StorageError::Closed);
+        }
         let Some(plan) = self.inner.state.borrow_mut().begin_truncate(to)? else {
             return Ok(());
         };
@@ -426,6 +433,10 @@ impl PartitionLog {
             if self.inner.flusher_busy.get() {
                 listener.await;
             }
+        }
+        if self.inner.state.borrow().is_failed() {
+            self.inner.state.borrow_mut().cancel_truncate();
+            return Err(StorageError::LogDirFailed(self.inner.dir.clone()));
         }
         let (kept, file) = match rescan_kept(&self.inner, &plan).await {
             Ok(found) => found,
@@ -443,6 +454,7 @@ impl PartitionLog {
             Err(e) => {
                 self.inner.state.borrow_mut().abort_truncate();
                 self.inner.progress.notify(usize::MAX);
+                self.inner.work.notify(1);
                 Err(e)
             }
         }
@@ -461,9 +473,11 @@ impl PartitionLog {
             Err(e) => {
                 inner.state.borrow_mut().abort_truncate();
                 inner.progress.notify(usize::MAX);
+                inner.work.notify(1);
                 return Err(e);
             }
         };
+        inner.truncations.set(inner.truncations.get() + 1);
         readcache::with(|c| c.forget(inner.cache_id, None));
         files::forget_log(inner.cache_id);
         {
@@ -586,6 +600,7 @@ impl PartitionLog {
         at: (Offset, u64, u64),
     ) -> Result<Vec<Bytes>> {
         let (segment, position, end) = at;
+        let truncations = self.inner.truncations.get();
         // Room for what will be taken, so the run is not reallocated (and copied) as it grows:
         // only a first batch larger than `max_bytes` grows it.
         let expected = (end.saturating_sub(position) as usize).min(max_bytes);
@@ -624,6 +639,11 @@ impl PartitionLog {
         let (Some(first), Some(last)) = (sizes.first(), sizes.last()) else {
             return Ok(Vec::new());
         };
+        if self.inner.truncations.get() != truncations {
+            // Planned before a truncation: the bytes may be of batches now gone. Nothing is
+            // served or cached; the reader asks again.
+            return Ok(Vec::new());
+        }
         let run = run.freeze();
         if self.inner.state.borrow().config.read_cache {
             let extent = (last.0.next_offset(), segment, position, run.clone());
@@ -690,7 +710,7 @@ impl PartitionLog {
     /// is not cached, or the run already reaches far enough.
     fn next_read_ahead(&self) -> Option<AheadJob> {
         let st = self.inner.state.borrow();
-        if st.is_failed() || self.inner.closing.get() {
+        if st.is_failed() || st.is_truncating() || self.inner.closing.get() {
             return None;
         }
         let (at, hw) = (self.inner.reader_at.get(), st.high_watermark());
@@ -716,6 +736,7 @@ impl PartitionLog {
             first: run.next,
             end,
             chunk,
+            truncations: self.inner.truncations.get(),
         })
     }
 
@@ -756,6 +777,9 @@ impl PartitionLog {
                 Ok(buf) => buf,
                 Err(e) => break Err(e),
             };
+            if self.inner.truncations.get() != job.truncations {
+                break Ok(join.added); // read before a truncation: maybe of batches now gone
+            }
             if let Err(reason) = join.push(&buf, self.inner.cache_id) {
                 break Err(StorageError::CorruptOnDisk {
                     path: file.path().to_path_buf(),
@@ -1034,6 +1058,7 @@ impl PartitionLog {
         let active = self.inner.state.borrow().active().clone();
         let file = self.inner.files.borrow().get(&active.base).cloned();
         let dir = &self.inner.dir;
+        write_epochs(&self.inner).await?;
         if let Some(file) = file {
             file.truncate(active.log_bytes).await?;
             file.sync().await?;
@@ -1041,7 +1066,6 @@ impl PartitionLog {
         }
         let start = recovery::encode_checkpoint(self.log_start());
         io::write_small_atomic(dir, recovery::LOG_START_FILE, start).await?;
-        write_epochs(&self.inner).await?;
         let marker = recovery::encode_checkpoint(active.next_offset);
         io::write_small_atomic(dir, recovery::CLEAN_SHUTDOWN_FILE, marker).await
     }
@@ -1097,6 +1121,8 @@ struct AheadJob {
     first: Offset,
     end: u64,
     chunk: usize,
+    /// The log's truncation count when planned: after a truncation nothing read is cached.
+    truncations: u64,
 }
 
 /// Largest extent read-ahead adds (one batch may be larger): about the size of the produced
@@ -1258,7 +1284,8 @@ async fn run_flusher(inner: Rc<Inner>) {
                 let st = inner.state.borrow();
                 (st.is_drained() || st.is_failed(), st.sync_deadline())
             };
-            if inner.closing.get() && drained {
+            let truncating = inner.state.borrow().is_truncating();
+            if inner.closing.get() && drained && !truncating {
                 break;
             }
             let wait_ms = deadline.map_or(1000, |d| (d.0 - now.0).clamp(1, 1000)) as u64;
@@ -1509,6 +1536,8 @@ async fn do_seal(inner: &Inner, base: Offset) -> Result<()> {
         let file = segment_file(inner, base).await?;
         file.sync().await?;
         file.truncate(seg.log_bytes).await?;
+        // Before the indexes: an open that trusts them scans nothing of this segment.
+        write_epochs(inner).await?;
         recovery::write_indexes(&inner.dir, &seg).await?;
         inner.state.borrow_mut().complete_seal(base);
     }
@@ -1575,6 +1604,7 @@ mod tests {
             first: Offset(0),
             end: image.len() as u64,
             chunk: 2 << 20,
+            truncations: 0,
         };
         let mut join = Join::new(&job, true);
         let id = readcache::next_log_id();

@@ -138,6 +138,7 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         epochs_changed,
     };
     let mut cut = false;
+    let mut epochs_cut = false;
     for (i, &base) in bases.iter().enumerate() {
         let path = segment_path(dir, base, "log");
         let contiguous = out.segments.back().is_none_or(|s| s.next_offset == base);
@@ -160,7 +161,13 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
             prefix => {
                 let from = prefix.unwrap_or_else(|| Segment::new(base));
                 let start = from.log_bytes;
-                out.epochs_changed |= out.epochs.truncate_from(from.next_offset);
+                if !trusted && !epochs_cut {
+                    // From the first segment past the recovery point, the file may lag what
+                    // was appended (and hold epochs of batches a crash lost): the scan decides.
+                    // Segments below it were sealed after the file described them.
+                    out.epochs_changed |= out.epochs.truncate_from(from.next_offset);
+                    epochs_cut = true;
+                }
                 let (seg, file_bytes) = scan_segment(&file, from, config, &mut out.epochs).await?;
                 out.scanned_bytes += seg.log_bytes - start;
                 let torn = file_bytes.saturating_sub(seg.log_bytes);

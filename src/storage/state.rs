@@ -456,6 +456,9 @@ impl LogState {
         self.check_appendable(bytes.len())?;
         let header = batch::validate(&bytes, true)?;
         let base = self.next_offset();
+        // Replicated batches raise the epoch (`append_replicated`), so it is never below the
+        // last batch's and the epoch cache only grows.
+        assert!(self.epochs.latest().is_none_or(|e| e <= self.leader_epoch));
         batch::assign_offset(&mut bytes, base, self.leader_epoch);
         let mut log_append_time = TimestampMs::NONE;
         if self.config.timestamp_type == TimestampType::LogAppendTime {
@@ -497,6 +500,7 @@ impl LogState {
             });
         }
         self.epochs_changed |= self.epochs.assign(header.leader_epoch, end);
+        self.leader_epoch = self.leader_epoch.max(header.leader_epoch);
         Ok(self.push(bytes, &header, now))
     }
 
@@ -578,6 +582,9 @@ impl LogState {
     /// Rolls an idle, non-empty active segment once it reaches segment.ms (Kafka rolls on time
     /// even without new data, so retention can delete it).
     pub fn roll_if_expired(&mut self, now: TimestampMs) {
+        if self.truncating {
+            return;
+        }
         let next = self.next_offset();
         let active = self.segments.back().expect("active segment");
         let expired = active
@@ -818,6 +825,11 @@ impl LogState {
         self.check_invariants();
     }
 
+    /// Whether a truncation is under way.
+    pub fn is_truncating(&self) -> bool {
+        self.truncating
+    }
+
     /// A truncation was refused before anything changed (its point is not a batch
     /// boundary): the log goes on as it was.
     pub fn cancel_truncate(&mut self) {
@@ -895,6 +907,10 @@ impl LogState {
     /// DeleteRecords: moves the log start to `offset` (0 ≤ offset ≤ high watermark; an offset
     /// below the start leaves it where it is). A negative offset is out of range, as in Kafka.
     pub fn advance_log_start(&mut self, offset: Offset) -> Result<Offset> {
+        if self.truncating {
+            // The kept part is being decided: the caller retries (a leader never truncates).
+            return Err(StorageError::Paused(Default::default()));
+        }
         if offset > self.written || offset < Offset(0) {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
@@ -911,6 +927,9 @@ impl LogState {
     /// returns their bases for the edge to delete. Only finalized segments are ever removed.
     pub fn plan_retention(&mut self, now: TimestampMs) -> Vec<Offset> {
         let mut removed = Vec::new();
+        if self.truncating {
+            return removed; // the next run does it, once the segments are settled
+        }
         let mut size = self.size_bytes() as i64;
         while self.segments.len() > 1 {
             let s = self.segments.front().expect("non-empty");
