@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::metadata::TopicMeta;
+use crate::runtime::Semaphore;
 use crate::storage::batch::{self, BatchBuf, Batches};
 use crate::storage::{self, io, Durability, PartitionLog, StorageError};
 use crate::types::{Offset, TimestampMs};
@@ -36,7 +37,6 @@ const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The idempotent-producer state of a partition and its snapshot bookkeeping. Shared by the
 /// `Partition` values a shard installs for one partition over time (config changes).
-#[derive(Default)]
 struct Producers {
     /// Each idempotent producer's epoch and last batches.
     states: RefCell<ProducerStates>,
@@ -44,6 +44,20 @@ struct Producers {
     since_snapshot: Cell<u64>,
     /// Bytes of all batches appended since the last snapshot.
     since_snapshot_bytes: Cell<u64>,
+    /// Taken by a snapshot while it waits and writes, and by a truncation: they take turns,
+    /// so no snapshot of a suffix that a truncation cut is stored after the cut.
+    turn: Semaphore,
+}
+
+impl Default for Producers {
+    fn default() -> Self {
+        Producers {
+            states: RefCell::default(),
+            since_snapshot: Cell::default(),
+            since_snapshot_bytes: Cell::default(),
+            turn: Semaphore::new(1),
+        }
+    }
 }
 
 /// One partition as its owner shard serves it: the log, the idempotent-producer state, and
@@ -134,27 +148,7 @@ impl Partition {
         log: PartitionLog,
     ) -> Result<Partition, StorageError> {
         let producers = Rc::new(Producers::default());
-        let path = log.dir().join(PRODUCER_STATE_FILE);
-        let stored = io::read_small(&path, PRODUCER_STATE_BYTES_MAX).await?;
-        let usable = stored
-            .as_deref()
-            .and_then(ProducerStates::decode_snapshot)
-            .filter(|(o, _)| *o >= log.log_start() && *o <= log.next_offset());
-        if stored.is_some() && usable.is_none() {
-            // Corrupt, or past the recovered log end (a crash lost the tail it covered): it must
-            // not come back into use once the log grows past its offset again.
-            io::remove(&path).await?;
-        }
-        let (from, states) = usable.unwrap_or((log.log_start(), ProducerStates::default()));
-        *producers.states.borrow_mut() = states;
-        // Batches from `from` on: one that a log start inside it cuts (DeleteRecords) is not.
-        log.replay(from, |h, _| {
-            if h.base_offset >= from {
-                producers.states.borrow_mut().record(h, h.max_timestamp.0);
-            }
-            Ok(())
-        })
-        .await?;
+        *producers.states.borrow_mut() = load_producers(&log).await?;
         Ok(Partition {
             topic,
             index,
@@ -164,6 +158,47 @@ impl Partition {
         })
     }
 
+    /// A follower's cut (issue 21): the log loses every batch from `to` on
+    /// (`PartitionLog::truncate_to`), and the idempotent-producer state is rebuilt as of `to`
+    /// (from the snapshot if it covers no more than that, else from the log start, as at open),
+    /// so the producer windows match the log again.
+    pub async fn truncate_to(&self, to: Offset) -> Result<(), StorageError> {
+        let _turn = self.producers.turn.acquire_permit(1).await;
+        self.log.truncate_to(to).await?;
+        let states = load_producers(&self.log).await?;
+        *self.producers.states.borrow_mut() = states;
+        Ok(())
+    }
+}
+
+/// The idempotent-producer state of `log`: its snapshot, if usable, and the batches after it.
+async fn load_producers(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
+    let path = log.dir().join(PRODUCER_STATE_FILE);
+    let stored = io::read_small(&path, PRODUCER_STATE_BYTES_MAX).await?;
+    let usable = stored
+        .as_deref()
+        .and_then(ProducerStates::decode_snapshot)
+        .filter(|(o, _)| *o >= log.log_start() && *o <= log.next_offset());
+    if stored.is_some() && usable.is_none() {
+        // Corrupt, or past the recovered log end (a crash lost the tail it covered, or a
+        // truncation cut it): it must not come back into use once the log grows past its
+        // offset again.
+        io::remove(&path).await?;
+    }
+    let (from, states) = usable.unwrap_or((log.log_start(), ProducerStates::default()));
+    let states = RefCell::new(states);
+    // Batches from `from` on: one that a log start inside it cuts (DeleteRecords) is not.
+    log.replay(from, |h, _| {
+        if h.base_offset >= from {
+            states.borrow_mut().record(h, h.max_timestamp.0);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(states.into_inner())
+}
+
+impl Partition {
     /// Appends every batch in a produce request's records blob (usually one batch) and waits
     /// for the durability `acks` asks for: 0 and 1 wait for the O_DIRECT write (so nothing
     /// acknowledged is lost to a process crash), -1 for the topic's flush policy. A batch an
@@ -261,7 +296,8 @@ impl Partition {
             return Ok(());
         }
         // State and offset are taken in the same step: the snapshot covers exactly the batches
-        // before `next_offset`.
+        // before `next_offset`. From here to the write, no truncation runs (`turn`).
+        let _turn = self.producers.turn.acquire_permit(1).await;
         let at = self.log.next_offset();
         let bytes = self.producers.states.borrow().encode_snapshot(at);
         let counted = (
@@ -575,6 +611,55 @@ mod tests {
             let p = open(topic).await;
             assert!(p.producers.states.borrow().get(9).is_none());
             assert_eq!(p.producers.states.borrow().len(), 1);
+        });
+    }
+
+    /// Issue 21: a follower's truncation rebuilds the producer windows as of the cut, and
+    /// drops a snapshot that covers the cut suffix: a batch that was cut is appended again,
+    /// not answered as a duplicate, and a reopen after the log grows back does not take the
+    /// old snapshot for true.
+    #[test]
+    fn a_truncation_rebuilds_producer_windows_as_of_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = one_partition_topic();
+        io::block_on(async {
+            let log = PartitionLog::open(dir.path(), Default::default())
+                .await
+                .unwrap();
+            let p = Partition::open(topic.clone(), 0, log).await.unwrap();
+            for seq in 0..5 {
+                p.produce(idempotent(7, seq), 1).await.unwrap(); // offsets 0..=4
+            }
+            p.maintain_producers(TimestampMs(1), i64::MAX, true)
+                .await
+                .unwrap();
+            let snapshot = p.log.dir().join(PRODUCER_STATE_FILE);
+            assert!(snapshot.exists());
+            p.truncate_to(Offset(3)).await.unwrap();
+            assert!(!snapshot.exists(), "it covered offsets 3 and 4");
+            let again = p.produce(idempotent(7, 3), 1).await.unwrap();
+            assert_eq!(
+                again.base_offset,
+                Offset(3),
+                "appended again, not a duplicate"
+            );
+            let retry = p.produce(idempotent(7, 2), 1).await.unwrap();
+            assert_eq!(
+                retry.base_offset,
+                Offset(2),
+                "a kept batch is still a duplicate"
+            );
+            p.produce(idempotent(7, 4), 1).await.unwrap();
+            p.produce(idempotent(7, 5), 1).await.unwrap();
+            p.log.close().await.unwrap();
+            let log = PartitionLog::open(dir.path(), Default::default())
+                .await
+                .unwrap();
+            let p = Partition::open(topic, 0, log).await.unwrap();
+            let retry = p.produce(idempotent(7, 5), 1).await.unwrap();
+            assert_eq!(retry.base_offset, Offset(5));
+            assert_eq!(p.log.next_offset(), Offset(6));
+            p.log.close().await.unwrap();
         });
     }
 
