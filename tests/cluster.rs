@@ -627,6 +627,20 @@ fn create_topics_keeps_working_across_a_kill_of_the_metadata_leader() {
         assert!(Instant::now() < deadline, "{want:?} in {metrics}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // `shardlog cluster status` counts the same (Metadata lists internal topics too: the
+    // leaderless count covers the loop's topics at least).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(["cluster", "status", "--bootstrap-server"])
+        .arg(c.addr(survivor as u64))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("Partitions:")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let offline: usize = fields[3].parse().unwrap();
+    assert!(offline >= count(-1) && fields[5] == "0", "{text}");
+    let dead = text.lines().find(|l| l.starts_with(&format!("{leader} ")));
+    assert!(dead.is_some_and(|l| l.contains("down")), "{text}");
     // The killed broker comes back, catches up, and leads its partitions again.
     let li = leader as usize - 1;
     let port = c.ports[li];

@@ -2,7 +2,11 @@
 //! `kafka-broker-api-versions` tell it, so an operator can see at a glance which broker answers,
 //! which id the cluster has and which API versions the broker serves (what a client will
 //! negotiate). It asks DescribeCluster when the broker serves it, Metadata otherwise, and lists
-//! the ApiVersions answer the connection negotiated anyway.
+//! the ApiVersions answer the connection negotiated anyway. `shardlog cluster status`: the
+//! partitions' health from Metadata (all topics, internal ones too): how many partitions, how
+//! many have no leader or fewer in-sync replicas than replicas, and per broker the partitions
+//! it leads and holds — Kafka's LeaderCount, OfflinePartitionsCount and
+//! UnderReplicatedPartitions, as an operator checks them before maintenance.
 
 use clap::Subcommand;
 use kafka_protocol::messages::*;
@@ -19,6 +23,9 @@ pub enum Action {
     /// Print the cluster id, the controller, the brokers (id, host, port, rack) and the API
     /// versions the bootstrap broker serves
     Info,
+    /// Print the partitions' health: totals, offline and under-replicated partitions, and per
+    /// broker the partitions it leads and holds
+    Status,
 }
 
 /// A cluster as the broker describes it.
@@ -37,6 +44,7 @@ pub fn run(conn: &Conn, action: Action) -> Result<(), CliError> {
     let mut c = conn.connect()?;
     match action {
         Action::Info => info(&mut c),
+        Action::Status => print(&status(&topics::metadata(&mut c, None)?)),
     }
 }
 
@@ -113,6 +121,58 @@ pub fn from_metadata(resp: &MetadataResponse) -> Cluster {
     }
 }
 
+/// `cluster status` output: the cluster id and controller, a `Partitions:` line (total,
+/// offline = no leader, under-replicated = led but with fewer in-sync replicas than replicas),
+/// then per broker (those Metadata lists are alive; a replica's broker it does not list is
+/// down) the partitions it leads and the replicas it holds.
+pub fn status(meta: &MetadataResponse) -> String {
+    let cluster = from_metadata(meta);
+    let parts = meta.topics.iter().flat_map(|t| &t.partitions);
+    let (mut total, mut offline, mut under) = (0, 0, 0);
+    let mut per_broker: std::collections::BTreeMap<i32, (u64, u64)> =
+        cluster.brokers.iter().map(|b| (b.0, (0, 0))).collect();
+    for p in parts {
+        total += 1;
+        offline += u64::from(p.leader_id.0 < 0);
+        let led = p.leader_id.0 >= 0;
+        under += u64::from(led && p.isr_nodes.len() < p.replica_nodes.len());
+        if p.leader_id.0 >= 0 {
+            per_broker.entry(p.leader_id.0).or_default().0 += 1;
+        }
+        for r in &p.replica_nodes {
+            per_broker.entry(r.0).or_default().1 += 1;
+        }
+    }
+    let controller = if cluster.controller < 0 {
+        table::NONE.to_string()
+    } else {
+        cluster.controller.to_string()
+    };
+    let mut out = format!(
+        "Cluster ID: {}\nController: {controller}\nPartitions: {total} offline: {offline} \
+         under-replicated: {under}\n\n",
+        table::cell(&cluster.id)
+    );
+    let rows: Vec<Vec<String>> = per_broker
+        .iter()
+        .map(|(id, (leads, holds))| {
+            let live = cluster.brokers.iter().any(|b| b.0 == *id);
+            let state = if live { "alive" } else { "down" };
+            vec![
+                id.to_string(),
+                state.into(),
+                leads.to_string(),
+                holds.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["BROKER", "STATE", "LEADERS", "REPLICAS"],
+        &rows,
+    ));
+    out
+}
+
 /// `cluster info` output: `Cluster ID:` and `Controller:` lines, the brokers table, then the
 /// API table (name, key, min and max version), each after a blank line.
 pub fn render(cluster: &Cluster, apis: &[(i16, i16, i16)]) -> String {
@@ -162,6 +222,44 @@ mod tests {
 
     fn s(v: &str) -> StrBytes {
         StrBytes::from_string(v.to_string())
+    }
+
+    #[test]
+    fn status_counts_leaders_replicas_and_unhealthy_partitions() {
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponsePartition as P, MetadataResponseTopic as T,
+        };
+        let part = |leader: i32, replicas: &[i32], isr: &[i32]| {
+            P::default()
+                .with_leader_id(BrokerId(leader))
+                .with_replica_nodes(replicas.iter().map(|&b| BrokerId(b)).collect())
+                .with_isr_nodes(isr.iter().map(|&b| BrokerId(b)).collect())
+        };
+        let md = MetadataResponse::default()
+            .with_cluster_id(Some(s("abc")))
+            .with_controller_id(BrokerId(1))
+            .with_brokers(vec![
+                MetadataResponseBroker::default().with_node_id(BrokerId(1)),
+                MetadataResponseBroker::default().with_node_id(BrokerId(2)),
+            ])
+            .with_topics(vec![T::default().with_partitions(vec![
+                part(1, &[1], &[1]),
+                part(2, &[2, 1], &[2]),
+                part(-1, &[3], &[]),
+            ])]);
+        let out = status(&md);
+        assert!(
+            out.contains("Partitions: 3 offline: 1 under-replicated: 1\n"),
+            "{out}"
+        );
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("BROKER"))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[1], ["1", "alive", "1", "2"]);
+        assert_eq!(rows[2], ["2", "alive", "1", "1"]);
+        assert_eq!(rows[3], ["3", "down", "0", "1"]);
     }
 
     #[test]
