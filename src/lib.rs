@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod raft;
+pub mod replica;
 pub mod runtime;
 pub mod shard;
 pub mod storage;
