@@ -111,8 +111,31 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts three voters, waits for a leader and for all three registrations.
+    /// Starts three voters, waits for a leader and for all three registrations. The ports are
+    /// picked free and bound by the brokers a moment later: should another connection on the
+    /// machine take one as its source port meanwhile, a broker cannot listen, and the whole
+    /// cluster is started again on fresh ports (at most three times; any other failure fails).
     fn start(shards: usize) -> (Cluster, u64) {
+        for attempt in 1.. {
+            let started = std::panic::catch_unwind(|| Cluster::try_start(shards));
+            match started {
+                Ok(c) => return c,
+                Err(e) => {
+                    let why = e
+                        .downcast_ref::<String>()
+                        .map_or("", |s| s.as_str())
+                        .to_string();
+                    if attempt == 3 || !why.contains("Address already in use") {
+                        std::panic::resume_unwind(e);
+                    }
+                    eprintln!("a port was taken before its broker bound it; starting again");
+                }
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn try_start(shards: usize) -> (Cluster, u64) {
         let tmp = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..3).map(|_| harness::free_port()).collect();
         let voters = (1..=3)

@@ -184,7 +184,12 @@ async fn dial(
 ) {
     let mut pending: Option<Bytes> = None;
     loop {
-        if let Ok(mut s) = TcpStream::connect(addr).await {
+        // A dial of a local port no one listens on can connect the socket to itself (TCP
+        // simultaneous open, when the kernel picks that port as the source): it would hold
+        // the peer's port, so the peer could not bind it, and swallow the frames. Dropped.
+        let dialed = TcpStream::connect(addr).await.ok();
+        let dialed = dialed.filter(|s| s.local_addr().ok() != s.peer_addr().ok());
+        if let Some(mut s) = dialed {
             let _ = s.set_nodelay(true);
             if s.write_all(&hello).await.is_ok() {
                 loop {
