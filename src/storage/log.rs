@@ -445,11 +445,14 @@ impl PartitionLog {
                 return Err(e);
             }
         };
-        let result = cut_files(&self.inner, &plan, &kept, &file).await;
-        match result {
-            Ok(()) => {
-                let tail = load_tail(&file, kept.base, kept.log_bytes).await;
-                self.finish_truncate(&plan, kept, file, tail)
+        let cut = async {
+            cut_files(&self.inner, &plan, &kept, &file).await?;
+            load_tail(&file, kept.base, kept.log_bytes).await
+        };
+        match cut.await {
+            Ok(tail) => {
+                self.finish_truncate(&plan, kept, file, tail);
+                Ok(())
             }
             Err(e) => {
                 self.inner.state.borrow_mut().abort_truncate();
@@ -460,23 +463,8 @@ impl PartitionLog {
         }
     }
 
-    fn finish_truncate(
-        &self,
-        plan: &Truncation,
-        kept: Segment,
-        file: Rc<SegmentFile>,
-        tail: Result<Tail>,
-    ) -> Result<()> {
+    fn finish_truncate(&self, plan: &Truncation, kept: Segment, file: Rc<SegmentFile>, tail: Tail) {
         let inner = &self.inner;
-        let tail = match tail {
-            Ok(t) => t,
-            Err(e) => {
-                inner.state.borrow_mut().abort_truncate();
-                inner.progress.notify(usize::MAX);
-                inner.work.notify(1);
-                return Err(e);
-            }
-        };
         inner.truncations.set(inner.truncations.get() + 1);
         readcache::with(|c| c.forget(inner.cache_id, None));
         files::forget_log(inner.cache_id);
@@ -489,7 +477,6 @@ impl PartitionLog {
         inner.state.borrow_mut().complete_truncate(plan, kept);
         inner.progress.notify(usize::MAX);
         inner.work.notify(1);
-        Ok(())
     }
 
     /// Replaces the topic config (AlterConfigs). Takes effect for later appends and actions.
