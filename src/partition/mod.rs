@@ -553,6 +553,12 @@ mod tests {
         assert!(split_batches(blob.slice(..blob.len() - 1)).is_err());
     }
 
+    /// Partition 0 of `topic` over a log in `dir` with the default settings.
+    async fn open_default(dir: &std::path::Path, topic: Arc<TopicMeta>) -> Partition {
+        let log = PartitionLog::open(dir, Default::default()).await.unwrap();
+        Partition::open(topic, 0, log).await.unwrap()
+    }
+
     fn one_partition_topic() -> Arc<TopicMeta> {
         Arc::new(TopicMeta {
             name: "t".into(),
@@ -572,13 +578,7 @@ mod tests {
     fn a_snapshot_past_the_log_end_is_dropped_not_kept_for_later() {
         let dir = tempfile::tempdir().unwrap();
         let topic = one_partition_topic();
-        let open = |topic: Arc<TopicMeta>| {
-            let d = dir.path().to_path_buf();
-            async move {
-                let log = PartitionLog::open(&d, Default::default()).await.unwrap();
-                Partition::open(topic, 0, log).await.unwrap()
-            }
-        };
+        let open = |topic: Arc<TopicMeta>| open_default(dir.path(), topic);
         io::block_on(async {
             let p = open(topic.clone()).await;
             p.produce(idempotent(7, 0), -1).await.unwrap();
@@ -623,10 +623,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let topic = one_partition_topic();
         io::block_on(async {
-            let log = PartitionLog::open(dir.path(), Default::default())
-                .await
-                .unwrap();
-            let p = Partition::open(topic.clone(), 0, log).await.unwrap();
+            let p = open_default(dir.path(), topic.clone()).await;
             for seq in 0..5 {
                 p.produce(idempotent(7, seq), 1).await.unwrap(); // offsets 0..=4
             }
@@ -652,10 +649,7 @@ mod tests {
             p.produce(idempotent(7, 4), 1).await.unwrap();
             p.produce(idempotent(7, 5), 1).await.unwrap();
             p.log.close().await.unwrap();
-            let log = PartitionLog::open(dir.path(), Default::default())
-                .await
-                .unwrap();
-            let p = Partition::open(topic, 0, log).await.unwrap();
+            let p = open_default(dir.path(), topic).await;
             let retry = p.produce(idempotent(7, 5), 1).await.unwrap();
             assert_eq!(retry.base_offset, Offset(5));
             assert_eq!(p.log.next_offset(), Offset(6));
@@ -710,10 +704,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let topic = one_partition_topic();
         io::block_on(async {
-            let log = PartitionLog::open(dir.path(), Default::default())
-                .await
-                .unwrap();
-            let p = Partition::open(topic, 0, log).await.unwrap();
+            let p = open_default(dir.path(), topic).await;
             let plain = build_test_batch(1, 512 << 10, TimestampMs(1));
             for _ in 0..40 {
                 p.produce(BytesMut::from(&plain[..]), 1).await.unwrap();
