@@ -88,6 +88,15 @@ pub struct Work {
     pub leadership: Option<Leadership>,
 }
 
+/// A follower as the leader sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// Its node id.
+    pub id: u64,
+    /// The last index it is known to hold.
+    pub matched: u64,
+}
+
 /// One turn's log changes to make durable.
 #[derive(Debug, Default)]
 pub struct Write {
@@ -110,6 +119,9 @@ pub struct Group {
     snapshot_retry_ticks: u64,
     /// Snapshots sent and not yet known to have arrived: (follower, tick sent).
     snapshots_out: Vec<(u64, u64)>,
+    /// The work number of a received snapshot not yet durable: nothing counts as applied
+    /// until it is (raft-rs checks applied <= persisted), however many turns come first.
+    restoring: Option<u64>,
 }
 
 impl Group {
@@ -140,12 +152,18 @@ impl Group {
             ticks: 0,
             snapshot_retry_ticks: config.snapshot_retry_ticks,
             snapshots_out: Vec::new(),
+            restoring: None,
         })
     }
 
     /// One tick of the owner's timer.
     pub fn tick(&mut self) {
-        self.node.tick();
+        // raft-rs takes a received snapshot as its log at once but counts it applied only once
+        // durable; a campaign in between would read the entries the snapshot replaced. A
+        // member restoring a snapshot (a follower being caught up) does not stand for election.
+        if self.restoring.is_none() {
+            self.node.tick();
+        }
         self.ticks += 1;
         if self.snapshots_out.is_empty() {
             return;
@@ -165,6 +183,9 @@ impl Group {
 
     /// A message from a peer.
     pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
+        if self.restoring.is_some() && m.get_msg_type() == MessageType::MsgTimeoutNow {
+            return Ok(()); // a leader transfer to a member restoring a snapshot: see `tick`
+        }
         self.node.step(m).map_err(RaftError::from)
     }
 
@@ -176,6 +197,27 @@ impl Group {
             return Err(RaftError::NotLeader(self.leadership().leader));
         }
         self.node.propose(vec![], data).map_err(RaftError::from)?;
+        let index = self.node.raft.raft_log.last_index();
+        Ok((index, self.node.raft.term))
+    }
+
+    /// As [`Group::propose`], with the entry's data as it is (no copy: a replicated
+    /// partition's batches are proposed this way, shared with the owner's buffers).
+    pub fn propose_bytes(&mut self, data: Bytes) -> Result<(u64, u64), RaftError> {
+        if self.node.raft.state != StateRole::Leader {
+            return Err(RaftError::NotLeader(self.leadership().leader));
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.node.raft.id;
+        m.set_entries(
+            vec![Entry {
+                data,
+                ..Entry::default()
+            }]
+            .into(),
+        );
+        self.node.step(m).map_err(RaftError::from)?;
         let index = self.node.raft.raft_log.last_index();
         Ok((index, self.node.raft.term))
     }
@@ -243,6 +285,53 @@ impl Group {
         self.node.raft.state == StateRole::Leader
     }
 
+    /// The index of the last entry, entries not yet handed out in a [`Work`] included (a new
+    /// leader's no-op is appended when it wins, before the owner's next turn).
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// The term of entry `index`; None if the log no longer or not yet holds it.
+    pub fn term(&self, index: u64) -> Option<u64> {
+        let log = &self.node.raft.raft_log;
+        if index + 1 < log.first_index() || index > log.last_index() {
+            return None;
+        }
+        log.term(index).ok()
+    }
+
+    /// The entries from `from` to the last, not yet handed out ones included; empty if
+    /// `from` is compacted away.
+    pub fn entries_from(&self, from: u64) -> Vec<Entry> {
+        let context = raft::GetEntriesContext::empty(false);
+        let entries = self.node.raft.raft_log.entries(from, None, context);
+        entries.unwrap_or_default()
+    }
+
+    /// On the leader: every other member's replication progress (empty elsewhere).
+    pub fn followers(&self) -> Vec<FollowerProgress> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let me = self.node.raft.id;
+        let prs = self.node.raft.prs().iter().filter(|(id, _)| **id != me);
+        prs.map(|(id, p)| FollowerProgress {
+            id: *id,
+            matched: p.matched,
+        })
+        .collect()
+    }
+
+    /// The last index raft-rs counts as applied.
+    pub fn applied(&self) -> u64 {
+        self.node.raft.raft_log.applied
+    }
+
+    /// Whether a turn has work to hand out (the owner drains it after every call).
+    pub fn has_work(&self) -> bool {
+        self.node.has_ready()
+    }
+
     /// The log (what the owner reads back to persist a snapshot, or to check).
     pub fn log(&self) -> &RaftLog {
         self.node.store()
@@ -282,7 +371,10 @@ impl Group {
         self.node.advance_append_async(rd);
         // The owner applies `committed` before its next call. A snapshot counts as applied
         // only once it is durable (raft-rs checks applied <= persisted): see `persisted`.
-        if work.restore.is_none() {
+        if work.restore.is_some() {
+            self.restoring = Some(work.number);
+        }
+        if self.restoring.is_none() {
             self.node.advance_apply();
         }
         if let Err(e) = self.apply_conf_changes(&work.committed) {
@@ -308,7 +400,12 @@ impl Group {
     /// The write of the work numbered `number` (and of every earlier one) is durable.
     pub fn persisted(&mut self, number: u64) {
         self.node.on_persist_ready(number);
-        self.node.advance_apply();
+        if self.restoring.is_some_and(|r| r <= number) {
+            self.restoring = None;
+        }
+        if self.restoring.is_none() {
+            self.node.advance_apply();
+        }
     }
 
     /// Drops the log up to `index` (applied; the state machine's bytes there are `state`):

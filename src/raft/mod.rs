@@ -13,7 +13,7 @@ pub mod log;
 mod sim;
 pub mod wire;
 
-pub use group::{Group, GroupConfig, Leadership, Work, Write};
+pub use group::{FollowerProgress, Group, GroupConfig, Leadership, Work, Write};
 pub use log::RaftLog;
 pub use raft::eraftpb::{Entry, HardState, Message, MessageType};
 

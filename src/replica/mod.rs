@@ -13,10 +13,17 @@
 //! replica driver (next, on each partition's owner shard) keeps the checkpoint moving as
 //! commits are applied.
 
+pub mod machine;
+#[cfg(test)]
+mod sim;
+
+pub use machine::{Answer, CatchUp, Replica, ReplicaConfig, ReplicaError, Turn, Wait};
+
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 
 use crate::raft::RaftLog;
+use crate::storage::batch::BatchHeader;
 use crate::storage::{PartitionLog, StorageError};
 use crate::types::Offset;
 
@@ -97,6 +104,66 @@ pub struct Rebuilt {
     pub checkpoint: Checkpoint,
 }
 
+/// Folds a replica's stored batches, in offset order from its checkpoint's offset, into the
+/// Raft log it starts from (the pure part of [`rebuild`], which feeds it from the segments).
+#[derive(Debug)]
+pub struct Fold {
+    checkpoint: Checkpoint,
+    hard: HardState,
+    entries: Vec<Entry>,
+}
+
+impl Fold {
+    /// A fold from `checkpoint`, with the hard state `hard` saying what is committed.
+    pub fn new(checkpoint: Checkpoint, hard: HardState) -> Fold {
+        Fold {
+            checkpoint,
+            hard,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The next stored batch (`h` is its header): folded into the checkpoint if committed,
+    /// held as the next entry if not. Batches before the checkpoint's offset are skipped (a
+    /// log start inside the batch there).
+    pub fn push(&mut self, h: &BatchHeader, bytes: Bytes) {
+        if h.base_offset < self.checkpoint.offset {
+            return;
+        }
+        let index = self.checkpoint.index + self.entries.len() as u64 + 1;
+        let term = u64::try_from(h.leader_epoch).unwrap_or(0);
+        if index <= self.hard.commit {
+            assert!(self.entries.is_empty(), "committed entries come first");
+            self.checkpoint = Checkpoint {
+                index,
+                term,
+                offset: h.next_offset(),
+            };
+            return;
+        }
+        let mut e = Entry {
+            index,
+            term,
+            data: bytes,
+            ..Entry::default()
+        };
+        e.set_entry_type(raft::eraftpb::EntryType::EntryNormal);
+        self.entries.push(e);
+    }
+
+    /// The Raft log of a group with `voters`.
+    pub fn finish(self, voters: &[u64]) -> Rebuilt {
+        let mut raft_log = RaftLog::new(voters);
+        raft_log.set_hard_state(self.hard);
+        raft_log.install(&self.checkpoint.snapshot(voters));
+        raft_log.append(&self.entries);
+        Rebuilt {
+            raft_log,
+            checkpoint: self.checkpoint,
+        }
+    }
+}
+
 /// The Raft log of a replica with `voters` whose partition log is `log`, as of `checkpoint`
 /// and the hard state `hard`: the batches after the checkpoint's offset become the entries
 /// after it, each with its leader epoch as its term; those up to the commit index are folded
@@ -107,42 +174,13 @@ pub async fn rebuild(
     hard: HardState,
     voters: &[u64],
 ) -> Result<Rebuilt, StorageError> {
-    let mut cp = checkpoint;
-    let mut entries = Vec::new();
+    let mut fold = Fold::new(checkpoint, hard);
     log.replay(checkpoint.offset, |h, bytes| {
-        if h.base_offset < checkpoint.offset {
-            return Ok(()); // a batch a log start inside it cut (DeleteRecords)
-        }
-        let index = cp.index + entries.len() as u64 + 1;
-        let term = u64::try_from(h.leader_epoch).unwrap_or(0);
-        if index <= hard.commit {
-            assert!(entries.is_empty(), "committed entries come first");
-            cp = Checkpoint {
-                index,
-                term,
-                offset: h.next_offset(),
-            };
-        } else {
-            let mut e = Entry {
-                index,
-                term,
-                data: bytes,
-                ..Entry::default()
-            };
-            e.set_entry_type(raft::eraftpb::EntryType::EntryNormal);
-            entries.push(e);
-        }
+        fold.push(h, bytes);
         Ok(())
     })
     .await?;
-    let mut raft_log = RaftLog::new(voters);
-    raft_log.set_hard_state(hard);
-    raft_log.install(&cp.snapshot(voters));
-    raft_log.append(&entries);
-    Ok(Rebuilt {
-        raft_log,
-        checkpoint: cp,
-    })
+    Ok(fold.finish(voters))
 }
 
 #[cfg(test)]

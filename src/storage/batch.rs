@@ -372,6 +372,32 @@ pub fn build_test_batch(count: i32, value_bytes: usize, timestamp: TimestampMs) 
         put_varint(&mut records, body.len() as i64);
         records.extend_from_slice(&body);
     }
+    assemble(&records, count, timestamp, 0)
+}
+
+/// The one-record control batch a replicated partition stores for a Raft entry that carries
+/// no batch (a new leader's no-op): a LEADER_CHANGE control record (key version 0, type 2, as
+/// KRaft writes; no value) at `base_offset` in `epoch`, with timestamp 0, so every replica
+/// builds the same bytes. Consumers skip control batches.
+pub fn leader_change_batch(base_offset: Offset, epoch: i32) -> Vec<u8> {
+    let mut body = vec![0]; // attributes
+    put_varint(&mut body, 0); // timestamp delta
+    put_varint(&mut body, 0); // offset delta
+    put_varint(&mut body, 4);
+    body.extend_from_slice(&0i16.to_be_bytes()); // control key version
+    body.extend_from_slice(&2i16.to_be_bytes()); // LEADER_CHANGE
+    put_varint(&mut body, -1); // no value
+    put_varint(&mut body, 0); // no headers
+    let mut records = Vec::with_capacity(body.len() + 1);
+    put_varint(&mut records, body.len() as i64);
+    records.extend_from_slice(&body);
+    let mut b = assemble(&records, 1, TimestampMs(0), ATTR_CONTROL);
+    assign_offset(&mut b, base_offset, epoch);
+    b
+}
+
+/// A v2 batch of `count` encoded `records` with the given attributes, no producer, CRC set.
+fn assemble(records: &[u8], count: i32, timestamp: TimestampMs, attributes: i16) -> Vec<u8> {
     let mut b = vec![0u8; HEADER_BYTES];
     let batch_length = (HEADER_BYTES - LOG_OVERHEAD_BYTES + records.len()) as i32;
     b[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
@@ -384,7 +410,8 @@ pub fn build_test_batch(count: i32, value_bytes: usize, timestamp: TimestampMs) 
     b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
     b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
     b[OFF_RECORD_COUNT..OFF_RECORD_COUNT + 4].copy_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&records);
+    b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(records);
     let crc = compute_crc(&b);
     b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
     b
@@ -412,6 +439,30 @@ mod tests {
         assert_eq!(h.size_bytes, b.len());
         assert_eq!(declared_size(&b), Some(b.len()));
         assert_eq!(h.max_timestamp, TimestampMs(1_000));
+    }
+
+    #[test]
+    fn a_leader_change_batch_is_one_valid_control_record() {
+        let b = leader_change_batch(Offset(17), 4);
+        let h = validate(&b, true).unwrap();
+        assert!(h.is_control() && !h.is_transactional());
+        assert_eq!(
+            (h.base_offset, h.leader_epoch, h.record_count),
+            (Offset(17), 4, 1)
+        );
+        assert_eq!((h.producer_id, h.max_timestamp), (-1, TimestampMs(0)));
+        assert_eq!(
+            b,
+            leader_change_batch(Offset(17), 4),
+            "the same bytes every time"
+        );
+        let mut buf = bytes::Bytes::from(b);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+        let r = &set.records[0];
+        assert!(r.control);
+        assert_eq!((r.offset, r.partition_leader_epoch), (17, 4));
+        assert_eq!(r.key.as_deref(), Some(&[0u8, 0, 0, 2][..]));
+        assert!(r.value.is_none());
     }
 
     #[test]
