@@ -75,7 +75,7 @@ pub enum Answer {
     TimedOut,
 }
 
-/// Why a proposal was refused.
+/// Why a replica's proposal or write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
     /// This replica does not lead; the leader it knows, if any.
@@ -95,6 +95,18 @@ pub enum ReplicaError {
     /// The group refused it (a leader transfer, or too much uncommitted).
     #[error(transparent)]
     Raft(#[from] RaftError),
+    /// The partition log failed a replica's write or read.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// A catch-up left the log short of where it must reach (the leader no longer holds the
+    /// batches: starting the log over at the leader's log start is not built yet).
+    #[error("catch-up left the log end at {end}, short of {keep}")]
+    CatchUpGap {
+        /// The log end reached.
+        end: Offset,
+        /// Where it had to reach.
+        keep: Offset,
+    },
 }
 
 /// A follower must be brought to a leader's checkpoint (its entries are gone from the

@@ -16,8 +16,10 @@
 pub mod machine;
 #[cfg(test)]
 mod sim;
+pub mod store;
 
 pub use machine::{Answer, CatchUp, Replica, ReplicaConfig, ReplicaError, Turn, Wait};
+pub use store::ReplicaStore;
 
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
