@@ -46,8 +46,12 @@ pub enum MetaRecord {
     CreateTopic {
         /// The topic, its id drawn by the leader.
         topic: TopicMeta,
-        /// Partition i lives on broker `brokers[i]`.
+        /// Partition i lives on broker `brokers[i]` (its preferred leader).
         brokers: Vec<i32>,
+        /// The other replicas of partition i, when the topic is replicated (empty: one
+        /// replica each, as every record before replication).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        followers: Vec<Vec<i32>>,
     },
     /// A topic is deleted.
     DeleteTopic {
@@ -61,6 +65,9 @@ pub enum MetaRecord {
         name: String,
         /// The broker of every partition, old and new.
         brokers: Vec<i32>,
+        /// The other replicas of every partition, old and new (empty: one replica each).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        followers: Vec<Vec<i32>>,
     },
     /// A topic's whole config set is replaced.
     SetConfigs {
@@ -86,8 +93,25 @@ pub enum MetaRecord {
 pub struct PlacedTopic {
     /// The registry entry (name, id, partitions, configs).
     pub meta: TopicMeta,
-    /// The broker of partition i.
+    /// The broker of partition i (its preferred leader).
     pub brokers: Vec<i32>,
+    /// The other replicas of partition i; empty when the topic has one replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<Vec<i32>>,
+}
+
+impl PlacedTopic {
+    /// The replication factor.
+    pub fn replication_factor(&self) -> usize {
+        1 + self.followers.first().map_or(0, Vec::len)
+    }
+
+    /// The replicas of partition `p` (in range), preferred leader first.
+    pub fn replicas(&self, p: usize) -> Vec<i32> {
+        let mut r = vec![self.brokers[p]];
+        r.extend(self.followers.get(p).into_iter().flatten());
+        r
+    }
 }
 
 /// What the metadata log says, as of `applied`.
@@ -136,13 +160,21 @@ impl ClusterImage {
                 b.ok_or(ApplyError::UnknownBroker(*node_id))?.alive = *alive;
                 Ok(())
             }
-            MetaRecord::CreateTopic { topic, brokers } => self.create(topic, brokers),
+            MetaRecord::CreateTopic {
+                topic,
+                brokers,
+                followers,
+            } => self.create(topic, brokers, followers),
             MetaRecord::DeleteTopic { name } => self
                 .topics
                 .remove(name)
                 .map(|_| ())
                 .ok_or(ApplyError::Topic(name.clone(), "unknown")),
-            MetaRecord::CreatePartitions { name, brokers } => self.grow(name, brokers),
+            MetaRecord::CreatePartitions {
+                name,
+                brokers,
+                followers,
+            } => self.grow(name, brokers, followers),
             MetaRecord::SetConfigs { name, configs } => {
                 let t = self.topics.get_mut(name);
                 let t = t.ok_or(ApplyError::Topic(name.clone(), "unknown"))?;
@@ -159,7 +191,12 @@ impl ClusterImage {
         }
     }
 
-    fn create(&mut self, topic: &TopicMeta, brokers: &[i32]) -> Result<(), ApplyError> {
+    fn create(
+        &mut self,
+        topic: &TopicMeta,
+        brokers: &[i32],
+        followers: &[Vec<i32>],
+    ) -> Result<(), ApplyError> {
         let name = &topic.name;
         if self.topics.contains_key(name) {
             return Err(ApplyError::Topic(name.clone(), "exists"));
@@ -168,25 +205,42 @@ impl ClusterImage {
             return Err(ApplyError::Topic(name.clone(), "its id is taken"));
         }
         self.check_brokers(name, brokers, topic.partitions)?;
+        self.check_followers(name, brokers, followers)?;
         let placed = PlacedTopic {
             meta: topic.clone(),
             brokers: brokers.to_vec(),
+            followers: followers.to_vec(),
         };
         self.topics.insert(name.clone(), placed);
         Ok(())
     }
 
-    fn grow(&mut self, name: &str, brokers: &[i32]) -> Result<(), ApplyError> {
+    fn grow(
+        &mut self,
+        name: &str,
+        brokers: &[i32],
+        followers: &[Vec<i32>],
+    ) -> Result<(), ApplyError> {
         let t = self.topics.get(name);
         let t = t.ok_or(ApplyError::Topic(name.to_string(), "unknown"))?;
-        let count = t.meta.partitions;
-        if brokers.len() <= count as usize || brokers[..count as usize] != t.brokers[..] {
-            return Err(ApplyError::Partitions(name.into(), brokers.len(), count));
+        let count = t.meta.partitions as usize;
+        let kept = brokers.len() > count
+            && brokers[..count] == t.brokers[..]
+            && (t.followers.is_empty() || followers.get(..count) == Some(&t.followers[..]))
+            && (followers.is_empty() || followers.len() == brokers.len());
+        if !kept || t.replication_factor() != 1 + followers.first().map_or(0, Vec::len) {
+            return Err(ApplyError::Partitions(
+                name.into(),
+                brokers.len(),
+                count as i32,
+            ));
         }
         self.check_brokers(name, brokers, brokers.len() as i32)?;
+        self.check_followers(name, brokers, followers)?;
         let t = self.topics.get_mut(name).expect("looked up above");
         t.meta.partitions = brokers.len() as i32;
         t.brokers = brokers.to_vec();
+        t.followers = followers.to_vec();
         Ok(())
     }
 
@@ -198,6 +252,40 @@ impl ClusterImage {
             Some(b) => Err(ApplyError::UnknownBroker(*b)),
             None => Ok(()),
         }
+    }
+
+    /// Followers, if any: one set per partition, all of one size, of known brokers, none
+    /// repeated within a set or the partition's own leader.
+    fn check_followers(
+        &self,
+        name: &str,
+        brokers: &[i32],
+        followers: &[Vec<i32>],
+    ) -> Result<(), ApplyError> {
+        if followers.is_empty() {
+            return Ok(());
+        }
+        if followers.len() != brokers.len() {
+            let n = brokers.len() as i32;
+            return Err(ApplyError::Partitions(name.into(), followers.len(), n));
+        }
+        let rf = followers[0].len();
+        for (leader, set) in brokers.iter().zip(followers) {
+            let mut all = set.clone();
+            all.push(*leader);
+            all.sort_unstable();
+            all.dedup();
+            if set.len() != rf || all.len() != rf + 1 {
+                return Err(ApplyError::Topic(
+                    name.into(),
+                    "replica sets are not distinct",
+                ));
+            }
+            if let Some(b) = set.iter().find(|b| !self.brokers.contains_key(b)) {
+                return Err(ApplyError::UnknownBroker(*b));
+            }
+        }
+        Ok(())
     }
 
     /// The topic registry every shard installs: the version is the applied index, so it
@@ -332,6 +420,10 @@ mod tests {
     }
 
     fn topic(name: &str, id: u128, brokers: &[i32]) -> MetaRecord {
+        replicated(name, id, brokers, &[])
+    }
+
+    fn replicated(name: &str, id: u128, brokers: &[i32], followers: &[&[i32]]) -> MetaRecord {
         MetaRecord::CreateTopic {
             topic: TopicMeta {
                 name: name.into(),
@@ -340,13 +432,19 @@ mod tests {
                 configs: TopicConfigs::default(),
             },
             brokers: brokers.to_vec(),
+            followers: followers.iter().map(|f| f.to_vec()).collect(),
         }
     }
 
     fn grow(name: &str, brokers: &[i32]) -> MetaRecord {
+        grow_replicated(name, brokers, &[])
+    }
+
+    fn grow_replicated(name: &str, brokers: &[i32], followers: &[&[i32]]) -> MetaRecord {
         MetaRecord::CreatePartitions {
             name: name.into(),
             brokers: brokers.to_vec(),
+            followers: followers.iter().map(|f| f.to_vec()).collect(),
         }
     }
 
@@ -437,5 +535,73 @@ mod tests {
             .contains(r#""type":"register_broker""#));
         assert_eq!(ClusterImage::decode(&image.encode()).unwrap(), image);
         assert!(MetaRecord::decode(b"{\"type\":\"nope\"}").is_err());
+    }
+
+    /// Replica sets: one per partition, all of one size, distinct, of known brokers; a
+    /// replicated topic grows with sets for the old partitions unchanged.
+    #[test]
+    fn replica_sets_are_checked_and_kept() {
+        let rows: Vec<(MetaRecord, Result<(), ApplyError>)> = vec![
+            (broker(1), Ok(())),
+            (broker(2), Ok(())),
+            (broker(3), Ok(())),
+            (replicated("a", 1, &[1, 2], &[&[2, 3], &[3, 1]]), Ok(())),
+            (
+                replicated("b", 2, &[1, 2], &[&[2]]),
+                Err(ApplyError::Partitions("b".into(), 1, 2)),
+            ),
+            (
+                replicated("b", 2, &[1, 2], &[&[1], &[3]]),
+                Err(ApplyError::Topic(
+                    "b".into(),
+                    "replica sets are not distinct",
+                )),
+            ),
+            (
+                replicated("b", 2, &[1, 2], &[&[2], &[3, 1]]),
+                Err(ApplyError::Topic(
+                    "b".into(),
+                    "replica sets are not distinct",
+                )),
+            ),
+            (
+                replicated("b", 2, &[1], &[&[4]]),
+                Err(ApplyError::UnknownBroker(4)),
+            ),
+            (
+                grow("a", &[1, 2, 3]),
+                Err(ApplyError::Partitions("a".into(), 3, 2)),
+            ),
+            (
+                grow_replicated("a", &[1, 2, 3], &[&[2, 3], &[1, 3], &[1, 2]]),
+                Err(ApplyError::Partitions("a".into(), 3, 2)),
+            ),
+            (
+                grow_replicated("a", &[1, 2, 3], &[&[2, 3], &[3, 1], &[1, 2]]),
+                Ok(()),
+            ),
+        ];
+        let mut image = ClusterImage::default();
+        for (i, (record, want)) in rows.iter().enumerate() {
+            let before = image.topics.clone();
+            let got = image.apply(i as u64 + 1, record);
+            assert_eq!(&got, want, "row {i}: {record:?}");
+            if got.is_err() {
+                assert_eq!(image.topics, before, "row {i} changed nothing");
+            }
+        }
+        let a = &image.topics["a"];
+        assert_eq!(a.replication_factor(), 3);
+        assert_eq!(a.replicas(2), [3, 1, 2]);
+        assert_eq!(ClusterImage::decode(&image.encode()).unwrap(), image);
+        // A record written before replication, without the field, still reads.
+        let old = r#"{"type":"create_partitions","name":"a","brokers":[1]}"#;
+        let read = MetaRecord::decode(old.as_bytes()).unwrap();
+        assert!(
+            matches!(read, MetaRecord::CreatePartitions { followers, .. } if followers.is_empty())
+        );
+        assert!(!String::from_utf8(topic("x", 5, &[1]).encode())
+            .unwrap()
+            .contains("followers"));
     }
 }

@@ -364,6 +364,7 @@ mod tests {
                 configs: TopicConfigs::default(),
             },
             brokers: vec![1],
+            followers: Vec::new(),
         }
     }
 

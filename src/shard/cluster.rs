@@ -125,6 +125,7 @@ fn to_record(cur: &Snapshot, next: &Snapshot, change: &Change) -> Result<MetaRec
             MetaRecord::CreateTopic {
                 topic: (*topic).clone(),
                 brokers,
+                followers: Vec::new(),
             }
         }
         Change::DeleteTopic(name) => MetaRecord::DeleteTopic { name: name.clone() },
@@ -143,6 +144,7 @@ fn to_record(cur: &Snapshot, next: &Snapshot, change: &Change) -> Result<MetaRec
             MetaRecord::CreatePartitions {
                 name: name.clone(),
                 brokers,
+                followers: Vec::new(),
             }
         }
         Change::AlterConfigs { name, .. } => MetaRecord::SetConfigs {
