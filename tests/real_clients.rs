@@ -235,3 +235,30 @@ fn kcat_reads_back_a_topic_from_disk_after_a_restart() {
         broker.stop();
     }
 }
+
+/// Kafka's acks=all rule with real producers: a topic whose min.insync.replicas (2) exceeds
+/// its in-sync replicas (1) refuses acks=all with NOT_ENOUGH_REPLICAS and appends nothing,
+/// while acks=1 and a topic with the default are served.
+#[test]
+fn acks_all_is_refused_below_min_insync_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 2);
+    let out = run(python("min_insync.py").arg(broker.addr()), 120);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    for v in &lines {
+        let refused = v["topic"] == "strict" && v["acks"] == -1;
+        let error = v["error"].as_str();
+        match (refused, v["client"].as_str().unwrap()) {
+            (false, _) => assert_eq!(error, None, "{v}"),
+            (true, "kafka-python") => assert_eq!(error, Some("NotEnoughReplicasError"), "{v}"),
+            (true, _) => assert_eq!(error, Some("NOT_ENOUGH_REPLICAS"), "{v}"),
+        }
+    }
+    // Nothing of the refused produces was appended: `strict` holds the two acks=1 records.
+    let out = run(python("read_all.py").args([&broker.addr(), "strict"]), 60);
+    assert_eq!(stdout(&out).lines().count(), 2);
+}

@@ -184,6 +184,9 @@ pub const UNKNOWN_TOPIC_ID: ErrorCode = of(E::UnknownTopicId);
 pub const INVALID_TOPIC: ErrorCode = of(E::InvalidTopicException);
 /// A Produce with acks other than -1, 0 or 1.
 pub const INVALID_REQUIRED_ACKS: ErrorCode = of(E::InvalidRequiredAcks);
+/// An acks=all Produce to a partition with fewer in-sync replicas than the topic's
+/// min.insync.replicas (retriable; nothing is appended).
+pub const NOT_ENOUGH_REPLICAS: ErrorCode = of(E::NotEnoughReplicas);
 /// A request that decodes but asks for what the API does not allow here (an unknown
 /// resource or coordinator key type, a transactional InitProducerId, say).
 pub const INVALID_REQUEST: ErrorCode = of(E::InvalidRequest);

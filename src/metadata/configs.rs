@@ -117,6 +117,11 @@ impl TopicConfigs {
             .unwrap_or_else(|_| default())
     }
 
+    /// min.insync.replicas: the in-sync replicas an acks=all produce needs.
+    pub fn min_insync_replicas(&self) -> i64 {
+        self.long("min.insync.replicas")
+    }
+
     /// compression.type: "producer" keeps what the producer sent.
     pub fn compression(&self) -> &str {
         self.get(spec_of("compression.type").expect("known")).0

@@ -200,6 +200,9 @@ fn prepare(
     if !matches!(acks, -1..=1) {
         return Err((errors::INVALID_REQUIRED_ACKS, None));
     }
+    if let (-1, Some(t)) = (acks, topic) {
+        check_min_insync(t)?;
+    }
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err((errors::CORRUPT_MESSAGE, None));
     };
@@ -216,6 +219,25 @@ fn prepare(
         }
     };
     Ok(records)
+}
+
+/// Kafka's rule for acks=all: refused, before anything is appended, while the partition has
+/// fewer in-sync replicas than the topic's min.insync.replicas. Every partition has one
+/// replica, its leader, until partitions are replicated (issue 21), so the in-sync set is 1.
+fn check_min_insync(t: &TopicMeta) -> Result<(), Refused> {
+    let (in_sync, min) = (1, t.configs.min_insync_replicas());
+    if in_sync >= min {
+        return Ok(());
+    }
+    let message = format!(
+        "the {in_sync} in-sync replica of a partition of {} is fewer than its \
+         min.insync.replicas {min}",
+        t.name
+    );
+    Err((
+        errors::NOT_ENOUGH_REPLICAS,
+        Some(StrBytes::from_string(message)),
+    ))
 }
 
 #[cfg(test)]
