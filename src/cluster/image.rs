@@ -270,6 +270,9 @@ impl ClusterImage {
             return Err(ApplyError::Partitions(name.into(), followers.len(), n));
         }
         let rf = followers[0].len();
+        if rf == 0 {
+            return Err(ApplyError::Topic(name.into(), "empty replica sets"));
+        }
         for (leader, set) in brokers.iter().zip(followers) {
             let mut all = set.clone();
             all.push(*leader);
@@ -567,6 +570,10 @@ mod tests {
             (
                 replicated("b", 2, &[1], &[&[4]]),
                 Err(ApplyError::UnknownBroker(4)),
+            ),
+            (
+                replicated("b", 2, &[1, 2], &[&[], &[]]),
+                Err(ApplyError::Topic("b".into(), "empty replica sets")),
             ),
             (
                 grow("a", &[1, 2, 3]),

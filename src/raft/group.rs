@@ -160,9 +160,19 @@ impl Group {
     pub fn tick(&mut self) {
         // raft-rs takes a received snapshot as its log at once but counts it applied only once
         // durable; a campaign in between would read the entries the snapshot replaced. A
-        // member restoring a snapshot (a follower being caught up) does not stand for election.
+        // member restoring a snapshot (a follower being caught up) does not stand for
+        // election, but its clock runs: past the election timeout it forgets its leader, so
+        // it votes for a candidate as check-quorum then allows (a leader that died while
+        // sending the snapshot is replaced without it).
         if self.restoring.is_none() {
             self.node.tick();
+        } else {
+            let r = &mut self.node.raft;
+            r.election_elapsed += 1;
+            if r.election_elapsed >= r.randomized_election_timeout() {
+                r.election_elapsed = 0;
+                r.leader_id = raft::INVALID_ID;
+            }
         }
         self.ticks += 1;
         if self.snapshots_out.is_empty() {

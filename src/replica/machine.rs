@@ -98,6 +98,10 @@ pub enum ReplicaError {
     /// The partition log failed a replica's write or read.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// A replica's files do not fit its log (a damaged or missing file, a checkpoint past
+    /// the log end): it cannot rebuild its Raft log and must be copied anew.
+    #[error("replica files in {0} are damaged: {1}")]
+    Damaged(String, &'static str),
     /// A catch-up left the log short of where it must reach (the leader no longer holds the
     /// batches: starting the log over at the leader's log start is not built yet).
     #[error("catch-up left the log end at {end}, short of {keep}")]
@@ -111,8 +115,8 @@ pub enum ReplicaError {
 
 /// A follower must be brought to a leader's checkpoint (its entries are gone from the
 /// leader's memory): cut the log at `keep` (its own committed end), then copy the leader's
-/// batches from `keep` to `until`, or, if the leader no longer holds them, start the log
-/// anew at the leader's log start. Only then is the turn's write done.
+/// batches from `keep` to `until`. Only then is the turn's write done. (A leader that no
+/// longer holds them — retention — is not handled yet: the write fails with `CatchUpGap`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CatchUp {
     /// The leader that sent the checkpoint, to copy from.
@@ -125,7 +129,8 @@ pub struct CatchUp {
 
 /// What the owner must do after a turn, in this order: send `send`; carry out `catch_up`,
 /// `truncate_to` and `append` on the partition log and make them and `hard_state` durable
-/// (synced if `must_sync`), then call [`Replica::persisted`] with `number` and send
+/// (`must_sync` says raft-rs asks for it; `ReplicaStore` follows the topic's flush policy
+/// for batches and always syncs a new term or vote), then call [`Replica::persisted`] with `number` and send
 /// `send_after_write`; publish `high_watermark`; write `checkpoint` (no hurry: an older one
 /// only costs a longer rebuild); answer `decided`; on `leadership`, set the log's leader
 /// epoch when this replica now leads.
@@ -204,6 +209,8 @@ pub struct Replica {
     snapshot_from: Option<u64>,
     /// A catch-up in flight: (turn number, the checkpoint it reaches).
     restoring: Option<(u64, Checkpoint)>,
+    /// A catch-up's checkpoint, durable and not yet handed out to be stored.
+    restored: Option<Checkpoint>,
     applied: u64,
     high_watermark: Offset,
     reported: Offset,
@@ -240,6 +247,7 @@ impl Replica {
             written: stored,
             snapshot_from: None,
             restoring: None,
+            restored: None,
             applied: checkpoint.index,
             high_watermark: checkpoint.offset,
             reported: checkpoint.offset,
@@ -332,8 +340,8 @@ impl Replica {
 
     /// A message from another replica.
     pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
-        if m.get_msg_type() == MessageType::MsgSnapshot {
-            self.snapshot_from = Some(m.from);
+        if m.get_msg_type() == MessageType::MsgSnapshot && m.term >= self.leadership().term {
+            self.snapshot_from = Some(m.from); // raft-rs refuses a stale one
         }
         self.group.step(m)
     }
@@ -378,7 +386,8 @@ impl Replica {
                 wait,
                 deadline_tick,
             };
-            self.waiting.insert(index, w);
+            let earlier = self.waiting.insert(index, w);
+            assert!(earlier.is_none(), "one waiter per index");
         }
         Ok(base)
     }
@@ -401,6 +410,8 @@ impl Replica {
                 self.restoring = None;
                 self.applied = self.applied.max(cp.index);
                 self.high_watermark = self.high_watermark.max(cp.offset);
+                // Stored now that the copied batches are, so a restart rebuilds from here.
+                self.restored = Some(cp);
             }
         }
         self.settle();
@@ -423,6 +434,9 @@ impl Replica {
                 self.writes.push_back((work.number, self.stored));
             }
             self.apply(&work.committed);
+            // Waiters whose entries are done are answered before a change of leadership
+            // answers the rest NOT_LEADER_OR_FOLLOWER.
+            self.settle();
             if let Some(l) = work.leadership {
                 self.lead_or_follow(l);
                 t.leadership = Some(l);
@@ -430,6 +444,9 @@ impl Replica {
         }
         self.settle();
         self.compact(&mut t);
+        if let Some(cp) = self.restored.take() {
+            t.checkpoint = t.checkpoint.or(Some(cp));
+        }
         if self.high_watermark != self.reported {
             self.reported = self.high_watermark;
             t.high_watermark = Some(self.high_watermark);
@@ -440,12 +457,18 @@ impl Replica {
 
     /// A snapshot from the leader replaced the log: catch up to its checkpoint.
     fn restore(&mut self, s: &Snapshot, number: u64, t: &mut Turn) {
-        // Only a leader's `Checkpoint::snapshot` is sent, over a checksummed transport.
+        // Only a leader's `Checkpoint::snapshot` is sent; peers on the cluster network are
+        // trusted (issue 24 authenticates them).
         let cp = Checkpoint::decode(&s.data).expect("a snapshot holds a leader's checkpoint");
         assert_eq!(cp.index, s.get_metadata().index, "the snapshot's own index");
+        // Writes run in order: a catch-up still in flight reaches its own checkpoint first.
+        let trusted = match self.restoring {
+            Some((_, earlier)) => earlier.offset,
+            None => self.high_watermark,
+        };
         t.catch_up = Some(CatchUp {
             leader: self.snapshot_from,
-            keep: self.high_watermark.min(cp.offset),
+            keep: trusted.min(cp.offset),
             until: cp.offset,
         });
         self.checkpoint = cp;
@@ -503,17 +526,23 @@ impl Replica {
     }
 
     /// Leadership changed: a replica that no longer leads answers every waiter.
-    fn lead_or_follow(&mut self, _l: Leadership) {
-        if self.is_leader() {
+    fn lead_or_follow(&mut self, l: Leadership) {
+        // Waiters of another term (a replica that led, lost and won again between two
+        // turns) are not this leadership's to answer Done.
+        let leading = self.is_leader();
+        let waiting = std::mem::take(&mut self.waiting);
+        let (keep, lost): (BTreeMap<_, _>, BTreeMap<_, _>) = waiting
+            .into_iter()
+            .partition(|(_, w)| leading && w.term == l.term);
+        self.waiting = keep;
+        let answers = lost.values().map(|w| (w.token, Answer::NotLeader));
+        self.decided.extend(answers);
+        if leading {
             // As Kafka keeps the ISR across a leader change: every follower starts in sync.
             let now = self.ticks;
             let followers = self.group.followers();
             self.caught_up = followers.iter().map(|f| (f.id, now)).collect();
-            return;
         }
-        let waiting = std::mem::take(&mut self.waiting);
-        let answers = waiting.values().map(|w| (w.token, Answer::NotLeader));
-        self.decided.extend(answers);
     }
 
     /// Answers the waiters whose condition now holds.
@@ -554,8 +583,9 @@ impl Replica {
             return;
         }
         let floor = self.applied - self.held_entries_max;
+        // A follower keeps as many as a leader would, for when it leads.
         let needed = self.group.followers().iter().map(|f| f.matched).min();
-        let to = needed.map_or(self.applied, |m| m.clamp(floor, self.applied));
+        let to = needed.map_or(floor, |m| m.clamp(floor, self.applied));
         if to <= self.checkpoint.index {
             return;
         }

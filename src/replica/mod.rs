@@ -13,6 +13,7 @@
 //! replica driver (next, on each partition's owner shard) keeps the checkpoint moving as
 //! commits are applied.
 
+pub mod host;
 pub mod machine;
 #[cfg(test)]
 mod sim;
@@ -156,7 +157,12 @@ impl Fold {
     /// The Raft log of a group with `voters`.
     pub fn finish(self, voters: &[u64]) -> Rebuilt {
         let mut raft_log = RaftLog::new(voters);
-        raft_log.set_hard_state(self.hard);
+        // A commit past the batches found (the log lost a suffix it had not synced) is
+        // lowered to them: a lower commit is always safe, the leader tells the rest again.
+        let last = self.checkpoint.index + self.entries.len() as u64;
+        let mut hard = self.hard;
+        hard.commit = hard.commit.min(last);
+        raft_log.set_hard_state(hard);
         raft_log.install(&self.checkpoint.snapshot(voters));
         raft_log.append(&self.entries);
         Rebuilt {

@@ -63,34 +63,43 @@ pub struct ReplicaStore {
     dir: PathBuf,
     /// Term and vote as last stored.
     stored: (u64, u64),
+    /// A checkpoint to store once the log is synced up to its offset.
+    checkpoint_due: Option<Checkpoint>,
 }
 
 impl ReplicaStore {
     /// Opens the replica of a group with `voters` whose log (in `dir`) is `log`: reads its
-    /// two files (a missing or damaged one counts as absent: a new replica, or a checkpoint
-    /// that only costs a longer rebuild) and rebuilds its Raft log.
+    /// two files and rebuilds its Raft log. Missing files are a new replica's (no checkpoint:
+    /// the Raft log starts at offset 0, so the log must too); a damaged file, or a checkpoint
+    /// past the log end, is refused: term and vote must never go back, and the checkpoint is
+    /// what numbers the entries.
     pub async fn open(
         log: PartitionLog,
         dir: &Path,
         voters: &[u64],
     ) -> Result<(ReplicaStore, Rebuilt), ReplicaError> {
-        let cp_file = read_small(&dir.join(CHECKPOINT_FILE), 64).await?;
-        let checkpoint = cp_file.and_then(|b| Checkpoint::decode(&b));
-        let hs_file = read_small(&dir.join(HARD_STATE_FILE), 64).await?;
-        let hard = hs_file.and_then(|b| decode_hard_state(&b));
-        if checkpoint.is_none() && log.next_offset() > Offset(0) && hard.is_none() {
-            // A log written before it was replicated: its batches are the first entries.
-            tracing::debug!(dir = %dir.display(), "replica: no raft files, log replayed whole");
+        let damaged = |what| ReplicaError::Damaged(dir.display().to_string(), what);
+        let checkpoint = match read_small(&dir.join(CHECKPOINT_FILE), 64).await? {
+            Some(b) => Checkpoint::decode(&b).ok_or(damaged("raft-checkpoint"))?,
+            None if log.log_start() > Offset(0) => return Err(damaged("no raft-checkpoint")),
+            None => Checkpoint::default(),
+        };
+        if checkpoint.offset > log.next_offset() || checkpoint.offset < log.log_start() {
+            return Err(damaged("raft-checkpoint outside the log"));
         }
-        let hard = hard.unwrap_or_default();
-        let rebuilt = rebuild(&log, checkpoint.unwrap_or_default(), hard.clone(), voters).await?;
-        let store = ReplicaStore {
+        let hard = match read_small(&dir.join(HARD_STATE_FILE), 64).await? {
+            Some(b) => decode_hard_state(&b).ok_or(damaged("raft-state"))?,
+            None => HardState::default(),
+        };
+        let rebuilt = rebuild(&log, checkpoint, hard.clone(), voters).await?;
+        let mut store = ReplicaStore {
             log,
             dir: dir.to_path_buf(),
             stored: (hard.term, hard.vote),
+            checkpoint_due: None,
         };
-        if Some(rebuilt.checkpoint) != checkpoint {
-            store.store_checkpoint(rebuilt.checkpoint).await?;
+        if rebuilt.checkpoint != checkpoint {
+            store.checkpoint(Some(rebuilt.checkpoint)).await?;
         }
         Ok((store, rebuilt))
     }
@@ -124,8 +133,11 @@ impl ReplicaStore {
             }
         }
         self.append(std::mem::take(&mut t.append))?;
+        // The topic's flush policy decides, as for acks=all on one replica: the O_DIRECT
+        // write by default (a process crash loses nothing; a power loss may lose a suffix
+        // on this replica, which the others still hold), fdatasync when flush.messages=1.
         self.log
-            .wait(self.log.next_offset(), Durability::Written)
+            .wait(self.log.next_offset(), Durability::Policy)
             .await?;
         if let Some(hs) = t.hard_state.take() {
             if (hs.term, hs.vote) != self.stored {
@@ -137,8 +149,17 @@ impl ReplicaStore {
         Ok(())
     }
 
-    /// Stores a new checkpoint (no hurry: an older one only costs a longer rebuild).
-    pub async fn store_checkpoint(&self, cp: Checkpoint) -> Result<(), ReplicaError> {
+    /// Stores `cp` (or the one still due) once the log is synced up to its offset, so a
+    /// stored checkpoint never points past what survives a power loss; until then the older
+    /// one stands (it only costs a longer rebuild).
+    pub async fn checkpoint(&mut self, cp: Option<Checkpoint>) -> Result<(), ReplicaError> {
+        let Some(cp) = cp.or(self.checkpoint_due.take()) else {
+            return Ok(());
+        };
+        if !self.log.is_durable(cp.offset, Durability::Synced) {
+            self.checkpoint_due = Some(cp);
+            return Ok(());
+        }
         write_small_atomic(&self.dir, CHECKPOINT_FILE, cp.encode()).await?;
         Ok(())
     }
@@ -289,9 +310,7 @@ mod tests {
                     store.write(&mut t, copied).await.unwrap();
                     n.replica.as_mut().unwrap().persisted(t.number);
                 }
-                if let Some(cp) = t.checkpoint {
-                    store.store_checkpoint(cp).await.unwrap();
-                }
+                store.checkpoint(t.checkpoint.take()).await.unwrap();
                 self.wire.append(&mut t.send_after_write);
                 for (token, answer) in t.decided {
                     if answer == Answer::Done {

@@ -308,6 +308,11 @@ impl PartitionLog {
         self.after_append(appended)
     }
 
+    /// Whether everything before `ticket` meets `level` now (false on a failed log).
+    pub fn is_durable(&self, ticket: Offset, level: Durability) -> bool {
+        self.inner.state.borrow().reached(ticket, level) == Ok(true)
+    }
+
     /// Waits until everything before `ticket` meets `level`.
     pub async fn wait(&self, ticket: Offset, level: Durability) -> Result<()> {
         loop {

@@ -1,0 +1,301 @@
+//! A shard's replicas and the I/O around them: the replica host. It keeps the replicas of
+//! the partitions this shard holds a copy of (by Raft group id), ticks them on one timer,
+//! hands them the messages the shard's cluster transport delivers, carries out their turns —
+//! messages out through the transport, answers to the producers waiting, the write queued for
+//! the replica's own writer task — and takes producers' batches for the replicas that lead
+//! ([`Host::propose`]). Each replica has one writer task that performs its turns' writes in
+//! order (`ReplicaStore::write`), reports them persisted and sends what waited for them, so a
+//! slow disk holds up that replica only; its queue is bounded, and a replica whose queue is
+//! full is not asked for more work until the writer catches up.
+//!
+//! A catch-up (a follower sent a leader's checkpoint) copies the leader's batches through a
+//! [`CatchUpSource`] the owner supplies. Everything runs on the shard's thread; the machine
+//! (`machine.rs`) stays pure and the files are `store.rs`'s.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use raft::eraftpb::Message;
+
+use super::machine::{Answer, CatchUp, Replica, ReplicaError, Turn, Wait};
+use super::store::ReplicaStore;
+use crate::cluster::transport::{Endpoint, Transport};
+use crate::runtime::{self, local_channel, Task};
+use crate::types::Offset;
+
+/// The timer tick: elections after 10-20 ticks without a leader (0.5-1 s).
+pub const TICK: Duration = Duration::from_millis(50);
+/// Turns queued for one replica's writer at most.
+const WRITES_QUEUED_MAX: usize = 64;
+
+/// Copies a leader's batches for a catch-up: those from `keep` to `until` of the leader's log.
+pub type CatchUpSource =
+    Rc<dyn Fn(CatchUp) -> Pin<Box<dyn Future<Output = Result<Vec<Bytes>, ReplicaError>>>>>;
+
+/// One hosted replica.
+struct Hosted {
+    replica: RefCell<Replica>,
+    /// The shard of each other replica, by node id.
+    peers: BTreeMap<u64, u32>,
+    writes: local_channel::LocalSender<Turn>,
+    /// Producers waiting for their answer, by token.
+    waiting: RefCell<HashMap<u64, local_channel::LocalSender<Answer>>>,
+    next_token: Cell<u64>,
+    high_watermark: Cell<Offset>,
+    /// Its writer stopped on a storage error: the replica takes no more work.
+    failed: Cell<bool>,
+    _writer: RefCell<Option<Task<()>>>,
+}
+
+/// The replicas of one shard.
+pub struct Host {
+    me: Endpoint,
+    out: Rc<Transport>,
+    replicas: RefCell<BTreeMap<u64, Rc<Hosted>>>,
+    /// Groups that may have work: touched by a message, a proposal or a write.
+    dirty: RefCell<BTreeSet<u64>>,
+    wake: local_channel::LocalSender<()>,
+    woken: RefCell<Option<local_channel::LocalReceiver<()>>>,
+}
+
+impl Host {
+    /// The host of shard `me`, sending through `out`.
+    pub fn new(me: Endpoint, out: Rc<Transport>) -> Rc<Host> {
+        let (wake, woken) = local_channel::new_bounded(1);
+        Rc::new(Host {
+            me,
+            out,
+            replicas: RefCell::new(BTreeMap::new()),
+            dirty: RefCell::new(BTreeSet::new()),
+            wake,
+            woken: RefCell::new(Some(woken)),
+        })
+    }
+
+    /// Hosts `replica` of `group` over `store`; the other replicas live on `peers` (node id
+    /// → shard); `catch_up` copies a leader's batches when the replica needs them.
+    pub fn add(
+        self: &Rc<Self>,
+        group: u64,
+        replica: Replica,
+        store: ReplicaStore,
+        peers: BTreeMap<u64, u32>,
+        catch_up: CatchUpSource,
+    ) {
+        let (writes, queued) = local_channel::new_bounded(WRITES_QUEUED_MAX);
+        let hosted = Rc::new(Hosted {
+            high_watermark: Cell::new(replica.high_watermark()),
+            replica: RefCell::new(replica),
+            peers,
+            writes,
+            waiting: RefCell::new(HashMap::new()),
+            next_token: Cell::new(1),
+            failed: Cell::new(false),
+            _writer: RefCell::new(None),
+        });
+        let writer = write_turns(self.clone(), group, hosted.clone(), store, queued, catch_up);
+        *hosted._writer.borrow_mut() = Some(runtime::spawn(writer));
+        self.replicas.borrow_mut().insert(group, hosted);
+        self.touch(group);
+    }
+
+    /// Messages the transport delivered: (group, message).
+    pub fn deliver(&self, msgs: Vec<(u64, Message)>) {
+        for (group, m) in msgs {
+            let Some(h) = self.replicas.borrow().get(&group).cloned() else {
+                continue; // a replica this shard does not hold (yet, or any more)
+            };
+            // A stale or duplicated message may be refused; Raft stays consistent.
+            let _ = h.replica.borrow_mut().step(m);
+            self.dirty.borrow_mut().insert(group);
+        }
+        let _ = self.wake.try_send(());
+    }
+
+    /// On the leader of `group`: proposes `batch`; its base offset, and for acks=1 or all
+    /// the answer to wait for.
+    #[allow(clippy::type_complexity)]
+    pub fn propose(
+        &self,
+        group: u64,
+        batch: BytesMut,
+        wait: Wait,
+        timeout_ticks: u64,
+    ) -> Result<(Offset, Option<local_channel::LocalReceiver<Answer>>), ReplicaError> {
+        let h = self.replicas.borrow().get(&group).cloned();
+        let h = h.ok_or(ReplicaError::NotLeader(None))?;
+        if h.failed.get() {
+            return Err(ReplicaError::NotLeader(None));
+        }
+        let token = h.next_token.get();
+        h.next_token.set(token + 1);
+        let base = h
+            .replica
+            .borrow_mut()
+            .propose(token, batch, wait, timeout_ticks)?;
+        let answer = (wait != Wait::Nothing).then(|| {
+            let (tx, rx) = local_channel::new_bounded(1);
+            h.waiting.borrow_mut().insert(token, tx);
+            rx
+        });
+        self.touch(group);
+        Ok((base, answer))
+    }
+
+    /// The high watermark of `group`'s replica here, if hosted.
+    pub fn high_watermark(&self, group: u64) -> Option<Offset> {
+        let h = self.replicas.borrow().get(&group).cloned();
+        h.map(|h| h.high_watermark.get())
+    }
+
+    /// Whether this shard's replica of `group` leads it.
+    pub fn is_leader(&self, group: u64) -> bool {
+        let h = self.replicas.borrow().get(&group).cloned();
+        h.is_some_and(|h| h.replica.borrow().is_leader())
+    }
+
+    /// Ticks the replicas every [`TICK`] and carries out their work as it comes, until the
+    /// task is dropped. Once per host.
+    pub async fn run(self: Rc<Self>) {
+        let woken = self.woken.borrow_mut().take().expect("a host runs once");
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            futures_lite::future::or(runtime::sleep(wait), async {
+                let _ = woken.recv().await;
+            })
+            .await;
+            if Instant::now() >= next_tick {
+                // Ticks missed while the shard was busy are not made up in a burst.
+                next_tick = (next_tick + TICK).max(Instant::now());
+                let all: Vec<(u64, Rc<Hosted>)> = self.all();
+                for (group, h) in all {
+                    h.replica.borrow_mut().tick();
+                    self.dirty.borrow_mut().insert(group);
+                }
+            }
+            self.drive();
+        }
+    }
+
+    fn all(&self) -> Vec<(u64, Rc<Hosted>)> {
+        let replicas = self.replicas.borrow();
+        replicas.iter().map(|(g, h)| (*g, h.clone())).collect()
+    }
+
+    fn touch(&self, group: u64) {
+        self.dirty.borrow_mut().insert(group);
+        let _ = self.wake.try_send(());
+    }
+
+    /// Carries out the work of every replica that may have some.
+    fn drive(&self) {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        for group in dirty {
+            let Some(h) = self.replicas.borrow().get(&group).cloned() else {
+                continue;
+            };
+            self.drive_one(group, &h);
+        }
+        self.out.flush();
+    }
+
+    fn drive_one(&self, group: u64, h: &Hosted) {
+        while !h.failed.get() {
+            if h.writes.is_full() {
+                return; // the writer touches the group again when it has room
+            }
+            let Some(mut t) = h.replica.borrow_mut().turn() else {
+                return;
+            };
+            for m in std::mem::take(&mut t.send) {
+                self.send(group, h, m);
+            }
+            if let Some(hw) = t.high_watermark.take() {
+                h.high_watermark.set(hw);
+            }
+            for (token, answer) in std::mem::take(&mut t.decided) {
+                if let Some(tx) = h.waiting.borrow_mut().remove(&token) {
+                    let _ = tx.try_send(answer);
+                }
+            }
+            if let Some(l) = t.leadership {
+                tracing::debug!(group, node = self.me.node, leader = ?l.leader, term = l.term,
+                    "partition replica leadership");
+            }
+            let has_write = t.number != 0 || t.checkpoint.is_some();
+            if has_write && h.writes.try_send(t).is_err() {
+                unreachable!("checked for room above, on this thread");
+            }
+        }
+    }
+
+    fn send(&self, group: u64, h: &Hosted, m: Message) {
+        match h.peers.get(&m.to) {
+            Some(&shard) => self.out.send(shard, group, m),
+            None => tracing::debug!(group, to = m.to, "message for a replica not in the set"),
+        }
+    }
+}
+
+/// The writer of one replica: carries out its turns' writes in order.
+async fn write_turns(
+    host: Rc<Host>,
+    group: u64,
+    h: Rc<Hosted>,
+    mut store: ReplicaStore,
+    queued: local_channel::LocalReceiver<Turn>,
+    catch_up: CatchUpSource,
+) {
+    while let Some(mut t) = queued.recv().await {
+        if let Err(e) = write_one(&h, &mut store, &mut t, &catch_up).await {
+            tracing::error!(group, error = %e, "partition replica write failed; replica stopped");
+            h.failed.set(true);
+            return;
+        }
+        for m in std::mem::take(&mut t.send_after_write) {
+            host.send(group, &h, m);
+        }
+        host.out.flush();
+        host.touch(group);
+    }
+}
+
+async fn write_one(
+    h: &Hosted,
+    store: &mut ReplicaStore,
+    t: &mut Turn,
+    catch_up: &CatchUpSource,
+) -> Result<(), ReplicaError> {
+    let copied = match t.catch_up {
+        Some(c) => copy_until_done(c, catch_up).await,
+        None => Vec::new(),
+    };
+    if t.number != 0 {
+        store.write(t, copied).await?;
+        h.replica.borrow_mut().persisted(t.number);
+    }
+    store.checkpoint(t.checkpoint.take()).await?;
+    Ok(())
+}
+
+/// The leader's batches for a catch-up, asked again every second while the copy fails (the
+/// leader is unreachable or busy). A leader gone for good stalls this replica's writes until
+/// a restart, when it rebuilds from its own log and the new leader catches it up; the other
+/// replicas go on meanwhile (a restoring replica still votes).
+async fn copy_until_done(c: CatchUp, catch_up: &CatchUpSource) -> Vec<Bytes> {
+    loop {
+        match catch_up(c).await {
+            Ok(batches) => return batches,
+            Err(e) => {
+                tracing::warn!(leader = ?c.leader, error = %e, "catch-up copy failed; retrying");
+                runtime::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
