@@ -104,6 +104,19 @@ impl Host {
         self.touch(group);
     }
 
+    /// Stops hosting `group`: its writer is cancelled (a write in flight is abandoned, as
+    /// in a crash) and its waiting producers are answered NOT_LEADER_OR_FOLLOWER. The
+    /// caller closes the log.
+    pub fn remove(&self, group: u64) {
+        let Some(h) = self.replicas.borrow_mut().remove(&group) else {
+            return;
+        };
+        drop(h._writer.borrow_mut().take());
+        for (_, tx) in h.waiting.borrow_mut().drain() {
+            let _ = tx.try_send(Answer::NotLeader);
+        }
+    }
+
     /// Messages the transport delivered: (group, message).
     pub fn deliver(&self, msgs: Vec<(u64, Message)>) {
         for (group, m) in msgs {
@@ -297,5 +310,178 @@ async fn copy_until_done(c: CatchUp, catch_up: &CatchUpSource) -> Vec<Bytes> {
                 runtime::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::cluster::transport::{serve, Deliver, TransportConfig};
+    use crate::replica::ReplicaConfig;
+    use crate::storage::batch::build_test_batch;
+    use crate::storage::io::block_on;
+    use crate::storage::PartitionLog;
+    use crate::types::TimestampMs;
+
+    const GROUP: u64 = 7;
+    const VOTERS: [u64; 3] = [1, 2, 3];
+
+    type Logs = Rc<RefCell<BTreeMap<u64, PartitionLog>>>;
+
+    thread_local! {
+        static COPIES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A copy source reading the leader's log directly (the brokers share a process here).
+    fn source(logs: &Logs) -> CatchUpSource {
+        let logs = logs.clone();
+        Rc::new(move |c: CatchUp| {
+            let logs = logs.clone();
+            Box::pin(async move {
+                COPIES.with(|n| n.set(n.get() + 1));
+                let leader = c.leader.ok_or(ReplicaError::NotLeader(None))?;
+                let log = logs.borrow().get(&leader).cloned();
+                let log = log.ok_or(ReplicaError::NotLeader(None))?;
+                let mut out = Vec::new();
+                log.replay(c.keep, |h, b| {
+                    if h.base_offset < c.until {
+                        out.push(b);
+                    }
+                    Ok(())
+                })
+                .await?;
+                Ok(out)
+            })
+        })
+    }
+
+    /// Opens broker `id`'s replica from `dir` into `host`.
+    async fn add(host: &Rc<Host>, id: u64, dir: &std::path::Path, logs: &Logs) {
+        let log = PartitionLog::open(dir, Default::default()).await.unwrap();
+        logs.borrow_mut().insert(id, log.clone());
+        let (store, rebuilt) = ReplicaStore::open(log, dir, &VOTERS).await.unwrap();
+        let config = ReplicaConfig {
+            min_insync: 2,
+            held_entries_max: 8,
+            ..ReplicaConfig::new(id)
+        };
+        let replica = Replica::new(&config, rebuilt.raft_log, rebuilt.checkpoint).unwrap();
+        let peers = VOTERS.iter().map(|&v| (v, 0)).collect();
+        host.add(GROUP, replica, store, peers, source(logs));
+    }
+
+    async fn leader(hosts: &[Rc<Host>]) -> usize {
+        for _ in 0..1200 {
+            if let Some(i) = hosts.iter().position(|h| h.is_leader(GROUP)) {
+                return i;
+            }
+            runtime::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no leader in 30 s");
+    }
+
+    /// Proposes `n` batches on host `i` with acks=all; every one is answered Done.
+    async fn produce(host: &Host, n: usize) {
+        let mut answers = Vec::new();
+        for _ in 0..n {
+            let b = build_test_batch(2, 64, TimestampMs::now());
+            let (_, rx) = host
+                .propose(GROUP, BytesMut::from(&b[..]), Wait::Committed, 400)
+                .unwrap();
+            answers.push(rx.expect("acks=all waits"));
+        }
+        for rx in answers {
+            assert_eq!(rx.recv().await, Some(Answer::Done));
+        }
+    }
+
+    async fn same_logs(logs: &Logs) -> bool {
+        let mut all = Vec::new();
+        let all_logs: Vec<PartitionLog> = logs.borrow().values().cloned().collect();
+        for log in all_logs {
+            let mut batches = Vec::new();
+            log.replay(Offset(0), |_, b| {
+                batches.push(b);
+                Ok(())
+            })
+            .await
+            .unwrap();
+            all.push(batches);
+        }
+        all.windows(2).all(|w| w[0] == w[1])
+    }
+
+    /// Three brokers' hosts over the real cluster transport (loopback TCP), each with a
+    /// replica on a real log: a leader is elected, acks=all batches are answered once
+    /// committed, a replica crashed and restarted while the others go on rebuilds from its
+    /// files and is caught up, and the three logs end byte-identical.
+    #[test]
+    fn hosts_replicate_over_the_transport_through_a_replica_restart() {
+        block_on(async {
+            let listeners: Vec<_> = VOTERS
+                .iter()
+                .map(|_| runtime::listen_exclusive("127.0.0.1:0".parse().unwrap()).unwrap())
+                .collect();
+            let addrs: BTreeMap<u64, SocketAddr> = VOTERS
+                .iter()
+                .zip(&listeners)
+                .map(|(&id, l)| (id, l.local_addr().unwrap()))
+                .collect();
+            let dirs: Vec<_> = VOTERS
+                .iter()
+                .map(|_| tempfile::tempdir().unwrap())
+                .collect();
+            let logs: Logs = Rc::default();
+            let (mut hosts, mut tasks) = (Vec::new(), Vec::new());
+            for (&id, listener) in VOTERS.iter().zip(listeners) {
+                let me = Endpoint { node: id, shard: 0 };
+                let config = TransportConfig::default();
+                let out = Rc::new(Transport::new(me, addrs.clone(), config));
+                let host = Host::new(me, out);
+                let h = host.clone();
+                let deliver: Deliver = Rc::new(move |_, msgs| h.deliver(msgs));
+                tasks.push(runtime::spawn(serve(listener, me, config, deliver)));
+                tasks.push(runtime::spawn(host.clone().run()));
+                add(&host, id, dirs[hosts.len()].path(), &logs).await;
+                hosts.push(host);
+            }
+            let first = leader(&hosts).await;
+            produce(&hosts[first], 30).await;
+            // A follower's replica crashes, the others go on past what it holds in memory.
+            let down = (first + 1) % 3;
+            hosts[down].remove(GROUP);
+            let log = logs.borrow_mut().remove(&(down as u64 + 1)).unwrap();
+            log.close().await.unwrap();
+            let now = leader(&hosts).await;
+            produce(&hosts[now], 40).await;
+            add(&hosts[down], down as u64 + 1, dirs[down].path(), &logs).await;
+            let now = leader(&hosts).await;
+            produce(&hosts[now], 10).await;
+            let mut converged = false;
+            for _ in 0..1200 {
+                if same_logs(&logs).await {
+                    converged = true;
+                    break;
+                }
+                runtime::sleep(Duration::from_millis(25)).await;
+            }
+            assert!(converged, "the restarted replica caught up");
+            assert!(COPIES.with(Cell::get) > 0, "from the leader's checkpoint");
+            let end = logs.borrow()[&1].next_offset();
+            assert!(
+                end >= Offset(160),
+                "80 batches of 2 records and the no-ops: {end:?}"
+            );
+            for h in &hosts {
+                h.remove(GROUP);
+            }
+            drop(tasks);
+            let all_logs: Vec<PartitionLog> = logs.borrow().values().cloned().collect();
+            for log in all_logs {
+                log.close().await.unwrap();
+            }
+        });
     }
 }
