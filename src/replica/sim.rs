@@ -83,6 +83,10 @@ struct Sim {
     /// acks=all batches answered Done: base offset → batch id.
     acked: BTreeMap<Offset, i64>,
     catch_ups: u64,
+    /// Catch-up writes that waited for their copy source to come back.
+    blocked_copies: u64,
+    /// Checkpoints received while an earlier catch-up was still queued.
+    stacked_restores: u64,
     crashes: u64,
     /// Every answer given, by kind.
     answers: BTreeMap<String, u64>,
@@ -130,6 +134,8 @@ impl Sim {
             acked: BTreeMap::new(),
             history: Vec::new(),
             catch_ups: 0,
+            blocked_copies: 0,
+            stacked_restores: 0,
             crashes: 0,
             answers: BTreeMap::new(),
             min_insync,
@@ -197,6 +203,13 @@ impl Sim {
             let Some(mut t) = r.turn() else { return };
             self.send(std::mem::take(&mut t.send), drop);
             self.publish(i, &mut t);
+            let queued = self.nodes[i]
+                .pending
+                .iter()
+                .any(|p| p.turn.catch_up.is_some());
+            if t.catch_up.is_some() && queued {
+                self.stacked_restores += 1;
+            }
             if t.number != 0 {
                 self.nodes[i].pending.push(Pending {
                     number: t.number,
@@ -234,12 +247,22 @@ impl Sim {
 
     /// Carries out node `i`'s queued writes, in order, and reports them durable.
     fn write(&mut self, i: usize, drop: f64) {
-        let pending = std::mem::take(&mut self.nodes[i].pending);
-        for p in pending {
+        let mut pending = std::mem::take(&mut self.nodes[i].pending).into_iter();
+        while let Some(p) = pending.next() {
             let mut t = p.turn;
             if let Some(c) = t.catch_up {
-                self.catch_ups += 1;
                 let leader = c.leader.expect("a snapshot comes from a leader");
+                if self.nodes[(leader - 1) as usize].replica.is_none() {
+                    // The copy source is down: this write and those after it wait (the
+                    // replica still votes meanwhile, and a new leader may send a newer
+                    // checkpoint, queued behind this one).
+                    self.blocked_copies += 1;
+                    let mut rest = vec![Pending { turn: t, ..p }];
+                    rest.extend(pending);
+                    self.nodes[i].pending = rest;
+                    return;
+                }
+                self.catch_ups += 1;
                 let from = self.nodes[(leader - 1) as usize].disk.clone();
                 let disk = &mut self.nodes[i].disk;
                 disk.batches.truncate(disk.position(c.keep));
@@ -433,16 +456,22 @@ fn sim(seed: u64) -> Sim {
 #[test]
 fn replicas_agree_and_keep_every_acknowledged_batch_under_faults() {
     let (mut acked, mut catch_ups, mut crashes, mut terms) = (0, 0, 0, 0);
+    let (mut blocked, mut stacked) = (0, 0);
     for seed in 0..12 {
         let s = sim(seed);
         acked += s.acked.values().filter(|id| **id > 0).count();
         catch_ups += s.catch_ups;
         crashes += s.crashes;
         terms += s.leaders.len();
+        blocked += s.blocked_copies;
+        stacked += s.stacked_restores;
     }
     // The faults happened and the work got done.
     assert!(acked > 1000, "acked {acked}");
-    eprintln!("acked {acked}, catch-ups {catch_ups}, crashes {crashes}, terms {terms}");
+    eprintln!(
+        "acked {acked}, catch-ups {catch_ups} ({blocked} waited, {stacked} stacked), \
+         crashes {crashes}, terms {terms}"
+    );
     assert!(
         catch_ups > 0 && crashes > 0 && terms > 24,
         "{catch_ups} {crashes} {terms}"
@@ -522,4 +551,48 @@ fn acks_all_counts_min_insync_replicas() {
         s.nodes[leader].disk.end(),
         "a majority commits without min.insync"
     );
+}
+
+/// A follower sent a second checkpoint while its first catch-up is still being written
+/// keeps what the first one copies (writes run in order), reaches the second, and hands out
+/// the second checkpoint to store only once it is durable.
+#[test]
+fn a_second_checkpoint_during_a_catch_up_continues_from_the_first() {
+    let snapshot = |index: u64, offset: i64| {
+        let cp = Checkpoint {
+            index,
+            term: 1,
+            offset: Offset(offset),
+        };
+        let mut m = Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+        (m.from, m.to, m.term) = (1, 2, 1);
+        m.set_snapshot(cp.snapshot(&VOTERS));
+        (m, cp)
+    };
+    let rebuilt = Fold::new(Checkpoint::default(), HardState::default()).finish(&VOTERS);
+    let mut r = Replica::new(&config(2, 1), rebuilt.raft_log, rebuilt.checkpoint).unwrap();
+    let (m, first) = snapshot(10, 40);
+    r.step(m).unwrap();
+    let t1 = r.turn().expect("a restore turn");
+    let c = t1.catch_up.expect("a catch-up");
+    assert_eq!(
+        (c.leader, c.keep, c.until),
+        (Some(1), Offset(0), Offset(40))
+    );
+    let (m, second) = snapshot(20, 90);
+    r.step(m).unwrap();
+    let t2 = r.turn().expect("a second restore turn");
+    let c = t2.catch_up.expect("a second catch-up");
+    assert_eq!(
+        (c.keep, c.until),
+        (first.offset, Offset(90)),
+        "from the first's end"
+    );
+    assert_eq!(t2.checkpoint, None, "nothing durable yet");
+    r.persisted(t1.number);
+    r.persisted(t2.number);
+    assert_eq!(r.high_watermark(), Offset(90));
+    let t3 = r.turn().expect("the caught-up checkpoint");
+    assert_eq!(t3.checkpoint, Some(second));
 }
