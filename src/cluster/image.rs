@@ -86,6 +86,19 @@ pub enum MetaRecord {
         /// One past the block's last id.
         until: i64,
     },
+    /// A partition's replica won its Raft election: it leads from `epoch` (its term) on. A
+    /// report whose epoch is not above the recorded one is stale and changes nothing, so
+    /// reports may arrive late, twice or out of order (at most one leader per term).
+    PartitionLeader {
+        /// The topic's name.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The leading broker (one of the partition's replicas).
+        leader: i32,
+        /// Its leader epoch.
+        epoch: i32,
+    },
 }
 
 /// A topic in the image: its registry entry and where its partitions live.
@@ -98,12 +111,22 @@ pub struct PlacedTopic {
     /// The other replicas of partition i; empty when the topic has one replica.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub followers: Vec<Vec<i32>>,
+    /// The elected leader and its epoch of the partitions whose replicas reported one
+    /// (others are led by their preferred leader, `brokers[i]`, in epoch 0).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub elected: BTreeMap<i32, (i32, i32)>,
 }
 
 impl PlacedTopic {
     /// The replication factor.
     pub fn replication_factor(&self) -> usize {
         1 + self.followers.first().map_or(0, Vec::len)
+    }
+
+    /// The leader of partition `p` (in range) and its epoch.
+    pub fn leader(&self, p: usize) -> (i32, i32) {
+        let elected = self.elected.get(&(p as i32)).copied();
+        elected.unwrap_or((self.brokers[p], 0))
     }
 
     /// The replicas of partition `p` (in range), preferred leader first.
@@ -181,6 +204,12 @@ impl ClusterImage {
                 t.meta.configs = configs.clone();
                 Ok(())
             }
+            MetaRecord::PartitionLeader {
+                topic,
+                partition,
+                leader,
+                epoch,
+            } => self.elect(topic, *partition, *leader, *epoch),
             MetaRecord::ProducerIds { from, until, .. } => {
                 if *from != self.producer_ids_until || until <= from {
                     return Err(ApplyError::ProducerIds(*from));
@@ -210,6 +239,7 @@ impl ClusterImage {
             meta: topic.clone(),
             brokers: brokers.to_vec(),
             followers: followers.to_vec(),
+            elected: BTreeMap::new(),
         };
         self.topics.insert(name.clone(), placed);
         Ok(())
@@ -241,6 +271,25 @@ impl ClusterImage {
         t.meta.partitions = brokers.len() as i32;
         t.brokers = brokers.to_vec();
         t.followers = followers.to_vec();
+        Ok(())
+    }
+
+    fn elect(&mut self, name: &str, p: i32, leader: i32, epoch: i32) -> Result<(), ApplyError> {
+        let t = self.topics.get_mut(name);
+        let t = t.ok_or(ApplyError::Topic(name.to_string(), "unknown"))?;
+        let Some(at) = usize::try_from(p).ok().filter(|&p| p < t.brokers.len()) else {
+            return Err(ApplyError::Topic(name.into(), "no such partition"));
+        };
+        if !t.replicas(at).contains(&leader) {
+            return Err(ApplyError::Topic(
+                name.into(),
+                "the leader is not a replica",
+            ));
+        }
+        if epoch <= t.leader(at).1 {
+            return Err(ApplyError::Topic(name.into(), "stale leader epoch"));
+        }
+        t.elected.insert(p, (leader, epoch));
         Ok(())
     }
 
@@ -334,16 +383,22 @@ impl ClusterImage {
         snap
     }
 
+    /// Where each partition is served: its leader (elected, else preferred) and the shard of
+    /// that replica on the leader's broker (`place::shard_of_replica`).
     fn places(&self, t: &PlacedTopic, me: (i32, u32)) -> Arc<[Place]> {
-        (0..t.meta.partitions)
+        let n = t.meta.partitions as usize;
+        let sets: Vec<Vec<i32>> = (0..n).map(|p| t.replicas(p)).collect();
+        (0..n)
             .map(|p| {
-                let broker = t.brokers[p as usize];
+                let broker = t.leader(p).0;
                 let shards = match self.brokers.get(&broker) {
                     _ if broker == me.0 => me.1.max(1),
                     Some(b) => b.shards.max(1),
                     None => 1,
                 };
-                let shard = place::shard_on_broker(&t.meta.id, p, &t.brokers, shards as usize);
+                let j = sets[p].iter().position(|&b| b == broker).unwrap_or(0);
+                let shard =
+                    place::shard_of_replica(&t.meta.id, p as i32, j, &sets, shards as usize);
                 Place {
                     broker,
                     shard: shard as u32,
@@ -352,11 +407,13 @@ impl ClusterImage {
             .collect()
     }
 
-    /// The broker of `partition` of topic `name`, if both exist.
+    /// The broker leading `partition` of topic `name`, if both exist.
     pub fn broker_of(&self, name: &str, partition: i32) -> Option<&Broker> {
         let t = self.topics.get(name)?;
-        let id = t.brokers.get(usize::try_from(partition).ok()?)?;
-        self.brokers.get(id)
+        let p = usize::try_from(partition)
+            .ok()
+            .filter(|&p| p < t.brokers.len())?;
+        self.brokers.get(&t.leader(p).0)
     }
 
     /// The image as bytes (the metadata log's snapshot).
@@ -610,5 +667,65 @@ mod tests {
         assert!(!String::from_utf8(topic("x", 5, &[1]).encode())
             .unwrap()
             .contains("followers"));
+    }
+
+    /// Leadership reports: a replica of the partition in a newer epoch moves where the
+    /// partition is served; stale, foreign or misplaced reports change nothing.
+    #[test]
+    fn elected_leaders_move_where_a_partition_is_served() {
+        let lead = |topic: &str, partition, leader, epoch| MetaRecord::PartitionLeader {
+            topic: topic.into(),
+            partition,
+            leader,
+            epoch,
+        };
+        let rows: Vec<(MetaRecord, Result<(), ApplyError>)> = vec![
+            (broker(1), Ok(())),
+            (broker(2), Ok(())),
+            (broker(3), Ok(())),
+            (replicated("a", 1, &[1, 2], &[&[2, 3], &[3, 1]]), Ok(())),
+            (lead("a", 0, 2, 3), Ok(())),
+            (
+                lead("a", 0, 3, 3),
+                Err(ApplyError::Topic("a".into(), "stale leader epoch")),
+            ),
+            (
+                lead("a", 0, 1, 2),
+                Err(ApplyError::Topic("a".into(), "stale leader epoch")),
+            ),
+            (
+                lead("a", 1, 4, 5),
+                Err(ApplyError::Topic("a".into(), "the leader is not a replica")),
+            ),
+            (
+                lead("a", 2, 1, 5),
+                Err(ApplyError::Topic("a".into(), "no such partition")),
+            ),
+            (
+                lead("b", 0, 1, 5),
+                Err(ApplyError::Topic("b".into(), "unknown")),
+            ),
+            (lead("a", 1, 1, 1), Ok(())),
+        ];
+        let mut image = ClusterImage::default();
+        for (i, (record, want)) in rows.iter().enumerate() {
+            let before = image.topics.clone();
+            let got = image.apply(i as u64 + 1, record);
+            assert_eq!(&got, want, "row {i}: {record:?}");
+            if got.is_err() {
+                assert_eq!(image.topics, before, "row {i} changed nothing");
+            }
+        }
+        let a = &image.topics["a"];
+        assert_eq!((a.leader(0), a.leader(1)), ((2, 3), (1, 1)));
+        assert_eq!(image.broker_of("a", 0).map(|b| b.node_id), Some(2));
+        let snap = image.registry_for((2, 2), &[1, 2, 3], Some(1));
+        let c = snap.cluster.as_ref().unwrap();
+        let id = Uuid::from_u128(1);
+        assert_eq!(c.replica(&id, 0), Some(2), "served by its elected leader");
+        let sets = [a.replicas(0), a.replicas(1)];
+        let shard = place::shard_of_replica(&id, 0, 1, &sets, 2);
+        assert!(matches!(snap.locate(&id, 0, 2), crate::metadata::Where::Here(s) if s == shard));
+        assert_eq!(ClusterImage::decode(&image.encode()).unwrap(), image);
     }
 }
