@@ -101,6 +101,13 @@ pub enum MetaRecord {
     },
 }
 
+/// Bits of a Raft group id that hold the partition index (`PlacedTopic::group`).
+const GROUP_PARTITION_BITS: u32 = 24;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A topic in the image: its registry entry and where its partitions live.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlacedTopic {
@@ -111,6 +118,10 @@ pub struct PlacedTopic {
     /// The other replicas of partition i; empty when the topic has one replica.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub followers: Vec<Vec<i32>>,
+    /// The topic's sequence number in the cluster, from 1 (0: created before topics were
+    /// numbered); its partitions' Raft group ids derive from it ([`PlacedTopic::group`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
     /// The elected leader and its epoch of the partitions whose replicas reported one
     /// (others are led by their preferred leader, `brokers[i]`, in epoch 0).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -121,6 +132,16 @@ impl PlacedTopic {
     /// The replication factor.
     pub fn replication_factor(&self) -> usize {
         1 + self.followers.first().map_or(0, Vec::len)
+    }
+
+    /// The Raft group id of partition `p`: the topic's sequence number above 24 bits of
+    /// partition index, so no two partitions of the cluster share one and none is the
+    /// metadata log's (0). None for a topic without a number or a partition past 2^24.
+    pub fn group(&self, p: i32) -> Option<u64> {
+        let p = u64::try_from(p)
+            .ok()
+            .filter(|&p| p < 1 << GROUP_PARTITION_BITS)?;
+        (self.seq != 0).then_some(self.seq << GROUP_PARTITION_BITS | p)
     }
 
     /// The leader of partition `p` (in range) and its epoch.
@@ -148,6 +169,10 @@ pub struct ClusterImage {
     pub topics: BTreeMap<String, PlacedTopic>,
     /// One past the last producer id handed out.
     pub producer_ids_until: i64,
+    /// Topics created so far: the sequence number of the newest (Raft group ids derive
+    /// from it; images written before it counted start at 0).
+    #[serde(default)]
+    pub topics_created: u64,
 }
 
 /// Why a committed record changed nothing.
@@ -235,10 +260,12 @@ impl ClusterImage {
         }
         self.check_brokers(name, brokers, topic.partitions)?;
         self.check_followers(name, brokers, followers)?;
+        self.topics_created += 1;
         let placed = PlacedTopic {
             meta: topic.clone(),
             brokers: brokers.to_vec(),
             followers: followers.to_vec(),
+            seq: self.topics_created,
             elected: BTreeMap::new(),
         };
         self.topics.insert(name.clone(), placed);
@@ -718,6 +745,11 @@ mod tests {
         }
         let a = &image.topics["a"];
         assert_eq!((a.leader(0), a.leader(1)), ((2, 3), (1, 1)));
+        assert_eq!(
+            (a.group(0), a.group(1)),
+            (Some(1 << 24), Some((1 << 24) + 1))
+        );
+        assert_eq!((a.group(-1), a.group(1 << 24)), (None, None));
         assert_eq!(image.broker_of("a", 0).map(|b| b.node_id), Some(2));
         let snap = image.registry_for((2, 2), &[1, 2, 3], Some(1));
         let c = snap.cluster.as_ref().unwrap();
