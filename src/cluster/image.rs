@@ -94,6 +94,9 @@ pub enum MetaRecord {
         topic: String,
         /// The partition.
         partition: i32,
+        /// Its Raft group id: a report from a deleted topic's group (the same name created
+        /// again) matches no partition.
+        group: u64,
         /// The leading broker (one of the partition's replicas).
         leader: i32,
         /// Its leader epoch.
@@ -232,9 +235,10 @@ impl ClusterImage {
             MetaRecord::PartitionLeader {
                 topic,
                 partition,
+                group,
                 leader,
                 epoch,
-            } => self.elect(topic, *partition, *leader, *epoch),
+            } => self.elect(topic, (*partition, *group), *leader, *epoch),
             MetaRecord::ProducerIds { from, until, .. } => {
                 if *from != self.producer_ids_until || until <= from {
                     return Err(ApplyError::ProducerIds(*from));
@@ -301,10 +305,17 @@ impl ClusterImage {
         Ok(())
     }
 
-    fn elect(&mut self, name: &str, p: i32, leader: i32, epoch: i32) -> Result<(), ApplyError> {
+    fn elect(
+        &mut self,
+        name: &str,
+        (p, group): (i32, u64),
+        leader: i32,
+        epoch: i32,
+    ) -> Result<(), ApplyError> {
         let t = self.topics.get_mut(name);
         let t = t.ok_or(ApplyError::Topic(name.to_string(), "unknown"))?;
-        let Some(at) = usize::try_from(p).ok().filter(|&p| p < t.brokers.len()) else {
+        let at = usize::try_from(p).ok().filter(|&p| p < t.brokers.len());
+        let Some(at) = at.filter(|_| t.group(p) == Some(group)) else {
             return Err(ApplyError::Topic(name.into(), "no such partition"));
         };
         if !t.replicas(at).contains(&leader) {
@@ -703,6 +714,7 @@ mod tests {
         let lead = |topic: &str, partition, leader, epoch| MetaRecord::PartitionLeader {
             topic: topic.into(),
             partition,
+            group: (1 << 24) + partition.max(0) as u64,
             leader,
             epoch,
         };
@@ -733,6 +745,16 @@ mod tests {
                 Err(ApplyError::Topic("b".into(), "unknown")),
             ),
             (lead("a", 1, 1, 1), Ok(())),
+            (
+                MetaRecord::PartitionLeader {
+                    topic: "a".into(),
+                    partition: 1,
+                    group: (7 << 24) + 1,
+                    leader: 2,
+                    epoch: 9,
+                },
+                Err(ApplyError::Topic("a".into(), "no such partition")),
+            ),
         ];
         let mut image = ClusterImage::default();
         for (i, (record, want)) in rows.iter().enumerate() {

@@ -26,6 +26,7 @@ use super::machine::{Answer, CatchUp, Replica, ReplicaError, Turn, Wait};
 use super::store::ReplicaStore;
 use crate::cluster::transport::{Endpoint, Transport};
 use crate::runtime::{self, local_channel, Task};
+use crate::storage::batch::parse_header;
 use crate::types::Offset;
 
 /// The timer tick: elections after 10-20 ticks without a leader (0.5-1 s).
@@ -33,7 +34,10 @@ pub const TICK: Duration = Duration::from_millis(50);
 /// Turns queued for one replica's writer at most.
 const WRITES_QUEUED_MAX: usize = 64;
 
-/// Copies a leader's batches for a catch-up: those from `keep` to `until` of the leader's log.
+/// Copies the batches of a catch-up, those from `keep` to `until`, from the replica on broker
+/// `leader` (the host asks the leader first, then the other replicas): the whole range, or an
+/// error. A source serves only batches below its own high watermark: committed, so the same
+/// on every replica (a replica's log past it may be a suffix another leader replaces).
 pub type CatchUpSource =
     Rc<dyn Fn(CatchUp) -> Pin<Box<dyn Future<Output = Result<Vec<Bytes>, ReplicaError>>>>>;
 
@@ -42,14 +46,16 @@ struct Hosted {
     replica: RefCell<Replica>,
     /// The shard of each other replica, by node id.
     peers: BTreeMap<u64, u32>,
-    writes: local_channel::LocalSender<Turn>,
+    /// The writer's queue: a turn, or None to stop after the turns before it.
+    writes: local_channel::LocalSender<Option<Turn>>,
     /// Producers waiting for their answer, by token.
     waiting: RefCell<HashMap<u64, local_channel::LocalSender<Answer>>>,
     next_token: Cell<u64>,
     high_watermark: Cell<Offset>,
-    /// Its writer stopped on a storage error: the replica takes no more work.
+    /// Its writer stopped (a storage error) or is stopping (`remove`): the replica takes no
+    /// more work.
     failed: Cell<bool>,
-    _writer: RefCell<Option<Task<()>>>,
+    writer: RefCell<Option<Task<()>>>,
 }
 
 /// The replicas of one shard.
@@ -87,6 +93,10 @@ impl Host {
         peers: BTreeMap<u64, u32>,
         catch_up: CatchUpSource,
     ) {
+        assert!(
+            !self.replicas.borrow().contains_key(&group),
+            "a group is removed before it is added again"
+        );
         let (writes, queued) = local_channel::new_bounded(WRITES_QUEUED_MAX);
         let hosted = Rc::new(Hosted {
             high_watermark: Cell::new(replica.high_watermark()),
@@ -96,24 +106,37 @@ impl Host {
             waiting: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             failed: Cell::new(false),
-            _writer: RefCell::new(None),
+            writer: RefCell::new(None),
         });
-        let writer = write_turns(self.clone(), group, hosted.clone(), store, queued, catch_up);
-        *hosted._writer.borrow_mut() = Some(runtime::spawn(writer));
+        let host = Rc::downgrade(self);
+        let writer = write_turns(host, group, hosted.clone(), store, queued, catch_up);
+        *hosted.writer.borrow_mut() = Some(runtime::spawn(writer));
         self.replicas.borrow_mut().insert(group, hosted);
         self.touch(group);
     }
 
-    /// Stops hosting `group`: its writer is cancelled (a write in flight is abandoned, as
-    /// in a crash) and its waiting producers are answered NOT_LEADER_OR_FOLLOWER. The
-    /// caller closes the log.
-    pub fn remove(&self, group: u64) {
+    /// Stops hosting `group`: takes no more work for it, lets its writer finish the turns
+    /// queued (a catch-up still retrying gives up), and answers its waiting producers
+    /// NOT_LEADER_OR_FOLLOWER. The caller closes the log afterwards.
+    pub async fn remove(&self, group: u64) {
         let Some(h) = self.replicas.borrow_mut().remove(&group) else {
             return;
         };
-        drop(h._writer.borrow_mut().take());
-        for (_, tx) in h.waiting.borrow_mut().drain() {
-            let _ = tx.try_send(Answer::NotLeader);
+        h.failed.set(true);
+        let _ = h.writes.send(None).await;
+        let writer = h.writer.borrow_mut().take();
+        if let Some(writer) = writer {
+            writer.await;
+        }
+        answer_all(&h);
+    }
+
+    /// Removes every group (before the host is dropped: the writers hold only weak
+    /// references to it).
+    pub async fn close(&self) {
+        let groups: Vec<u64> = self.replicas.borrow().keys().copied().collect();
+        for g in groups {
+            self.remove(g).await;
         }
     }
 
@@ -242,7 +265,7 @@ impl Host {
                     "partition replica leadership");
             }
             let has_write = t.number != 0 || t.checkpoint.is_some();
-            if has_write && h.writes.try_send(t).is_err() {
+            if has_write && h.writes.try_send(Some(t)).is_err() {
                 unreachable!("checked for room above, on this thread");
             }
         }
@@ -256,21 +279,35 @@ impl Host {
     }
 }
 
-/// The writer of one replica: carries out its turns' writes in order.
+/// Answers every producer still waiting on `h`.
+fn answer_all(h: &Hosted) {
+    for (_, tx) in h.waiting.borrow_mut().drain() {
+        let _ = tx.try_send(Answer::NotLeader);
+    }
+}
+
+/// The writer of one replica: carries out its turns' writes in order, until told to stop
+/// or a write fails (then the replica leaves the host and its producers are answered).
 async fn write_turns(
-    host: Rc<Host>,
+    host: std::rc::Weak<Host>,
     group: u64,
     h: Rc<Hosted>,
     mut store: ReplicaStore,
-    queued: local_channel::LocalReceiver<Turn>,
+    queued: local_channel::LocalReceiver<Option<Turn>>,
     catch_up: CatchUpSource,
 ) {
-    while let Some(mut t) = queued.recv().await {
+    while let Some(Some(mut t)) = queued.recv().await {
         if let Err(e) = write_one(&h, &mut store, &mut t, &catch_up).await {
-            tracing::error!(group, error = %e, "partition replica write failed; replica stopped");
-            h.failed.set(true);
+            if !h.failed.replace(true) {
+                tracing::error!(group, error = %e, "partition replica write failed; replica stopped");
+            }
+            if let Some(host) = host.upgrade() {
+                host.replicas.borrow_mut().remove(&group);
+            }
+            answer_all(&h);
             return;
         }
+        let Some(host) = host.upgrade() else { return };
         for m in std::mem::take(&mut t.send_after_write) {
             host.send(group, &h, m);
         }
@@ -286,7 +323,7 @@ async fn write_one(
     catch_up: &CatchUpSource,
 ) -> Result<(), ReplicaError> {
     let copied = match t.catch_up {
-        Some(c) => copy_until_done(c, catch_up).await,
+        Some(c) => copy_until_done(h, c, catch_up).await?,
         None => Vec::new(),
     };
     if t.number != 0 {
@@ -297,20 +334,45 @@ async fn write_one(
     Ok(())
 }
 
-/// The leader's batches for a catch-up, asked again every second while the copy fails (the
-/// leader is unreachable or busy). A leader gone for good stalls this replica's writes until
-/// a restart, when it rebuilds from its own log and the new leader catches it up; the other
-/// replicas go on meanwhile (a restoring replica still votes).
-async fn copy_until_done(c: CatchUp, catch_up: &CatchUpSource) -> Vec<Bytes> {
+/// The batches a catch-up needs, `keep` to exactly `until`, from the leader that sent the
+/// checkpoint or else from any other replica (those offsets are committed, so a majority
+/// holds them, and a follower catching up must not wait on a dead leader: until its write is
+/// done it sends nothing, votes included). Asked around again every second; given up when
+/// the replica is being removed.
+async fn copy_until_done(
+    h: &Hosted,
+    c: CatchUp,
+    catch_up: &CatchUpSource,
+) -> Result<Vec<Bytes>, ReplicaError> {
+    if c.keep >= c.until {
+        return Ok(Vec::new()); // nothing to copy: the log is cut to `keep` only
+    }
+    let mut sources: Vec<u64> = c.leader.into_iter().collect();
+    sources.extend(h.peers.keys().filter(|p| Some(**p) != c.leader));
     loop {
-        match catch_up(c).await {
-            Ok(batches) => return batches,
-            Err(e) => {
-                tracing::warn!(leader = ?c.leader, error = %e, "catch-up copy failed; retrying");
-                runtime::sleep(Duration::from_secs(1)).await;
+        for &from in &sources {
+            if h.failed.get() {
+                return Err(ReplicaError::NotLeader(None));
+            }
+            let ask = CatchUp {
+                leader: Some(from),
+                ..c
+            };
+            match catch_up(ask).await {
+                Ok(batches) if reaches(&batches, c.until) => return Ok(batches),
+                Ok(_) => tracing::debug!(from, "catch-up copy short of its end; next source"),
+                Err(e) => tracing::debug!(from, error = %e, "catch-up copy failed; next source"),
             }
         }
+        tracing::warn!(until = ?c.until, "no replica could serve a catch-up; retrying");
+        runtime::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Whether `batches` end exactly at `until` (an empty copy reaches nothing).
+fn reaches(batches: &[Bytes], until: Offset) -> bool {
+    let last = batches.last().and_then(|b| parse_header(b).ok());
+    last.is_some_and(|h| h.next_offset() == until)
 }
 
 #[cfg(test)]
@@ -334,14 +396,22 @@ mod tests {
         static COPIES: Cell<u64> = const { Cell::new(0) };
     }
 
-    /// A copy source reading the leader's log directly (the brokers share a process here).
-    fn source(logs: &Logs) -> CatchUpSource {
-        let logs = logs.clone();
+    type Hosts = Rc<RefCell<BTreeMap<u64, Rc<Host>>>>;
+
+    /// A copy source reading another replica's log directly (the brokers share a process
+    /// here), below that replica's high watermark.
+    fn source(logs: &Logs, hosts: &Hosts) -> CatchUpSource {
+        let (logs, hosts) = (logs.clone(), hosts.clone());
         Rc::new(move |c: CatchUp| {
-            let logs = logs.clone();
+            let (logs, hosts) = (logs.clone(), hosts.clone());
             Box::pin(async move {
                 COPIES.with(|n| n.set(n.get() + 1));
                 let leader = c.leader.ok_or(ReplicaError::NotLeader(None))?;
+                let host = hosts.borrow().get(&leader).cloned();
+                let hw = host.and_then(|h| h.high_watermark(GROUP));
+                if hw.is_none_or(|hw| hw < c.until) {
+                    return Err(ReplicaError::NotLeader(None));
+                }
                 let log = logs.borrow().get(&leader).cloned();
                 let log = log.ok_or(ReplicaError::NotLeader(None))?;
                 let mut out = Vec::new();
@@ -358,7 +428,7 @@ mod tests {
     }
 
     /// Opens broker `id`'s replica from `dir` into `host`.
-    async fn add(host: &Rc<Host>, id: u64, dir: &std::path::Path, logs: &Logs) {
+    async fn add(host: &Rc<Host>, id: u64, dir: &std::path::Path, logs: &Logs, hosts: &Hosts) {
         let log = PartitionLog::open(dir, Default::default()).await.unwrap();
         logs.borrow_mut().insert(id, log.clone());
         let (store, rebuilt) = ReplicaStore::open(log, dir, &VOTERS).await.unwrap();
@@ -369,7 +439,7 @@ mod tests {
         };
         let replica = Replica::new(&config, rebuilt.raft_log, rebuilt.checkpoint).unwrap();
         let peers = VOTERS.iter().map(|&v| (v, 0)).collect();
-        host.add(GROUP, replica, store, peers, source(logs));
+        host.add(GROUP, replica, store, peers, source(logs, hosts));
     }
 
     async fn leader(hosts: &[Rc<Host>]) -> usize {
@@ -434,6 +504,7 @@ mod tests {
                 .map(|_| tempfile::tempdir().unwrap())
                 .collect();
             let logs: Logs = Rc::default();
+            let by_id: Hosts = Rc::default();
             let (mut hosts, mut tasks) = (Vec::new(), Vec::new());
             for (&id, listener) in VOTERS.iter().zip(listeners) {
                 let me = Endpoint { node: id, shard: 0 };
@@ -444,19 +515,27 @@ mod tests {
                 let deliver: Deliver = Rc::new(move |_, msgs| h.deliver(msgs));
                 tasks.push(runtime::spawn(serve(listener, me, config, deliver)));
                 tasks.push(runtime::spawn(host.clone().run()));
-                add(&host, id, dirs[hosts.len()].path(), &logs).await;
+                by_id.borrow_mut().insert(id, host.clone());
+                add(&host, id, dirs[hosts.len()].path(), &logs, &by_id).await;
                 hosts.push(host);
             }
             let first = leader(&hosts).await;
             produce(&hosts[first], 30).await;
             // A follower's replica crashes, the others go on past what it holds in memory.
             let down = (first + 1) % 3;
-            hosts[down].remove(GROUP);
+            hosts[down].remove(GROUP).await;
             let log = logs.borrow_mut().remove(&(down as u64 + 1)).unwrap();
             log.close().await.unwrap();
             let now = leader(&hosts).await;
             produce(&hosts[now], 40).await;
-            add(&hosts[down], down as u64 + 1, dirs[down].path(), &logs).await;
+            add(
+                &hosts[down],
+                down as u64 + 1,
+                dirs[down].path(),
+                &logs,
+                &by_id,
+            )
+            .await;
             let now = leader(&hosts).await;
             produce(&hosts[now], 10).await;
             let mut converged = false;
@@ -475,8 +554,9 @@ mod tests {
                 "80 batches of 2 records and the no-ops: {end:?}"
             );
             for h in &hosts {
-                h.remove(GROUP);
+                h.close().await;
             }
+            by_id.borrow_mut().clear();
             drop(tasks);
             let all_logs: Vec<PartitionLog> = logs.borrow().values().cloned().collect();
             for log in all_logs {

@@ -251,17 +251,23 @@ impl Sim {
         while let Some(p) = pending.next() {
             let mut t = p.turn;
             if let Some(c) = t.catch_up {
+                // As the host: the leader that sent the checkpoint, else any running
+                // replica holding the range (committed, so a majority does).
                 let leader = c.leader.expect("a snapshot comes from a leader");
-                if self.nodes[(leader - 1) as usize].replica.is_none() {
-                    // The copy source is down: this write and those after it wait (the
-                    // replica still votes meanwhile, and a new leader may send a newer
-                    // checkpoint, queued behind this one).
+                // Only below its high watermark is a replica's log the committed history.
+                let holds = |n: &Node| n.replica.is_some() && n.high_watermark >= c.until;
+                let source = std::iter::once(leader)
+                    .chain(VOTERS)
+                    .find(|&s| s != i as u64 + 1 && holds(&self.nodes[(s - 1) as usize]));
+                let Some(leader) = source else {
+                    // No source runs: this write and those after it wait (and with them
+                    // every message of this replica, votes included).
                     self.blocked_copies += 1;
                     let mut rest = vec![Pending { turn: t, ..p }];
                     rest.extend(pending);
                     self.nodes[i].pending = rest;
                     return;
-                }
+                };
                 self.catch_ups += 1;
                 let from = self.nodes[(leader - 1) as usize].disk.clone();
                 let disk = &mut self.nodes[i].disk;

@@ -149,18 +149,21 @@ impl ReplicaStore {
         Ok(())
     }
 
-    /// Stores `cp` (or the one still due) once the log is synced up to its offset, so a
-    /// stored checkpoint never points past what survives a power loss; until then the older
-    /// one stands (it only costs a longer rebuild).
+    /// Stores the newest of `cp` and the checkpoint still due whose offset the log has
+    /// synced, so a stored checkpoint never points past what survives a power loss; a newer
+    /// one not synced yet stays due (until then the older one stands: it only costs a longer
+    /// rebuild).
     pub async fn checkpoint(&mut self, cp: Option<Checkpoint>) -> Result<(), ReplicaError> {
-        let Some(cp) = cp.or(self.checkpoint_due.take()) else {
-            return Ok(());
-        };
-        if !self.log.is_durable(cp.offset, Durability::Synced) {
-            self.checkpoint_due = Some(cp);
-            return Ok(());
+        let synced = |c: &Checkpoint| self.log.is_durable(c.offset, Durability::Synced);
+        let candidates = [self.checkpoint_due.take(), cp];
+        let newest_synced = candidates.iter().flatten().rfind(|c| synced(c)).copied();
+        self.checkpoint_due = candidates
+            .into_iter()
+            .flatten()
+            .rfind(|c| newest_synced.is_none_or(|s| c.index > s.index));
+        if let Some(c) = newest_synced {
+            write_small_atomic(&self.dir, CHECKPOINT_FILE, c.encode()).await?;
         }
-        write_small_atomic(&self.dir, CHECKPOINT_FILE, cp.encode()).await?;
         Ok(())
     }
 
