@@ -635,6 +635,21 @@ mod tests {
         assert!(MetaRecord::decode(b"{\"type\":\"nope\"}").is_err());
     }
 
+    /// Applies each row's record in order, checking it gives the row's result and that a
+    /// refused one changes no topic.
+    fn apply_rows(rows: &[(MetaRecord, Result<(), ApplyError>)]) -> ClusterImage {
+        let mut image = ClusterImage::default();
+        for (i, (record, want)) in rows.iter().enumerate() {
+            let before = image.topics.clone();
+            let got = image.apply(i as u64 + 1, record);
+            assert_eq!(&got, want, "row {i}: {record:?}");
+            if got.is_err() {
+                assert_eq!(image.topics, before, "row {i} changed nothing");
+            }
+        }
+        image
+    }
+
     /// Replica sets: one per partition, all of one size, distinct, of known brokers; a
     /// replicated topic grows with sets for the old partitions unchanged.
     #[test]
@@ -683,15 +698,7 @@ mod tests {
                 Ok(()),
             ),
         ];
-        let mut image = ClusterImage::default();
-        for (i, (record, want)) in rows.iter().enumerate() {
-            let before = image.topics.clone();
-            let got = image.apply(i as u64 + 1, record);
-            assert_eq!(&got, want, "row {i}: {record:?}");
-            if got.is_err() {
-                assert_eq!(image.topics, before, "row {i} changed nothing");
-            }
-        }
+        let image = apply_rows(&rows);
         let a = &image.topics["a"];
         assert_eq!(a.replication_factor(), 3);
         assert_eq!(a.replicas(2), [3, 1, 2]);
@@ -756,15 +763,7 @@ mod tests {
                 Err(ApplyError::Topic("a".into(), "no such partition")),
             ),
         ];
-        let mut image = ClusterImage::default();
-        for (i, (record, want)) in rows.iter().enumerate() {
-            let before = image.topics.clone();
-            let got = image.apply(i as u64 + 1, record);
-            assert_eq!(&got, want, "row {i}: {record:?}");
-            if got.is_err() {
-                assert_eq!(image.topics, before, "row {i} changed nothing");
-            }
-        }
+        let image = apply_rows(&rows);
         let a = &image.topics["a"];
         assert_eq!((a.leader(0), a.leader(1)), ((2, 3), (1, 1)));
         assert_eq!(

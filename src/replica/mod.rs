@@ -32,8 +32,34 @@ use crate::types::Offset;
 
 /// The file holding a replica's checkpoint, in the partition directory.
 pub const CHECKPOINT_FILE: &str = "raft-checkpoint";
-/// Its size: magic, index, term, offset, CRC32C.
-const CHECKPOINT_BYTES: usize = 4 + 8 + 8 + 8 + 4;
+/// A replica's small files: four bytes of magic, three `u64`s, CRC32C of what precedes it.
+const SEALED_BYTES: usize = 4 + 3 * 8 + 4;
+
+/// The bytes of a small file holding `fields` under `magic`.
+fn seal(magic: &[u8; 4], fields: [u64; 3]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(SEALED_BYTES);
+    b.extend_from_slice(magic);
+    for v in fields {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// The fields of a small file's bytes; None if they are not one under `magic` (size,
+/// magic or CRC).
+fn unseal(magic: &[u8; 4], b: &[u8]) -> Option<[u64; 3]> {
+    if b.len() != SEALED_BYTES || &b[..4] != magic {
+        return None;
+    }
+    let (body, crc) = b.split_at(SEALED_BYTES - 4);
+    if crc32c::crc32c(body).to_be_bytes() != crc {
+        return None;
+    }
+    let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+    Some([u64_at(4), u64_at(12), u64_at(20)])
+}
 
 /// Where a replica's Raft log was last folded into the segments.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,30 +75,16 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The file's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(CHECKPOINT_BYTES);
-        b.extend_from_slice(b"SLRC");
-        b.extend_from_slice(&self.index.to_be_bytes());
-        b.extend_from_slice(&self.term.to_be_bytes());
-        b.extend_from_slice(&self.offset.0.to_be_bytes());
-        let crc = crc32c::crc32c(&b);
-        b.extend_from_slice(&crc.to_be_bytes());
-        b
+        seal(b"SLRC", [self.index, self.term, self.offset.0 as u64])
     }
 
     /// Reads the file's bytes; None if they are not a checkpoint (wrong size, magic or CRC).
     pub fn decode(b: &[u8]) -> Option<Checkpoint> {
-        if b.len() != CHECKPOINT_BYTES || &b[..4] != b"SLRC" {
-            return None;
-        }
-        let (body, crc) = b.split_at(CHECKPOINT_BYTES - 4);
-        if crc32c::crc32c(body).to_be_bytes() != crc {
-            return None;
-        }
-        let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+        let [index, term, offset] = unseal(b"SLRC", b)?;
         Some(Checkpoint {
-            index: u64_at(4),
-            term: u64_at(12),
-            offset: Offset(u64_at(20) as i64),
+            index,
+            term,
+            offset: Offset(offset as i64),
         })
     }
 

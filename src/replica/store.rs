@@ -24,35 +24,18 @@ use crate::types::{Offset, TimestampMs};
 
 /// The file holding a replica's hard state (term, vote, commit), in the partition directory.
 pub const HARD_STATE_FILE: &str = "raft-state";
-/// Its size: magic, term, vote, commit, CRC32C.
-const HARD_STATE_BYTES: usize = 4 + 8 + 8 + 8 + 4;
-
 /// The hard state file's bytes.
 pub fn encode_hard_state(hs: &HardState) -> Vec<u8> {
-    let mut b = Vec::with_capacity(HARD_STATE_BYTES);
-    b.extend_from_slice(b"SLRS");
-    for v in [hs.term, hs.vote, hs.commit] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    let crc = crc32c::crc32c(&b);
-    b.extend_from_slice(&crc.to_be_bytes());
-    b
+    super::seal(b"SLRS", [hs.term, hs.vote, hs.commit])
 }
 
 /// Reads the hard state file's bytes; None if they are not one (size, magic or CRC).
 pub fn decode_hard_state(b: &[u8]) -> Option<HardState> {
-    if b.len() != HARD_STATE_BYTES || &b[..4] != b"SLRS" {
-        return None;
-    }
-    let (body, crc) = b.split_at(HARD_STATE_BYTES - 4);
-    if crc32c::crc32c(body).to_be_bytes() != crc {
-        return None;
-    }
-    let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+    let [term, vote, commit] = super::unseal(b"SLRS", b)?;
     Some(HardState {
-        term: u64_at(4),
-        vote: u64_at(12),
-        commit: u64_at(20),
+        term,
+        vote,
+        commit,
         ..HardState::default()
     })
 }
