@@ -168,7 +168,11 @@ pub async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
                     out.epochs_changed |= out.epochs.truncate_from(from.next_offset);
                     epochs_cut = true;
                 }
+                // An epoch the scan finds that the file lacks must reach the file (at the next
+                // checkpoint or clean close), or a later clean open would miss it.
+                let known = out.epochs.clone();
                 let (seg, file_bytes) = scan_segment(&file, from, config, &mut out.epochs).await?;
+                out.epochs_changed |= out.epochs != known;
                 out.scanned_bytes += seg.log_bytes - start;
                 let torn = file_bytes.saturating_sub(seg.log_bytes);
                 if torn > 0 && has_data_after(&file, seg.log_bytes).await? {
