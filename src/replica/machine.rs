@@ -275,8 +275,13 @@ impl Replica {
 
     /// Where this replica's Raft log ends in offsets (written or not).
     pub fn log_end(&self) -> Offset {
-        self.end_of(self.checkpoint.index + self.known.len() as u64)
+        self.end_of(self.last_known())
             .expect("the last known entry has an end")
+    }
+
+    /// The index of the last entry in `known` (the checkpoint's when there is none).
+    fn last_known(&self) -> u64 {
+        self.checkpoint.index + self.known.len() as u64
     }
 
     /// The checkpoint the raft log starts after.
@@ -319,23 +324,19 @@ impl Replica {
             }
         }
         self.last_at_tick = self.group.last_index();
-        let now = self.ticks;
-        let applied = self.applied;
-        let late: Vec<u64> = self
-            .waiting
-            .iter()
-            .filter(|(_, w)| w.deadline_tick <= now)
-            .map(|(index, _)| *index)
-            .collect();
-        for index in late {
-            let w = self.waiting.remove(&index).expect("listed");
+        let (now, applied, decided) = (self.ticks, self.applied, &mut self.decided);
+        self.waiting.retain(|&index, w| {
+            if w.deadline_tick > now {
+                return true;
+            }
             let answer = if w.wait == Wait::Committed && index <= applied {
                 Answer::NotEnoughReplicasAfterAppend
             } else {
                 Answer::TimedOut
             };
-            self.decided.push((w.token, answer));
-        }
+            decided.push((w.token, answer));
+            false
+        });
     }
 
     /// A message from another replica.
@@ -366,17 +367,11 @@ impl Replica {
         }
         self.sync_known();
         let base = self.log_end();
-        let term = self.leadership().term;
-        if batch.len() < crate::storage::batch::HEADER_BYTES {
-            return Err(ReplicaError::NotABatch);
-        }
-        assign_offset(&mut batch, base, epoch_of(term));
-        let data = batch.freeze();
-        let end = parse_header(&data)
-            .map_err(|_| ReplicaError::NotABatch)?
-            .next_offset();
-        let (index, term) = self.group.propose_bytes(data)?;
-        assert_eq!(index, self.checkpoint.index + self.known.len() as u64 + 1);
+        let h = parse_header(&batch).map_err(|_| ReplicaError::NotABatch)?;
+        let end = base.plus(i64::from(h.last_offset_delta) + 1);
+        assign_offset(&mut batch, base, epoch_of(self.leadership().term));
+        let (index, term) = self.group.propose_bytes(batch.freeze())?;
+        assert_eq!(index, self.last_known() + 1);
         self.known.push_back((term, end));
         if wait != Wait::Nothing {
             let deadline_tick = self.ticks + timeout_ticks.max(1);
@@ -434,10 +429,10 @@ impl Replica {
                 self.writes.push_back((work.number, self.stored));
             }
             self.apply(&work.committed);
-            // Waiters whose entries are done are answered before a change of leadership
-            // answers the rest NOT_LEADER_OR_FOLLOWER.
-            self.settle();
             if let Some(l) = work.leadership {
+                // Waiters whose entries are done are answered before the change of
+                // leadership answers the rest NOT_LEADER_OR_FOLLOWER.
+                self.settle();
                 self.lead_or_follow(l);
                 t.leadership = Some(l);
             }
@@ -474,10 +469,7 @@ impl Replica {
         self.checkpoint = cp;
         self.known.clear();
         self.stored = cp.index;
-        self.written = self.written.min(cp.index);
-        for w in self.writes.iter_mut() {
-            w.1 = w.1.min(cp.index);
-        }
+        self.forget_after(cp.index);
         self.restoring = Some((number, cp));
     }
 
@@ -490,10 +482,7 @@ impl Replica {
         if first <= self.stored {
             let at = self.end_of(first - 1).expect("the kept prefix is known");
             t.truncate_to = Some(at);
-            self.written = self.written.min(first - 1);
-            for w in self.writes.iter_mut() {
-                w.1 = w.1.min(first - 1);
-            }
+            self.forget_after(first - 1);
         }
         for e in entries {
             let prev = self.end_of(e.index - 1).expect("entries are contiguous");
@@ -505,6 +494,15 @@ impl Replica {
             }
         }
         self.stored = entries.last().map_or(self.stored, |e| e.index);
+    }
+
+    /// Entries after `index` are cut (or replaced by a catch-up): neither what is written
+    /// nor a write still in flight counts past it.
+    fn forget_after(&mut self, index: u64) {
+        self.written = self.written.min(index);
+        for w in self.writes.iter_mut() {
+            w.1 = w.1.min(index);
+        }
     }
 
     /// Committed entries: the high watermark moves to the last one's end.
@@ -547,29 +545,27 @@ impl Replica {
 
     /// Answers the waiters whose condition now holds.
     fn settle(&mut self) {
-        let done: Vec<u64> = self
-            .waiting
-            .iter()
-            .filter(|(index, w)| match w.wait {
-                Wait::Nothing => true,
-                Wait::Written => **index <= self.written,
-                Wait::Committed => {
-                    **index <= self.applied && self.holding(**index) >= self.min_insync
-                }
-            })
-            .map(|(index, _)| *index)
-            .collect();
-        for index in done {
-            let w = self.waiting.remove(&index).expect("listed");
-            self.decided.push((w.token, Answer::Done));
+        if self.waiting.is_empty() {
+            return;
         }
-    }
-
-    /// Replicas holding entry `index` durably, this one included.
-    fn holding(&self, index: u64) -> usize {
-        let me = usize::from(self.written >= index);
-        let followers = self.group.followers();
-        me + followers.iter().filter(|f| f.matched >= index).count()
+        let matched: Vec<u64> = self.group.followers().iter().map(|f| f.matched).collect();
+        let (written, applied, min_insync) = (self.written, self.applied, self.min_insync);
+        // Replicas holding entry `index` durably, this one included.
+        let holding = |index: u64| {
+            usize::from(written >= index) + matched.iter().filter(|&&m| m >= index).count()
+        };
+        let decided = &mut self.decided;
+        self.waiting.retain(|&index, w| {
+            let done = match w.wait {
+                Wait::Nothing => true,
+                Wait::Written => index <= written,
+                Wait::Committed => index <= applied && holding(index) >= min_insync,
+            };
+            if done {
+                decided.push((w.token, Answer::Done));
+            }
+            !done
+        });
     }
 
     /// Folds applied entries into a new checkpoint once more than twice the bound are held,
@@ -611,7 +607,7 @@ impl Replica {
     fn sync_known(&mut self) {
         let last = self.group.last_index();
         let cp = self.checkpoint.index;
-        let mut k = (cp + self.known.len() as u64).min(last);
+        let mut k = self.last_known().min(last);
         while k > cp && self.group.term(k) != Some(self.known[(k - cp - 1) as usize].0) {
             k -= 1;
         }
