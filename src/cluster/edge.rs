@@ -195,18 +195,11 @@ pub async fn run_voter(me: Broker, cluster: ClusterConfig, data_dir: &Path, inst
     edge.publish(since.get());
     edge.install_image();
     tracing::info!(node_id, voters = ?voters, listen = %cluster.listen, "metadata voter started");
-    let mut next_tick = Instant::now() + TICK;
+    let mut ticker = runtime::Ticker::new(TICK);
     let mut ticks: u64 = 0;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        futures_lite::future::or(runtime::sleep(wait), async {
-            let _ = wake_rx.recv().await;
-        })
-        .await;
-        if Instant::now() >= next_tick {
+        if ticker.wait_or(&wake_rx).await {
             edge.node.borrow_mut().tick();
-            // Ticks missed while the shard was busy are not made up in a burst.
-            next_tick = (next_tick + TICK).max(Instant::now());
             ticks += 1;
             if ticks % REGISTER_EVERY_TICKS == 0 {
                 edge.register(&out);

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use raft::eraftpb::Message;
@@ -51,7 +51,6 @@ struct Hosted {
     /// Producers waiting for their answer, by token.
     waiting: RefCell<HashMap<u64, local_channel::LocalSender<Answer>>>,
     next_token: Cell<u64>,
-    high_watermark: Cell<Offset>,
     /// Its writer stopped (a storage error) or is stopping (`remove`): the replica takes no
     /// more work.
     failed: Cell<bool>,
@@ -99,7 +98,6 @@ impl Host {
         );
         let (writes, queued) = local_channel::new_bounded(WRITES_QUEUED_MAX);
         let hosted = Rc::new(Hosted {
-            high_watermark: Cell::new(replica.high_watermark()),
             replica: RefCell::new(replica),
             peers,
             writes,
@@ -143,7 +141,7 @@ impl Host {
     /// Messages the transport delivered: (group, message).
     pub fn deliver(&self, msgs: Vec<(u64, Message)>) {
         for (group, m) in msgs {
-            let Some(h) = self.replicas.borrow().get(&group).cloned() else {
+            let Some(h) = self.hosted(group) else {
                 continue; // a replica this shard does not hold (yet, or any more)
             };
             // A stale or duplicated message may be refused; Raft stays consistent.
@@ -163,8 +161,7 @@ impl Host {
         wait: Wait,
         timeout_ticks: u64,
     ) -> Result<(Offset, Option<local_channel::LocalReceiver<Answer>>), ReplicaError> {
-        let h = self.replicas.borrow().get(&group).cloned();
-        let h = h.ok_or(ReplicaError::NotLeader(None))?;
+        let h = self.hosted(group).ok_or(ReplicaError::NotLeader(None))?;
         if h.failed.get() {
             return Err(ReplicaError::NotLeader(None));
         }
@@ -185,30 +182,28 @@ impl Host {
 
     /// The high watermark of `group`'s replica here, if hosted.
     pub fn high_watermark(&self, group: u64) -> Option<Offset> {
-        let h = self.replicas.borrow().get(&group).cloned();
-        h.map(|h| h.high_watermark.get())
+        let h = self.hosted(group)?;
+        let hw = h.replica.borrow().high_watermark();
+        Some(hw)
     }
 
     /// Whether this shard's replica of `group` leads it.
     pub fn is_leader(&self, group: u64) -> bool {
-        let h = self.replicas.borrow().get(&group).cloned();
+        let h = self.hosted(group);
         h.is_some_and(|h| h.replica.borrow().is_leader())
+    }
+
+    fn hosted(&self, group: u64) -> Option<Rc<Hosted>> {
+        self.replicas.borrow().get(&group).cloned()
     }
 
     /// Ticks the replicas every [`TICK`] and carries out their work as it comes, until the
     /// task is dropped. Once per host.
     pub async fn run(self: Rc<Self>) {
         let woken = self.woken.borrow_mut().take().expect("a host runs once");
-        let mut next_tick = Instant::now() + TICK;
+        let mut ticker = runtime::Ticker::new(TICK);
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            futures_lite::future::or(runtime::sleep(wait), async {
-                let _ = woken.recv().await;
-            })
-            .await;
-            if Instant::now() >= next_tick {
-                // Ticks missed while the shard was busy are not made up in a burst.
-                next_tick = (next_tick + TICK).max(Instant::now());
+            if ticker.wait_or(&woken).await {
                 let all: Vec<(u64, Rc<Hosted>)> = self.all();
                 for (group, h) in all {
                     h.replica.borrow_mut().tick();
@@ -233,7 +228,7 @@ impl Host {
     fn drive(&self) {
         let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
         for group in dirty {
-            let Some(h) = self.replicas.borrow().get(&group).cloned() else {
+            let Some(h) = self.hosted(group) else {
                 continue;
             };
             self.drive_one(group, &h);
@@ -251,9 +246,6 @@ impl Host {
             };
             for m in std::mem::take(&mut t.send) {
                 self.send(group, h, m);
-            }
-            if let Some(hw) = t.high_watermark.take() {
-                h.high_watermark.set(hw);
             }
             for (token, answer) in std::mem::take(&mut t.decided) {
                 if let Some(tx) = h.waiting.borrow_mut().remove(&token) {

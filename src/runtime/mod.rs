@@ -232,6 +232,39 @@ pub fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 pub use glommio::channels::local_channel;
+
+/// A timer of fixed ticks that a wake-up can cut short, for the loops that tick Raft
+/// groups and carry out their work as it comes (the metadata voter, a shard's replicas).
+pub struct Ticker {
+    every: Duration,
+    next: std::time::Instant,
+}
+
+impl Ticker {
+    /// Ticks every `every`, the first one `every` from now.
+    pub fn new(every: Duration) -> Ticker {
+        Ticker {
+            every,
+            next: std::time::Instant::now() + every,
+        }
+    }
+
+    /// Waits for the next tick or a message on `woken`, whichever comes first; true if a
+    /// tick is due. Ticks missed while the thread was busy are not made up in a burst.
+    pub async fn wait_or(&mut self, woken: &local_channel::LocalReceiver<()>) -> bool {
+        let now = std::time::Instant::now();
+        futures_lite::future::or(sleep(self.next.saturating_duration_since(now)), async {
+            let _ = woken.recv().await;
+        })
+        .await;
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.next = (self.next + self.every).max(now);
+        true
+    }
+}
 pub use glommio::net::{TcpListener, TcpStream};
 
 /// A listener on `addr` that no other socket may share: unlike `TcpListener::bind` (which
