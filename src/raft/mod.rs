@@ -10,7 +10,7 @@ pub mod disk;
 pub mod group;
 pub mod log;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 pub mod wire;
 
 pub use group::{FollowerProgress, Group, GroupConfig, Leadership, Work, Write};

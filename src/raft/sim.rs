@@ -32,6 +32,52 @@ const CALM: Faults = Faults {
     compact: 0.0,
 };
 
+/// Messages in flight on a simulated network, by the step they arrive at: dropped, duplicated
+/// and delayed when sent, lost on a cut link when due. Shared with the replica simulation.
+#[derive(Default)]
+pub(crate) struct Wire {
+    queued: Vec<(u64, Message)>,
+    /// Links that lose everything: (from, to).
+    pub cut: HashSet<(u64, u64)>,
+}
+
+impl Wire {
+    /// Sends `msgs` at step `now`: each dropped with probability `drop`, else sent twice with
+    /// probability `duplicate`, each copy arriving 1 to `delay_steps_max` steps later.
+    pub fn send(
+        &mut self,
+        rng: &mut StdRng,
+        msgs: Vec<Message>,
+        now: u64,
+        (drop, duplicate, delay_steps_max): (f64, f64, u64),
+    ) {
+        for m in msgs {
+            if rng.gen_bool(drop) {
+                continue;
+            }
+            let copies = if rng.gen_bool(duplicate) { 2 } else { 1 };
+            for _ in 0..copies {
+                let at = now + 1 + rng.gen_range(0..delay_steps_max.max(1));
+                self.queued.push((at, m.clone()));
+            }
+        }
+    }
+
+    /// The messages due by step `now` over links that are not cut.
+    pub fn due(&mut self, now: u64) -> Vec<Message> {
+        let (due, later): (Vec<_>, Vec<_>) = self.queued.drain(..).partition(|(at, _)| *at <= now);
+        self.queued = later;
+        let open = |m: &Message| !self.cut.contains(&(m.from, m.to));
+        due.into_iter().map(|(_, m)| m).filter(open).collect()
+    }
+}
+
+/// Records that `id` leads in `term` (term → leader seen); fails if another did.
+pub(crate) fn one_leader_per_term(leaders: &mut BTreeMap<u64, u64>, term: u64, id: u64) {
+    let seen = *leaders.entry(term).or_insert(id);
+    assert_eq!(seen, id, "two leaders in term {term}");
+}
+
 struct Node {
     id: u64,
     group: Option<Group>,
@@ -47,8 +93,7 @@ struct Sim {
     step: u64,
     nodes: Vec<Node>,
     /// (deliver at step, message).
-    wire: Vec<(u64, Message)>,
-    cut: HashSet<(u64, u64)>,
+    wire: Wire,
     /// term → leader seen.
     leaders: BTreeMap<u64, u64>,
     /// index → (term, data) applied by anyone.
@@ -108,8 +153,7 @@ impl Sim {
             rng: StdRng::seed_from_u64(seed),
             step: 0,
             nodes,
-            wire: Vec::new(),
-            cut: HashSet::new(),
+            wire: Wire::default(),
             leaders: BTreeMap::new(),
             history: BTreeMap::new(),
             proposed: 0,
@@ -119,26 +163,12 @@ impl Sim {
     }
 
     fn send(&mut self, msgs: Vec<Message>, f: &Faults) {
-        for m in msgs {
-            if self.rng.gen_bool(f.drop) {
-                continue;
-            }
-            let copies = if self.rng.gen_bool(f.duplicate) { 2 } else { 1 };
-            for _ in 0..copies {
-                let at = self.step + 1 + self.rng.gen_range(0..f.delay_steps_max.max(1));
-                self.wire.push((at, m.clone()));
-            }
-        }
+        let faults = (f.drop, f.duplicate, f.delay_steps_max);
+        self.wire.send(&mut self.rng, msgs, self.step, faults);
     }
 
     fn deliver(&mut self) {
-        let now = self.step;
-        let (due, later): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(at, _)| *at <= now);
-        self.wire = later;
-        for (_, m) in due {
-            if self.cut.contains(&(m.from, m.to)) {
-                continue;
-            }
+        for m in self.wire.due(self.step) {
             let node = &mut self.nodes[(m.to - 1) as usize];
             if let Some(g) = node.group.as_mut() {
                 // A stale or duplicated message may be refused; raft-rs stays consistent.
@@ -186,9 +216,7 @@ impl Sim {
         for n in &self.nodes {
             let Some(g) = &n.group else { continue };
             if g.is_leader() {
-                let term = g.leadership().term;
-                let seen = *self.leaders.entry(term).or_insert(n.id);
-                assert_eq!(seen, n.id, "two leaders in term {term}");
+                one_leader_per_term(&mut self.leaders, g.leadership().term, n.id);
             }
         }
     }
@@ -206,8 +234,8 @@ impl Sim {
         if self.rng.gen_bool(f.cut) {
             let n = self.nodes.len() as u64;
             let (a, b) = (self.rng.gen_range(1..=n), self.rng.gen_range(1..=n));
-            if !self.cut.remove(&(a, b)) {
-                self.cut.insert((a, b));
+            if !self.wire.cut.remove(&(a, b)) {
+                self.wire.cut.insert((a, b));
             }
         }
         for n in &mut self.nodes {
@@ -268,7 +296,7 @@ impl Sim {
     }
 
     fn heal(&mut self) {
-        self.cut.clear();
+        self.wire.cut.clear();
         for i in 0..self.nodes.len() {
             if self.nodes[i].group.is_none() {
                 self.restart(i);

@@ -7,7 +7,7 @@
 //! replica runs. Checked at the end, once healed: every batch answered Done for acks=all is
 //! on every replica at its offset, and all logs are the same bytes. Tests only.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use raft::eraftpb::{HardState, Message};
@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 
 use super::machine::{Answer, Replica, ReplicaConfig, ReplicaError, Turn, Wait};
 use super::{Checkpoint, Fold};
+use crate::raft::sim::{one_leader_per_term, Wire};
 use crate::storage::batch::{build_test_batch, parse_header};
 use crate::types::{Offset, TimestampMs};
 
@@ -72,8 +73,7 @@ struct Sim {
     rng: StdRng,
     step: u64,
     nodes: Vec<Node>,
-    wire: Vec<(u64, Message)>,
-    cut: HashSet<(u64, u64)>,
+    wire: Wire,
     leaders: BTreeMap<u64, u64>,
     /// Proposals waiting: token → (proposer, base offset, the batch's id).
     proposed: BTreeMap<u64, (u64, Offset, i64)>,
@@ -126,8 +126,7 @@ impl Sim {
             rng: StdRng::seed_from_u64(seed),
             step: 0,
             nodes,
-            wire: Vec::new(),
-            cut: HashSet::new(),
+            wire: Wire::default(),
             leaders: BTreeMap::new(),
             proposed: BTreeMap::new(),
             next_token: 1,
@@ -171,23 +170,12 @@ impl Sim {
     }
 
     fn send(&mut self, msgs: Vec<Message>, drop: f64) {
-        for m in msgs {
-            if self.rng.gen_bool(drop) {
-                continue;
-            }
-            let at = self.step + 1 + self.rng.gen_range(0..3);
-            self.wire.push((at, m));
-        }
+        self.wire
+            .send(&mut self.rng, msgs, self.step, (drop, 0.0, 3));
     }
 
     fn deliver(&mut self) {
-        let now = self.step;
-        let (due, later): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(at, _)| *at <= now);
-        self.wire = later;
-        for (_, m) in due {
-            if self.cut.contains(&(m.from, m.to)) {
-                continue;
-            }
+        for m in self.wire.due(self.step) {
             if let Some(r) = self.nodes[(m.to - 1) as usize].replica.as_mut() {
                 let _ = r.step(m); // a stale message may be refused
             }
@@ -326,9 +314,7 @@ impl Sim {
         for n in &self.nodes {
             let Some(r) = &n.replica else { continue };
             if r.is_leader() {
-                let term = r.leadership().term;
-                let seen = *self.leaders.entry(term).or_insert(n.id);
-                assert_eq!(seen, n.id, "two leaders in term {term}");
+                one_leader_per_term(&mut self.leaders, r.leadership().term, n.id);
             }
             let mut at = Offset(0);
             for b in &n.disk.batches {
@@ -362,14 +348,14 @@ impl Sim {
             }
         }
         if self.rng.gen_bool(0.01) {
-            self.cut.clear();
+            self.wire.cut.clear();
             let a = self.rng.gen_range(1..=3u64);
             for b in VOTERS.into_iter().filter(|&b| b != a) {
-                self.cut.insert((a, b));
-                self.cut.insert((b, a));
+                self.wire.cut.insert((a, b));
+                self.wire.cut.insert((b, a));
             }
         } else if self.rng.gen_bool(0.03) {
-            self.cut.clear();
+            self.wire.cut.clear();
         }
     }
 
@@ -402,7 +388,7 @@ impl Sim {
 
     /// Heals the network, restarts every replica and runs until they agree.
     fn settle(&mut self) {
-        self.cut.clear();
+        self.wire.cut.clear();
         self.proposing = false;
         for i in 0..self.nodes.len() {
             if self.nodes[i].replica.is_none() {
