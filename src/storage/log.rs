@@ -167,6 +167,21 @@ struct Inner {
     corrupt_logged: Cell<Option<(Offset, u64)>>,
     /// The last retention run failed (its failure is logged once).
     retention_failing: Cell<bool>,
+    /// A retention run is under way: runs take turns (the periodic one and DeleteRecords would
+    /// otherwise write the log-start checkpoint's temp file at once and one rename would fail).
+    retention_running: Cell<bool>,
+    /// Notified when a retention run ends.
+    retention_done: Event,
+}
+
+/// Ends a retention run's turn, also when its future is dropped part way.
+struct RetentionTurn<'a>(&'a Inner);
+
+impl Drop for RetentionTurn<'_> {
+    fn drop(&mut self) {
+        self.0.retention_running.set(false);
+        self.0.retention_done.notify(usize::MAX);
+    }
 }
 
 impl Drop for Inner {
@@ -221,6 +236,8 @@ impl PartitionLog {
             ahead_progress: Event::new(),
             corrupt_logged: Cell::new(None),
             retention_failing: Cell::new(false),
+            retention_running: Cell::new(false),
+            retention_done: Event::new(),
         });
         io::spawn(run_flusher(inner.clone())).detach();
         Ok(PartitionLog { inner })
@@ -932,7 +949,18 @@ impl PartitionLog {
     /// active segment and deletes the segments that may go. Run periodically by the owner. A
     /// failure is logged when it starts and when it ends, not at every run.
     pub async fn enforce_retention(&self, now: TimestampMs) -> Result<()> {
-        let result = self.apply_retention(now).await;
+        let inner = &self.inner;
+        while inner.retention_running.get() {
+            let done = inner.retention_done.listen();
+            if inner.retention_running.get() {
+                done.await;
+            }
+        }
+        inner.retention_running.set(true);
+        let result = {
+            let _turn = RetentionTurn(inner);
+            self.apply_retention(now).await
+        };
         let failing = &self.inner.retention_failing;
         match &result {
             Err(e) if !failing.replace(true) => {
