@@ -949,20 +949,13 @@ impl PartitionLog {
     /// active segment and deletes the segments that may go. Run periodically by the owner. A
     /// failure is logged when it starts and when it ends, not at every run.
     pub async fn enforce_retention(&self, now: TimestampMs) -> Result<()> {
-        let inner = &self.inner;
-        while inner.retention_running.get() {
-            let done = inner.retention_done.listen();
-            if inner.retention_running.get() {
-                done.await;
-            }
-        }
-        inner.retention_running.set(true);
         let result = {
-            let _turn = RetentionTurn(inner);
+            let _turn = self.retention_turn().await?;
             self.apply_retention(now).await
         };
         let failing = &self.inner.retention_failing;
         match &result {
+            Err(StorageError::Closed) => {}
             Err(e) if !failing.replace(true) => {
                 tracing::warn!(dir = %self.inner.dir.display(), error = %e, "retention failed; retrying");
             }
@@ -972,6 +965,26 @@ impl PartitionLog {
             _ => {}
         }
         result
+    }
+
+    /// Waits until no retention run is under way and takes the turn, given back when the
+    /// [`RetentionTurn`] is dropped; Closed once the log is closing (its last start is
+    /// written by `close`).
+    async fn retention_turn(&self) -> Result<RetentionTurn<'_>> {
+        let inner = &self.inner;
+        loop {
+            if inner.closing.get() {
+                return Err(StorageError::Closed);
+            }
+            if !inner.retention_running.get() {
+                inner.retention_running.set(true);
+                return Ok(RetentionTurn(inner));
+            }
+            let done = inner.retention_done.listen();
+            if inner.retention_running.get() && !inner.closing.get() {
+                done.await;
+            }
+        }
     }
 
     async fn apply_retention(&self, now: TimestampMs) -> Result<()> {
@@ -1069,6 +1082,15 @@ impl PartitionLog {
         self.inner.closing.set(true);
         self.inner.work.notify(1);
         self.flusher_stopped().await;
+        // A retention run under way finishes first (it writes the log-start file too); the
+        // turn is never given back, so none runs after (those waiting see the log closing).
+        while self.inner.retention_running.get() {
+            let done = self.inner.retention_done.listen();
+            if self.inner.retention_running.get() {
+                done.await;
+            }
+        }
+        self.inner.retention_running.set(true);
         // Sealed files close now, not when the last handle goes: a deleted topic's space is
         // freed at once.
         files::forget_log(self.inner.cache_id);

@@ -1190,3 +1190,40 @@ fn delete_records_and_retention_at_once_both_succeed() {
         log.close().await.unwrap();
     });
 }
+
+/// DeleteRecords racing a close: the close waits for the run under way (both write the
+/// log-start file), later runs answer Closed, and the log reopens at the moved start.
+#[test]
+fn close_waits_for_a_retention_run_and_later_runs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for i in 0..40 {
+            let b = build_test_batch(2, 100, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            last = info.ticket;
+        }
+        log.wait(last, Durability::Synced).await.unwrap();
+        let (deleted, closed) = futures_lite::future::zip(
+            log.delete_records(Offset(30), TimestampMs(100)),
+            log.close(),
+        )
+        .await;
+        assert_eq!(deleted.unwrap(), Offset(30));
+        closed.unwrap();
+        assert!(matches!(
+            log.enforce_retention(TimestampMs(100)).await,
+            Err(StorageError::Closed)
+        ));
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        assert_eq!(log.log_start(), Offset(30));
+        log.close().await.unwrap();
+    });
+}
