@@ -5,11 +5,13 @@
 //! topic created twice by two leaders' proposals racing a term change) changes nothing and
 //! says so, the same way on every node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::place;
-use crate::metadata::{BrokerAddr, ClusterMeta, Place, Snapshot, TopicConfigs, TopicMeta};
+use crate::metadata::{
+    BrokerAddr, ClusterMeta, Place, ReplicaSet, Snapshot, TopicConfigs, TopicMeta,
+};
 
 /// A broker as the cluster knows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -403,10 +405,20 @@ impl ClusterImage {
                 (*id, addr)
             })
             .collect();
+        let sets: HashMap<uuid::Uuid, Arc<[ReplicaSet]>> = self
+            .topics
+            .values()
+            .map(|t| (t.meta.id, self.replica_sets(t, me)))
+            .collect();
         let placement = self
             .topics
             .values()
-            .map(|t| (t.meta.id, self.places(t, me)))
+            .map(|t| (t.meta.id, Self::places(t, &sets[&t.meta.id])))
+            .collect();
+        let cluster_addrs = self
+            .brokers
+            .iter()
+            .filter_map(|(id, b)| Some((*id, b.cluster_addr.parse().ok()?)))
             .collect();
         let mut voters = voters.to_vec();
         voters.sort_unstable();
@@ -417,30 +429,60 @@ impl ClusterImage {
             controller: leader,
             brokers,
             placement,
+            replicas: sets,
+            cluster_addrs,
         }));
         snap
     }
 
-    /// Where each partition is served: its leader (elected, else preferred) and the shard of
-    /// that replica on the leader's broker (`place::shard_of_replica`).
-    fn places(&self, t: &PlacedTopic, me: (i32, u32)) -> Arc<[Place]> {
+    /// Each partition's replica set: every replica's broker and its shard there
+    /// (`place::shard_of_replica`; for this broker by its own shard count, as a
+    /// registration with another count may not be committed yet), its group and epoch.
+    fn replica_sets(&self, t: &PlacedTopic, me: (i32, u32)) -> Arc<[ReplicaSet]> {
         let n = t.meta.partitions as usize;
         let sets: Vec<Vec<i32>> = (0..n).map(|p| t.replicas(p)).collect();
+        let shards_of = |broker: i32| match self.brokers.get(&broker) {
+            _ if broker == me.0 => me.1.max(1),
+            Some(b) => b.shards.max(1),
+            None => 1,
+        };
         (0..n)
             .map(|p| {
-                let broker = t.leader(p).0;
-                let shards = match self.brokers.get(&broker) {
-                    _ if broker == me.0 => me.1.max(1),
-                    Some(b) => b.shards.max(1),
-                    None => 1,
-                };
-                let j = sets[p].iter().position(|&b| b == broker).unwrap_or(0);
-                let shard =
-                    place::shard_of_replica(&t.meta.id, p as i32, j, &sets, shards as usize);
-                Place {
-                    broker,
-                    shard: shard as u32,
+                let members = sets[p]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &broker)| {
+                        let shards = shards_of(broker) as usize;
+                        let shard = place::shard_of_replica(&t.meta.id, p as i32, j, &sets, shards);
+                        Place {
+                            broker,
+                            shard: shard as u32,
+                        }
+                    })
+                    .collect();
+                let replicated = sets[p].len() > 1;
+                ReplicaSet {
+                    group: if replicated {
+                        t.group(p as i32).unwrap_or(0)
+                    } else {
+                        0
+                    },
+                    members,
+                    epoch: t.leader(p).1,
                 }
+            })
+            .collect()
+    }
+
+    /// Where each partition is served: its leader's replica (the elected leader, else the
+    /// preferred one) among `sets`.
+    fn places(t: &PlacedTopic, sets: &[ReplicaSet]) -> Arc<[Place]> {
+        sets.iter()
+            .enumerate()
+            .map(|(p, set)| {
+                let leader = t.leader(p).0;
+                let place = set.members.iter().find(|m| m.broker == leader);
+                *place.unwrap_or(&set.members[0])
             })
             .collect()
     }
@@ -775,7 +817,15 @@ mod tests {
         let snap = image.registry_for((2, 2), &[1, 2, 3], Some(1));
         let c = snap.cluster.as_ref().unwrap();
         let id = Uuid::from_u128(1);
-        assert_eq!(c.replica(&id, 0), Some(2), "served by its elected leader");
+        assert_eq!(c.leader(&id, 0), Some(2), "served by its elected leader");
+        assert_eq!(
+            c.replica(&id, 0),
+            Some(a.brokers[0]),
+            "the preferred leader"
+        );
+        let view = c.view(&id, 0);
+        assert_eq!((view.epoch, view.replicas), (3, a.replicas(0)));
+        assert_eq!(c.replica_set(&id, 0).unwrap().group, 1 << 24);
         let sets = [a.replicas(0), a.replicas(1)];
         let shard = place::shard_of_replica(&id, 0, 1, &sets, 2);
         assert!(matches!(snap.locate(&id, 0, 2), crate::metadata::Where::Here(s) if s == shard));

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub use configs::{TopicConfigError, TopicConfigs};
-pub use placement::{BrokerAddr, ClusterMeta, PartitionHealth, Place, Where};
+pub use placement::{
+    BrokerAddr, ClusterMeta, PartitionHealth, PartitionView, Place, ReplicaSet, Where,
+};
 
 /// One topic as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,13 +81,18 @@ impl Snapshot {
         }
     }
 
-    /// A partition's (leader, replica) as Metadata reports them, for broker `me`: on a single
-    /// broker both are `me`; in a cluster the replica is the broker the partition is placed
-    /// on (-1 if unknown) and the leader that broker while it is alive (None: no leader).
-    pub fn partition_nodes(&self, id: &Uuid, index: i32, me: i32) -> (Option<i32>, i32) {
+    /// A partition as Metadata reports it, for broker `me`: on a single broker `me` leads
+    /// and is the only replica; in a cluster the registry's replica set, leader and epoch.
+    pub fn partition_view(&self, id: &Uuid, index: i32, me: i32) -> PartitionView {
         match &self.cluster {
-            None => (Some(me), me),
-            Some(c) => (c.leader(id, index), c.replica(id, index).unwrap_or(-1)),
+            None => PartitionView {
+                leader: Some(me),
+                epoch: 0,
+                replicas: vec![me],
+                isr: vec![me],
+                offline: Vec::new(),
+            },
+            Some(c) => c.view(id, index),
         }
     }
 

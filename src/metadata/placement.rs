@@ -6,6 +6,7 @@
 //! elsewhere (NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR).
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -28,6 +29,45 @@ pub struct Place {
     pub broker: i32,
     /// The shard on that broker.
     pub shard: u32,
+}
+
+/// A partition's replicas as the registry places them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaSet {
+    /// Its Raft group id (0: one replica, no group).
+    pub group: u64,
+    /// Each replica's broker and its shard there, the preferred leader first.
+    pub members: Vec<Place>,
+    /// The leader epoch: the elected leader's as it reported it (0 before any report).
+    pub epoch: i32,
+}
+
+impl ReplicaSet {
+    /// Whether the partition has more than one replica (a Raft group).
+    pub fn is_replicated(&self) -> bool {
+        self.members.len() > 1
+    }
+
+    /// The replicas' brokers, the preferred leader first.
+    pub fn brokers(&self) -> Vec<i32> {
+        self.members.iter().map(|m| m.broker).collect()
+    }
+}
+
+/// A partition as Metadata and DescribeTopicPartitions report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    /// The leader, None while it (or, unreplicated, its only broker) is dead.
+    pub leader: Option<i32>,
+    /// The leader epoch.
+    pub epoch: i32,
+    /// Every replica's broker, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The replicas counted in sync: those on live brokers while there is a leader (the
+    /// registry does not carry the leader's own in-sync set).
+    pub isr: Vec<i32>,
+    /// The replicas on dead brokers.
+    pub offline: Vec<i32>,
 }
 
 /// Partition counts by health (`ClusterMeta::partition_health`).
@@ -63,8 +103,12 @@ pub struct ClusterMeta {
     pub controller: Option<i32>,
     /// Every registered broker by node id.
     pub brokers: BTreeMap<i32, BrokerAddr>,
-    /// Each topic's partitions, in index order.
+    /// Each topic's partitions, in index order: where each is served (its leader's replica).
     pub placement: HashMap<Uuid, Arc<[Place]>>,
+    /// Each topic's replica sets, in index order (absent: the placement's broker alone).
+    pub replicas: HashMap<Uuid, Arc<[ReplicaSet]>>,
+    /// Each registered broker's cluster listener (its shard 0's; shard i at port + i).
+    pub cluster_addrs: BTreeMap<i32, SocketAddr>,
 }
 
 impl ClusterMeta {
@@ -89,10 +133,44 @@ impl ClusterMeta {
         }
     }
 
-    /// The broker a partition lives on, alive or not (its one replica).
+    /// A partition's preferred leader, alive or not (the broker new partitions' records
+    /// keep for the existing ones).
     pub fn replica(&self, id: &Uuid, index: i32) -> Option<i32> {
-        let place = self.placement.get(id)?.get(index as usize)?;
-        Some(place.broker)
+        match self.replica_set(id, index) {
+            Some(set) => set.members.first().map(|m| m.broker),
+            None => Some(self.placement.get(id)?.get(index as usize)?.broker),
+        }
+    }
+
+    /// A partition's replica set, if the registry gives one.
+    pub fn replica_set(&self, id: &Uuid, index: i32) -> Option<&ReplicaSet> {
+        self.replicas.get(id)?.get(usize::try_from(index).ok()?)
+    }
+
+    /// Whether broker `b` is alive (this broker always is, to itself).
+    fn alive(&self, b: i32) -> bool {
+        b == self.me || self.brokers.get(&b).is_some_and(|a| a.alive)
+    }
+
+    /// Partition `index` of topic `id` for Metadata.
+    pub fn view(&self, id: &Uuid, index: i32) -> PartitionView {
+        let leader = self.leader(id, index);
+        let (replicas, epoch) = match self.replica_set(id, index) {
+            Some(set) => (set.brokers(), set.epoch),
+            None => (self.replica(id, index).into_iter().collect(), 0),
+        };
+        let (mut isr, offline): (Vec<i32>, Vec<i32>) =
+            replicas.iter().partition(|&&b| self.alive(b));
+        if leader.is_none() {
+            isr.clear();
+        }
+        PartitionView {
+            leader,
+            epoch,
+            replicas,
+            isr,
+            offline,
+        }
     }
 
     /// The partitions' health as this broker's image sees it, for the metrics: how many
@@ -101,16 +179,18 @@ impl ClusterMeta {
     /// partition has one replica, its leader).
     pub fn partition_health(&self) -> PartitionHealth {
         let mut h = PartitionHealth::default();
-        let alive = |b: &i32| self.brokers.get(b).is_some_and(|a| a.alive) || *b == self.me;
-        for place in self.placement.values().flat_map(|p| p.iter()) {
-            if !alive(&place.broker) {
-                h.offline += 1;
-                continue;
-            }
-            *h.leaders.entry(place.broker).or_default() += 1;
-            let replicas = std::slice::from_ref(&place.broker);
-            if place.broker == self.me && !replicas.iter().all(alive) {
-                h.under_replicated_here += 1;
+        for (id, places) in &self.placement {
+            for (i, place) in places.iter().enumerate() {
+                if !self.alive(place.broker) {
+                    h.offline += 1;
+                    continue;
+                }
+                *h.leaders.entry(place.broker).or_default() += 1;
+                let set = self.replica_set(id, i as i32);
+                let all_alive = set.is_none_or(|s| s.members.iter().all(|m| self.alive(m.broker)));
+                if place.broker == self.me && !all_alive {
+                    h.under_replicated_here += 1;
+                }
             }
         }
         h
@@ -159,6 +239,7 @@ mod tests {
             controller: Some(2),
             brokers: [(1, addr(true)), (2, addr(true)), (3, addr(false))].into(),
             placement: [(id, Arc::from(places.as_slice()))].into(),
+            ..ClusterMeta::default()
         }
     }
 

@@ -121,7 +121,7 @@ fn unknown_topic(name: &str, code: ErrorCode) -> DescribeTopicPartitionsResponse
 }
 
 /// A topic with its partitions `range`, each with its leader and replica as Metadata gives
-/// them (`Snapshot::partition_nodes`, for broker `node`).
+/// them (`Snapshot::partition_view`, for broker `node`).
 fn describe(
     snap: &Snapshot,
     t: &TopicMeta,
@@ -130,20 +130,17 @@ fn describe(
 ) -> DescribeTopicPartitionsResponseTopic {
     let partitions = range
         .map(|i| {
-            let (leader, replica) = snap.partition_nodes(&t.id, i, node.0);
-            let (isr, offline) = match leader {
-                Some(l) => (vec![BrokerId(l)], Vec::new()),
-                None => (Vec::new(), vec![BrokerId(replica)]),
-            };
+            let v = snap.partition_view(&t.id, i, node.0);
+            let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
             DescribeTopicPartitionsResponsePartition::default()
                 .with_partition_index(i)
-                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(replica)])
-                .with_isr_nodes(isr)
+                .with_leader_id(BrokerId(v.leader.unwrap_or(-1)))
+                .with_leader_epoch(v.epoch)
+                .with_replica_nodes(ids(v.replicas))
+                .with_isr_nodes(ids(v.isr))
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()))
-                .with_offline_replicas(offline)
+                .with_offline_replicas(ids(v.offline))
         })
         .collect();
     DescribeTopicPartitionsResponseTopic::default()

@@ -110,25 +110,24 @@ fn error_topic(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_topic_id(id)
 }
 
-/// A topic's entry: each partition with its leader, its only replica and in-sync replica (on
-/// a single broker, this one; in a cluster, the broker the registry places it on, with
-/// leader -1, no in-sync replica and LEADER_NOT_AVAILABLE while that broker is dead).
+/// A topic's entry: each partition with its leader, epoch, replicas and in-sync replicas
+/// (`Snapshot::partition_view`); LEADER_NOT_AVAILABLE while it has no live leader.
 fn describe(s: &Shard, snap: &Snapshot, t: &TopicMeta) -> MetadataResponseTopic {
     let me = s.config.node_id;
+    let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
     let partitions = (0..t.partitions)
         .map(|i| {
-            let (leader, replica) = snap.partition_nodes(&t.id, i, me);
+            let v = snap.partition_view(&t.id, i, me);
             let p = MetadataResponsePartition::default()
                 .with_partition_index(i)
-                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(replica)]);
-            match leader {
-                Some(l) => p.with_isr_nodes(vec![BrokerId(l)]),
-                None => p
-                    .with_error_code(errors::LEADER_NOT_AVAILABLE.code())
-                    .with_isr_nodes(Vec::new())
-                    .with_offline_replicas(vec![BrokerId(replica)]),
+                .with_leader_id(BrokerId(v.leader.unwrap_or(-1)))
+                .with_leader_epoch(v.epoch)
+                .with_replica_nodes(ids(v.replicas))
+                .with_isr_nodes(ids(v.isr))
+                .with_offline_replicas(ids(v.offline));
+            match v.leader {
+                Some(_) => p,
+                None => p.with_error_code(errors::LEADER_NOT_AVAILABLE.code()),
             }
         })
         .collect();
