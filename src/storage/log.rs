@@ -373,10 +373,17 @@ impl PartitionLog {
         future::or(listener, io::sleep(timeout)).await
     }
 
-    /// The offset below which everything is written to the device: the end of what reads
-    /// serve.
+    /// The end of what reads serve: the offset below which everything is written to the
+    /// device (and, for a replicated log, committed).
     pub fn high_watermark(&self) -> Offset {
-        self.inner.state.borrow().high_watermark()
+        self.inner.state.borrow().readable_end()
+    }
+
+    /// A replicated log's commit point moved: reads end there (or at what is written, if
+    /// lower), and long polls waiting for data look again.
+    pub fn set_commit(&self, commit: Offset) {
+        self.inner.state.borrow_mut().set_visible(commit);
+        self.inner.progress.notify(usize::MAX);
     }
     /// Writes are paused: a write ran out of space or files and is being retried.
     pub fn is_paused(&self) -> bool {
@@ -403,7 +410,7 @@ impl PartitionLog {
             .fold((0, 0), |(n, b), s| (n + 1, b + s.log_bytes));
         LogSizes {
             log_start: st.log_start(),
-            high_watermark: st.high_watermark(),
+            high_watermark: st.readable_end(),
             size_bytes,
             segments,
             tail_cache_bytes: st.cache_bytes() as u64,
@@ -516,12 +523,13 @@ impl PartitionLog {
     /// read cache). A read that did not come from the tail cache starts read-ahead after it.
     /// `max_bytes` 0 reads nothing: it only checks `offset` and answers the log's bounds.
     pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadOutcome> {
-        let (plan, hw, start) = {
+        let (plan, hw, start, uncommitted) = {
             let st = self.inner.state.borrow();
             (
                 st.plan_read(offset, max_bytes)?,
-                st.high_watermark(),
+                st.readable_end(),
                 st.log_start(),
+                st.readable_end() < st.high_watermark(),
             )
         };
         let chunks = match plan {
@@ -553,6 +561,12 @@ impl PartitionLog {
                 self.after_read(&got);
                 got
             }
+        };
+        // A disk read takes what is written: past the commit point of a replicated log.
+        let chunks = if uncommitted {
+            clamp_to(chunks, hw)
+        } else {
+            chunks
         };
         Ok(ReadOutcome {
             chunks: chunks.into_iter().map(Chunk::Mem).collect(),
@@ -1111,6 +1125,37 @@ impl PartitionLog {
         let marker = recovery::encode_checkpoint(active.next_offset);
         io::write_small_atomic(dir, recovery::CLEAN_SHUTDOWN_FILE, marker).await
     }
+}
+
+/// The batches of `chunks` (runs of whole batches, in offset order) that begin below `end`.
+fn clamp_to(mut chunks: Vec<Bytes>, end: Offset) -> Vec<Bytes> {
+    let past = |b: &Bytes| {
+        let mut at = 0;
+        while at + batch::HEADER_BYTES <= b.len() {
+            let Ok(h) = batch::parse_header(&b[at..]) else {
+                return None;
+            };
+            if h.base_offset >= end {
+                return Some(at);
+            }
+            at += h.size_bytes.max(batch::HEADER_BYTES);
+        }
+        None
+    };
+    while let Some(last) = chunks.last() {
+        match past(last) {
+            None => break,
+            Some(0) => {
+                chunks.pop();
+            }
+            Some(at) => {
+                let kept = last.slice(..at);
+                *chunks.last_mut().expect("a last chunk") = kept;
+                break;
+            }
+        }
+    }
+    chunks
 }
 
 /// Bytes read per step while replaying a log (`PartitionLog::replay`).

@@ -243,6 +243,9 @@ pub struct LogState {
     log_start: Offset,
     written: Offset,
     synced: Offset,
+    /// A replicated log's commit point (its replica's high watermark): reads end at the lower
+    /// of it and `written`. None for a log of one replica.
+    visible: Option<Offset>,
     pending: VecDeque<Pending>,
     /// Bytes appended and not yet reported written (queued or in flight).
     unwritten_bytes: usize,
@@ -302,6 +305,7 @@ impl LogState {
             segments,
             log_start,
             written: end,
+            visible: None,
             synced: end,
             pending: VecDeque::new(),
             unwritten_bytes: 0,
@@ -373,6 +377,14 @@ impl LogState {
     /// The offset below which everything is written to the device: what readers may see.
     pub fn high_watermark(&self) -> Offset {
         self.written
+    }
+    /// Where reads end: what is written, and for a replicated log also committed.
+    pub fn readable_end(&self) -> Offset {
+        self.visible.map_or(self.written, |v| v.min(self.written))
+    }
+    /// A replicated log's commit point moved (its replica's high watermark).
+    pub fn set_visible(&mut self, commit: Offset) {
+        self.visible = Some(commit);
     }
     /// The offset below which everything has been through fdatasync.
     pub fn synced(&self) -> Offset {
@@ -847,7 +859,7 @@ impl LogState {
     /// Plans a read of whole batches from `offset` (Kafka semantics: the batch holding `offset`
     /// comes first, then more while they fit `max_bytes`).
     pub fn plan_read(&self, offset: Offset, max_bytes: usize) -> Result<ReadPlan> {
-        let hw = self.written;
+        let hw = self.readable_end();
         if offset < self.log_start || offset > hw {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
@@ -911,11 +923,12 @@ impl LogState {
             // The kept part is being decided: the caller retries (a leader never truncates).
             return Err(StorageError::Paused(Default::default()));
         }
-        if offset > self.written || offset < Offset(0) {
+        let end = self.readable_end();
+        if offset > end || offset < Offset(0) {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
                 start: self.log_start,
-                end: self.written,
+                end,
             });
         }
         self.log_start = self.log_start.max(offset);

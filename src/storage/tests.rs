@@ -1227,3 +1227,53 @@ fn close_waits_for_a_retention_run_and_later_runs_are_refused() {
         log.close().await.unwrap();
     });
 }
+
+/// Issue 21: a replicated log's reads end at its commit point, from the tail cache and
+/// from disk alike; DeleteRecords cannot pass it; moving it shows the rest.
+#[test]
+fn reads_end_at_the_commit_point_of_a_replicated_log() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), small_config())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for i in 0..40 {
+            let b = build_test_batch(2, 100, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            last = info.ticket;
+        }
+        log.wait(last, Durability::Written).await.unwrap();
+        for commit in [0, 30, 58, 80] {
+            log.set_commit(Offset(commit));
+            assert_eq!(log.high_watermark(), Offset(commit));
+            let got = consume_all(&log, Offset(0)).await;
+            assert_eq!(got.len() as i64, commit / 2, "batches below {commit}");
+            let near_end = log
+                .read(Offset((commit - 2).max(0)), 1 << 20)
+                .await
+                .unwrap();
+            let beyond = near_end
+                .chunks
+                .iter()
+                .any(|c| batch::parse_header(c).unwrap().base_offset >= Offset(commit));
+            assert!(!beyond, "nothing past the commit point");
+            assert!(log.read(Offset(commit + 1), 100).await.is_err());
+        }
+        log.set_commit(Offset(20));
+        assert!(log
+            .delete_records(Offset(30), TimestampMs(100))
+            .await
+            .is_err());
+        assert_eq!(
+            log.delete_records(Offset(20), TimestampMs(100))
+                .await
+                .unwrap(),
+            Offset(20)
+        );
+        log.close().await.unwrap();
+    });
+}
