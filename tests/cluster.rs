@@ -742,3 +742,159 @@ fn a_broker_that_is_not_a_voter_joins_and_serves_partitions() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Creates `name` with `partitions` partitions of `rf` replicas at `port`.
+fn create_replicated(port: u16, name: &str, partitions: i32, rf: i16) -> i16 {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+    let mut c = harness::client::Client::connect(port);
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf);
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![t])
+        .with_timeout_ms(10_000);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 5, &req);
+    resp.topics[0].error_code
+}
+
+/// Each partition of `topic` as the broker at `port` reports it: (leader, epoch, replicas).
+fn replica_view(port: u16, topic: &str) -> Vec<(i32, i32, Vec<i32>)> {
+    let resp = metadata_all(port);
+    let Some(t) = resp
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+    else {
+        return Vec::new();
+    };
+    let mut parts: Vec<_> = t.partitions.iter().collect();
+    parts.sort_by_key(|p| p.partition_index);
+    parts
+        .iter()
+        .map(|p| {
+            let mut r: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+            r.sort_unstable();
+            (p.leader_id.0, p.leader_epoch, r)
+        })
+        .collect()
+}
+
+/// Waits until every broker at `ports` reports each partition of `topic` led by an elected
+/// leader (epoch > 0) that is not `not`, all agreeing; returns the leaders and epochs.
+fn elected(ports: &[u16], topic: &str, not: Option<i32>) -> Vec<(i32, i32)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: Vec<_> = ports.iter().map(|&p| replica_view(p, topic)).collect();
+        let agreed = seen.iter().all(|v| v == &seen[0]) && !seen[0].is_empty();
+        let ok = seen[0]
+            .iter()
+            .all(|(l, e, _)| *l >= 0 && *e > 0 && Some(*l) != not);
+        if agreed && ok {
+            return seen[0].iter().map(|(l, e, _)| (*l, *e)).collect();
+        }
+        assert!(Instant::now() < deadline, "{seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The JSON lines `read_all.py` prints for `topic` from `bootstrap`: the values read.
+fn read_values(bootstrap: &str, topic: &str) -> Vec<String> {
+    let mut cmd = python("read_all.py");
+    cmd.args([bootstrap, topic]);
+    let out = run(&mut cmd, 120);
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a JSON line");
+            v[3].as_str().expect("a value").to_string()
+        })
+        .collect()
+}
+
+/// Issue 21: a topic of three replicas on three brokers. Each partition's replicas elect a
+/// leader, which Metadata names with its epoch; confluent-kafka's idempotent producer
+/// (acks=all) writes through the leaders; the leader of partition 0 is killed, the other two
+/// elect a new one, the producer goes on through them, and kafka-python reads back every
+/// acknowledged record exactly once. The killed broker, restarted, catches up.
+#[test]
+fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
+    let (mut c, _) = Cluster::start(2);
+    let all: Vec<u16> = c.nodes.iter().map(|n| n.kafka).collect();
+    assert_eq!(create_replicated(all[0], "kept", 3, 3), 0);
+    assert_eq!(
+        create_replicated(all[0], "too-many", 1, 4),
+        38,
+        "INVALID_REPLICATION_FACTOR"
+    );
+    let leaders = elected(&all, "kept", None);
+    for (_, _, replicas) in replica_view(all[1], "kept") {
+        assert_eq!(replicas, vec![1, 2, 3]);
+    }
+    let produce = |bootstrap: &str, first: usize, n: usize| {
+        let mut cmd = python("replicated_produce.py");
+        cmd.args([bootstrap, "kept", &first.to_string(), &n.to_string()]);
+        let out = run(&mut cmd, 150);
+        assert!(
+            stdout(&out).contains(&format!("\"acked\": {n}")),
+            "{}",
+            stdout(&out)
+        );
+    };
+    produce(&c.bootstrap(), 0, 3000);
+
+    let victim = leaders[0].0;
+    let killed = c.nodes[victim as usize - 1].broker.take().unwrap().kill();
+    let live: Vec<u16> = (1..=3)
+        .filter(|&i| i != victim)
+        .map(|i| c.nodes[i as usize - 1].kafka)
+        .collect();
+    let after = elected(&live, "kept", Some(victim));
+    assert!(
+        after[0].1 > leaders[0].1,
+        "a new epoch: {leaders:?} → {after:?}"
+    );
+    // Clients are told of live brokers only, once the killed one's session has expired.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while live.iter().any(|&p| metadata(p, "").0.contains(&victim)) {
+        assert!(Instant::now() < deadline, "broker {victim} still listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let survivors = live
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    produce(&survivors, 3000, 3000);
+
+    let mut values = read_values(&survivors, "kept");
+    values.sort();
+    let mut want: Vec<String> = (0..6000).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(values.len(), 6000, "every acknowledged record once");
+    assert_eq!(values, want);
+
+    // The killed broker comes back on its data directory and catches up: its replicas
+    // serve the same end offsets as the leaders'.
+    drop(killed);
+    let (ports, voters) = (c.ports.clone(), c.voters.clone());
+    let node = &mut c.nodes[victim as usize - 1];
+    start(node, ports[victim as usize - 1], &voters);
+    let back = node.kafka;
+    let ends = |port: u16| -> Vec<i64> {
+        let mut client = harness::client::Client::connect(port);
+        (0..3)
+            .map(|p| client.fetch_one("kept", p, 0).high_watermark)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (theirs, mine) = (ends(live[0]), ends(back));
+        if theirs == mine && theirs.iter().sum::<i64>() >= 6000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{theirs:?} against {mine:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

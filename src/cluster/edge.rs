@@ -225,10 +225,32 @@ impl Drop for Unset {
     }
 }
 
-/// Hands the voter the messages that arrive, noting who was heard from.
+thread_local! {
+    /// Where shard 0's cluster listener hands the messages of partition groups (every
+    /// group but the metadata log's): shard 0's replica host.
+    static PARTITIONS: RefCell<Option<Deliver>> = const { RefCell::new(None) };
+}
+
+/// Has the messages of partition groups that reach this shard's cluster listener (the
+/// voter's, on shard 0) go to `d`.
+pub fn deliver_partitions_to(d: Deliver) {
+    PARTITIONS.with(|p| *p.borrow_mut() = Some(d));
+}
+
+/// Hands the voter the messages that arrive, noting who was heard from; partition groups'
+/// messages go to the replica host (`deliver_partitions_to`).
 fn deliver(edge: &Rc<Edge>) -> Deliver {
     let edge = edge.clone();
-    Rc::new(move |from: Endpoint, msgs| {
+    Rc::new(move |from: Endpoint, msgs: Vec<(u64, Message)>| {
+        let (msgs, partitions): (Vec<_>, Vec<_>) = msgs
+            .into_iter()
+            .partition(|(group, _)| *group == METADATA_GROUP);
+        if !partitions.is_empty() {
+            let to = PARTITIONS.with(|p| p.borrow().clone());
+            if let Some(to) = to {
+                to(from, partitions);
+            }
+        }
         // Only registered brokers are judged, so only they are remembered (a bound).
         let registered = i32::try_from(from.node)
             .is_ok_and(|id| edge.node.borrow().image().brokers.contains_key(&id));

@@ -10,6 +10,7 @@ use crate::group::GroupError;
 use crate::metadata::TopicConfigError;
 use crate::partition::producers::ProducerError;
 use crate::partition::{EpochError, ProduceError};
+use crate::replica::ReplicaError;
 use crate::shard::route::Unrouted;
 use crate::shard::{AdminError, ShardGone};
 use crate::storage::StorageError;
@@ -87,6 +88,24 @@ pub fn produce(e: &ProduceError) -> ErrorCode {
         }
         ProduceError::Producer(ProducerError::InvalidEpoch) => of(E::InvalidProducerEpoch),
         ProduceError::Producer(ProducerError::TooManyProducers) => of(E::PolicyViolation),
+        ProduceError::Replica(e) => replica(e),
+        ProduceError::NotEnoughReplicasAfterAppend => of(E::NotEnoughReplicasAfterAppend),
+        ProduceError::TimedOut => of(E::RequestTimedOut),
+    }
+}
+
+/// The code for a replica's refusal of a produce (issue 21).
+pub fn replica(e: &ReplicaError) -> ErrorCode {
+    match e {
+        ReplicaError::NotLeader(_) => of(E::NotLeaderOrFollower),
+        ReplicaError::NotEnoughReplicas { .. } => of(E::NotEnoughReplicas),
+        ReplicaError::NotABatch => of(E::CorruptMessage),
+        ReplicaError::Storage(e) => storage(e),
+        // A leader transfer, too much uncommitted: retriable once metadata is refreshed.
+        ReplicaError::Raft(_) => of(E::NotLeaderOrFollower),
+        ReplicaError::Damaged(..) | ReplicaError::CatchUpGap { .. } | ReplicaError::Copy(_) => {
+            of(E::KafkaStorageError)
+        }
     }
 }
 
@@ -101,6 +120,7 @@ pub fn produce_message(e: &ProduceError) -> Option<String> {
         ProduceError::Producer(ProducerError::TooManyProducers) => {
             Some("this partition tracks too many idempotent producers".into())
         }
+        ProduceError::Replica(e @ ReplicaError::NotEnoughReplicas { .. }) => Some(e.to_string()),
         _ => None,
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::metadata::TopicMeta;
+use crate::replica::{Answer, Host, ReplicaError, Wait};
 use crate::runtime::Semaphore;
 use crate::storage::batch::{self, BatchBuf, Batches};
 use crate::storage::{self, io, Durability, PartitionLog, StorageError};
@@ -31,6 +32,9 @@ const SNAPSHOT_EVERY_BATCHES: u64 = 10_000;
 /// ...or bytes of any batches: rebuilding the state at open reads the log from the snapshot
 /// on, so this bounds that read after a crash, producers or not.
 const SNAPSHOT_EVERY_BYTES: u64 = 16 << 20;
+/// Ticks of the replica host (50 ms) a replicated produce waits for its answer: 30 s, as
+/// Kafka's default request.timeout.ms.
+const PROPOSAL_TIMEOUT_TICKS: u64 = 600;
 /// How long a snapshot waits for the batches it covers to be written before it is left for
 /// the next housekeeping run.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -70,6 +74,38 @@ pub struct Partition {
     log: PartitionLog,
     producers: Rc<Producers>,
     traffic: Rc<traffic::Traffic>,
+    /// Set for a replicated partition: its replica on this shard.
+    replica: Option<ReplicaLink>,
+}
+
+/// A replicated partition's replica on this shard's host (issue 21): produce proposes to its
+/// Raft group, and its term is the leader epoch.
+#[derive(Clone)]
+pub struct ReplicaLink {
+    /// The shard's replica host.
+    pub host: Rc<Host>,
+    /// The partition's Raft group.
+    pub group: u64,
+    /// The term in which this replica, leading, last rebuilt the producer windows from its
+    /// log (0: never): followers do not keep them, so a new leader rebuilds them first.
+    windows_term: Rc<Cell<u64>>,
+}
+
+impl ReplicaLink {
+    /// The link to `group`'s replica in `host`.
+    pub fn new(host: Rc<Host>, group: u64) -> ReplicaLink {
+        ReplicaLink {
+            host,
+            group,
+            windows_term: Rc::default(),
+        }
+    }
+
+    /// The term, if this replica leads.
+    fn leading_term(&self) -> Option<u64> {
+        let l = self.host.leadership(self.group)?;
+        (l.leader == Some(self.host.node())).then_some(l.term)
+    }
 }
 
 /// Why a produce failed.
@@ -81,6 +117,16 @@ pub enum ProduceError {
     /// The idempotent-producer checks refused the batch (sequence, epoch, too many producers).
     #[error(transparent)]
     Producer(#[from] ProducerError),
+    /// The partition's replica refused the batch or could not commit it (not the leader,
+    /// too few in-sync replicas, timed out).
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// Written (or committed) but held by fewer than min.insync.replicas within the time.
+    #[error("committed but held by fewer replicas than min.insync.replicas")]
+    NotEnoughReplicasAfterAppend,
+    /// Not committed within the time allowed.
+    #[error("not committed in time")]
+    TimedOut,
 }
 
 /// A request's view of the leader epoch does not match this replica's (Kafka's
@@ -155,7 +201,31 @@ impl Partition {
             log,
             producers,
             traffic: Rc::default(),
+            replica: None,
         })
+    }
+
+    /// Opens a replicated partition over its log, its replica in `link`'s host: the
+    /// producer windows are rebuilt when the replica leads (`produce`).
+    pub fn open_replicated(
+        topic: Arc<TopicMeta>,
+        index: i32,
+        log: PartitionLog,
+        link: ReplicaLink,
+    ) -> Partition {
+        Partition {
+            topic,
+            index,
+            log,
+            producers: Rc::default(),
+            traffic: Rc::default(),
+            replica: Some(link),
+        }
+    }
+
+    /// The replica link, for a replicated partition.
+    pub fn replica(&self) -> Option<&ReplicaLink> {
+        self.replica.as_ref()
     }
 
     /// A follower's cut (issue 21): the log loses every batch from `to` on
@@ -207,6 +277,9 @@ impl Partition {
     /// The records are the log's to keep: each batch goes into the log as it is, with its base
     /// offset written into its header.
     pub async fn produce(&self, records: BytesMut, acks: i16) -> Result<Appended, ProduceError> {
+        if let Some(link) = &self.replica {
+            return self.produce_replicated(link, records, acks).await;
+        }
         let now = TimestampMs::now();
         let mut first: Option<(Offset, TimestampMs)> = None;
         let mut ticket = None;
@@ -276,6 +349,84 @@ impl Partition {
         })
     }
 
+    /// `produce` on a replicated partition: each batch not already written (an idempotent
+    /// retry) is proposed to the replica's Raft group, which gives its offsets; the answer
+    /// waits for what `acks` asks (0 nothing, 1 the leader's write, -1 commit on
+    /// min.insync.replicas replicas). The producer windows are rebuilt from the log first
+    /// when this replica has not led since.
+    async fn produce_replicated(
+        &self,
+        link: &ReplicaLink,
+        records: BytesMut,
+        acks: i16,
+    ) -> Result<Appended, ProduceError> {
+        let term = link.leading_term().ok_or(ReplicaError::NotLeader(None))?;
+        if link.windows_term.get() != term {
+            let _turn = self.producers.turn.acquire_permit(1).await;
+            if link.windows_term.get() != term {
+                let states = load_producers(&self.log).await?;
+                *self.producers.states.borrow_mut() = states;
+                link.windows_term.set(term);
+            }
+        }
+        let wait = match acks {
+            0 => Wait::Nothing,
+            1 => Wait::Written,
+            _ => Wait::Committed,
+        };
+        let append_time = self.log.config().timestamp_type == storage::TimestampType::LogAppendTime;
+        let now = TimestampMs::now();
+        let mut first: Option<(Offset, TimestampMs)> = None;
+        let mut answer = None;
+        for mut b in split_batches_mut(records)? {
+            let mut h = batch::parse_header(&b).map_err(StorageError::InvalidBatch)?;
+            // No await from here to `record`: the check and the proposal are one step.
+            let verdict = self.producers.states.borrow().check(&h, PRODUCERS_MAX)?;
+            let base = match verdict {
+                Verdict::Duplicate(m) => m.first_offset,
+                Verdict::Append => {
+                    if append_time {
+                        batch::set_log_append_time(&mut b, now);
+                    }
+                    let (bytes, records) = (b.len(), h.record_count);
+                    let (base, rx) =
+                        link.host
+                            .propose(link.group, b, wait, PROPOSAL_TIMEOUT_TICKS)?;
+                    self.traffic.appended(bytes, records);
+                    h.base_offset = base;
+                    self.producers.states.borrow_mut().record(&h, now.0);
+                    // Entries are written and committed in order: the last one's answer
+                    // stands for all.
+                    answer = rx.or(answer);
+                    base
+                }
+            };
+            let time = if append_time { now } else { TimestampMs::NONE };
+            first.get_or_insert((base, time));
+        }
+        let Some((base_offset, log_append_time)) = first else {
+            return Err(StorageError::InvalidBatch(storage::BatchError::TooShort(
+                storage::batch::HEADER_BYTES,
+            ))
+            .into());
+        };
+        if let Some(rx) = answer {
+            match rx.recv().await {
+                Some(Answer::Done) => {}
+                Some(Answer::NotEnoughReplicasAfterAppend) => {
+                    return Err(ProduceError::NotEnoughReplicasAfterAppend)
+                }
+                Some(Answer::TimedOut) => return Err(ProduceError::TimedOut),
+                Some(Answer::NotLeader) | None => return Err(ReplicaError::NotLeader(None).into()),
+            }
+        }
+        Ok(Appended {
+            base_offset,
+            log_append_time,
+            log_start_offset: self.log.log_start(),
+        })
+    }
+
     /// Writes a producer-state snapshot when enough idempotent batches were appended since the
     /// last one (or always, with `force`), and forgets producers idle for `expiration_ms`.
     pub async fn maintain_producers(
@@ -289,6 +440,11 @@ impl Partition {
             .states
             .borrow_mut()
             .expire(now.0, expiration_ms);
+        if self.replica.is_some() {
+            // A replica's windows are rebuilt from its log whenever it comes to lead (a
+            // follower's log may be cut, which a snapshot would not see): none is stored.
+            return Ok(());
+        }
         let due = (self.producers.since_snapshot.get() >= SNAPSHOT_EVERY_BATCHES
             && !self.producers.states.borrow().is_empty())
             || self.producers.since_snapshot_bytes.get() >= SNAPSHOT_EVERY_BYTES;
@@ -362,6 +518,7 @@ impl Partition {
             log: self.log.clone(),
             producers: self.producers.clone(),
             traffic: self.traffic.clone(),
+            replica: self.replica.clone(),
         }
     }
 
@@ -386,7 +543,13 @@ impl Partition {
     /// The leader epoch of this replica: what new batches are stamped with, and what
     /// Metadata, Fetch and ListOffsets report.
     pub fn leader_epoch(&self) -> i32 {
-        self.log.leader_epoch()
+        match &self.replica {
+            Some(link) => link
+                .host
+                .leadership(link.group)
+                .map_or(0, |l| i32::try_from(l.term).unwrap_or(i32::MAX)),
+            None => self.log.leader_epoch(),
+        }
     }
 
     /// Checks a request's `current_leader_epoch` (-1: the client does not know one, so

@@ -25,8 +25,10 @@ use raft::eraftpb::Message;
 use super::machine::{Answer, CatchUp, Replica, ReplicaError, Turn, Wait};
 use super::store::ReplicaStore;
 use crate::cluster::transport::{Endpoint, Transport};
+use crate::raft::Leadership;
 use crate::runtime::{self, local_channel, Task};
 use crate::storage::batch::parse_header;
+use crate::storage::PartitionLog;
 use crate::types::Offset;
 
 /// The timer tick: elections after 10-20 ticks without a leader (0.5-1 s).
@@ -41,9 +43,15 @@ const WRITES_QUEUED_MAX: usize = 64;
 pub type CatchUpSource =
     Rc<dyn Fn(CatchUp) -> Pin<Box<dyn Future<Output = Result<Vec<Bytes>, ReplicaError>>>>>;
 
+/// Told of each leadership change of a hosted replica: (group, who leads, in what term).
+pub type OnLeadership = Rc<dyn Fn(u64, Leadership)>;
+
 /// One hosted replica.
 struct Hosted {
     replica: RefCell<Replica>,
+    /// The partition log (shared with the store): its commit point follows the high
+    /// watermark.
+    log: PartitionLog,
     /// The shard of each other replica, by node id.
     peers: BTreeMap<u64, u32>,
     /// The writer's queue: a turn, or None to stop after the turns before it.
@@ -66,6 +74,7 @@ pub struct Host {
     dirty: RefCell<BTreeSet<u64>>,
     wake: local_channel::LocalSender<()>,
     woken: RefCell<Option<local_channel::LocalReceiver<()>>>,
+    on_leadership: RefCell<Option<OnLeadership>>,
 }
 
 impl Host {
@@ -79,7 +88,18 @@ impl Host {
             dirty: RefCell::new(BTreeSet::new()),
             wake,
             woken: RefCell::new(Some(woken)),
+            on_leadership: RefCell::new(None),
         })
+    }
+
+    /// This broker's node id.
+    pub fn node(&self) -> u64 {
+        self.me.node
+    }
+
+    /// Has `f` told of every leadership change of the hosted replicas from now on.
+    pub fn on_leadership(&self, f: OnLeadership) {
+        *self.on_leadership.borrow_mut() = Some(f);
     }
 
     /// Hosts `replica` of `group` over `store`; the other replicas live on `peers` (node id
@@ -97,8 +117,11 @@ impl Host {
             "a group is removed before it is added again"
         );
         let (writes, queued) = local_channel::new_bounded(WRITES_QUEUED_MAX);
+        let log = store.log().clone();
+        log.set_commit(replica.high_watermark());
         let hosted = Rc::new(Hosted {
             replica: RefCell::new(replica),
+            log,
             peers,
             writes,
             waiting: RefCell::new(HashMap::new()),
@@ -193,6 +216,20 @@ impl Host {
         h.is_some_and(|h| h.replica.borrow().is_leader())
     }
 
+    /// Who leads `group` and in what term, as this shard's replica sees it.
+    pub fn leadership(&self, group: u64) -> Option<Leadership> {
+        let h = self.hosted(group)?;
+        let l = h.replica.borrow().leadership();
+        Some(l)
+    }
+
+    /// The replicas of `group` in sync, as its leader here counts them (None: not hosted).
+    pub fn in_sync(&self, group: u64) -> Option<usize> {
+        let h = self.hosted(group)?;
+        let n = h.replica.borrow().in_sync();
+        Some(n)
+    }
+
     fn hosted(&self, group: u64) -> Option<Rc<Hosted>> {
         self.replicas.borrow().get(&group).cloned()
     }
@@ -252,9 +289,16 @@ impl Host {
                     let _ = tx.try_send(answer);
                 }
             }
+            if let Some(hw) = t.high_watermark {
+                h.log.set_commit(hw);
+            }
             if let Some(l) = t.leadership {
                 tracing::debug!(group, node = self.me.node, leader = ?l.leader, term = l.term,
                     "partition replica leadership");
+                let told = self.on_leadership.borrow().clone();
+                if let Some(f) = told {
+                    f(group, l);
+                }
             }
             let has_write = t.number != 0 || t.checkpoint.is_some();
             if has_write && h.writes.try_send(Some(t)).is_err() {
@@ -376,7 +420,6 @@ mod tests {
     use crate::replica::ReplicaConfig;
     use crate::storage::batch::build_test_batch;
     use crate::storage::io::block_on;
-    use crate::storage::PartitionLog;
     use crate::types::TimestampMs;
 
     const GROUP: u64 = 7;

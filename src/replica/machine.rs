@@ -102,6 +102,9 @@ pub enum ReplicaError {
     /// the log end): it cannot rebuild its Raft log and must be copied anew.
     #[error("replica files in {0} are damaged: {1}")]
     Damaged(String, &'static str),
+    /// A catch-up could not copy from a replica (unreachable, refused, or short).
+    #[error("catch-up copy: {0}")]
+    Copy(String),
     /// A catch-up left the log short of where it must reach (the leader no longer holds the
     /// batches: starting the log over at the leader's log start is not built yet).
     #[error("catch-up left the log end at {end}, short of {keep}")]

@@ -19,6 +19,7 @@ pub mod machine;
 mod sim;
 pub mod store;
 
+pub use host::Host;
 pub use machine::{Answer, CatchUp, Replica, ReplicaConfig, ReplicaError, Turn, Wait};
 pub use store::ReplicaStore;
 

@@ -119,32 +119,44 @@ fn to_record(cur: &Snapshot, next: &Snapshot, change: &Change) -> Result<MetaRec
             .ok_or_else(|| AdminError::UnknownTopic(name.into()))
     };
     Ok(match change {
-        Change::CreateTopic { name, .. } => {
+        Change::CreateTopic {
+            name,
+            replication_factor,
+            ..
+        } => {
             let topic = planned(name)?;
-            let brokers = place::brokers_for(&topic.id, 0, topic.partitions, &live(cur)?);
+            let rf = usize::try_from(*replication_factor).unwrap_or(1).max(1);
+            let sets = place::replicas_for(&topic.id, 0, topic.partitions, rf, &live(cur)?);
+            let (brokers, followers) = split_sets(sets);
             MetaRecord::CreateTopic {
                 topic: (*topic).clone(),
                 brokers,
-                followers: Vec::new(),
+                followers,
             }
         }
         Change::DeleteTopic(name) => MetaRecord::DeleteTopic { name: name.clone() },
         Change::CreatePartitions { name, count } => {
             let topic = planned(name)?;
             let c = cur.cluster.as_ref().expect("a cluster registry");
-            let mut brokers: Vec<i32> =
-                (0..*count).map_while(|p| c.replica(&topic.id, p)).collect();
-            let old = brokers.len() as i32;
-            brokers.extend(place::brokers_for(
-                &topic.id,
-                old,
-                *count - old,
-                &live(cur)?,
-            ));
+            let mut sets: Vec<Vec<i32>> = (0..*count)
+                .map_while(|p| match c.replica_set(&topic.id, p) {
+                    Some(set) => Some(set.brokers()),
+                    None => c.replica(&topic.id, p).map(|b| vec![b]),
+                })
+                .collect();
+            let old = sets.len() as i32;
+            let rf = sets.first().map_or(1, Vec::len);
+            let live = live(cur)?;
+            if rf > live.len() {
+                let rf = i16::try_from(rf).unwrap_or(i16::MAX);
+                return Err(AdminError::InvalidReplicationFactor(rf));
+            }
+            sets.extend(place::replicas_for(&topic.id, old, *count - old, rf, &live));
+            let (brokers, followers) = split_sets(sets);
             MetaRecord::CreatePartitions {
                 name: name.clone(),
                 brokers,
-                followers: Vec::new(),
+                followers,
             }
         }
         Change::AlterConfigs { name, .. } => MetaRecord::SetConfigs {
@@ -152,6 +164,18 @@ fn to_record(cur: &Snapshot, next: &Snapshot, change: &Change) -> Result<MetaRec
             configs: planned(name)?.configs.clone(),
         },
     })
+}
+
+/// Replica sets as a record holds them: the preferred leaders, and the others of each set
+/// (none at all for one replica).
+fn split_sets(sets: Vec<Vec<i32>>) -> (Vec<i32>, Vec<Vec<i32>>) {
+    let brokers = sets.iter().map(|s| s[0]).collect();
+    let followers = if sets.iter().all(|s| s.len() == 1) {
+        Vec::new()
+    } else {
+        sets.into_iter().map(|s| s[1..].to_vec()).collect()
+    };
+    (brokers, followers)
 }
 
 /// The live brokers new partitions may go to.

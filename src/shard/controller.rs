@@ -67,7 +67,7 @@ pub enum Change {
         name: String,
         /// Its partition count, 1..=[`PARTITIONS_MAX`].
         partitions: i32,
-        /// Must be 1 or -1 (the default).
+        /// -1 (the default: 1), or 1 up to the live brokers ([`replicas_max`]).
         replication_factor: i16,
         /// (name, value) configs it sets; a None value is the default.
         configs: Vec<(String, Option<String>)>,
@@ -150,6 +150,18 @@ impl Controller {
 /// Maximum partitions per topic (a bound on the work one request can cause).
 pub const PARTITIONS_MAX: i32 = 10_000;
 
+/// The largest replication factor a new topic may have: one on a single broker; in a
+/// cluster the live brokers (issue 21: one replica per broker).
+pub fn replicas_max(cur: &Snapshot) -> i16 {
+    match &cur.cluster {
+        None => 1,
+        Some(c) => {
+            let live = c.brokers.values().filter(|b| b.alive).count();
+            i16::try_from(live.max(1)).unwrap_or(i16::MAX)
+        }
+    }
+}
+
 /// Computes the next snapshot for a change (pure).
 pub fn plan(cur: &Snapshot, change: &Change) -> Result<Snapshot, AdminError> {
     match change {
@@ -168,7 +180,8 @@ pub fn plan(cur: &Snapshot, change: &Change) -> Result<Snapshot, AdminError> {
             if !(1..=PARTITIONS_MAX).contains(partitions) {
                 return Err(AdminError::InvalidPartitions(format!("{partitions}")));
             }
-            if *replication_factor != 1 && *replication_factor != -1 {
+            if !(*replication_factor == -1 || (1..=replicas_max(cur)).contains(replication_factor))
+            {
                 return Err(AdminError::InvalidReplicationFactor(*replication_factor));
             }
             let mut c = TopicConfigs::default();

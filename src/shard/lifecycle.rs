@@ -80,6 +80,11 @@ impl Shard {
         } else {
             None
         };
+        let replication = config.cluster.as_ref().map(|c| {
+            let node = u64::try_from(config.node_id).unwrap_or(0);
+            super::replicas::Replication::start(node, id, c)
+                .unwrap_or_else(|e| cannot_start(id, "cannot listen for replica traffic", &e))
+        });
         let shard = Rc::new_cyclic(|this| Shard {
             id,
             config: config.clone(),
@@ -95,7 +100,9 @@ impl Shard {
             stopping: Cell::new(false),
             replies: Replies::default(),
             mesh_counters: MeshCounters::new(config.shards),
+            replication,
         });
+        shard.report_elections();
         if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
             cannot_start(id, "opening partitions failed", &e);
         }
@@ -153,6 +160,9 @@ impl Shard {
                 break;
             }
             runtime::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        }
+        if let Some(r) = &self.replication {
+            r.host.close().await; // the replicas' writes queued are done first
         }
         self.close_all().await;
         self.groups.close().await;

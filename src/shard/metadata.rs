@@ -14,7 +14,14 @@ use crate::partition::Partition;
 use crate::storage::{LogConfig, PartitionLog, StorageError};
 
 impl Shard {
-    fn partition_dir(&self, topic: &TopicMeta, index: i32) -> PathBuf {
+    /// Whether `snap` replicates partition `index` of topic `id` (a Raft group).
+    fn replicated(&self, snap: &Snapshot, id: &Uuid, index: i32) -> bool {
+        let c = snap.cluster.as_ref();
+        c.and_then(|c| c.replica_set(id, index))
+            .is_some_and(|s| s.is_replicated())
+    }
+
+    pub(super) fn partition_dir(&self, topic: &TopicMeta, index: i32) -> PathBuf {
         self.config
             .data_dir
             .join(format!("{}-{}", topic.name, index))
@@ -37,10 +44,17 @@ impl Shard {
             self.groups
                 .forget_topics(|t| !deleted.iter().any(|d| d == t));
         }
+        if let Some(r) = &self.replication {
+            r.learn_peers(&snap);
+        }
         self.close_unplaced(&snap).await;
         for topic in snap.topics.values() {
             for index in 0..topic.partitions {
-                if snap.locate(&topic.id, index, self.shards()) == Where::Here(self.id) {
+                if let Some(set) = self.replica_here(&snap, &topic.id, index) {
+                    self.ensure_replica(topic, index, set).await?;
+                } else if snap.locate(&topic.id, index, self.shards()) == Where::Here(self.id)
+                    && !self.replicated(&snap, &topic.id, index)
+                {
                     self.ensure_partition(topic, index).await?;
                 }
             }
@@ -58,13 +72,18 @@ impl Shard {
             .keys()
             .filter_map(|&(id, p)| {
                 let deleted = snap.topic_by_id(&id).is_none_or(|t| p >= t.partitions);
-                let here = snap.locate(&id, p, self.shards()) == Where::Here(self.id);
+                let here = if self.replicated(snap, &id, p) {
+                    self.replica_here(snap, &id, p).is_some()
+                } else {
+                    snap.locate(&id, p, self.shards()) == Where::Here(self.id)
+                };
                 (deleted || !here).then_some(((id, p), deleted))
             })
             .collect();
         for (key, deleted) in closing {
             let part = self.partitions.borrow_mut().remove(&key);
             let Some(part) = part else { continue };
+            self.remove_replica(&part).await;
             let _ = part.close().await;
             if !deleted {
                 continue;
@@ -77,14 +96,14 @@ impl Shard {
     }
 
     /// A topic's log settings with the broker's own on top (`verify_reads`).
-    fn log_config(&self, topic: &TopicMeta) -> LogConfig {
+    pub(super) fn log_config(&self, topic: &TopicMeta) -> LogConfig {
         LogConfig {
             verify_reads: self.config.verify_reads,
             ..topic.configs.log_config()
         }
     }
 
-    async fn ensure_partition(
+    pub(super) async fn ensure_partition(
         &self,
         topic: &Arc<TopicMeta>,
         index: i32,
@@ -114,7 +133,7 @@ const TOPIC_ID_FILE: &str = "partition.metadata";
 /// was down and then created again; ids are never reused, so another id means another
 /// topic): its records must not reappear in the new topic. A directory without the file
 /// (written before the file existed) is taken as this topic's.
-fn claim_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
+pub(super) fn claim_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
     let held = match std::fs::read_to_string(dir.join(TOPIC_ID_FILE)) {
         Ok(text) => text
             .lines()
@@ -133,7 +152,7 @@ fn claim_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
 /// Writes the topic id file into a partition directory that lacks it. Not synced (so not
 /// `storage::io::write_small_atomic`): a file lost in a crash is written again at the next
 /// open, and creating a topic of many partitions should not pay a sync per partition.
-fn mark_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
+pub(super) fn mark_dir(dir: &Path, id: &Uuid) -> Result<(), StorageError> {
     let path = dir.join(TOPIC_ID_FILE);
     if path.exists() {
         return Ok(());

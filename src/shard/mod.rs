@@ -9,7 +9,9 @@
 //! - `lifecycle.rs`: start, periodic work, the drain and close at shutdown;
 //! - `controller.rs`, `producer_ids.rs`: shard 0's duties;
 //! - `cluster.rs`: in a cluster, shard 0's admin path through the metadata log and the
-//!   install of the registries it gives.
+//!   install of the registries it gives;
+//! - `replicas.rs`: in a cluster, the shard's partition replicas (replica host, transport,
+//!   election reports).
 //!
 //! Handlers reach partitions and groups only through the methods here; the network edge
 //! (`crate::net`) counts requests in flight with [`Shard::request_started`].
@@ -17,9 +19,11 @@
 mod calls;
 mod cluster;
 pub mod controller;
+mod copy;
 mod lifecycle;
 mod metadata;
 pub mod producer_ids;
+mod replicas;
 pub mod route;
 mod stats;
 
@@ -89,6 +93,8 @@ pub struct Shard {
     replies: Replies,
     /// Jobs sent into and taken out of the mesh channels.
     mesh_counters: calls::MeshCounters,
+    /// In a cluster: this shard's partition replicas.
+    replication: Option<replicas::Replication>,
 }
 
 impl Shard {
@@ -113,9 +119,21 @@ impl Shard {
     }
 
     /// Where partition `index` of `topic` is served: on a shard here, on another broker, or
-    /// nowhere now (see `Snapshot::locate`).
+    /// nowhere now (see `Snapshot::locate`); a replicated partition by its replica here.
     pub fn locate(&self, topic: &Uuid, index: i32) -> Where {
-        self.metadata.borrow().locate(topic, index, self.shards())
+        let snap = self.metadata.borrow();
+        // A replicated partition with a replica here is served by that replica: the leader
+        // takes produce, a follower answers NOT_LEADER_OR_FOLLOWER to it, and any replica
+        // serves reads below its high watermark (a follower's catch-up copies use that).
+        let c = snap.cluster.as_ref();
+        let set = c.and_then(|c| c.replica_set(topic, index));
+        let mine = set
+            .filter(|s| s.is_replicated())
+            .and_then(|s| s.members.iter().find(|m| m.broker == self.config.node_id));
+        match mine {
+            Some(m) if (m.shard as usize) < self.shards() => Where::Here(m.shard as usize),
+            _ => snap.locate(topic, index, self.shards()),
+        }
     }
 
     /// The shard here that owns partition `index` of `topic` if it is on this broker (else

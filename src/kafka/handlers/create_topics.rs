@@ -49,9 +49,12 @@ pub async fn handle(
         out.push(match s.admin(change, req.validate_only).await {
             Ok(snap) => {
                 let meta = snap.topic(&name).expect("created");
+                let c = snap.cluster.as_ref();
+                let set = c.and_then(|c| c.replica_set(&meta.id, 0));
+                let rf = set.map_or(1, |s| s.members.len().max(1));
                 base.with_topic_id(meta.id)
                     .with_num_partitions(meta.partitions)
-                    .with_replication_factor(1)
+                    .with_replication_factor(i16::try_from(rf).unwrap_or(i16::MAX))
             }
             Err(e) => failed(base, &e),
         });

@@ -41,7 +41,14 @@ pub async fn handle(s: Rc<Shard>, req: ProduceRequest, call: &Call<'_>) -> Optio
         let name = TopicName(StrBytes::from_string(t.name.to_string()));
         shapes.push(((name, t.topic_id), t.partition_data.len()));
         for pd in t.partition_data {
-            match prepare(topic.as_ref(), pd.records, acks, version) {
+            let replicated = topic.as_ref().is_some_and(|t| {
+                let c = snap.cluster.as_ref();
+                let set = c.and_then(|c| c.replica_set(&t.id, pd.index));
+                set.is_some_and(|s| s.is_replicated())
+            });
+            // A replicated partition's leader counts its in-sync replicas itself.
+            let insync_checked = topic.as_ref().filter(|_| !replicated);
+            match prepare(topic.as_ref(), insync_checked, pd.records, acks, version) {
                 Ok(records) => {
                     checked.push((pd.index, None));
                     items.push(PartItem {
@@ -193,6 +200,7 @@ type Refused = (ErrorCode, Option<StrBytes>);
 /// compression.type, so the owner's core only appends.
 fn prepare(
     topic: Option<&Arc<TopicMeta>>,
+    insync_checked: Option<&Arc<TopicMeta>>,
     records: Option<Bytes>,
     acks: i16,
     version: i16,
@@ -200,7 +208,7 @@ fn prepare(
     if !matches!(acks, -1..=1) {
         return Err((errors::INVALID_REQUIRED_ACKS, None));
     }
-    if let (-1, Some(t)) = (acks, topic) {
+    if let (-1, Some(t)) = (acks, insync_checked) {
         check_min_insync(t)?;
     }
     let Some(records) = records.filter(|r| !r.is_empty()) else {
@@ -223,7 +231,8 @@ fn prepare(
 
 /// Kafka's rule for acks=all: refused, before anything is appended, while the partition has
 /// fewer in-sync replicas than the topic's min.insync.replicas. Every partition has one
-/// replica, its leader, until partitions are replicated (issue 21), so the in-sync set is 1.
+/// replica, its leader, unless it is replicated (then its leader checks: `replica::Replica`),
+/// so the in-sync set is 1.
 fn check_min_insync(t: &TopicMeta) -> Result<(), Refused> {
     let (in_sync, min) = (1, t.configs.min_insync_replicas());
     if in_sync >= min {

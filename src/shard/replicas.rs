@@ -1,0 +1,267 @@
+//! In a cluster, this shard's partition replicas (issue 21): the replica host
+//! (`replica::Host`) with its cluster transport and listener, the replicas the registry
+//! gives this shard opened and closed as registries are installed, and the elections they
+//! win reported to the metadata log (a `PartitionLeader` record), which moves where clients
+//! are sent. Produce reaches a replica through its `Partition` (`ReplicaLink`); reads end at
+//! the replica's high watermark (`PartitionLog::set_commit`).
+//!
+//! Sits beside `metadata.rs` (the install) and `cluster.rs` (shard 0's admin path).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::Shard;
+use crate::cluster::edge;
+use crate::cluster::transport::{self, Deliver, Endpoint, Transport, TransportConfig};
+use crate::cluster::MetaRecord;
+use crate::metadata::{ReplicaSet, Snapshot, TopicMeta};
+use crate::partition::{Partition, ReplicaLink};
+use crate::replica::{Host, Replica, ReplicaConfig, ReplicaStore};
+use crate::runtime::{self, Task};
+use crate::storage::{PartitionLog, StorageError};
+
+/// How often a shard looks for elections its replicas won that the registry does not show.
+const REPORT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A shard's replica host and what runs around it.
+pub(super) struct Replication {
+    /// The replicas of the partitions this shard holds a copy of.
+    pub host: Rc<Host>,
+    /// Its outgoing side (peers learnt from the registry).
+    out: Rc<Transport>,
+    /// Each hosted group's partition: (topic name, index), for election reports.
+    groups: RefCell<HashMap<u64, (String, i32)>>,
+    /// Groups whose election report is on its way.
+    reporting: RefCell<HashSet<u64>>,
+    /// The task that reports elections the registry does not show yet.
+    checker: RefCell<Option<Task<()>>>,
+    /// The host's timer loop and (on shards other than 0) the listener.
+    _tasks: Vec<Task<()>>,
+}
+
+impl Replication {
+    /// Starts shard `shard`'s replica host for broker `node`: its transport to the voters'
+    /// listeners (more peers come with the registry), its timer, and its listener — shard
+    /// 0's messages arrive through the metadata voter's listener, shard i's on the cluster
+    /// port + i. Fails if the listener cannot be bound.
+    pub fn start(
+        node: u64,
+        shard: usize,
+        cluster: &crate::config::ClusterConfig,
+    ) -> std::io::Result<Replication> {
+        let me = Endpoint {
+            node,
+            shard: shard as u32,
+        };
+        let config = TransportConfig::default();
+        let out = Rc::new(Transport::new(me, cluster.voters.clone(), config));
+        let host = Host::new(me, out.clone());
+        let h = host.clone();
+        let deliver: Deliver = Rc::new(move |_, msgs| h.deliver(msgs));
+        let mut tasks = vec![runtime::spawn(host.clone().run())];
+        if shard == 0 {
+            edge::deliver_partitions_to(deliver);
+        } else {
+            let mut addr = cluster.listen;
+            let port = u16::try_from(usize::from(addr.port()) + shard).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "cluster port + shard")
+            })?;
+            addr.set_port(port);
+            let listener = runtime::listen_exclusive(addr)?;
+            tasks.push(runtime::spawn(transport::serve(
+                listener, me, config, deliver,
+            )));
+        }
+        Ok(Replication {
+            host,
+            out,
+            groups: RefCell::new(HashMap::new()),
+            reporting: RefCell::new(HashSet::new()),
+            checker: RefCell::new(None),
+            _tasks: tasks,
+        })
+    }
+
+    /// Learns the brokers' cluster listeners from an installed registry.
+    pub fn learn_peers(&self, snap: &Snapshot) {
+        if let Some(c) = &snap.cluster {
+            for (&id, &addr) in &c.cluster_addrs {
+                if let Ok(id) = u64::try_from(id) {
+                    self.out.add_peer(id, addr);
+                }
+            }
+        }
+    }
+}
+
+impl Shard {
+    /// Whether `snap` places a replica of partition `index` of topic `id` on this shard:
+    /// its replica set, if the partition is replicated and one member is this one.
+    pub(super) fn replica_here<'a>(
+        &self,
+        snap: &'a Snapshot,
+        id: &uuid::Uuid,
+        index: i32,
+    ) -> Option<&'a ReplicaSet> {
+        let c = snap.cluster.as_ref()?;
+        let set = c.replica_set(id, index).filter(|s| s.is_replicated())?;
+        let me = self.config.node_id;
+        let here = set
+            .members
+            .iter()
+            .any(|m| m.broker == me && m.shard as usize == self.id);
+        here.then_some(set)
+    }
+
+    /// Opens this shard's replica of a replicated partition (its log, its Raft files, its
+    /// place in the host), unless open. A replica whose files cannot be read is left closed
+    /// with an error logged: the others serve the partition.
+    pub(super) async fn ensure_replica(
+        &self,
+        topic: &Arc<TopicMeta>,
+        index: i32,
+        set: &ReplicaSet,
+    ) -> Result<(), StorageError> {
+        if self.partition(&topic.id, index).is_some() {
+            return self.ensure_partition(topic, index).await; // renamed, configs applied
+        }
+        let Some(repl) = self.replication.as_ref() else {
+            return Ok(());
+        };
+        let dir = self.partition_dir(topic, index);
+        super::metadata::claim_dir(&dir, &topic.id)?;
+        let log = PartitionLog::open(&dir, self.log_config(topic)).await?;
+        super::metadata::mark_dir(&dir, &topic.id)?;
+        let me = self.config.node_id as u64;
+        let voters: Vec<u64> = set.members.iter().map(|m| m.broker as u64).collect();
+        let opened = ReplicaStore::open(log.clone(), &dir, &voters).await;
+        let config = ReplicaConfig {
+            min_insync: usize::try_from(topic.configs.min_insync_replicas()).unwrap_or(1),
+            ..ReplicaConfig::new(me)
+        };
+        let replica = opened.and_then(|(store, rebuilt)| {
+            let r = Replica::new(&config, rebuilt.raft_log, rebuilt.checkpoint)?;
+            Ok((store, r))
+        });
+        let (store, replica) = match replica {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::error!(topic = %topic.name, partition = index, error = %e,
+                    "cannot open the partition's replica; left closed");
+                let _ = log.close().await;
+                return Ok(());
+            }
+        };
+        let peers: BTreeMap<u64, u32> = set
+            .members
+            .iter()
+            .map(|m| (m.broker as u64, m.shard))
+            .collect();
+        let source = self.catch_up_source(topic.name.clone(), index);
+        repl.host.add(set.group, replica, store, peers, source);
+        repl.groups
+            .borrow_mut()
+            .insert(set.group, (topic.name.clone(), index));
+        let link = ReplicaLink::new(repl.host.clone(), set.group);
+        let part = Partition::open_replicated(topic.clone(), index, log, link);
+        self.partitions
+            .borrow_mut()
+            .insert((topic.id, index), Rc::new(part));
+        Ok(())
+    }
+
+    /// Stops hosting `part`'s replica, if it has one (before its log is closed).
+    pub(super) async fn remove_replica(&self, part: &Partition) {
+        let (Some(link), Some(repl)) = (part.replica(), self.replication.as_ref()) else {
+            return;
+        };
+        repl.host.remove(link.group).await;
+        repl.groups.borrow_mut().remove(&link.group);
+    }
+
+    /// Keeps the elections this shard's replicas win reported to the metadata log (from
+    /// shard 0, where the voter is), so the registry sends clients here: at once when one is
+    /// won, and again every [`REPORT_CHECK`] while the registry does not name this broker
+    /// in the replica's term (a report lost to a metadata leader change, or never made).
+    /// Reports are idempotent: the newest epoch wins.
+    pub(super) fn report_elections(self: &Rc<Self>) {
+        let Some(repl) = self.replication.as_ref() else {
+            return;
+        };
+        let shard = Rc::downgrade(self);
+        repl.host.on_leadership(Rc::new(move |group, _| {
+            if let Some(s) = shard.upgrade() {
+                s.report_if_unknown(group);
+            }
+        }));
+        let shard = Rc::downgrade(self);
+        let check = runtime::spawn(async move {
+            loop {
+                runtime::sleep(REPORT_CHECK).await;
+                let Some(s) = shard.upgrade() else { return };
+                let groups: Vec<u64> = match s.replication.as_ref() {
+                    Some(r) => r.groups.borrow().keys().copied().collect(),
+                    None => return,
+                };
+                for group in groups {
+                    s.report_if_unknown(group);
+                }
+            }
+        });
+        *repl.checker.borrow_mut() = Some(check);
+    }
+
+    /// Reports `group`'s election if its replica here leads and the registry does not say
+    /// so for its term, unless a report is on its way.
+    fn report_if_unknown(self: &Rc<Self>, group: u64) {
+        let Some(repl) = self.replication.as_ref() else {
+            return;
+        };
+        let me = self.config.node_id;
+        let Some(l) = repl.host.leadership(group) else {
+            return;
+        };
+        if l.leader != Some(me as u64) || repl.reporting.borrow().contains(&group) {
+            return;
+        }
+        let Some((topic, partition)) = repl.groups.borrow().get(&group).cloned() else {
+            return;
+        };
+        let epoch = i32::try_from(l.term).unwrap_or(i32::MAX);
+        let snap = self.metadata();
+        let known = snap.topic(&topic).and_then(|t| {
+            let c = snap.cluster.as_ref()?;
+            let set = c.replica_set(&t.id, partition)?;
+            Some(c.leader(&t.id, partition) == Some(me) && set.epoch == epoch)
+        });
+        if known != Some(false) {
+            return; // reported already, or the topic is gone here
+        }
+        repl.reporting.borrow_mut().insert(group);
+        let record = MetaRecord::PartitionLeader {
+            topic,
+            partition,
+            group,
+            leader: me,
+            epoch,
+        };
+        let s = self.clone();
+        runtime::spawn(async move {
+            let submitted = s.on(0, move |_| async move {
+                edge::submit(record)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = submitted.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                tracing::debug!(group, error = %e, "election not reported; trying again");
+            }
+            if let Some(r) = s.replication.as_ref() {
+                r.reporting.borrow_mut().remove(&group);
+            }
+        })
+        .detach();
+    }
+}
