@@ -74,6 +74,7 @@ impl ReplicaStore {
             Some(b) => decode_hard_state(&b).ok_or(damaged("raft-state"))?,
             None => HardState::default(),
         };
+        log.set_start_limit(checkpoint.offset);
         let rebuilt = rebuild(&log, checkpoint, hard.clone(), voters).await?;
         let mut store = ReplicaStore {
             log,
@@ -146,6 +147,7 @@ impl ReplicaStore {
             .rfind(|c| newest_synced.is_none_or(|s| c.index > s.index));
         if let Some(c) = newest_synced {
             write_small_atomic(&self.dir, CHECKPOINT_FILE, c.encode()).await?;
+            self.log.set_start_limit(c.offset);
         }
         Ok(())
     }

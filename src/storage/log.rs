@@ -379,6 +379,13 @@ impl PartitionLog {
         self.inner.state.borrow().readable_end()
     }
 
+    /// A replicated log's Raft checkpoint is stored at `limit`: the log start and retention
+    /// never pass it (DeleteRecords then moves the start only that far), since the replica
+    /// rebuilds its Raft log from the checkpoint's offset when it opens.
+    pub fn set_start_limit(&self, limit: Offset) {
+        self.inner.state.borrow_mut().set_start_limit(limit);
+    }
+
     /// A replicated log's commit point moved: reads end there (or at what is written, if
     /// lower), and long polls waiting for data look again.
     pub fn set_commit(&self, commit: Offset) {

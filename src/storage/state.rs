@@ -246,6 +246,9 @@ pub struct LogState {
     /// A replicated log's commit point (its replica's high watermark): reads end at the lower
     /// of it and `written`. None for a log of one replica.
     visible: Option<Offset>,
+    /// A replicated log's stored Raft checkpoint: the log start (and retention) never pass
+    /// it, as the replica rebuilds its Raft log from there at open. None for one replica.
+    start_limit: Option<Offset>,
     pending: VecDeque<Pending>,
     /// Bytes appended and not yet reported written (queued or in flight).
     unwritten_bytes: usize,
@@ -306,6 +309,7 @@ impl LogState {
             log_start,
             written: end,
             visible: None,
+            start_limit: None,
             synced: end,
             pending: VecDeque::new(),
             unwritten_bytes: 0,
@@ -381,6 +385,10 @@ impl LogState {
     /// Where reads end: what is written, and for a replicated log also committed.
     pub fn readable_end(&self) -> Offset {
         self.visible.map_or(self.written, |v| v.min(self.written))
+    }
+    /// A replicated log's stored checkpoint moved: the log start may go up to it.
+    pub fn set_start_limit(&mut self, limit: Offset) {
+        self.start_limit = Some(limit);
     }
     /// A replicated log's commit point moved (its replica's high watermark).
     pub fn set_visible(&mut self, commit: Offset) {
@@ -931,6 +939,7 @@ impl LogState {
                 end,
             });
         }
+        let offset = self.start_limit.map_or(offset, |l| offset.min(l));
         self.log_start = self.log_start.max(offset);
         self.epochs_changed |= self.epochs.advance_start(self.log_start);
         Ok(self.log_start)
@@ -946,7 +955,7 @@ impl LogState {
         let mut size = self.size_bytes() as i64;
         while self.segments.len() > 1 {
             let s = self.segments.front().expect("non-empty");
-            if !s.finalized {
+            if !s.finalized || self.start_limit.is_some_and(|l| s.next_offset > l) {
                 break;
             }
             let by_start = s.next_offset <= self.log_start;

@@ -1277,3 +1277,43 @@ fn reads_end_at_the_commit_point_of_a_replicated_log() {
         log.close().await.unwrap();
     });
 }
+
+/// Issue 21: a replicated log's start never passes its stored Raft checkpoint, whether
+/// DeleteRecords or retention asks: the replica rebuilds from there when it opens.
+#[test]
+fn the_log_start_of_a_replicated_log_stops_at_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        retention_ms: 0, // everything sealed has expired
+        ..small_config()
+    };
+    block_on(async {
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        let mut last = Offset(0);
+        for i in 0..40 {
+            let b = build_test_batch(2, 100, TimestampMs(i));
+            let info = log
+                .append(BytesMut::from(&b[..]), TimestampMs(i))
+                .await
+                .unwrap();
+            last = info.ticket;
+        }
+        log.wait(last, Durability::Synced).await.unwrap();
+        log.set_start_limit(Offset(20));
+        let moved = log
+            .delete_records(Offset(50), TimestampMs::now())
+            .await
+            .unwrap();
+        assert_eq!(moved, Offset(20), "up to the checkpoint only");
+        log.enforce_retention(TimestampMs::now()).await.unwrap();
+        assert_eq!(log.log_start(), Offset(20));
+        assert!(
+            log.read(Offset(20), 100).await.is_ok(),
+            "kept from the checkpoint on"
+        );
+        log.set_start_limit(Offset(60));
+        log.enforce_retention(TimestampMs::now()).await.unwrap();
+        assert!(log.log_start() > Offset(20) && log.log_start() <= Offset(60));
+        log.close().await.unwrap();
+    });
+}
