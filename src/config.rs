@@ -38,6 +38,10 @@ pub struct Flags {
     /// Partitions of an auto-created topic (num.partitions) [default: 1]
     #[arg(long, env = "SHARDLOG_NUM_PARTITIONS", value_name = "N")]
     pub num_partitions: Option<i32>,
+    /// Replicas of a topic created without a replication factor (auto-created, or -1): in a
+    /// cluster up to the live brokers (default.replication.factor) [default: 1]
+    #[arg(long, env = "SHARDLOG_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
+    pub default_replication_factor: Option<i16>,
     /// Create unknown topics when a Metadata request names them (auto.create.topics.enable) [default: true]
     #[arg(long, env = "SHARDLOG_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
@@ -125,6 +129,7 @@ struct FileConfig {
     shards: Option<usize>,
     pin: Option<bool>,
     num_partitions: Option<i32>,
+    default_replication_factor: Option<i16>,
     auto_create_topics: Option<bool>,
     request_bytes_max: Option<usize>,
     node_id: Option<i32>,
@@ -166,6 +171,8 @@ pub struct Config {
     /// Partitions of a topic created without a count (auto-created, or CreateTopics with -1);
     /// at least 1.
     pub num_partitions: i32,
+    /// Replicas of a topic created without a replication factor; at least 1.
+    pub default_replication_factor: i16,
     /// Whether Metadata creates the unknown topics it names (when the request allows it).
     pub auto_create_topics: bool,
     /// Largest request frame a connection accepts, in bytes; a larger one closes it.
@@ -256,6 +263,15 @@ impl Config {
         if num_partitions < 1 {
             return Err(ConfigError::Invalid("num_partitions must be ≥ 1".into()));
         }
+        let default_replication_factor = cli
+            .default_replication_factor
+            .or(file.default_replication_factor)
+            .unwrap_or(1);
+        if default_replication_factor < 1 {
+            return Err(ConfigError::Invalid(
+                "default_replication_factor must be ≥ 1".into(),
+            ));
+        }
         Ok(Config {
             listen,
             advertised_host,
@@ -267,6 +283,7 @@ impl Config {
             shards,
             pin: cli.pin.or(file.pin).unwrap_or(true) && shards <= cores,
             num_partitions,
+            default_replication_factor,
             auto_create_topics: cli
                 .auto_create_topics
                 .or(file.auto_create_topics)
@@ -361,6 +378,7 @@ fn given(cli: &Flags, file: &FileConfig) -> BTreeSet<&'static str> {
         shards,
         pin,
         num_partitions,
+        default_replication_factor,
         auto_create_topics,
         request_bytes_max,
         node_id,
@@ -634,6 +652,18 @@ mod tests {
             "from the flags and the file"
         );
         assert!(Config::defaults().given.is_empty());
+        assert_eq!(Config::defaults().default_replication_factor, 1);
+        std::fs::write(&p, "default_replication_factor = 3\n").unwrap();
+        let c = Config::from_flags(Flags {
+            config: Some(p.clone()),
+            ..Flags::default()
+        });
+        assert_eq!(c.unwrap().default_replication_factor, 3);
+        let zero = Flags {
+            default_replication_factor: Some(0),
+            ..Flags::default()
+        };
+        assert!(Config::from_flags(zero).is_err());
         std::fs::write(&p, "bogus = 1\n").unwrap();
         assert!(Config::from_flags(Flags {
             config: Some(p),

@@ -134,6 +134,7 @@ pub fn admin(e: &AdminError) -> ErrorCode {
         AdminError::InvalidTopicName(_) => of(E::InvalidTopicException),
         AdminError::InvalidPartitions(_) => of(E::InvalidPartitions),
         AdminError::InvalidReplicationFactor(_) => of(E::InvalidReplicationFactor),
+        AdminError::InvalidReplicaAssignment(_) => of(E::InvalidReplicaAssignment),
         AdminError::InvalidConfig(
             TopicConfigError::Unknown(_) | TopicConfigError::Invalid { .. },
         ) => of(E::InvalidConfig),

@@ -29,10 +29,13 @@ pub enum AdminError {
     /// topic; says why.
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
-    /// A replication factor other than 1 (or -1, the default): partitions have one replica
-    /// (replication is not built yet).
-    #[error("replication factor {0} is not supported: partitions have one replica")]
+    /// A replication factor below 1 (-1 is the default) or above the live brokers (one on a
+    /// single broker).
+    #[error("replication factor {0} is not possible: 1 up to the live brokers")]
     InvalidReplicationFactor(i16),
+    /// Manual replica assignments naming other brokers (not served: a replication factor is).
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     /// A topic config unknown or with an invalid value.
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),

@@ -1,6 +1,7 @@
 //! CreateTopics (key 19): each topic goes through the controller (validate_only plans without
-//! applying). -1 partitions means num.partitions; replication factor must be 1 (or -1): this
-//! is a single broker. Manual assignments are accepted when every replica list is just us.
+//! applying). -1 partitions means num.partitions and -1 replicas default.replication.factor;
+//! in a cluster up to the live brokers may hold a partition (issue 21), on a single broker
+//! one. Manual assignments are accepted when every replica list is just this broker.
 
 use std::rc::Rc;
 
@@ -13,8 +14,8 @@ use crate::kafka::errors;
 use crate::shard::controller::Change;
 use crate::shard::{AdminError, Shard};
 
-/// Creates each topic; answers each with its id, partition count and replication factor 1,
-/// or its error.
+/// Creates each topic; answers each with its id, partition count and replication factor, or
+/// its error.
 pub async fn handle(
     s: Rc<Shard>,
     req: CreateTopicsRequest,
@@ -38,7 +39,10 @@ pub async fn handle(
         let change = Change::CreateTopic {
             name: name.clone(),
             partitions,
-            replication_factor: if foreign { 2 } else { t.replication_factor },
+            replication_factor: match t.replication_factor {
+                -1 => s.config.default_replication_factor,
+                rf => rf,
+            },
             configs: t
                 .configs
                 .iter()
@@ -46,6 +50,15 @@ pub async fn handle(
                 .collect(),
         };
         let base = CreatableTopicResult::default().with_name(t.name.clone());
+        if foreign {
+            let why = "replica assignments naming other brokers are not served; give a \
+                       replication factor instead";
+            out.push(failed(
+                base,
+                &AdminError::InvalidReplicaAssignment(why.into()),
+            ));
+            continue;
+        }
         out.push(match s.admin(change, req.validate_only).await {
             Ok(snap) => {
                 let meta = snap.topic(&name).expect("created");

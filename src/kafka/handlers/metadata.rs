@@ -88,7 +88,7 @@ async fn lookup(s: &Shard, t: &MetadataRequestTopic, auto: bool) -> MetadataResp
     let change = Change::CreateTopic {
         name: name.clone(),
         partitions: s.config.num_partitions,
-        replication_factor: -1,
+        replication_factor: s.config.default_replication_factor,
         configs: Vec::new(),
     };
     let snap = match s.admin(change, false).await {
