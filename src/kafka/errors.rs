@@ -55,6 +55,7 @@ impl From<EpochError> for ErrorCode {
         match e {
             EpochError::Fenced => of(E::FencedLeaderEpoch),
             EpochError::Unknown => of(E::UnknownLeaderEpoch),
+            EpochError::NotLeader => of(E::NotLeaderOrFollower),
         }
     }
 }

@@ -35,6 +35,12 @@ const SNAPSHOT_EVERY_BYTES: u64 = 16 << 20;
 /// Ticks of the replica host (50 ms) a replicated produce waits for its answer: 30 s, as
 /// Kafka's default request.timeout.ms.
 const PROPOSAL_TIMEOUT_TICKS: u64 = 600;
+/// How long a retried batch waits for its first copy's commit (as a proposal does).
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a new leader's first produce waits for its term's first entry to be applied.
+const TERM_START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often those waits look at the leadership again.
+const TERM_START_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long a snapshot waits for the batches it covers to be written before it is left for
 /// the next housekeeping run.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -139,6 +145,10 @@ pub enum EpochError {
     /// The client knows a newer epoch than this replica does yet (UNKNOWN_LEADER_EPOCH).
     #[error("the request's leader epoch is newer than the partition's")]
     Unknown,
+    /// A replicated partition's follower was asked what only its leader answers
+    /// (NOT_LEADER_OR_FOLLOWER).
+    #[error("this replica follows")]
+    NotLeader,
 }
 
 impl EpochError {
@@ -362,12 +372,7 @@ impl Partition {
     ) -> Result<Appended, ProduceError> {
         let term = link.leading_term().ok_or(ReplicaError::NotLeader(None))?;
         if link.windows_term.get() != term {
-            let _turn = self.producers.turn.acquire_permit(1).await;
-            if link.windows_term.get() != term {
-                let states = load_producers(&self.log).await?;
-                *self.producers.states.borrow_mut() = states;
-                link.windows_term.set(term);
-            }
+            self.rebuild_windows(link, term).await?;
         }
         let wait = match acks {
             0 => Wait::Nothing,
@@ -378,12 +383,18 @@ impl Partition {
         let now = TimestampMs::now();
         let mut first: Option<(Offset, TimestampMs)> = None;
         let mut answer = None;
+        // The end of the retried batches answered with their original offsets.
+        let mut repeated: Option<Offset> = None;
         for mut b in split_batches_mut(records)? {
-            let mut h = batch::parse_header(&b).map_err(StorageError::InvalidBatch)?;
+            // What every replica must store is checked here, before it is proposed.
+            let mut h = self.log.check_batch(&b)?;
             // No await from here to `record`: the check and the proposal are one step.
             let verdict = self.producers.states.borrow().check(&h, PRODUCERS_MAX)?;
             let base = match verdict {
-                Verdict::Duplicate(m) => m.first_offset,
+                Verdict::Duplicate(m) => {
+                    repeated = repeated.max(Some(m.last_offset.plus(1)));
+                    m.first_offset
+                }
                 Verdict::Append => {
                     if append_time {
                         batch::set_log_append_time(&mut b, now);
@@ -410,6 +421,10 @@ impl Partition {
             ))
             .into());
         };
+        if let (None, Some(end), false) = (&answer, repeated, acks == 0) {
+            // A retry is answered once its first copy is committed, as that copy's would be.
+            self.wait_committed(link, term, end).await?;
+        }
         if let Some(rx) = answer {
             match rx.recv().await {
                 Some(Answer::Done) => {}
@@ -425,6 +440,54 @@ impl Partition {
             log_append_time,
             log_start_offset: self.log.log_start(),
         })
+    }
+
+    /// Rebuilds the producer windows of a replica that leads in `term` from its log: once
+    /// the term's first entry is applied (everything before it is then committed and in the
+    /// log), and only while it still leads.
+    async fn rebuild_windows(&self, link: &ReplicaLink, term: u64) -> Result<(), ProduceError> {
+        let deadline = std::time::Instant::now() + TERM_START_WAIT;
+        while !link.host.term_started(link.group) {
+            if link.leading_term() != Some(term) || std::time::Instant::now() > deadline {
+                return Err(ReplicaError::NotLeader(None).into());
+            }
+            let hw = self.log.high_watermark();
+            self.log.wait_for_data(hw, TERM_START_POLL).await;
+        }
+        let _turn = self.producers.turn.acquire_permit(1).await;
+        if link.windows_term.get() == term {
+            return Ok(());
+        }
+        let states = load_producers(&self.log).await?;
+        if link.leading_term() != Some(term) {
+            return Err(ReplicaError::NotLeader(None).into());
+        }
+        *self.producers.states.borrow_mut() = states;
+        link.windows_term.set(term);
+        Ok(())
+    }
+
+    /// Waits until the log's high watermark reaches `end` while this replica leads in
+    /// `term`: NOT_LEADER_OR_FOLLOWER if it stops leading, REQUEST_TIMED_OUT after the
+    /// proposal timeout.
+    async fn wait_committed(
+        &self,
+        link: &ReplicaLink,
+        term: u64,
+        end: Offset,
+    ) -> Result<(), ProduceError> {
+        let deadline = std::time::Instant::now() + COMMIT_WAIT;
+        while self.log.high_watermark() < end {
+            if link.leading_term() != Some(term) {
+                return Err(ReplicaError::NotLeader(None).into());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ProduceError::TimedOut);
+            }
+            let hw = self.log.high_watermark();
+            self.log.wait_for_data(hw, TERM_START_POLL).await;
+        }
+        Ok(())
     }
 
     /// Writes a producer-state snapshot when enough idempotent batches were appended since the
@@ -552,6 +615,18 @@ impl Partition {
         }
     }
 
+    /// For the requests only a leader answers (ListOffsets, OffsetForLeaderEpoch,
+    /// DeleteRecords): refuses on a replicated partition's follower, then checks
+    /// `current` as `check_leader_epoch` does.
+    pub fn check_leader(&self, current: i32) -> Result<(), EpochError> {
+        if let Some(link) = &self.replica {
+            if link.leading_term().is_none() {
+                return Err(EpochError::NotLeader);
+            }
+        }
+        self.check_leader_epoch(current)
+    }
+
     /// Checks a request's `current_leader_epoch` (-1: the client does not know one, so
     /// nothing to check) against this replica's.
     pub fn check_leader_epoch(&self, current: i32) -> Result<(), EpochError> {
@@ -637,11 +712,17 @@ impl Partition {
                 if t == TimestampMs::NONE {
                     return Ok(None);
                 }
+                if self.replica.is_some() && base >= self.log.high_watermark() {
+                    return Ok(None); // the newest timestamp is not committed yet
+                }
                 let exact = self.batch_at(base).await?.and_then(|b| find(&b, t.0));
                 Ok(Some(exact.unwrap_or((base, t))))
             }
             ts => {
                 let found = self.log.batch_for_timestamp(TimestampMs(ts)).await?;
+                let hw = self.log.high_watermark();
+                // Only what consumers may read: a replicated log's uncommitted batches not.
+                let found = found.filter(|(h, _)| h.base_offset < hw);
                 Ok(found.map(|(h, chunk)| {
                     let exact = find(&chunk, ts);
                     exact.unwrap_or((h.base_offset, h.max_timestamp))

@@ -155,6 +155,10 @@ impl Host {
     /// Removes every group (before the host is dropped: the writers hold only weak
     /// references to it).
     pub async fn close(&self) {
+        // All stop taking work (and retrying catch-ups) at once; then each writer finishes.
+        for h in self.replicas.borrow().values() {
+            h.failed.set(true);
+        }
         let groups: Vec<u64> = self.replicas.borrow().keys().copied().collect();
         for g in groups {
             self.remove(g).await;
@@ -214,6 +218,20 @@ impl Host {
     pub fn is_leader(&self, group: u64) -> bool {
         let h = self.hosted(group);
         h.is_some_and(|h| h.replica.borrow().is_leader())
+    }
+
+    /// `min.insync.replicas` of `group` changed.
+    pub fn set_min_insync(&self, group: u64, n: usize) {
+        if let Some(h) = self.hosted(group) {
+            h.replica.borrow_mut().set_min_insync(n);
+        }
+    }
+
+    /// Whether this shard's replica of `group` leads and has applied its term's first entry
+    /// (`Replica::term_started`).
+    pub fn term_started(&self, group: u64) -> bool {
+        let h = self.hosted(group);
+        h.is_some_and(|h| h.replica.borrow().term_started())
     }
 
     /// Who leads `group` and in what term, as this shard's replica sees it.

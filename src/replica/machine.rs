@@ -261,6 +261,19 @@ impl Replica {
         Ok(r)
     }
 
+    /// `min.insync.replicas` changed (AlterConfigs): it applies to the next proposals.
+    pub fn set_min_insync(&mut self, n: usize) {
+        self.min_insync = n.max(1);
+    }
+
+    /// Whether this replica leads and has applied an entry of its own term (its no-op):
+    /// everything before is committed, so its log holds every batch a producer's retry may
+    /// repeat once written.
+    pub fn term_started(&self) -> bool {
+        let term = self.leadership().term;
+        self.is_leader() && self.group.term(self.applied) == Some(term)
+    }
+
     /// Who leads, as this replica sees it.
     pub fn leadership(&self) -> Leadership {
         self.group.leadership()

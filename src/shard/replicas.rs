@@ -96,6 +96,11 @@ impl Replication {
     }
 }
 
+/// A topic's min.insync.replicas as a count.
+fn min_insync(topic: &TopicMeta) -> usize {
+    usize::try_from(topic.configs.min_insync_replicas()).unwrap_or(1)
+}
+
 impl Shard {
     /// Whether `snap` places a replica of partition `index` of topic `id` on this shard:
     /// its replica set, if the partition is replicated and one member is this one.
@@ -125,6 +130,9 @@ impl Shard {
         set: &ReplicaSet,
     ) -> Result<(), StorageError> {
         if self.partition(&topic.id, index).is_some() {
+            if let Some(r) = &self.replication {
+                r.host.set_min_insync(set.group, min_insync(topic));
+            }
             return self.ensure_partition(topic, index).await; // renamed, configs applied
         }
         let Some(repl) = self.replication.as_ref() else {
@@ -138,7 +146,7 @@ impl Shard {
         let voters: Vec<u64> = set.members.iter().map(|m| m.broker as u64).collect();
         let opened = ReplicaStore::open(log.clone(), &dir, &voters).await;
         let config = ReplicaConfig {
-            min_insync: usize::try_from(topic.configs.min_insync_replicas()).unwrap_or(1),
+            min_insync: min_insync(topic),
             ..ReplicaConfig::new(me)
         };
         let replica = opened.and_then(|(store, rebuilt)| {

@@ -379,6 +379,13 @@ impl PartitionLog {
         self.inner.state.borrow().readable_end()
     }
 
+    /// Checks a producer's batch as `append` would (the log takes appends, `max.message.bytes`,
+    /// a valid batch with its CRC) without appending it: a replicated partition's leader
+    /// checks before proposing, as every replica must then store what it proposed.
+    pub fn check_batch(&self, bytes: &[u8]) -> Result<BatchHeader> {
+        self.inner.state.borrow().check_batch(bytes)
+    }
+
     /// A replicated log's Raft checkpoint is stored at `limit`: the log start and retention
     /// never pass it (DeleteRecords then moves the start only that far), since the replica
     /// rebuilds its Raft log from the checkpoint's offset when it opens.

@@ -473,8 +473,7 @@ impl LogState {
     /// Validates and appends one producer batch; assigns its offsets. The bytes become visible
     /// to readers once written (see `complete_write`).
     pub fn append(&mut self, mut bytes: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
-        self.check_appendable(bytes.len())?;
-        let header = batch::validate(&bytes, true)?;
+        let header = self.check_batch(&bytes)?;
         let base = self.next_offset();
         // Replicated batches raise the epoch (`append_replicated`), so it is never below the
         // last batch's and the epoch cache only grows.
@@ -508,7 +507,9 @@ impl LogState {
     /// base offset, leader epoch and timestamps are kept, not rewritten. It must start at the
     /// log end and carry an epoch no older than the last batch's.
     pub fn append_replicated(&mut self, bytes: BytesMut, now: TimestampMs) -> Result<AppendInfo> {
-        self.check_appendable(bytes.len())?;
+        // No size limit: the leader checked the batch against the topic's (`check_batch`), and
+        // a committed entry must be stored whatever this replica's settings say.
+        self.check_appendable(None)?;
         let header = batch::validate(&bytes, false)?;
         let (end, latest) = (self.next_offset(), self.epochs.latest().unwrap_or(0));
         if header.base_offset != end || header.leader_epoch < latest {
@@ -524,7 +525,14 @@ impl LogState {
         Ok(self.push(bytes, &header, now))
     }
 
-    fn check_appendable(&self, size: usize) -> Result<()> {
+    /// Whether a producer's batch may be appended now: the log takes appends, the batch fits
+    /// `max.message.bytes`, and it is a valid batch (CRC included). Its header if so.
+    pub fn check_batch(&self, bytes: &[u8]) -> Result<BatchHeader> {
+        self.check_appendable(Some(bytes.len()))?;
+        Ok(batch::validate(bytes, true)?)
+    }
+
+    fn check_appendable(&self, size: Option<usize>) -> Result<()> {
         if self.failed {
             return Err(StorageError::LogDirFailed(Default::default()));
         }
@@ -532,12 +540,15 @@ impl LogState {
             return Err(StorageError::Paused(Default::default()));
         }
         assert!(!self.truncating, "no appends while the log is truncated");
-        if size > self.config.message_bytes_max {
-            return Err(StorageError::BatchTooLarge {
-                size,
-                max: self.config.message_bytes_max,
-            });
-        }
+        match size {
+            Some(size) if size > self.config.message_bytes_max => {
+                Err(StorageError::BatchTooLarge {
+                    size,
+                    max: self.config.message_bytes_max,
+                })
+            }
+            _ => Ok(()),
+        }?;
         Ok(())
     }
 
@@ -868,14 +879,16 @@ impl LogState {
     /// comes first, then more while they fit `max_bytes`).
     pub fn plan_read(&self, offset: Offset, max_bytes: usize) -> Result<ReadPlan> {
         let hw = self.readable_end();
-        if offset < self.log_start || offset > hw {
+        // Offsets up to what is written are in range; a replicated log serves nothing at or
+        // past its commit point yet (a consumer there waits, as at the end of the log).
+        if offset < self.log_start || offset > self.written {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
                 start: self.log_start,
-                end: hw,
+                end: self.written,
             });
         }
-        if offset == hw {
+        if offset >= hw {
             return Ok(ReadPlan::Empty);
         }
         if self.cache.covers(offset) {

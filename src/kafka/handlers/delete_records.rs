@@ -8,7 +8,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use crate::kafka::errors;
+use crate::kafka::errors::{self, ErrorCode};
 use crate::kafka::fanout;
 use crate::shard::{route, Shard};
 use crate::types::{Offset, TimestampMs};
@@ -28,6 +28,7 @@ pub async fn handle(
         |p| (p.partition_index, p.offset),
     );
     let moved = route::on_partitions(&s, flat.items, |p, offset| async move {
+        p.check_leader(-1).map_err(ErrorCode::from)?;
         let to = if offset == -1 {
             p.high_watermark()
         } else {

@@ -35,7 +35,7 @@ pub async fn handle(
         |p| (p.partition_index, (p.timestamp, p.current_leader_epoch)),
     );
     let found = route::on_partitions(&s, flat.items, |p, (ts, current)| async move {
-        p.check_leader_epoch(current).map_err(ErrorCode::from)?;
+        p.check_leader(current).map_err(ErrorCode::from)?;
         let found = p
             .offset_for(ts, compression::first_record_at_or_after)
             .await;

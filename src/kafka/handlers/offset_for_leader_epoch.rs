@@ -31,7 +31,7 @@ pub async fn handle(
         |p| (p.partition, (p.current_leader_epoch, p.leader_epoch)),
     );
     let found = route::on_partitions(&s, flat.items, |p, (current, requested)| async move {
-        p.check_leader_epoch(current).map_err(ErrorCode::from)?;
+        p.check_leader(current).map_err(ErrorCode::from)?;
         Ok::<_, ErrorCode>(p.end_offset_for_epoch(requested))
     })
     .await;
