@@ -832,6 +832,25 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
     for (_, _, replicas) in replica_view(all[1], "kept") {
         assert_eq!(replicas, vec![1, 2, 3]);
     }
+    // A damaged batch is refused by the leader before it reaches the replicas (CORRUPT_MESSAGE),
+    // a follower refuses produce (NOT_LEADER_OR_FOLLOWER), and the leader goes on.
+    assert_eq!(create_replicated(all[0], "probe", 1, 3), 0);
+    let probe = elected(&all, "probe", None)[0].0;
+    let leader_port = all[probe as usize - 1];
+    let follower_port = all[probe as usize % 3];
+    let mut bad = bytes::BytesMut::from(&build_test_batch(2, 10, TimestampMs(0))[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let mut client = harness::client::Client::connect(leader_port);
+    assert_eq!(client.produce_one("probe", 0, bad.freeze()).0, 2);
+    let good = || build_test_batch(2, 10, TimestampMs(0)).into();
+    let mut other = harness::client::Client::connect(follower_port);
+    assert_eq!(other.produce_one("probe", 0, good()).0, 6);
+    assert_eq!(
+        client.produce_one("probe", 0, good()),
+        (0, 1),
+        "after the leader's no-op"
+    );
     let produce = |bootstrap: &str, first: usize, n: usize| {
         let mut cmd = python("replicated_produce.py");
         cmd.args([bootstrap, "kept", &first.to_string(), &n.to_string()]);
