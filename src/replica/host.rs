@@ -376,46 +376,68 @@ async fn write_one(
     t: &mut Turn,
     catch_up: &CatchUpSource,
 ) -> Result<(), ReplicaError> {
-    let copied = match t.catch_up {
-        Some(c) => copy_until_done(h, c, catch_up).await?,
-        None => Vec::new(),
-    };
+    if let Some(c) = t.catch_up {
+        copy_until_done(h, c, catch_up, store).await?;
+    }
     if t.number != 0 {
-        store.write(t, copied).await?;
+        store.write(t, Vec::new()).await?;
         h.replica.borrow_mut().persisted(t.number);
     }
     store.checkpoint(t.checkpoint.take()).await?;
     Ok(())
 }
 
-/// The batches a catch-up needs, `keep` to exactly `until`, from the leader that sent the
-/// checkpoint or else from any other replica (those offsets are committed, so a majority
-/// holds them, and a follower catching up must not wait on a dead leader: until its write is
-/// done it sends nothing, votes included). Asked around again every second; given up when
-/// the replica is being removed.
+/// Copies the batches a catch-up needs, `keep` to exactly `until`, into the log, from the
+/// leader that sent the checkpoint or else from any other replica (those offsets are
+/// committed, so a majority holds them, and a follower catching up must not wait on a dead
+/// leader: until its write is done it sends nothing, votes included). The log is cut to
+/// `keep` first; each copy from a source continues where the log ends (what is appended is
+/// committed and kept, so a source that fails part way costs only its last step). Asked
+/// around again every second; given up when the replica is being removed.
 async fn copy_until_done(
     h: &Hosted,
     c: CatchUp,
     catch_up: &CatchUpSource,
-) -> Result<Vec<Bytes>, ReplicaError> {
+    store: &mut ReplicaStore,
+) -> Result<(), ReplicaError> {
     if c.keep >= c.until {
-        return Ok(Vec::new()); // nothing to copy: the log is cut to `keep` only
+        return Ok(()); // nothing to copy: the turn's write cuts the log to `keep` only
     }
+    store.cut_for_catch_up(c.keep).await?;
     let mut sources: Vec<u64> = c.leader.into_iter().collect();
     sources.extend(h.peers.keys().filter(|p| Some(**p) != c.leader));
     loop {
         for &from in &sources {
-            if h.failed.get() {
-                return Err(ReplicaError::NotLeader(None));
-            }
-            let ask = CatchUp {
-                leader: Some(from),
-                ..c
-            };
-            match catch_up(ask).await {
-                Ok(batches) if reaches(&batches, c.until) => return Ok(batches),
-                Ok(_) => tracing::debug!(from, "catch-up copy short of its end; next source"),
-                Err(e) => tracing::debug!(from, error = %e, "catch-up copy failed; next source"),
+            loop {
+                if h.failed.get() {
+                    return Err(ReplicaError::NotLeader(None));
+                }
+                let at = store.log().next_offset();
+                if at >= c.until {
+                    return Ok(());
+                }
+                let ask = CatchUp {
+                    leader: Some(from),
+                    keep: at,
+                    until: c.until,
+                };
+                match catch_up(ask).await {
+                    Ok(batches) if continues(&batches, at, c.until) => {
+                        store.append_copied(batches).await?;
+                    }
+                    Ok(_) => {
+                        tracing::debug!(
+                            from,
+                            ?at,
+                            "catch-up copy served nothing usable; next source"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(from, error = %e, "catch-up copy failed; next source");
+                        break;
+                    }
+                }
             }
         }
         tracing::warn!(until = ?c.until, "no replica could serve a catch-up; retrying");
@@ -423,10 +445,17 @@ async fn copy_until_done(
     }
 }
 
-/// Whether `batches` end exactly at `until` (an empty copy reaches nothing).
-fn reaches(batches: &[Bytes], until: Offset) -> bool {
-    let last = batches.last().and_then(|b| parse_header(b).ok());
-    last.is_some_and(|h| h.next_offset() == until)
+/// Whether `batches` continue a log ending at `at`, one after another, and end at or
+/// before `until` (an empty copy continues nothing).
+fn continues(batches: &[Bytes], at: Offset, until: Offset) -> bool {
+    let mut next = at;
+    for b in batches {
+        match parse_header(b) {
+            Ok(h) if h.base_offset == next && h.next_offset() <= until => next = h.next_offset(),
+            _ => return false,
+        }
+    }
+    next > at
 }
 
 #[cfg(test)]
@@ -468,8 +497,9 @@ mod tests {
                 let log = logs.borrow().get(&leader).cloned();
                 let log = log.ok_or(ReplicaError::NotLeader(None))?;
                 let mut out = Vec::new();
+                // A few batches per call, as a Fetch of bounded size serves them.
                 log.replay(c.keep, |h, b| {
-                    if h.base_offset < c.until {
+                    if h.base_offset < c.until && out.len() < 5 {
                         out.push(b);
                     }
                     Ok(())

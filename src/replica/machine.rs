@@ -195,6 +195,9 @@ pub struct Replica {
     /// Followers' last tick caught up: holding what the leader held one tick earlier
     /// (Kafka's lastCaughtUpTime), set for all when this replica wins an election.
     caught_up: BTreeMap<u64, u64>,
+    /// The term whose election set `caught_up` (a leader that has not had its turn since it
+    /// won counts every follower in sync, as it will at that turn).
+    caught_up_term: u64,
     /// The last index at the previous tick.
     last_at_tick: u64,
     /// The last entry folded into the segments' checkpoint.
@@ -242,6 +245,7 @@ impl Replica {
             held_entries_max: config.held_entries_max.max(1),
             ticks: 0,
             caught_up: BTreeMap::new(),
+            caught_up_term: 0,
             last_at_tick: 0,
             checkpoint,
             known: VecDeque::new(),
@@ -316,6 +320,9 @@ impl Replica {
             at.is_some_and(|t| self.ticks - t <= self.insync_lag_ticks)
         };
         let followers = self.group.followers();
+        if self.caught_up_term != self.leadership().term {
+            return 1 + followers.len(); // just elected: all start in sync
+        }
         1 + followers.iter().filter(|f| recent(&f.id)).count()
     }
 
@@ -556,6 +563,7 @@ impl Replica {
             let now = self.ticks;
             let followers = self.group.followers();
             self.caught_up = followers.iter().map(|f| (f.id, now)).collect();
+            self.caught_up_term = l.term;
         }
     }
 

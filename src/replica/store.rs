@@ -97,7 +97,12 @@ impl ReplicaStore {
     /// `keep` to its `until` when the turn has one. Returns once the batches are on the
     /// device and the hard state stored; then call `Replica::persisted`.
     pub async fn write(&mut self, t: &mut Turn, copied: Vec<Bytes>) -> Result<(), ReplicaError> {
-        if let Some(c) = t.catch_up {
+        // A catch-up copied into the log already (`append_copied`) is done when the log
+        // ends at its `until`.
+        let copied_in = copied.is_empty()
+            && t.catch_up
+                .is_some_and(|c| c.keep < c.until && self.log.next_offset() == c.until);
+        if let Some(c) = t.catch_up.filter(|_| !copied_in) {
             if self.log.next_offset() > c.keep {
                 self.log.truncate_to(c.keep).await?;
             }
@@ -150,6 +155,26 @@ impl ReplicaStore {
             self.log.set_start_limit(c.offset);
         }
         Ok(())
+    }
+
+    /// Starts a catch-up: the log is cut to `keep` (this replica's own committed end) if it
+    /// is longer; a log shorter than that cannot be caught up from a checkpoint.
+    pub async fn cut_for_catch_up(&mut self, keep: Offset) -> Result<(), ReplicaError> {
+        if self.log.next_offset() > keep {
+            self.log.truncate_to(keep).await?;
+        }
+        let end = self.log.next_offset();
+        if end < keep {
+            return Err(ReplicaError::CatchUpGap { end, keep });
+        }
+        Ok(())
+    }
+
+    /// Appends batches a catch-up copied (committed on the replica they came from), once the
+    /// log has room for more.
+    pub async fn append_copied(&mut self, batches: Vec<Bytes>) -> Result<(), ReplicaError> {
+        self.log.wait_for_room().await?;
+        self.append(batches)
     }
 
     fn append(&self, batches: Vec<Bytes>) -> Result<(), ReplicaError> {

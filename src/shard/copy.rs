@@ -1,8 +1,9 @@
 //! A follower's catch-up copy (issue 21): the batches a lagging replica needs, fetched from
 //! another replica's Kafka listener as Kafka followers replicate — a Fetch naming this
 //! broker as the replica, served below that replica's high watermark (committed, so the
-//! same on every replica) and byte for byte as stored. The host (`replica::Host`) asks the
-//! leader first and then the others, and needs the whole range.
+//! same on every replica) and byte for byte as stored. Each call is one Fetch (up to
+//! [`FETCH_BYTES`]) from where the follower's log ends; the host (`replica::Host`) appends
+//! it and asks again, the leader first and then the others, until the range is whole.
 
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
@@ -28,10 +29,8 @@ const FETCH_VERSION: i16 = 12;
 const FETCH_BYTES: i32 = 8 << 20;
 /// Largest response accepted.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
-/// How long one copy may take before the host asks another replica.
+/// How long one Fetch may take before the host asks another replica.
 const COPY_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(30);
-/// Batches copied in one catch-up, at most (a bound on what one copy holds in memory).
-const COPY_BYTES_MAX: usize = 1 << 30;
 
 impl Shard {
     /// The catch-up source of partition `index` of `topic`: a Fetch from the named
@@ -73,7 +72,8 @@ fn kafka_addr(s: &Shard, node: u64) -> Result<SocketAddr, ReplicaError> {
         .ok_or_else(|| ReplicaError::Copy(format!("cannot resolve {text}")))
 }
 
-/// The batches from `c.keep` up to `c.until`, fetched from `addr` as replica `me`.
+/// The batches from `c.keep` on, below `c.until`, that one Fetch from `addr` as replica
+/// `me` gets (at most [`FETCH_BYTES`]).
 async fn copy(
     addr: SocketAddr,
     me: i32,
@@ -81,39 +81,23 @@ async fn copy(
     index: i32,
     c: CatchUp,
 ) -> Result<Vec<Bytes>, ReplicaError> {
-    let err = |e: std::io::Error| ReplicaError::Copy(format!("{addr}: {e}"));
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| ReplicaError::Copy(format!("{addr}: {e}")))?;
+    let frame = fetch_frame(me, topic, index, c.keep, 1)?;
+    stream
+        .write_all(&frame)
+        .await
+        .map_err(|e| ReplicaError::Copy(format!("{addr}: {e}")))?;
+    let records = read_records(&mut stream, 1).await?;
     let mut out = Vec::new();
-    let (mut at, mut held) = (c.keep, 0usize);
-    let mut corr = 0;
-    while at < c.until {
-        corr += 1;
-        let frame = fetch_frame(me, topic, index, at, corr)?;
-        stream.write_all(&frame).await.map_err(err)?;
-        let records = read_records(&mut stream, corr).await?;
-        let before = at;
-        for b in whole_batches(records) {
-            let h = batch::parse_header(&b).map_err(|_| ReplicaError::NotABatch)?;
-            if h.base_offset >= c.until {
-                break;
-            }
-            if h.next_offset() > at {
-                at = h.next_offset();
-                held += b.len();
-                out.push(b);
-            }
+    for b in whole_batches(records) {
+        let h = batch::parse_header(&b).map_err(|_| ReplicaError::NotABatch)?;
+        if h.base_offset >= c.until {
+            break;
         }
-        if at == before {
-            return Err(ReplicaError::Copy(format!(
-                "{addr} served nothing at {at:?}"
-            )));
-        }
-        if held > COPY_BYTES_MAX {
-            return Err(ReplicaError::Copy(
-                "catch-up larger than the copy bound".into(),
-            ));
+        if h.next_offset() > c.keep {
+            out.push(b);
         }
     }
     Ok(out)
