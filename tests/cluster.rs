@@ -745,13 +745,27 @@ fn a_broker_that_is_not_a_voter_joins_and_serves_partitions() {
 
 /// Creates `name` with `partitions` partitions of `rf` replicas at `port`.
 fn create_replicated(port: u16, name: &str, partitions: i32, rf: i16) -> i16 {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    create_with(port, name, partitions, rf, &[])
+}
+
+/// Creates `name` with `partitions` partitions of `rf` replicas and `configs` at `port`.
+fn create_with(port: u16, name: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> i16 {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
     let mut c = harness::client::Client::connect(port);
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
     let t = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.into())))
         .with_num_partitions(partitions)
-        .with_replication_factor(rf);
+        .with_replication_factor(rf)
+        .with_configs(configs);
     let req = CreateTopicsRequest::default()
         .with_topics(vec![t])
         .with_timeout_ms(10_000);
@@ -817,7 +831,10 @@ fn read_values(bootstrap: &str, topic: &str) -> Vec<String> {
 /// leader, which Metadata names with its epoch; confluent-kafka's idempotent producer
 /// (acks=all) writes through the leaders; the leader of partition 0 is killed, the other two
 /// elect a new one, the producer goes on through them, and kafka-python reads back every
-/// acknowledged record exactly once. The killed broker, restarted, catches up.
+/// acknowledged record exactly once. The killed broker, restarted, catches up. Along the
+/// way: a damaged batch is refused by a leader, produce to a follower is refused, and a
+/// topic with min.insync.replicas=3 refuses acks=all with NOT_ENOUGH_REPLICAS once a replica
+/// is dead.
 #[test]
 fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
     let (mut c, _) = Cluster::start(2);
@@ -851,6 +868,12 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
         (0, 1),
         "after the leader's no-op"
     );
+    // min.insync.replicas 3 of 3: acks=all is served while all three are up.
+    let strict = [("min.insync.replicas", "3")];
+    assert_eq!(create_with(all[0], "strict", 1, 3, &strict), 0);
+    let strict_leader = elected(&all, "strict", None)[0].0;
+    let mut strict_client = harness::client::Client::connect(all[strict_leader as usize - 1]);
+    assert_eq!(strict_client.produce_one("strict", 0, good()).0, 0);
     let produce = |bootstrap: &str, first: usize, n: usize| {
         let mut cmd = python("replicated_produce.py");
         cmd.args([bootstrap, "kept", &first.to_string(), &n.to_string()]);
@@ -885,6 +908,20 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
         .map(|p| format!("127.0.0.1:{p}"))
         .collect::<Vec<_>>()
         .join(",");
+    // With one of three replicas gone, acks=all to the min.insync.replicas=3 topic is refused
+    // NOT_ENOUGH_REPLICAS (19) once its leader counts the dead one out of sync.
+    let leader_now = elected(&live, "strict", Some(victim))[0].0;
+    let port = c.nodes[leader_now as usize - 1].kafka;
+    let mut strict_client = harness::client::Client::connect(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let code = strict_client.produce_one("strict", 0, good()).0;
+        if code == 19 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "acks=all still answered {code}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     produce(&survivors, 3000, 3000);
 
     let mut values = read_values(&survivors, "kept");

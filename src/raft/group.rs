@@ -95,6 +95,8 @@ pub struct FollowerProgress {
     pub id: u64,
     /// The last index it is known to hold.
     pub matched: u64,
+    /// Heard from within the last election timeout (raft-rs's check-quorum activity).
+    pub recent_active: bool,
 }
 
 /// One turn's log changes to make durable.
@@ -328,6 +330,7 @@ impl Group {
         prs.map(|(id, p)| FollowerProgress {
             id: *id,
             matched: p.matched,
+            recent_active: p.recent_active,
         })
         .collect()
     }

@@ -342,7 +342,9 @@ impl Replica {
         self.group.tick();
         self.ticks += 1;
         for f in self.group.followers() {
-            if f.matched >= self.last_at_tick {
+            // Caught up, and alive: a dead follower of an idle log would hold its end forever
+            // (Kafka counts a follower caught up only when it fetches).
+            if f.matched >= self.last_at_tick && f.recent_active {
                 self.caught_up.insert(f.id, self.ticks);
             }
         }
