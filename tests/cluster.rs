@@ -953,4 +953,35 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
         assert!(Instant::now() < deadline, "{theirs:?} against {mine:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The leaders count it in sync again and say so: every broker's Metadata shows all three
+    // in each partition's ISR.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Vec<Vec<Vec<i32>>> = all.iter().map(|&p| isr_view(p, "kept")).collect();
+        if seen.iter().flatten().all(|isr| isr == &[1, 2, 3]) && seen[0].len() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ISRs: {seen:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each partition's in-sync replicas (sorted) as the broker at `port` reports them.
+fn isr_view(port: u16, topic: &str) -> Vec<Vec<i32>> {
+    let resp = metadata_all(port);
+    let Some(t) = resp
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+    else {
+        return Vec::new();
+    };
+    t.partitions
+        .iter()
+        .map(|p| {
+            let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+            isr.sort_unstable();
+            isr
+        })
+        .collect()
 }

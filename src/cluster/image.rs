@@ -103,6 +103,10 @@ pub enum MetaRecord {
         leader: i32,
         /// Its leader epoch.
         epoch: i32,
+        /// The replicas the leader counts in sync, itself included (empty: not reported). A
+        /// report in the same epoch by the same leader updates only this.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        isr: Vec<i32>,
     },
 }
 
@@ -131,6 +135,9 @@ pub struct PlacedTopic {
     /// (others are led by their preferred leader, `brokers[i]`, in epoch 0).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub elected: BTreeMap<i32, (i32, i32)>,
+    /// The in-sync replicas the elected leaders last reported, by partition (sorted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub isr: BTreeMap<i32, Vec<i32>>,
 }
 
 impl PlacedTopic {
@@ -240,7 +247,8 @@ impl ClusterImage {
                 group,
                 leader,
                 epoch,
-            } => self.elect(topic, (*partition, *group), *leader, *epoch),
+                isr,
+            } => self.elect(topic, (*partition, *group), (*leader, *epoch), isr),
             MetaRecord::ProducerIds { from, until, .. } => {
                 if *from != self.producer_ids_until || until <= from {
                     return Err(ApplyError::ProducerIds(*from));
@@ -273,6 +281,7 @@ impl ClusterImage {
             followers: followers.to_vec(),
             seq: self.topics_created,
             elected: BTreeMap::new(),
+            isr: BTreeMap::new(),
         };
         self.topics.insert(name.clone(), placed);
         Ok(())
@@ -311,8 +320,8 @@ impl ClusterImage {
         &mut self,
         name: &str,
         (p, group): (i32, u64),
-        leader: i32,
-        epoch: i32,
+        (leader, epoch): (i32, i32),
+        isr: &[i32],
     ) -> Result<(), ApplyError> {
         let t = self.topics.get_mut(name);
         let t = t.ok_or(ApplyError::Topic(name.to_string(), "unknown"))?;
@@ -326,10 +335,27 @@ impl ClusterImage {
                 "the leader is not a replica",
             ));
         }
-        if epoch <= t.leader(at).1 {
+        let replicas = t.replicas(at);
+        if isr.iter().any(|b| !replicas.contains(b)) {
+            return Err(ApplyError::Topic(
+                name.into(),
+                "an in-sync replica is not a replica",
+            ));
+        }
+        let same = t.leader(at) == (leader, epoch) && t.elected.contains_key(&p);
+        if epoch <= t.leader(at).1 && !same {
             return Err(ApplyError::Topic(name.into(), "stale leader epoch"));
         }
         t.elected.insert(p, (leader, epoch));
+        if isr.is_empty() {
+            t.isr.remove(&p);
+        } else {
+            let mut isr = isr.to_vec();
+            isr.push(leader);
+            isr.sort_unstable();
+            isr.dedup();
+            t.isr.insert(p, isr);
+        }
         Ok(())
     }
 
@@ -469,6 +495,7 @@ impl ClusterImage {
                     },
                     members,
                     epoch: t.leader(p).1,
+                    isr: t.isr.get(&(p as i32)).cloned(),
                 }
             })
             .collect()
@@ -766,6 +793,13 @@ mod tests {
             group: (1 << 24) + partition.max(0) as u64,
             leader,
             epoch,
+            isr: Vec::new(),
+        };
+        let with_isr = |mut r: MetaRecord, set: &[i32]| {
+            if let MetaRecord::PartitionLeader { isr, .. } = &mut r {
+                *isr = set.to_vec();
+            }
+            r
         };
         let rows: Vec<(MetaRecord, Result<(), ApplyError>)> = vec![
             (broker(1), Ok(())),
@@ -773,6 +807,14 @@ mod tests {
             (broker(3), Ok(())),
             (replicated("a", 1, &[1, 2], &[&[2, 3], &[3, 1]]), Ok(())),
             (lead("a", 0, 2, 3), Ok(())),
+            (with_isr(lead("a", 0, 2, 3), &[3, 2]), Ok(())),
+            (
+                with_isr(lead("a", 0, 2, 3), &[2, 4]),
+                Err(ApplyError::Topic(
+                    "a".into(),
+                    "an in-sync replica is not a replica",
+                )),
+            ),
             (
                 lead("a", 0, 3, 3),
                 Err(ApplyError::Topic("a".into(), "stale leader epoch")),
@@ -801,6 +843,7 @@ mod tests {
                     group: (7 << 24) + 1,
                     leader: 2,
                     epoch: 9,
+                    isr: Vec::new(),
                 },
                 Err(ApplyError::Topic("a".into(), "no such partition")),
             ),
@@ -825,6 +868,12 @@ mod tests {
         );
         let view = c.view(&id, 0);
         assert_eq!((view.epoch, view.replicas), (3, a.replicas(0)));
+        assert_eq!(view.isr, vec![2, 3], "as the leader reported it");
+        let other = c.view(&id, 1);
+        assert_eq!(
+            other.isr, other.replicas,
+            "none reported: the live replicas"
+        );
         assert_eq!(c.replica_set(&id, 0).unwrap().group, 1 << 24);
         let sets = [a.replicas(0), a.replicas(1)];
         let shard = place::shard_of_replica(&id, 0, 1, &sets, 2);

@@ -40,6 +40,8 @@ pub struct ReplicaSet {
     pub members: Vec<Place>,
     /// The leader epoch: the elected leader's as it reported it (0 before any report).
     pub epoch: i32,
+    /// The in-sync replicas the elected leader last reported (None: none reported).
+    pub isr: Option<Vec<i32>>,
 }
 
 impl ReplicaSet {
@@ -63,8 +65,8 @@ pub struct PartitionView {
     pub epoch: i32,
     /// Every replica's broker, the preferred leader first.
     pub replicas: Vec<i32>,
-    /// The replicas counted in sync: those on live brokers while there is a leader (the
-    /// registry does not carry the leader's own in-sync set).
+    /// The replicas in sync: as the leader last reported them (those on live brokers before
+    /// it did); none while there is no leader.
     pub isr: Vec<i32>,
     /// The replicas on dead brokers.
     pub offline: Vec<i32>,
@@ -155,12 +157,17 @@ impl ClusterMeta {
     /// Partition `index` of topic `id` for Metadata.
     pub fn view(&self, id: &Uuid, index: i32) -> PartitionView {
         let leader = self.leader(id, index);
-        let (replicas, epoch) = match self.replica_set(id, index) {
-            Some(set) => (set.brokers(), set.epoch),
-            None => (self.replica(id, index).into_iter().collect(), 0),
+        let (replicas, epoch, reported) = match self.replica_set(id, index) {
+            Some(set) => (set.brokers(), set.epoch, set.isr.clone()),
+            None => (self.replica(id, index).into_iter().collect(), 0, None),
         };
-        let (mut isr, offline): (Vec<i32>, Vec<i32>) =
-            replicas.iter().partition(|&&b| self.alive(b));
+        let (live, offline): (Vec<i32>, Vec<i32>) = replicas.iter().partition(|&&b| self.alive(b));
+        // The leader's own count where it reported one (of those still alive), else every
+        // replica on a live broker.
+        let mut isr = match reported {
+            Some(r) => r.into_iter().filter(|&b| self.alive(b)).collect(),
+            None => live,
+        };
         if leader.is_none() {
             isr.clear();
         }
@@ -186,9 +193,8 @@ impl ClusterMeta {
                     continue;
                 }
                 *h.leaders.entry(place.broker).or_default() += 1;
-                let set = self.replica_set(id, i as i32);
-                let all_alive = set.is_none_or(|s| s.members.iter().all(|m| self.alive(m.broker)));
-                if place.broker == self.me && !all_alive {
+                let v = self.view(id, i as i32);
+                if place.broker == self.me && v.isr.len() < v.replicas.len() {
                     h.under_replicated_here += 1;
                 }
             }

@@ -320,6 +320,11 @@ impl Group {
         entries.unwrap_or_default()
     }
 
+    /// This member's node id.
+    pub fn id(&self) -> u64 {
+        self.node.raft.id
+    }
+
     /// On the leader: every other member's replication progress (empty elsewhere).
     pub fn followers(&self) -> Vec<FollowerProgress> {
         if !self.is_leader() {

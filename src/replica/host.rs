@@ -241,6 +241,14 @@ impl Host {
         Some(l)
     }
 
+    /// The replicas of `group` in sync (node ids), as its leader here counts them (empty on
+    /// a follower; None: not hosted).
+    pub fn in_sync_ids(&self, group: u64) -> Option<Vec<u64>> {
+        let h = self.hosted(group)?;
+        let ids = h.replica.borrow().in_sync_ids();
+        Some(ids)
+    }
+
     /// The replicas of `group` in sync, as its leader here counts them (None: not hosted).
     pub fn in_sync(&self, group: u64) -> Option<usize> {
         let h = self.hosted(group)?;

@@ -326,6 +326,22 @@ impl Replica {
         1 + followers.iter().filter(|f| recent(&f.id)).count()
     }
 
+    /// On the leader: the replicas in sync, itself first (`in_sync`'s count); empty
+    /// elsewhere.
+    pub fn in_sync_ids(&self) -> Vec<u64> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let all = self.caught_up_term != self.leadership().term;
+        let recent = |id: &u64| {
+            let at = self.caught_up.get(id).copied();
+            all || at.is_some_and(|t| self.ticks - t <= self.insync_lag_ticks)
+        };
+        let mut ids = vec![self.group.id()];
+        ids.extend(self.group.followers().iter().map(|f| f.id).filter(recent));
+        ids
+    }
+
     /// On the leader: each follower's id and how far behind the log end it is, in offsets.
     pub fn follower_lag(&self) -> Vec<(u64, i64)> {
         let end = self.log_end();

@@ -189,11 +189,12 @@ impl Shard {
         repl.groups.borrow_mut().remove(&link.group);
     }
 
-    /// Keeps the elections this shard's replicas win reported to the metadata log (from
-    /// shard 0, where the voter is), so the registry sends clients here: at once when one is
-    /// won, and again every [`REPORT_CHECK`] while the registry does not name this broker
-    /// in the replica's term (a report lost to a metadata leader change, or never made).
-    /// Reports are idempotent: the newest epoch wins.
+    /// Keeps the elections this shard's replicas win, and their in-sync replicas, reported to
+    /// the metadata log (from shard 0, where the voter is), so the registry sends clients
+    /// here and Metadata shows the ISR: at once when one is won, and again every
+    /// [`REPORT_CHECK`] while the registry does not name this broker in the replica's term
+    /// with the in-sync set it counts now (a report lost to a metadata leader change, never
+    /// made, or a follower that fell behind or caught up). Reports are idempotent.
     pub(super) fn report_elections(self: &Rc<Self>) {
         let Some(repl) = self.replication.as_ref() else {
             return;
@@ -238,11 +239,20 @@ impl Shard {
             return;
         };
         let epoch = i32::try_from(l.term).unwrap_or(i32::MAX);
+        let mut isr: Vec<i32> = repl
+            .host
+            .in_sync_ids(group)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|id| i32::try_from(id).ok())
+            .collect();
+        isr.sort_unstable();
         let snap = self.metadata();
         let known = snap.topic(&topic).and_then(|t| {
             let c = snap.cluster.as_ref()?;
             let set = c.replica_set(&t.id, partition)?;
-            Some(c.leader(&t.id, partition) == Some(me) && set.epoch == epoch)
+            let same_isr = set.isr.as_deref() == Some(&isr[..]);
+            Some(c.leader(&t.id, partition) == Some(me) && set.epoch == epoch && same_isr)
         });
         if known != Some(false) {
             return; // reported already, or the topic is gone here
@@ -254,6 +264,7 @@ impl Shard {
             group,
             leader: me,
             epoch,
+            isr,
         };
         let s = self.clone();
         runtime::spawn(async move {
