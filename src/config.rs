@@ -42,6 +42,18 @@ pub struct Flags {
     /// cluster up to the live brokers (default.replication.factor) [default: 1]
     #[arg(long, env = "SHARDLOG_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
     pub default_replication_factor: Option<i16>,
+    /// Hand each replicated partition's leadership back to its preferred replica once that one
+    /// is in sync again (auto.leader.rebalance.enable) [default: true]
+    #[arg(long, env = "SHARDLOG_AUTO_LEADER_REBALANCE", value_name = "BOOL")]
+    pub auto_leader_rebalance: Option<bool>,
+    /// How often leaders look whether to hand leadership back, ms
+    /// (leader.imbalance.check.interval.seconds) [default: 300000]
+    #[arg(
+        long,
+        env = "SHARDLOG_LEADER_IMBALANCE_CHECK_INTERVAL_MS",
+        value_name = "MS"
+    )]
+    pub leader_imbalance_check_interval_ms: Option<u64>,
     /// Create unknown topics when a Metadata request names them (auto.create.topics.enable) [default: true]
     #[arg(long, env = "SHARDLOG_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
@@ -130,6 +142,8 @@ struct FileConfig {
     pin: Option<bool>,
     num_partitions: Option<i32>,
     default_replication_factor: Option<i16>,
+    auto_leader_rebalance: Option<bool>,
+    leader_imbalance_check_interval_ms: Option<u64>,
     auto_create_topics: Option<bool>,
     request_bytes_max: Option<usize>,
     node_id: Option<i32>,
@@ -173,6 +187,10 @@ pub struct Config {
     pub num_partitions: i32,
     /// Replicas of a topic created without a replication factor; at least 1.
     pub default_replication_factor: i16,
+    /// Whether leaders hand leadership back to preferred replicas in sync.
+    pub auto_leader_rebalance: bool,
+    /// How often they look, ms (at least 100).
+    pub leader_imbalance_check_interval_ms: u64,
     /// Whether Metadata creates the unknown topics it names (when the request allows it).
     pub auto_create_topics: bool,
     /// Largest request frame a connection accepts, in bytes; a larger one closes it.
@@ -284,6 +302,15 @@ impl Config {
             pin: cli.pin.or(file.pin).unwrap_or(true) && shards <= cores,
             num_partitions,
             default_replication_factor,
+            auto_leader_rebalance: cli
+                .auto_leader_rebalance
+                .or(file.auto_leader_rebalance)
+                .unwrap_or(true),
+            leader_imbalance_check_interval_ms: cli
+                .leader_imbalance_check_interval_ms
+                .or(file.leader_imbalance_check_interval_ms)
+                .unwrap_or(300_000)
+                .max(100),
             auto_create_topics: cli
                 .auto_create_topics
                 .or(file.auto_create_topics)
@@ -379,6 +406,8 @@ fn given(cli: &Flags, file: &FileConfig) -> BTreeSet<&'static str> {
         pin,
         num_partitions,
         default_replication_factor,
+        auto_leader_rebalance,
+        leader_imbalance_check_interval_ms,
         auto_create_topics,
         request_bytes_max,
         node_id,

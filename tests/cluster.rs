@@ -83,6 +83,8 @@ fn start(n: &mut Node, cluster: u16, voters: &str) {
         &admin,
         "--broker-session-timeout-ms",
         "3000",
+        "--leader-imbalance-check-interval-ms",
+        "1000",
     ];
     n.broker = Some(Broker::start_on(&n.dir, n.shards, n.kafka, &extra));
 }
@@ -964,6 +966,42 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
         assert!(Instant::now() < deadline, "ISRs: {seen:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Leadership goes back to each partition's preferred replica (the first one listed),
+    // the returned broker's included: leaders are spread as at creation.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Vec<Vec<(i32, i32)>> = all.iter().map(|&p| preferred_view(p, "kept")).collect();
+        let balanced = seen
+            .iter()
+            .flatten()
+            .all(|(leader, preferred)| leader == preferred);
+        if balanced && seen[0].len() == 3 {
+            let leaders: Vec<i32> = seen[0].iter().map(|(l, _)| *l).collect();
+            assert!(
+                leaders.contains(&victim),
+                "the returned broker leads again: {leaders:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "(leader, preferred): {seen:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each partition's (leader, preferred replica) as the broker at `port` reports them.
+fn preferred_view(port: u16, topic: &str) -> Vec<(i32, i32)> {
+    let resp = metadata_all(port);
+    let Some(t) = resp
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+    else {
+        return Vec::new();
+    };
+    t.partitions
+        .iter()
+        .map(|p| (p.leader_id.0, p.replica_nodes.first().map_or(-1, |b| b.0)))
+        .collect()
 }
 
 /// Each partition's in-sync replicas (sorted) as the broker at `port` reports them.

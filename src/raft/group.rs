@@ -193,6 +193,15 @@ impl Group {
         }
     }
 
+    /// On the leader: hands leadership to member `to` (raft-rs's leader transfer: once `to`
+    /// holds the whole log it is told to campaign at once; proposals are refused meanwhile,
+    /// and the transfer is dropped after an election timeout if `to` does not take over).
+    pub fn transfer_leader(&mut self, to: u64) {
+        if self.is_leader() && to != self.id() {
+            self.node.transfer_leader(to);
+        }
+    }
+
     /// A message from a peer.
     pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
         if self.restoring.is_some() && m.get_msg_type() == MessageType::MsgTimeoutNow {

@@ -220,6 +220,14 @@ impl Host {
         h.is_some_and(|h| h.replica.borrow().is_leader())
     }
 
+    /// On the leader of `group`: hands leadership to replica `to`.
+    pub fn transfer_leader(&self, group: u64, to: u64) {
+        if let Some(h) = self.hosted(group) {
+            h.replica.borrow_mut().transfer_leader(to);
+            self.touch(group);
+        }
+    }
+
     /// `min.insync.replicas` of `group` changed.
     pub fn set_min_insync(&self, group: u64, n: usize) {
         if let Some(h) = self.hosted(group) {

@@ -265,6 +265,11 @@ impl Replica {
         Ok(r)
     }
 
+    /// On the leader: hands leadership to replica `to` (a preferred leader back in sync).
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.group.transfer_leader(to);
+    }
+
     /// `min.insync.replicas` changed (AlterConfigs): it applies to the next proposals.
     pub fn set_min_insync(&mut self, n: usize) {
         self.min_insync = n.max(1);

@@ -103,6 +103,7 @@ impl Shard {
             replication,
         });
         shard.report_elections();
+        shard.balance_leaders();
         if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
             cannot_start(id, "opening partitions failed", &e);
         }

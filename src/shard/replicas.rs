@@ -37,6 +37,8 @@ pub(super) struct Replication {
     reporting: RefCell<HashSet<u64>>,
     /// The task that reports elections the registry does not show yet.
     checker: RefCell<Option<Task<()>>>,
+    /// The task that hands leadership back to preferred replicas (auto.leader.rebalance).
+    balancer: RefCell<Option<Task<()>>>,
     /// The host's timer loop and (on shards other than 0) the listener.
     _tasks: Vec<Task<()>>,
 }
@@ -80,6 +82,7 @@ impl Replication {
             groups: RefCell::new(HashMap::new()),
             reporting: RefCell::new(HashSet::new()),
             checker: RefCell::new(None),
+            balancer: RefCell::new(None),
             _tasks: tasks,
         })
     }
@@ -220,6 +223,71 @@ impl Shard {
             }
         });
         *repl.checker.borrow_mut() = Some(check);
+    }
+
+    /// With auto.leader.rebalance on: every `leader_imbalance_check_interval_ms`, each
+    /// replica here that leads a partition whose preferred replica (the first of its set) is
+    /// another one, in sync, hands leadership to it — so leadership spreads over the brokers
+    /// and shards again once a broker that died is back (Kafka's preferred leader election).
+    pub(super) fn balance_leaders(self: &Rc<Self>) {
+        let Some(repl) = self.replication.as_ref() else {
+            return;
+        };
+        if !self.config.auto_leader_rebalance {
+            return;
+        }
+        let every =
+            std::time::Duration::from_millis(self.config.leader_imbalance_check_interval_ms);
+        let shard = Rc::downgrade(self);
+        let task = runtime::spawn(async move {
+            loop {
+                runtime::sleep(every).await;
+                let Some(s) = shard.upgrade() else { return };
+                s.hand_back_leadership();
+            }
+        });
+        *repl.balancer.borrow_mut() = Some(task);
+    }
+
+    /// One balancing pass (`balance_leaders`).
+    fn hand_back_leadership(&self) {
+        let Some(repl) = self.replication.as_ref() else {
+            return;
+        };
+        let me = self.config.node_id;
+        let snap = self.metadata();
+        let groups: Vec<(u64, (String, i32))> = repl
+            .groups
+            .borrow()
+            .iter()
+            .map(|(g, p)| (*g, p.clone()))
+            .collect();
+        for (group, (topic, partition)) in groups {
+            let leads = repl
+                .host
+                .leadership(group)
+                .is_some_and(|l| l.leader == Some(me as u64));
+            if !leads || !repl.host.term_started(group) {
+                continue;
+            }
+            let preferred = snap.topic(&topic).and_then(|t| {
+                let set = snap.cluster.as_ref()?.replica_set(&t.id, partition)?;
+                set.members.first().map(|m| m.broker)
+            });
+            let Some(preferred) = preferred.filter(|&p| p != me) else {
+                continue;
+            };
+            let in_sync = repl.host.in_sync_ids(group).unwrap_or_default();
+            if in_sync.contains(&(preferred as u64)) {
+                tracing::info!(
+                    topic,
+                    partition,
+                    to = preferred,
+                    "handing leadership back to the preferred replica"
+                );
+                repl.host.transfer_leader(group, preferred as u64);
+            }
+        }
     }
 
     /// Reports `group`'s election if its replica here leads and the registry does not say
