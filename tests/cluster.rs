@@ -775,14 +775,20 @@ fn create_with(port: u16, name: &str, partitions: i32, rf: i16, configs: &[(&str
     resp.topics[0].error_code
 }
 
+/// Metadata's entry for `topic` from the broker at `port`, if it lists it.
+fn topic_of(
+    port: u16,
+    topic: &str,
+) -> Option<kafka_protocol::messages::metadata_response::MetadataResponseTopic> {
+    let resp = metadata_all(port);
+    resp.topics
+        .into_iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+}
+
 /// Each partition of `topic` as the broker at `port` reports it: (leader, epoch, replicas).
 fn replica_view(port: u16, topic: &str) -> Vec<(i32, i32, Vec<i32>)> {
-    let resp = metadata_all(port);
-    let Some(t) = resp
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
-    else {
+    let Some(t) = topic_of(port, topic) else {
         return Vec::new();
     };
     let mut parts: Vec<_> = t.partitions.iter().collect();
@@ -990,12 +996,7 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
 
 /// Each partition's (leader, preferred replica) as the broker at `port` reports them.
 fn preferred_view(port: u16, topic: &str) -> Vec<(i32, i32)> {
-    let resp = metadata_all(port);
-    let Some(t) = resp
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
-    else {
+    let Some(t) = topic_of(port, topic) else {
         return Vec::new();
     };
     t.partitions
@@ -1006,12 +1007,7 @@ fn preferred_view(port: u16, topic: &str) -> Vec<(i32, i32)> {
 
 /// Each partition's in-sync replicas (sorted) as the broker at `port` reports them.
 fn isr_view(port: u16, topic: &str) -> Vec<Vec<i32>> {
-    let resp = metadata_all(port);
-    let Some(t) = resp
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
-    else {
+    let Some(t) = topic_of(port, topic) else {
         return Vec::new();
     };
     t.partitions

@@ -1151,6 +1151,21 @@ fn a_follower_log_holds_the_leader_s_batches_byte_for_byte() {
     });
 }
 
+/// Appends 40 batches of two 100-byte records (offsets 0..80, timestamps 0..40) and waits
+/// for them to be `level`.
+async fn append_forty(log: &PartitionLog, level: Durability) {
+    let mut last = Offset(0);
+    for i in 0..40 {
+        let b = build_test_batch(2, 100, TimestampMs(i));
+        let info = log
+            .append(BytesMut::from(&b[..]), TimestampMs(i))
+            .await
+            .unwrap();
+        last = info.ticket;
+    }
+    log.wait(last, level).await.unwrap();
+}
+
 /// DeleteRecords while the periodic retention run is under way: the runs take turns, so
 /// neither fails on the other's log-start checkpoint file (CI saw KAFKA_STORAGE_ERROR).
 #[test]
@@ -1161,16 +1176,7 @@ fn delete_records_and_retention_at_once_both_succeed() {
         let log = PartitionLog::open(dir.path(), config.clone())
             .await
             .unwrap();
-        let mut last = Offset(0);
-        for i in 0..40 {
-            let b = build_test_batch(2, 100, TimestampMs(i));
-            let info = log
-                .append(BytesMut::from(&b[..]), TimestampMs(i))
-                .await
-                .unwrap();
-            last = info.ticket;
-        }
-        log.wait(last, Durability::Synced).await.unwrap();
+        append_forty(&log, Durability::Synced).await;
         for at in [4i64, 10, 30, 50] {
             let (deleted, (periodic, again)) = futures_lite::future::zip(
                 log.delete_records(Offset(at), TimestampMs(100)),
@@ -1201,16 +1207,7 @@ fn close_waits_for_a_retention_run_and_later_runs_are_refused() {
         let log = PartitionLog::open(dir.path(), config.clone())
             .await
             .unwrap();
-        let mut last = Offset(0);
-        for i in 0..40 {
-            let b = build_test_batch(2, 100, TimestampMs(i));
-            let info = log
-                .append(BytesMut::from(&b[..]), TimestampMs(i))
-                .await
-                .unwrap();
-            last = info.ticket;
-        }
-        log.wait(last, Durability::Synced).await.unwrap();
+        append_forty(&log, Durability::Synced).await;
         let (deleted, closed) = futures_lite::future::zip(
             log.delete_records(Offset(30), TimestampMs(100)),
             log.close(),
@@ -1237,16 +1234,7 @@ fn reads_end_at_the_commit_point_of_a_replicated_log() {
         let log = PartitionLog::open(dir.path(), small_config())
             .await
             .unwrap();
-        let mut last = Offset(0);
-        for i in 0..40 {
-            let b = build_test_batch(2, 100, TimestampMs(i));
-            let info = log
-                .append(BytesMut::from(&b[..]), TimestampMs(i))
-                .await
-                .unwrap();
-            last = info.ticket;
-        }
-        log.wait(last, Durability::Written).await.unwrap();
+        append_forty(&log, Durability::Written).await;
         for commit in [0, 30, 58, 80] {
             log.set_commit(Offset(commit));
             assert_eq!(log.high_watermark(), Offset(commit));
@@ -1296,16 +1284,7 @@ fn the_log_start_of_a_replicated_log_stops_at_its_checkpoint() {
     };
     block_on(async {
         let log = PartitionLog::open(dir.path(), config).await.unwrap();
-        let mut last = Offset(0);
-        for i in 0..40 {
-            let b = build_test_batch(2, 100, TimestampMs(i));
-            let info = log
-                .append(BytesMut::from(&b[..]), TimestampMs(i))
-                .await
-                .unwrap();
-            last = info.ticket;
-        }
-        log.wait(last, Durability::Synced).await.unwrap();
+        append_forty(&log, Durability::Synced).await;
         log.set_start_limit(Offset(20));
         let moved = log
             .delete_records(Offset(50), TimestampMs::now())
