@@ -992,6 +992,30 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
         assert!(Instant::now() < deadline, "(leader, preferred): {seen:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Each partition's leader exports three replicas in sync; the followers export 0.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text: String = c
+            .nodes
+            .iter()
+            .filter_map(|n| get(n.admin, "/metrics"))
+            .collect();
+        let counted = |v: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("shardlog_partition_in_sync_replicas{topic=\"kept\""))
+                .filter(|l| l.ends_with(&format!(" {v}")))
+                .count()
+        };
+        if (counted("3"), counted("0")) == (3, 6) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "in-sync gauges: {}",
+            counted("3")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Each partition's (leader, preferred replica) as the broker at `port` reports them.

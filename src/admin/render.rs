@@ -460,7 +460,7 @@ fn request_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
 type PartitionValue = fn(&crate::partition::PartitionStats) -> f64;
 
 fn partition_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
-    let rows: [(&str, Kind, &str, PartitionValue); 10] = [
+    let rows: [(&str, Kind, &str, PartitionValue); 12] = [
         (
             "shardlog_partition_bytes_in_total",
             Kind::Counter,
@@ -520,6 +520,18 @@ fn partition_metrics(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             Kind::Gauge,
             "Idempotent producer ids the partition tracks.",
             |p| p.producers as f64,
+        ),
+        (
+            "shardlog_partition_in_sync_replicas",
+            Kind::Gauge,
+            "Replicas in sync as this replica counts them (0 on a follower).",
+            |p| p.in_sync_replicas as f64,
+        ),
+        (
+            "shardlog_partition_replica_lag_max_offsets",
+            Kind::Gauge,
+            "On a leader: offsets the furthest follower is behind the log end.",
+            |p| p.replica_lag_max as f64,
         ),
     ];
     for (name, kind, help, value) in rows {

@@ -600,6 +600,14 @@ impl Partition {
             segments: sizes.segments,
             tail_cache_bytes: sizes.tail_cache_bytes,
             producers: self.producers.states.borrow().len() as u64,
+            in_sync_replicas: match &self.replica {
+                None => 1,
+                Some(link) => link.host.in_sync(link.group).unwrap_or(0) as u64,
+            },
+            replica_lag_max: self.replica.as_ref().map_or(0, |link| {
+                let lags = link.host.follower_lag(link.group).unwrap_or_default();
+                lags.into_iter().map(|(_, lag)| lag).max().unwrap_or(0)
+            }),
         }
     }
 

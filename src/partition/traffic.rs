@@ -68,6 +68,12 @@ pub struct PartitionStats {
     pub tail_cache_bytes: u64,
     /// Idempotent producers the partition tracks.
     pub producers: u64,
+    /// Replicas in sync as this replica counts them: 1 for a partition of one replica, the
+    /// leader's count for a replicated one, 0 on a follower.
+    pub in_sync_replicas: u64,
+    /// On a replicated partition's leader: how far the furthest follower is behind its log
+    /// end, in offsets (0 elsewhere).
+    pub replica_lag_max: i64,
 }
 
 #[cfg(test)]

@@ -257,6 +257,13 @@ impl Host {
         Some(ids)
     }
 
+    /// On the leader of `group`: each follower's lag behind the log end, in offsets.
+    pub fn follower_lag(&self, group: u64) -> Option<Vec<(u64, i64)>> {
+        let h = self.hosted(group)?;
+        let lag = h.replica.borrow().follower_lag();
+        Some(lag)
+    }
+
     /// The replicas of `group` in sync, as its leader here counts them (None: not hosted).
     pub fn in_sync(&self, group: u64) -> Option<usize> {
         let h = self.hosted(group)?;
