@@ -89,6 +89,29 @@ fn start(n: &mut Node, cluster: u16, voters: &str) {
     n.broker = Some(Broker::start_on(&n.dir, n.shards, n.kafka, &extra));
 }
 
+/// Starts `n` again on its data directory and ports after it was killed or stopped. A
+/// client's dial of the dead broker's port may have been given that very port as its source
+/// (TCP simultaneous open to itself) and hold it for a moment: a start that finds its port
+/// taken is tried again, up to three times.
+fn restart(n: &mut Node, cluster: u16, voters: &str) {
+    for attempt in 1.. {
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            start(n, cluster, voters);
+        }));
+        match started {
+            Ok(()) => return,
+            Err(e) => {
+                let why = e.downcast_ref::<String>().map_or("", |s| s.as_str());
+                if attempt == 3 || !why.contains("address in use") {
+                    std::panic::resume_unwind(e);
+                }
+                eprintln!("broker {}'s port was taken; starting it again", n.id);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// Waits until every node in `nodes` reports the same leader (not `not`); returns it.
 fn agreed_leader(nodes: &[&Node], not: Option<u64>, limit: Duration) -> u64 {
     let deadline = Instant::now() + limit;
@@ -139,7 +162,9 @@ impl Cluster {
 
     fn try_start(shards: usize) -> (Cluster, u64) {
         let tmp = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..3).map(|_| harness::free_port()).collect();
+        let ports: Vec<u16> = (0..3)
+            .map(|_| harness::free_port_block(shards as u16))
+            .collect();
         let voters = (1..=3)
             .map(|i| format!("{i}@127.0.0.1:{}", ports[i - 1]))
             .collect::<Vec<_>>()
@@ -223,7 +248,7 @@ fn three_voters_elect_a_metadata_leader_and_elect_again_when_it_is_killed() {
     let term_after = view(rest[0].admin).unwrap().1;
 
     // The killed broker comes back on its data directory and follows the new leader.
-    start(&mut nodes[li], ports[li], &voters);
+    restart(&mut nodes[li], ports[li], &voters);
     let all: Vec<&Node> = nodes.iter().collect();
     agreed_leader(&all, None, Duration::from_secs(30));
     let back = view(nodes[li].admin).unwrap();
@@ -670,7 +695,7 @@ fn create_topics_keeps_working_across_a_kill_of_the_metadata_leader() {
     let li = leader as usize - 1;
     let port = c.ports[li];
     let voters = c.voters.clone();
-    start(&mut c.nodes[li], port, &voters);
+    restart(&mut c.nodes[li], port, &voters);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let back = all_topics(c.nodes[li].kafka);
@@ -696,7 +721,7 @@ fn a_broker_that_is_not_a_voter_joins_and_serves_partitions() {
         shards: 2,
         broker: None,
     };
-    start(&mut fourth, harness::free_port(), &c.voters);
+    start(&mut fourth, harness::free_port_block(2), &c.voters);
     let ports: Vec<u16> = c.nodes.iter().chain([&fourth]).map(|n| n.kafka).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ports.iter().all(|&p| metadata(p, "").0 == [1, 2, 3, 4]) {
@@ -731,8 +756,8 @@ fn a_broker_that_is_not_a_voter_joins_and_serves_partitions() {
 
     // Restarted on its data directory, it is a member again and serves its records.
     let _ = fourth.broker.take().unwrap().stop();
-    let cluster_port = harness::free_port();
-    start(&mut fourth, cluster_port, &c.voters);
+    let cluster_port = harness::free_port_block(2);
+    restart(&mut fourth, cluster_port, &c.voters);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut client = harness::client::Client::connect(fourth.kafka);
@@ -944,7 +969,7 @@ fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
     drop(killed);
     let (ports, voters) = (c.ports.clone(), c.voters.clone());
     let node = &mut c.nodes[victim as usize - 1];
-    start(node, ports[victim as usize - 1], &voters);
+    restart(node, ports[victim as usize - 1], &voters);
     let back = node.kafka;
     let ends = |port: u16| -> Vec<i64> {
         let mut client = harness::client::Client::connect(port);

@@ -422,7 +422,16 @@ impl Partition {
             .into());
         };
         if let (None, Some(end), false) = (&answer, repeated, acks == 0) {
-            // A retry is answered once its first copy is committed, as that copy's would be.
+            // A retry is answered once its first copy is committed, as that copy's would be,
+            // and for acks=all only while min.insync.replicas are in sync (as Kafka checks).
+            if acks == -1 {
+                let in_sync = link.host.in_sync(link.group).unwrap_or(0);
+                let required =
+                    usize::try_from(self.topic.configs.min_insync_replicas()).unwrap_or(1);
+                if in_sync < required {
+                    return Err(ReplicaError::NotEnoughReplicas { in_sync, required }.into());
+                }
+            }
             self.wait_committed(link, term, end).await?;
         }
         if let Some(rx) = answer {
@@ -486,6 +495,10 @@ impl Partition {
             }
             let hw = self.log.high_watermark();
             self.log.wait_for_data(hw, TERM_START_POLL).await;
+        }
+        // Still leading in `term`: its entries there cannot have been replaced.
+        if link.leading_term() != Some(term) {
+            return Err(ReplicaError::NotLeader(None).into());
         }
         Ok(())
     }

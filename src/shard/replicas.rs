@@ -25,6 +25,9 @@ use crate::storage::{PartitionLog, StorageError};
 /// How often a shard looks for elections its replicas won that the registry does not show.
 const REPORT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The least time between two reports of a leader's in-sync set alone.
+const ISR_REPORT_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A shard's replica host and what runs around it.
 pub(super) struct Replication {
     /// The replicas of the partitions this shard holds a copy of.
@@ -35,6 +38,8 @@ pub(super) struct Replication {
     groups: RefCell<HashMap<u64, (String, i32)>>,
     /// Groups whose election report is on its way.
     reporting: RefCell<HashSet<u64>>,
+    /// When each group's leadership was last reported.
+    isr_reported: RefCell<HashMap<u64, std::time::Instant>>,
     /// The task that reports elections the registry does not show yet.
     checker: RefCell<Option<Task<()>>>,
     /// The task that hands leadership back to preferred replicas (auto.leader.rebalance).
@@ -81,6 +86,7 @@ impl Replication {
             out,
             groups: RefCell::new(HashMap::new()),
             reporting: RefCell::new(HashSet::new()),
+            isr_reported: RefCell::new(HashMap::new()),
             checker: RefCell::new(None),
             balancer: RefCell::new(None),
             _tasks: tasks,
@@ -190,6 +196,7 @@ impl Shard {
         };
         repl.host.remove(link.group).await;
         repl.groups.borrow_mut().remove(&link.group);
+        repl.isr_reported.borrow_mut().remove(&link.group);
     }
 
     /// Keeps the elections this shard's replicas win, and their in-sync replicas, reported to
@@ -274,11 +281,21 @@ impl Shard {
                 let set = snap.cluster.as_ref()?.replica_set(&t.id, partition)?;
                 set.members.first().map(|m| m.broker)
             });
-            let Some(preferred) = preferred.filter(|&p| p != me) else {
+            let alive = |b: i32| {
+                let c = snap.cluster.as_ref();
+                c.is_some_and(|c| c.brokers.get(&b).is_some_and(|a| a.alive))
+            };
+            let Some(preferred) = preferred.filter(|&p| p != me && alive(p)) else {
                 continue;
             };
+            // In sync and holding the whole log now (a follower a new leader only presumes
+            // in sync is not handed leadership).
             let in_sync = repl.host.in_sync_ids(group).unwrap_or_default();
-            if in_sync.contains(&(preferred as u64)) {
+            let lags = repl.host.follower_lag(group).unwrap_or_default();
+            let level = lags
+                .iter()
+                .any(|&(id, lag)| id == preferred as u64 && lag == 0);
+            if in_sync.contains(&(preferred as u64)) && level {
                 tracing::info!(
                     topic,
                     partition,
@@ -325,6 +342,21 @@ impl Shard {
         if known != Some(false) {
             return; // reported already, or the topic is gone here
         }
+        // A change of the in-sync set alone (same leader, same epoch) is reported at most
+        // every ISR_REPORT_MIN, so followers dropping out and back in under bursts do not
+        // make a metadata record each time (acks=all counts in sync locally, not from here).
+        let same_election = snap.topic(&topic).is_some_and(|t| {
+            let c = snap.cluster.as_ref();
+            let set = c.and_then(|c| c.replica_set(&t.id, partition));
+            set.is_some_and(|set| set.epoch == epoch)
+                && c.is_some_and(|c| c.leader(&t.id, partition) == Some(me))
+        });
+        let now = std::time::Instant::now();
+        let last = repl.isr_reported.borrow().get(&group).copied();
+        if same_election && last.is_some_and(|at| now - at < ISR_REPORT_MIN) {
+            return;
+        }
+        repl.isr_reported.borrow_mut().insert(group, now);
         repl.reporting.borrow_mut().insert(group);
         let record = MetaRecord::PartitionLeader {
             topic,

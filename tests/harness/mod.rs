@@ -27,6 +27,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A base port whose `count` ports from it are free now, for a cluster listener (shard i
+/// listens on base + i). Drawn below the kernel's ephemeral range (32768 up on Linux), where
+/// `free_port` and clients' source ports never land, so a port next to a base is not another
+/// test's Kafka port or a connection's source port.
+pub fn free_port_block(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(97) % 6000;
+    loop {
+        let step = NEXT.fetch_add(count.max(1) + 1, Ordering::Relaxed);
+        let base = 20_000 + (seed + step) % 12_000;
+        let free = (0..count.max(1)).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+}
+
 impl Broker {
     /// A broker with `shards` shards on a fresh port, data in `dir`.
     pub fn start(dir: &Path, shards: usize) -> Broker {
