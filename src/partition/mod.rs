@@ -486,21 +486,20 @@ impl Partition {
         end: Offset,
     ) -> Result<(), ProduceError> {
         let deadline = std::time::Instant::now() + COMMIT_WAIT;
-        while self.log.high_watermark() < end {
+        loop {
+            // Still leading in `term`: its entries there cannot have been replaced.
             if link.leading_term() != Some(term) {
                 return Err(ReplicaError::NotLeader(None).into());
+            }
+            let hw = self.log.high_watermark();
+            if hw >= end {
+                return Ok(());
             }
             if std::time::Instant::now() > deadline {
                 return Err(ProduceError::TimedOut);
             }
-            let hw = self.log.high_watermark();
             self.log.wait_for_data(hw, TERM_START_POLL).await;
         }
-        // Still leading in `term`: its entries there cannot have been replaced.
-        if link.leading_term() != Some(term) {
-            return Err(ReplicaError::NotLeader(None).into());
-        }
-        Ok(())
     }
 
     /// Writes a producer-state snapshot when enough idempotent batches were appended since the

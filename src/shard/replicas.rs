@@ -332,25 +332,24 @@ impl Shard {
             .filter_map(|id| i32::try_from(id).ok())
             .collect();
         isr.sort_unstable();
+        // What the registry holds: whether it names this election (leader and epoch), and
+        // whether with this in-sync set. Nothing to report if both, or the topic is gone here.
         let snap = self.metadata();
-        let known = snap.topic(&topic).and_then(|t| {
+        let held = snap.topic(&topic).and_then(|t| {
             let c = snap.cluster.as_ref()?;
             let set = c.replica_set(&t.id, partition)?;
-            let same_isr = set.isr.as_deref() == Some(&isr[..]);
-            Some(c.leader(&t.id, partition) == Some(me) && set.epoch == epoch && same_isr)
+            let election = c.leader(&t.id, partition) == Some(me) && set.epoch == epoch;
+            Some((election, set.isr.as_deref() == Some(&isr[..])))
         });
-        if known != Some(false) {
-            return; // reported already, or the topic is gone here
+        let Some((same_election, same_isr)) = held else {
+            return;
+        };
+        if same_election && same_isr {
+            return;
         }
         // A change of the in-sync set alone (same leader, same epoch) is reported at most
         // every ISR_REPORT_MIN, so followers dropping out and back in under bursts do not
         // make a metadata record each time (acks=all counts in sync locally, not from here).
-        let same_election = snap.topic(&topic).is_some_and(|t| {
-            let c = snap.cluster.as_ref();
-            let set = c.and_then(|c| c.replica_set(&t.id, partition));
-            set.is_some_and(|set| set.epoch == epoch)
-                && c.is_some_and(|c| c.leader(&t.id, partition) == Some(me))
-        });
         let now = std::time::Instant::now();
         let last = repl.isr_reported.borrow().get(&group).copied();
         if same_election && last.is_some_and(|at| now - at < ISR_REPORT_MIN) {
