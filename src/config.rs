@@ -42,6 +42,16 @@ pub struct Flags {
     /// cluster up to the live brokers (default.replication.factor) [default: 1]
     #[arg(long, env = "SHARDLOG_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
     pub default_replication_factor: Option<i16>,
+    /// In a cluster: replicas of each consumer-group log, the partitions of the internal
+    /// topic __consumer_offsets created at the first FindCoordinator; groups are unavailable
+    /// while fewer brokers are alive (offsets.topic.replication.factor) [default: the
+    /// number of voters, at most 3]
+    #[arg(
+        long,
+        env = "SHARDLOG_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        value_name = "N"
+    )]
+    pub offsets_topic_replication_factor: Option<i16>,
     /// Hand each replicated partition's leadership back to its preferred replica once that one
     /// is in sync again (auto.leader.rebalance.enable) [default: true]
     #[arg(long, env = "SHARDLOG_AUTO_LEADER_REBALANCE", value_name = "BOOL")]
@@ -142,6 +152,7 @@ struct FileConfig {
     pin: Option<bool>,
     num_partitions: Option<i32>,
     default_replication_factor: Option<i16>,
+    offsets_topic_replication_factor: Option<i16>,
     auto_leader_rebalance: Option<bool>,
     leader_imbalance_check_interval_ms: Option<u64>,
     auto_create_topics: Option<bool>,
@@ -187,6 +198,8 @@ pub struct Config {
     pub num_partitions: i32,
     /// Replicas of a topic created without a replication factor; at least 1.
     pub default_replication_factor: i16,
+    /// In a cluster, replicas of the group logs' topic (None: the voters, at most 3).
+    pub offsets_topic_replication_factor: Option<i16>,
     /// Whether leaders hand leadership back to preferred replicas in sync.
     pub auto_leader_rebalance: bool,
     /// How often they look, ms (at least 100).
@@ -290,6 +303,14 @@ impl Config {
                 "default_replication_factor must be ≥ 1".into(),
             ));
         }
+        let offsets_topic_replication_factor = cli
+            .offsets_topic_replication_factor
+            .or(file.offsets_topic_replication_factor);
+        if offsets_topic_replication_factor.is_some_and(|n| n < 1) {
+            return Err(ConfigError::Invalid(
+                "offsets_topic_replication_factor must be ≥ 1".into(),
+            ));
+        }
         Ok(Config {
             listen,
             advertised_host,
@@ -302,6 +323,7 @@ impl Config {
             pin: cli.pin.or(file.pin).unwrap_or(true) && shards <= cores,
             num_partitions,
             default_replication_factor,
+            offsets_topic_replication_factor,
             auto_leader_rebalance: cli
                 .auto_leader_rebalance
                 .or(file.auto_leader_rebalance)
@@ -406,6 +428,7 @@ fn given(cli: &Flags, file: &FileConfig) -> BTreeSet<&'static str> {
         pin,
         num_partitions,
         default_replication_factor,
+        offsets_topic_replication_factor,
         auto_leader_rebalance,
         leader_imbalance_check_interval_ms,
         auto_create_topics,

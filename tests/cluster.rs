@@ -297,13 +297,22 @@ fn leaders(
     parts
 }
 
-/// The broker FindCoordinator names for `group`, asked at `port`.
+/// The broker FindCoordinator names for `group`, asked at `port`: COORDINATOR_NOT_AVAILABLE
+/// (15) is retried for up to 30 s, while the group logs' topic is created and its leaders
+/// elected.
 fn coordinator(port: u16, group: &str) -> i32 {
     let mut c = harness::client::Client::connect(port);
     let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.into()));
-    let resp: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &req);
-    assert_eq!(resp.error_code, 0, "{group}");
-    resp.node_id.0
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &req);
+        if resp.error_code == 15 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert_eq!(resp.error_code, 0, "{group}");
+        return resp.node_id.0;
+    }
 }
 
 fn python(script: &str) -> std::process::Command {

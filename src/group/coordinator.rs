@@ -11,6 +11,13 @@
 //!   groups and moves the log start to it; whole segments before it are deleted.
 //! - Timers: one task sleeps until the machine's next deadline (or a wake-up) and ticks it.
 //! - Loading: at start the shard replays the group logs it serves before accepting clients.
+//! - In a cluster the group logs are the partitions of the replicated internal topic
+//!   `__consumer_offsets` ([`OFFSETS_TOPIC`]): the shard holding a log's leader replica
+//!   adopts the log ([`Coordinator::adopt`]: replays it, then serves its groups), writes its
+//!   records through Raft (a reply waits until they are committed), and releases it when
+//!   leadership moves ([`Coordinator::release`]: its groups are forgotten, parked requests
+//!   answered NOT_COORDINATOR). Requests for a log being loaded get
+//!   COORDINATOR_LOAD_IN_PROGRESS, for one not served here NOT_COORDINATOR.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -26,6 +33,7 @@ use super::machine::Effects;
 use super::offsets::PartitionResults;
 use super::record::{self, Record};
 use super::*;
+use crate::partition::{Partition, ProduceError};
 use crate::runtime;
 use crate::storage::{Durability, LogConfig, PartitionLog, StorageError};
 use crate::types::TimestampMs;
@@ -40,7 +48,7 @@ fn group_log_config(config: &GroupConfig) -> LogConfig {
     LogConfig {
         segment_bytes_max: (config.log_compact_bytes_min / 2).max(64 << 10),
         retention_ms: -1,
-        message_bytes_max: 64 << 20,
+        message_bytes_max: GROUP_BATCH_BYTES_MAX,
         cache_bytes_max: 1 << 20,
         read_cache: false,
         pending_bytes_max: 16 << 20,
@@ -54,10 +62,27 @@ pub fn group_log_dir(data_dir: &Path, index: usize) -> PathBuf {
     data_dir.join("__cluster").join(format!("groups-{index}"))
 }
 
+/// What a group log is written to.
+enum Backing {
+    /// This broker's own log (a single broker).
+    Local(PartitionLog),
+    /// In a cluster: this shard's replica of the log's partition, leading in `term`.
+    Replica { part: Rc<Partition>, term: u64 },
+}
+
+/// Why a group log write failed.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Replica(#[from] ProduceError),
+}
+
 /// One group log and its write queue.
 struct GroupLog {
     index: usize,
-    log: PartitionLog,
+    backing: Backing,
     queue: RefCell<Vec<Record>>,
     /// Records ever queued / written (sequence numbers for waiters).
     queued: Cell<u64>,
@@ -71,9 +96,29 @@ struct GroupLog {
     snapshot_bytes: Cell<u64>,
 }
 
+/// How a group log is served by one shard's coordinator (in a cluster).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogState {
+    /// Not served here.
+    Idle,
+    /// Being read, adopted in `term`.
+    Loading {
+        /// The term of the leadership it was adopted in.
+        term: u64,
+    },
+    /// Served, adopted in `term` (0 on a single broker); `failed` once its writer stopped.
+    Serving {
+        /// The term of the leadership it was adopted in.
+        term: u64,
+        /// Its writer stopped: a write failed (a replica that lost leadership, say).
+        failed: bool,
+    },
+}
+
 /// The group coordinator of one shard: the [`Groups`] machine of the groups in the group logs
-/// this shard serves (log `i` when `i % shards == shard`), those logs with their writers, the
-/// parked requests and the timer task. Handlers reach it on the group's shard
+/// this shard serves (log `i` when `i % shards == shard` on a single broker; in a cluster the
+/// logs whose partition leader is here), those logs with their writers, the parked requests
+/// and the timer task. Handlers reach it on the group's shard
 /// (`handlers::on_group`); it is not `Send` and runs on that shard's executor only.
 pub struct Coordinator {
     shard: usize,
@@ -83,6 +128,10 @@ pub struct Coordinator {
     waiting: RefCell<HashMap<Token, oneshot::Sender<Reply>>>,
     next_token: Cell<Token>,
     logs: RefCell<HashMap<usize, Rc<GroupLog>>>,
+    /// In a cluster: logs being read before they are served, by the term they were adopted in.
+    loading: RefCell<HashMap<usize, u64>>,
+    /// In a cluster: logs are adopted, not opened from `data_dir`.
+    replicated: bool,
     wake: Event,
     stopped: Cell<bool>,
 }
@@ -91,11 +140,14 @@ impl Coordinator {
     /// The coordinator of shard `shard` of `shards`, its group logs under `data_dir`
     /// ([`group_log_dir`]). Opens nothing: [`Coordinator::start`] loads the logs before
     /// requests are served. Member ids are seeded at random, so they differ across restarts.
+    /// In a cluster (`replicated`), no log is opened from `data_dir`: each is adopted when
+    /// its partition's replica here leads.
     pub fn new(
         shard: usize,
         shards: usize,
         data_dir: &Path,
         config: GroupConfig,
+        replicated: bool,
     ) -> Rc<Coordinator> {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         Rc::new(Coordinator {
@@ -106,6 +158,8 @@ impl Coordinator {
             waiting: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             logs: RefCell::new(HashMap::new()),
+            loading: RefCell::new(HashMap::new()),
+            replicated,
             wake: Event::new(),
             stopped: Cell::new(false),
         })
@@ -115,9 +169,10 @@ impl Coordinator {
     /// the timer task. Every served log is open from here on, so records can be queued
     /// synchronously, in the order the machine produced them.
     pub async fn start(self: &Rc<Self>) -> Result<(), StorageError> {
-        for index in (0..GROUP_LOGS).filter(|i| i % self.shards == self.shard) {
+        let served = (0..GROUP_LOGS).filter(|i| !self.replicated && i % self.shards == self.shard);
+        for index in served {
             let log = self.open_log(index).await?;
-            self.replay(&log).await?;
+            self.replay(index, &log.backing).await?;
         }
         let groups = self.machine.borrow().list().len();
         tracing::info!(shard = self.shard, groups, "group coordinator loaded");
@@ -130,9 +185,14 @@ impl Coordinator {
         let config = group_log_config(self.machine.borrow().config());
         let log = PartitionLog::open(&dir, config).await?;
         let size = log.size_bytes();
+        Ok(self.install(index, Backing::Local(log), size))
+    }
+
+    /// Makes `backing` group log `index`, served from now on, with its writer.
+    fn install(self: &Rc<Self>, index: usize, backing: Backing, size: u64) -> Rc<GroupLog> {
         let gl = Rc::new(GroupLog {
             index,
-            log,
+            backing,
             queue: RefCell::new(Vec::new()),
             queued: Cell::new(0),
             written: Cell::new(0),
@@ -149,32 +209,140 @@ impl Coordinator {
             "group log opened twice"
         );
         runtime::spawn(self.clone().writer(gl.clone())).detach();
-        Ok(gl)
+        gl
     }
 
-    async fn replay(&self, gl: &GroupLog) -> Result<(), StorageError> {
-        let start = gl.log.log_start();
+    /// Replays group log `index` into the machine, from its log start (a replica's up to its
+    /// high watermark: what is committed).
+    async fn replay(&self, index: usize, backing: &Backing) -> Result<(), StorageError> {
+        let (start, dir) = match backing {
+            Backing::Local(log) => (log.log_start(), log.dir()),
+            Backing::Replica { part, .. } => (part.log_start(), part.dir()),
+        };
         let now = TimestampMs::now();
         let mut count = 0usize;
-        gl.log
-            .replay(start, |h, batch| {
-                let records =
-                    record::decode_batches(batch).map_err(|e| StorageError::CorruptOnDisk {
-                        path: gl.log.dir().to_path_buf(),
-                        offset: h.base_offset,
-                        position: 0,
-                        reason: e.to_string(),
-                    })?;
-                let mut m = self.machine.borrow_mut();
-                for (_, r) in records.into_iter().filter(|(o, _)| *o >= start) {
-                    m.replay(now, r);
-                    count += 1;
-                }
-                Ok(())
-            })
-            .await?;
-        tracing::debug!(log = gl.index, records = count, "replayed group log");
+        let visit = |h: &crate::storage::batch::BatchHeader, batch| {
+            if h.is_control() {
+                return Ok(()); // a replica's leader marks its term with a control batch
+            }
+            let records =
+                record::decode_batches(batch).map_err(|e| StorageError::CorruptOnDisk {
+                    path: dir.to_path_buf(),
+                    offset: h.base_offset,
+                    position: 0,
+                    reason: e.to_string(),
+                })?;
+            let mut m = self.machine.borrow_mut();
+            for (_, r) in records.into_iter().filter(|(o, _)| *o >= start) {
+                m.replay(now, r);
+                count += 1;
+            }
+            Ok(())
+        };
+        match backing {
+            Backing::Local(log) => log.replay(start, visit).await?,
+            Backing::Replica { part, .. } => part.replay_committed(start, visit).await?,
+        }
+        tracing::debug!(log = index, records = count, "replayed group log");
         Ok(())
+    }
+
+    /// In a cluster: starts serving group log `index`, whose partition's replica here
+    /// (`part`) leads in `term`: reads the log into the machine, then serves its groups.
+    /// Meanwhile their requests get COORDINATOR_LOAD_IN_PROGRESS. Does nothing if the log is
+    /// served or loading already; a load that [`Coordinator::release`] overtook is undone.
+    pub async fn adopt(self: &Rc<Self>, index: usize, part: Rc<Partition>, term: u64) {
+        if self.logs.borrow().contains_key(&index) || self.loading.borrow().contains_key(&index) {
+            return;
+        }
+        self.loading.borrow_mut().insert(index, term);
+        let backing = Backing::Replica { part, term };
+        let replayed = self.replay(index, &backing).await;
+        let still = self.loading.borrow().get(&index) == Some(&term);
+        if !still || replayed.is_err() {
+            if let Err(e) = replayed {
+                tracing::warn!(log = index, error = %e, "could not load the group log");
+            }
+            self.loading.borrow_mut().remove(&index);
+            let fx = self
+                .machine
+                .borrow_mut()
+                .unload(|g| group_log_for(g) == index);
+            self.deliver(fx.replies, true);
+            return;
+        }
+        self.loading.borrow_mut().remove(&index);
+        let size = match &backing {
+            Backing::Replica { part, .. } => part.size_bytes(),
+            Backing::Local(log) => log.size_bytes(),
+        };
+        self.install(index, backing, size);
+        let groups = self.machine.borrow().list().len();
+        tracing::info!(
+            shard = self.shard,
+            log = index,
+            term,
+            groups,
+            "coordinating group log"
+        );
+        self.wake.notify(1);
+    }
+
+    /// In a cluster: stops serving group log `index` (its partition's leadership moved, or
+    /// its writes failed): its writer stops, its groups are forgotten here, and the requests
+    /// waiting on them are answered NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE for those
+    /// whose records were queued), so clients look the coordinator up again.
+    pub fn release(self: &Rc<Self>, index: usize) {
+        self.loading.borrow_mut().remove(&index);
+        if let Some(gl) = self.logs.borrow_mut().remove(&index) {
+            gl.failed.set(true);
+            gl.work.notify(usize::MAX);
+            gl.progress.notify(usize::MAX);
+            tracing::info!(
+                shard = self.shard,
+                log = index,
+                "no longer coordinating group log"
+            );
+        }
+        let fx = self
+            .machine
+            .borrow_mut()
+            .unload(|g| group_log_for(g) == index);
+        self.deliver(fx.replies, true);
+    }
+
+    /// In a cluster: how group log `index` is served here.
+    pub fn log_state(&self, index: usize) -> LogState {
+        if let Some(&term) = self.loading.borrow().get(&index) {
+            return LogState::Loading { term };
+        }
+        match self.logs.borrow().get(&index) {
+            Some(gl) => LogState::Serving {
+                term: match &gl.backing {
+                    Backing::Replica { term, .. } => *term,
+                    Backing::Local(_) => 0,
+                },
+                failed: gl.failed.get() || gl.writer_done.get(),
+            },
+            None => LogState::Idle,
+        }
+    }
+
+    /// Whether this coordinator serves `group` now: always on a single broker; in a
+    /// cluster, if it has loaded the group's log (COORDINATOR_LOAD_IN_PROGRESS while
+    /// loading, NOT_COORDINATOR if not here).
+    pub fn serving(&self, group: &str) -> Result<(), GroupError> {
+        if !self.replicated {
+            return Ok(());
+        }
+        let index = group_log_for(group);
+        if self.logs.borrow().contains_key(&index) {
+            Ok(())
+        } else if self.loading.borrow().contains_key(&index) {
+            Err(GroupError::CoordinatorLoadInProgress)
+        } else {
+            Err(GroupError::NotCoordinator)
+        }
     }
 
     fn park(&self) -> (Token, oneshot::Receiver<Reply>) {
@@ -291,6 +459,9 @@ impl Coordinator {
     async fn writer(self: Rc<Self>, gl: Rc<GroupLog>) {
         loop {
             let listener = gl.work.listen();
+            if gl.failed.get() {
+                break; // released
+            }
             let records: Vec<Record> = std::mem::take(&mut *gl.queue.borrow_mut());
             if records.is_empty() {
                 if gl.closing.get() {
@@ -305,6 +476,10 @@ impl Coordinator {
                 Ok(bytes) => {
                     gl.written.set(gl.written.get() + n);
                     gl.grown_bytes.set(gl.grown_bytes.get() + bytes);
+                }
+                Err(WriteError::Replica(e)) => {
+                    tracing::info!(log = gl.index, error = %e, "group log write not committed");
+                    gl.failed.set(true);
                 }
                 Err(e) => {
                     tracing::error!(log = gl.index, error = %e, "group log write failed");
@@ -323,24 +498,37 @@ impl Coordinator {
         gl.progress.notify(usize::MAX);
     }
 
-    /// Appends records in batches and waits until they are written; returns the bytes.
-    async fn write(&self, gl: &GroupLog, records: &[Record]) -> Result<u64, StorageError> {
+    /// Appends records in batches and waits until they are written (a replica's: committed
+    /// by Raft and held by min.insync.replicas); returns the bytes.
+    async fn write(&self, gl: &GroupLog, records: &[Record]) -> Result<u64, WriteError> {
         let now = TimestampMs::now();
         let mut bytes = 0u64;
-        let mut last = None;
-        for chunk in records.chunks(BATCH_RECORDS_MAX) {
-            let (info, batch_bytes) = append_when_resumed(gl, chunk, now).await?;
-            bytes += batch_bytes;
-            last = Some(info.ticket);
-        }
-        if let Some(ticket) = last {
-            gl.log.wait(ticket, Durability::Policy).await?;
+        match &gl.backing {
+            Backing::Local(log) => {
+                let mut last = None;
+                for chunk in records.chunks(BATCH_RECORDS_MAX) {
+                    let (info, batch_bytes) =
+                        append_when_resumed(log, &gl.closing, chunk, now).await?;
+                    bytes += batch_bytes;
+                    last = Some(info.ticket);
+                }
+                if let Some(ticket) = last {
+                    log.wait(ticket, Durability::Policy).await?;
+                }
+            }
+            Backing::Replica { part, .. } => {
+                for chunk in records.chunks(BATCH_RECORDS_MAX) {
+                    let batch = record::encode_batch(chunk, now);
+                    bytes += batch.len() as u64;
+                    part.produce(batch, -1).await?;
+                }
+            }
         }
         Ok(bytes)
     }
 
     /// Snapshot-compacts a group log that has grown enough (see the module docs).
-    async fn maybe_compact(&self, gl: &GroupLog) -> Result<(), StorageError> {
+    async fn maybe_compact(&self, gl: &GroupLog) -> Result<(), WriteError> {
         let min = self.machine.borrow().config().log_compact_bytes_min;
         let threshold = min.max(2 * gl.snapshot_bytes.get());
         if gl.grown_bytes.get() < threshold {
@@ -351,13 +539,20 @@ impl Coordinator {
             .machine
             .borrow()
             .snapshot(|g| group_log_for(g) == index);
-        let start = gl.log.next_offset();
+        let start = match &gl.backing {
+            Backing::Local(log) => log.next_offset(),
+            Backing::Replica { part, .. } => part.high_watermark(),
+        };
         let bytes = if snapshot.is_empty() {
             0
         } else {
             self.write(gl, &snapshot).await?
         };
-        gl.log.delete_records(start, TimestampMs::now()).await?;
+        let now = TimestampMs::now();
+        match &gl.backing {
+            Backing::Local(log) => log.delete_records(start, now).await?,
+            Backing::Replica { part, .. } => part.delete_records(start, now).await?,
+        };
         gl.snapshot_bytes.set(bytes);
         gl.grown_bytes.set(0);
         tracing::info!(
@@ -394,6 +589,9 @@ impl Coordinator {
             return JoinReply::failed(GroupError::CoordinatorNotAvailable, req.member_id);
         }
         self.admit(&req.group).await;
+        if let Err(e) = self.serving(&req.group) {
+            return JoinReply::failed(e, req.member_id);
+        }
         let (token, rx) = self.park();
         let member_id = req.member_id.clone();
         let fx = self
@@ -416,6 +614,9 @@ impl Coordinator {
             return SyncReply::failed(GroupError::CoordinatorNotAvailable);
         }
         self.admit(&req.group).await;
+        if let Err(e) = self.serving(&req.group) {
+            return SyncReply::failed(e);
+        }
         let (token, rx) = self.park();
         let fx = self
             .machine
@@ -460,6 +661,9 @@ impl Coordinator {
     /// first while the group's log has too much queued.
     pub async fn commit(self: &Rc<Self>, req: CommitRequest) -> Vec<Result<(), GroupError>> {
         self.admit(&req.group).await;
+        if let Err(e) = self.serving(&req.group) {
+            return vec![Err(e); req.offsets.len()];
+        }
         let (results, fx) = self.machine.borrow_mut().commit(TimestampMs::now(), req);
         if self.apply(fx).await.unwrap_or(false) {
             results
@@ -539,19 +743,26 @@ impl Coordinator {
         for gl in logs {
             gl.closing.set(true);
             gl.work.notify(1);
+            let Backing::Local(log) = &gl.backing else {
+                // A replica's partition is the shard's to close; what is queued was not
+                // acknowledged, and the next leader serves the log.
+                gl.failed.set(true);
+                gl.work.notify(usize::MAX);
+                continue;
+            };
             loop {
                 let listener = gl.progress.listen();
                 // A paused log (full disk) writes nothing until space returns: its close
                 // below ends the retries instead; what was queued was not acknowledged.
                 if gl.failed.get()
-                    || gl.log.is_paused()
+                    || log.is_paused()
                     || (gl.queue.borrow().is_empty() && gl.written.get() >= gl.queued.get())
                 {
                     break;
                 }
                 listener.await;
             }
-            if let Err(e) = gl.log.close().await {
+            if let Err(e) = log.close().await {
                 tracing::error!(log = gl.index, error = %e, "closing group log failed");
             }
         }
@@ -561,7 +772,9 @@ impl Coordinator {
     pub async fn abandon(&self) {
         let logs: Vec<Rc<GroupLog>> = self.logs.borrow_mut().drain().map(|(_, l)| l).collect();
         for gl in logs {
-            gl.log.abandon().await;
+            if let Backing::Local(log) = &gl.backing {
+                log.abandon().await;
+            }
         }
     }
 }
@@ -575,15 +788,16 @@ const PAUSED_RETRY_MS: u64 = 200;
 /// group log failing for good. The batch is encoded again for each try (a refused append
 /// consumes it). Ends with the log's error when the broker is closing.
 async fn append_when_resumed(
-    gl: &GroupLog,
+    log: &PartitionLog,
+    closing: &Cell<bool>,
     records: &[Record],
     now: TimestampMs,
 ) -> Result<(crate::storage::AppendInfo, u64), StorageError> {
     loop {
         let batch = record::encode_batch(records, now);
         let bytes = batch.len() as u64;
-        match gl.log.append(batch, now).await {
-            Err(StorageError::Paused(_)) if !gl.closing.get() => {
+        match log.append(batch, now).await {
+            Err(StorageError::Paused(_)) if !closing.get() => {
                 runtime::sleep(Duration::from_millis(PAUSED_RETRY_MS)).await;
             }
             other => return other.map(|info| (info, bytes)),
@@ -618,7 +832,11 @@ mod tests {
     }
 
     fn log_bytes(c: &Coordinator) -> u64 {
-        c.logs.borrow().values().map(|l| l.log.size_bytes()).sum()
+        let size = |l: &Rc<GroupLog>| match &l.backing {
+            Backing::Local(log) => log.size_bytes(),
+            Backing::Replica { part, .. } => part.size_bytes(),
+        };
+        c.logs.borrow().values().map(size).sum()
     }
 
     #[test]
@@ -646,7 +864,7 @@ mod tests {
             }
         };
         block_on(async {
-            let c = Coordinator::new(0, 1, dir.path(), config.clone());
+            let c = Coordinator::new(0, 1, dir.path(), config.clone(), false);
             c.start().await.unwrap();
             let mut peak = 0;
             for round in 0..400 {
@@ -663,7 +881,7 @@ mod tests {
             c.close().await;
         });
         block_on(async {
-            let c = Coordinator::new(0, 1, dir.path(), config.clone());
+            let c = Coordinator::new(0, 1, dir.path(), config.clone(), false);
             c.start().await.unwrap();
             expect(&c, 399);
             for g in &groups {
@@ -672,7 +890,7 @@ mod tests {
             c.abandon().await; // as kill -9 would leave it
         });
         block_on(async {
-            let c = Coordinator::new(0, 1, dir.path(), config.clone());
+            let c = Coordinator::new(0, 1, dir.path(), config.clone(), false);
             c.start().await.unwrap();
             expect(&c, 1000);
         });

@@ -427,6 +427,32 @@ impl Groups {
         out
     }
 
+    /// Forgets the groups `gone` selects, as if this coordinator had never held them (in a
+    /// cluster, their group log's leadership moved away): their parked JoinGroup and
+    /// SyncGroup requests are answered NOT_COORDINATOR, so the members find the new
+    /// coordinator, which rebuilds the groups from the replicated log. Writes nothing.
+    pub fn unload(&mut self, gone: impl Fn(&str) -> bool) -> Effects {
+        let mut fx = Effects::default();
+        let ids: Vec<String> = self.groups.keys().filter(|g| gone(g)).cloned().collect();
+        for id in ids {
+            let Some(mut g) = self.groups.remove(&id) else {
+                continue;
+            };
+            for m in g.members.values_mut() {
+                if let Some(t) = m.awaiting_join.take() {
+                    fx.join(
+                        t,
+                        JoinReply::failed(GroupError::NotCoordinator, m.id.clone()),
+                    );
+                }
+                if let Some(t) = m.awaiting_sync.take() {
+                    fx.sync(t, SyncReply::failed(GroupError::NotCoordinator));
+                }
+            }
+        }
+        fx
+    }
+
     /// Answers every parked request (shutdown): members will rejoin the next broker.
     pub fn abort_parked(&mut self) -> Effects {
         self.aborted = true;

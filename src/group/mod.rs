@@ -29,13 +29,21 @@ use bytes::Bytes;
 
 use crate::types::{DurationMs, Offset, TimestampMs};
 
-pub use coordinator::Coordinator;
+pub use coordinator::{Coordinator, LogState};
 pub use machine::Groups;
 
 /// Number of group logs (Kafka's offsets.topic.num.partitions). Fixed for a data directory:
 /// a group's log is `group_log_for(id)` whatever the shard count, and log `i` is served by
 /// shard `i % shards`, so changing the shard count never strands a group's offsets.
 pub const GROUP_LOGS: usize = 16;
+
+/// The largest batch of group records a group log takes (a group's record holds every
+/// member's assignment).
+pub const GROUP_BATCH_BYTES_MAX: usize = 64 << 20;
+
+/// In a cluster, the internal topic whose partition `i` is group log `i` (Kafka's name): a
+/// replicated partition like any other, whose leader coordinates the log's groups.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Which group log holds a group (FNV-1a of the id).
 pub fn group_log_for(group: &str) -> usize {
@@ -158,6 +166,10 @@ pub enum GroupError {
     /// FindCoordinator again).
     #[error("another broker coordinates this group")]
     NotCoordinator,
+    /// COORDINATOR_LOAD_IN_PROGRESS: in a cluster, this broker just became the group's
+    /// coordinator and is still reading its group log (the client retries shortly).
+    #[error("the group's log is still being loaded")]
+    CoordinatorLoadInProgress,
     /// GROUP_ID_NOT_FOUND: DeleteGroups or OffsetDelete of an absent group, OffsetCommit v9+
     /// with a generation to an absent group, DescribeGroups v6+ of an absent group.
     #[error("group not found")]

@@ -1064,3 +1064,34 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn unloading_a_log_answers_parked_requests_not_coordinator_and_its_records_rebuild_the_group() {
+    // In a cluster the group log's leadership moves: this coordinator forgets the group, and
+    // the next one rebuilds it from the replicated records.
+    let mut h = H::new();
+    let (a, _b, gen) = h.stable_pair();
+    assert_eq!(h.commit(&a, gen, 5), Ok(()));
+    let (_c, parked) = h.join_new();
+    assert!(
+        !h.answered(parked),
+        "a new member's join waits for the others"
+    );
+    let fx = h.g.unload(|g| g == G);
+    h.absorb(fx);
+    assert_eq!(h.join_reply(parked).error, Some(GroupError::NotCoordinator));
+    assert_eq!(h.state(), "Dead");
+    assert_eq!(h.committed(), None);
+
+    let mut next = H::new();
+    for r in h.records.clone() {
+        next.g.replay(TimestampMs(h.now), r);
+    }
+    assert_eq!(next.state(), "Stable");
+    assert_eq!(next.committed(), Some(5));
+    assert_eq!(
+        next.heartbeat(&a, gen),
+        Ok(()),
+        "members carry on at their generation"
+    );
+}

@@ -132,7 +132,9 @@ pub fn admin(e: &AdminError) -> ErrorCode {
     match e {
         AdminError::TopicExists(_) => of(E::TopicAlreadyExists),
         AdminError::UnknownTopic(_) => of(E::UnknownTopicOrPartition),
-        AdminError::InvalidTopicName(_) => of(E::InvalidTopicException),
+        AdminError::InvalidTopicName(_) | AdminError::InternalTopic(_) => {
+            of(E::InvalidTopicException)
+        }
         AdminError::InvalidPartitions(_) => of(E::InvalidPartitions),
         AdminError::InvalidReplicationFactor(_) => of(E::InvalidReplicationFactor),
         AdminError::InvalidReplicaAssignment(_) => of(E::InvalidReplicaAssignment),
@@ -173,6 +175,7 @@ pub fn group(e: &GroupError) -> ErrorCode {
         GroupError::GroupMaxSizeReached => of(E::GroupMaxSizeReached),
         GroupError::CoordinatorNotAvailable => of(E::CoordinatorNotAvailable),
         GroupError::NotCoordinator => of(E::NotCoordinator),
+        GroupError::CoordinatorLoadInProgress => of(E::CoordinatorLoadInProgress),
         GroupError::GroupIdNotFound => of(E::GroupIdNotFound),
         GroupError::NonEmptyGroup => of(E::NonEmptyGroup),
         GroupError::GroupSubscribedToTopic => of(E::GroupSubscribedToTopic),

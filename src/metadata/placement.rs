@@ -202,14 +202,6 @@ impl ClusterMeta {
         h
     }
 
-    /// The broker that coordinates `group`: one of the voters, by the group's hash (stable
-    /// while the voter set is, so a group's offsets stay where they were written).
-    pub fn group_broker(&self, group: &str) -> i32 {
-        assert!(!self.voters.is_empty(), "a cluster has voters");
-        let h = crc32c::crc32c(group.as_bytes()) as usize;
-        self.voters[h % self.voters.len()]
-    }
-
     /// The brokers clients are told about: the live ones (this one always, so a client that
     /// reached it has somewhere to go while the image is young).
     pub fn live_brokers(&self, me: &BrokerAddr) -> Vec<(i32, BrokerAddr)> {
@@ -261,12 +253,8 @@ mod tests {
     }
 
     #[test]
-    fn groups_spread_over_voters_and_dead_brokers_are_not_listed() {
+    fn dead_brokers_are_not_listed() {
         let m = meta();
-        let owners: std::collections::BTreeSet<i32> = (0..64)
-            .map(|i| m.group_broker(&format!("group-{i}")))
-            .collect();
-        assert_eq!(owners.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
         let me = m.brokers[&1].clone();
         let live: Vec<i32> = m.live_brokers(&me).into_iter().map(|(id, _)| id).collect();
         assert_eq!(live, vec![1, 2]);

@@ -659,6 +659,29 @@ impl Partition {
         self.log.end_offset_for_epoch(requested)
     }
 
+    /// Hands `visit` each batch from `from` up to the high watermark, in order, as
+    /// `PartitionLog::replay` does (a replica's reads end at its commit point): the group
+    /// coordinator reads a group log it takes over this way.
+    pub async fn replay_committed(
+        &self,
+        from: Offset,
+        visit: impl FnMut(&batch::BatchHeader, Bytes) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        self.log.replay(from, visit).await
+    }
+
+    /// The term this replica leads in, once the term's first entry is committed (so the
+    /// whole log up to the high watermark is final); 0 for a partition with no replicas
+    /// (it always leads); None while another replica leads or none does.
+    pub fn leads(&self) -> Option<u64> {
+        let Some(link) = &self.replica else {
+            return Some(0);
+        };
+        let l = link.host.leadership(link.group)?;
+        let me = link.host.node();
+        (l.leader == Some(me) && link.host.term_started(link.group)).then_some(l.term)
+    }
+
     /// The epoch of the batch holding `offset`, if the log still has it.
     pub fn epoch_at(&self, offset: Offset) -> Option<i32> {
         self.log.epoch_at(offset)

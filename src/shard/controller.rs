@@ -25,6 +25,10 @@ pub enum AdminError {
     /// CreateTopics named a topic Kafka's naming rule refuses.
     #[error("invalid topic name {0:?}")]
     InvalidTopicName(String),
+    /// A client asked to create, delete or grow the internal topic that holds the consumer
+    /// groups (`group::OFFSETS_TOPIC`), which the broker manages itself.
+    #[error("{0} is internal: it holds the consumer groups and is managed by the brokers")]
+    InternalTopic(String),
     /// A partition count outside 1..=[`PARTITIONS_MAX`], or CreatePartitions not growing the
     /// topic; says why.
     #[error("invalid partition count: {0}")]
@@ -240,7 +244,28 @@ pub fn plan(cur: &Snapshot, change: &Change) -> Result<Snapshot, AdminError> {
 impl Shard {
     /// Applies a registry change through the controller (shard 0) and returns the snapshot
     /// that holds it, once every shard has installed it. `validate_only` plans without applying.
+    /// The group logs' internal topic is not a client's to create, delete or grow.
     pub async fn admin(
+        &self,
+        change: Change,
+        validate_only: bool,
+    ) -> Result<Arc<Snapshot>, AdminError> {
+        let internal = match &change {
+            Change::CreateTopic { name, .. }
+            | Change::DeleteTopic(name)
+            | Change::CreatePartitions { name, .. } => name == crate::group::OFFSETS_TOPIC,
+            Change::AlterConfigs { .. } => false,
+        };
+        if internal {
+            return Err(AdminError::InternalTopic(
+                crate::group::OFFSETS_TOPIC.into(),
+            ));
+        }
+        self.admin_internal(change, validate_only).await
+    }
+
+    /// [`Shard::admin`] for the broker's own changes (the group logs' topic).
+    pub(super) async fn admin_internal(
         &self,
         change: Change,
         validate_only: bool,

@@ -95,7 +95,13 @@ impl Shard {
             this: this.clone(),
             controller,
             producer_ids,
-            groups: Coordinator::new(id, config.shards, &config.data_dir, config.group.clone()),
+            groups: Coordinator::new(
+                id,
+                config.shards,
+                &config.data_dir,
+                config.group.clone(),
+                config.cluster.is_some(),
+            ),
             inflight: Cell::new(0),
             stopping: Cell::new(false),
             replies: Replies::default(),
@@ -104,6 +110,7 @@ impl Shard {
         });
         shard.report_elections();
         shard.balance_leaders();
+        shard.serve_group_logs();
         if let Err(e) = shard.apply_metadata(boot.snapshot.clone()).await {
             cannot_start(id, "opening partitions failed", &e);
         }

@@ -20,11 +20,13 @@ mod calls;
 mod cluster;
 pub mod controller;
 mod copy;
+mod group_logs;
 mod lifecycle;
 mod metadata;
 pub mod producer_ids;
 mod replicas;
 pub mod route;
+pub use group_logs::GroupHome;
 mod stats;
 
 use std::cell::{Cell, RefCell};
@@ -145,11 +147,6 @@ impl Shard {
         }
     }
 
-    /// The shard that coordinates `group` (the one serving its group log).
-    pub fn coordinator_of(&self, group: &str) -> usize {
-        crate::group::shard_for_group(group, self.shards())
-    }
-
     /// The brokers clients are told about, (node id, address), and the controller (-1 while
     /// a cluster has none): a single broker lists itself as both; a cluster member the live
     /// brokers of `snap`, itself always among them (`ClusterMeta::live_brokers`).
@@ -164,13 +161,5 @@ impl Shard {
             None => (vec![(c.node_id, me)], c.node_id),
             Some(cluster) => (cluster.live_brokers(&me), cluster.controller.unwrap_or(-1)),
         }
-    }
-
-    /// In a cluster, the broker that coordinates `group` if it is not this one.
-    pub fn group_elsewhere(&self, group: &str) -> Option<i32> {
-        let snap = self.metadata.borrow();
-        let c = snap.cluster.as_ref()?;
-        let b = c.group_broker(group);
-        (b != c.me).then_some(b)
     }
 }

@@ -44,6 +44,11 @@ pub(super) struct Replication {
     checker: RefCell<Option<Task<()>>>,
     /// The task that hands leadership back to preferred replicas (auto.leader.rebalance).
     balancer: RefCell<Option<Task<()>>>,
+    /// The task that keeps the coordinator serving the group logs led here
+    /// (`group_logs.rs`).
+    pub group_logs: RefCell<Option<Task<()>>>,
+    /// The group logs' topic is being created from this shard.
+    pub offsets_topic_asked: std::cell::Cell<bool>,
     /// The host's timer loop and (on shards other than 0) the listener.
     _tasks: Vec<Task<()>>,
 }
@@ -89,6 +94,8 @@ impl Replication {
             isr_reported: RefCell::new(HashMap::new()),
             checker: RefCell::new(None),
             balancer: RefCell::new(None),
+            group_logs: RefCell::new(None),
+            offsets_topic_asked: std::cell::Cell::new(false),
             _tasks: tasks,
         })
     }

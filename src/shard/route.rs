@@ -244,15 +244,14 @@ async fn first_of<Fut: Future<Output = ()>>(
     futures_lite::future::or(any, runtime::sleep(timeout)).await
 }
 
-/// Runs `f` with the coordinator of `group` on the shard that owns the group.
-pub async fn on_group<T, F, Fut>(s: &Shard, group: &str, f: F) -> Result<T, ShardGone>
+/// Runs `f` with the coordinator of shard `shard` (where a group lives: `Shard::group_home`).
+pub async fn on_coordinator<T, F, Fut>(s: &Shard, shard: usize, f: F) -> Result<T, ShardGone>
 where
     T: Send + 'static,
     F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
 {
-    s.on(s.coordinator_of(group), move |s| f(s.groups.clone()))
-        .await
+    s.on(shard, move |s| f(s.groups.clone())).await
 }
 
 /// Runs `f` on every shard at once; its answers in shard order (`ShardGone` for a shard that

@@ -146,7 +146,7 @@ fn describe(
     DescribeTopicPartitionsResponseTopic::default()
         .with_name(Some(topic_name(&t.name)))
         .with_topic_id(t.id)
-        .with_is_internal(false)
+        .with_is_internal(t.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(TOPIC_OPERATIONS)
 }

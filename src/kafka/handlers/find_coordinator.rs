@@ -1,7 +1,9 @@
 //! FindCoordinator (API 10): a single broker coordinates every group (inside it, the owning
-//! shard is found per request); in a cluster, the voter the group's hash picks
-//! (`ClusterMeta::group_broker`), COORDINATOR_NOT_AVAILABLE while that broker is dead or not
-//! registered. v0-3 ask for one key, v4+ for a batch (KIP-699).
+//! shard is found per request); in a cluster, the leader of the group's partition of the
+//! replicated group logs' topic `__consumer_offsets` (`Shard::group_home`), which the first
+//! FindCoordinator creates; COORDINATOR_NOT_AVAILABLE while the topic cannot be created
+//! (fewer live brokers than its replication factor) or the partition has no live leader.
+//! v0-3 ask for one key, v4+ for a batch (KIP-699).
 //! There are no transactions yet: a transactional producer is told so at once with
 //! CLUSTER_AUTHORIZATION_FAILED, the one code that the Java client, librdkafka, kafkajs and
 //! aiokafka all treat as fatal (COORDINATOR_NOT_AVAILABLE, say, is retried until the client's
@@ -15,7 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, Call};
 use crate::kafka::errors::{self, ErrorCode};
-use crate::shard::Shard;
+use crate::shard::{GroupHome, Shard};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -31,6 +33,11 @@ pub async fn handle(
     call: &Call<'_>,
 ) -> Option<FindCoordinatorResponse> {
     let version = call.version;
+    if r.key_type == KEY_TYPE_GROUP {
+        if let Err(e) = s.ensure_offsets_topic().await {
+            tracing::debug!(error = %e, "the group logs' topic could not be created yet");
+        }
+    }
     let answer = |key: StrBytes| coordinator(&s, key, r.key_type);
     if version >= 4 {
         let coordinators = r.coordinator_keys.into_iter().map(answer).collect();
@@ -59,11 +66,13 @@ fn coordinator(s: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
     };
     match key_type {
         KEY_TYPE_GROUP => {
-            let at = s
-                .group_elsewhere(c.key.as_str())
-                .unwrap_or(s.config.node_id);
+            let at = match s.group_home(c.key.as_str()) {
+                GroupHome::Here(_) => Some(s.config.node_id),
+                GroupHome::Broker(b) => Some(b),
+                GroupHome::Nowhere => None,
+            };
             let brokers = s.client_brokers(&s.metadata()).0;
-            match brokers.into_iter().find(|(id, _)| *id == at) {
+            match brokers.into_iter().find(|(id, _)| Some(*id) == at) {
                 Some((id, addr)) => c
                     .with_node_id(BrokerId(id))
                     .with_host(str_bytes(&addr.host))

@@ -134,5 +134,6 @@ fn describe(s: &Shard, snap: &Snapshot, t: &TopicMeta) -> MetadataResponseTopic 
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&t.name)))
         .with_topic_id(t.id)
+        .with_is_internal(t.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions)
 }

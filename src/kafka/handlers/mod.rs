@@ -45,7 +45,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::budget::Lease;
 use crate::group::{Coordinator, GroupError};
 use crate::kafka::errors::{self, ErrorCode};
-use crate::shard::{route, Shard};
+use crate::shard::{route, GroupHome, Shard};
 
 /// What every handler gets besides the shard and its decoded request: the request's version,
 /// who sent it, the connection's memory lease, and (Produce only) the request body the
@@ -89,19 +89,29 @@ impl<'a> Call<'a> {
 
 pub use crate::runtime::join_all;
 
-/// Runs `f` with the coordinator of `group` on the shard that owns it.
+/// Runs `f` with the coordinator of `group` on the shard that owns it, if that coordinator
+/// serves the group now: NOT_COORDINATOR when another broker coordinates it (or this one
+/// has not loaded its log: COORDINATOR_LOAD_IN_PROGRESS), COORDINATOR_NOT_AVAILABLE when
+/// none does.
 pub async fn on_group<T, F, Fut>(s: &Shard, group: &str, f: F) -> Result<T, GroupError>
 where
     T: Send + 'static,
     F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
 {
-    if s.group_elsewhere(group).is_some() {
-        return Err(GroupError::NotCoordinator);
-    }
-    route::on_group(s, group, f)
+    let shard = match s.group_home(group) {
+        GroupHome::Here(shard) => shard,
+        GroupHome::Broker(_) => return Err(GroupError::NotCoordinator),
+        GroupHome::Nowhere => return Err(GroupError::CoordinatorNotAvailable),
+    };
+    let g = group.to_string();
+    let served = route::on_coordinator(s, shard, move |c| async move {
+        c.serving(&g)?;
+        Ok(f(c).await)
+    });
+    served
         .await
-        .map_err(|_| GroupError::CoordinatorNotAvailable)
+        .map_err(|_| GroupError::CoordinatorNotAvailable)?
 }
 
 /// The (error code, error message) pair an admin change answers with.

@@ -208,6 +208,11 @@ fn prepare(
     if !matches!(acks, -1..=1) {
         return Err((errors::INVALID_REQUIRED_ACKS, None));
     }
+    if topic.is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
+        // Kafka's rule: clients do not append to internal topics.
+        let why = "cannot append to the internal topic that holds the consumer groups";
+        return Err((errors::INVALID_TOPIC, Some(StrBytes::from_static_str(why))));
+    }
     if let (-1, Some(t)) = (acks, insync_checked) {
         check_min_insync(t)?;
     }

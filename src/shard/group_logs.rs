@@ -1,0 +1,162 @@
+//! In a cluster, where consumer groups live (issue 21): group log `i` is partition `i` of the
+//! replicated internal topic `__consumer_offsets` ([`OFFSETS_TOPIC`]), created at the first
+//! FindCoordinator with `offsets_topic_replication_factor` replicas, and a group's
+//! coordinator is that partition's leader. This file answers where a group's coordinator is
+//! ([`Shard::group_home`]: FindCoordinator and the group handlers), creates the topic, and
+//! keeps each shard's coordinator serving exactly the group logs whose leader replica it
+//! holds: a log is adopted (replayed, then served) when its replica here starts leading a
+//! term, and released when leadership moves or its writes stop committing.
+//!
+//! A single broker keeps its own group logs (`group::coordinator`, `shard_for_group`).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::controller::{AdminError, Change};
+use super::Shard;
+use crate::group::{
+    group_log_for, shard_for_group, LogState, GROUP_BATCH_BYTES_MAX, GROUP_LOGS, OFFSETS_TOPIC,
+};
+use crate::metadata::Where;
+use crate::runtime;
+
+/// How often a shard compares the group logs it serves with the leaders it holds.
+const TEND_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Most replicas the group logs get by default (Kafka's offsets.topic.replication.factor).
+const OFFSETS_REPLICAS_DEFAULT_MAX: usize = 3;
+
+/// Where a group's coordinator is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupHome {
+    /// On this broker, on this shard.
+    Here(usize),
+    /// On another broker (NOT_COORDINATOR; FindCoordinator names it).
+    Broker(i32),
+    /// Nowhere now: the group logs' topic does not exist yet, or the group's log has no live
+    /// leader (COORDINATOR_NOT_AVAILABLE).
+    Nowhere,
+}
+
+impl Shard {
+    /// Where `group`'s coordinator is: on a single broker the shard of its group log; in a
+    /// cluster the leader of its partition of the group logs' topic, as the registry says.
+    pub fn group_home(&self, group: &str) -> GroupHome {
+        let snap = self.metadata();
+        let Some(c) = snap.cluster.as_ref() else {
+            return GroupHome::Here(shard_for_group(group, self.shards()));
+        };
+        let Some(topic) = snap.topic(OFFSETS_TOPIC) else {
+            return GroupHome::Nowhere;
+        };
+        let index = group_log_for(group) as i32;
+        match c.leader(&topic.id, index) {
+            Some(b) if b == c.me => match self.locate(&topic.id, index) {
+                Where::Here(shard) => GroupHome::Here(shard),
+                _ => GroupHome::Nowhere,
+            },
+            Some(b) => GroupHome::Broker(b),
+            None => GroupHome::Nowhere,
+        }
+    }
+
+    /// In a cluster, creates the group logs' topic if the registry has none (asked once at a
+    /// time per shard). Fails while fewer brokers are alive than its replication factor.
+    pub async fn ensure_offsets_topic(&self) -> Result<(), AdminError> {
+        let Some(cluster) = &self.config.cluster else {
+            return Ok(());
+        };
+        let Some(repl) = self.replication.as_ref() else {
+            return Ok(());
+        };
+        if self.metadata().topic(OFFSETS_TOPIC).is_some() || repl.offsets_topic_asked.get() {
+            return Ok(());
+        }
+        let default = cluster.voters.len().min(OFFSETS_REPLICAS_DEFAULT_MAX);
+        let replicas = self
+            .config
+            .offsets_topic_replication_factor
+            .unwrap_or(i16::try_from(default).unwrap_or(1));
+        let segment_bytes = (self.config.group.log_compact_bytes_min / 2).max(1 << 20);
+        let change = Change::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: GROUP_LOGS as i32,
+            replication_factor: replicas,
+            configs: vec![
+                ("retention.ms".into(), Some("-1".into())),
+                ("retention.bytes".into(), Some("-1".into())),
+                ("segment.bytes".into(), Some(segment_bytes.to_string())),
+                // A group's record holds every member's assignment: allow what a local group
+                // log allows.
+                (
+                    "max.message.bytes".into(),
+                    Some(GROUP_BATCH_BYTES_MAX.to_string()),
+                ),
+            ],
+        };
+        repl.offsets_topic_asked.set(true);
+        let created = self.admin_internal(change, false).await;
+        if let Some(r) = self.replication.as_ref() {
+            r.offsets_topic_asked.set(false);
+        }
+        match created {
+            Ok(_) => {
+                tracing::info!(replicas, "created the group logs' topic {OFFSETS_TOPIC}");
+                Ok(())
+            }
+            Err(AdminError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// In a cluster, starts the task that keeps this shard's coordinator serving the group
+    /// logs whose leader replica is here ([`Shard::tend_group_logs`], every
+    /// [`TEND_INTERVAL`]).
+    pub(super) fn serve_group_logs(self: &Rc<Self>) {
+        let Some(repl) = self.replication.as_ref() else {
+            return;
+        };
+        let shard = Rc::downgrade(self);
+        let task = runtime::spawn(async move {
+            loop {
+                runtime::sleep(TEND_INTERVAL).await;
+                let Some(s) = shard.upgrade() else { return };
+                if s.stopping.get() {
+                    return;
+                }
+                s.tend_group_logs();
+            }
+        });
+        *repl.group_logs.borrow_mut() = Some(task);
+    }
+
+    /// One round: adopts each group log whose replica here leads a started term and is not
+    /// served in that term; releases each served (or loading) log whose replica here no
+    /// longer leads, leads another term, or whose writer stopped (adopted again next round
+    /// if it still leads).
+    fn tend_group_logs(self: &Rc<Self>) {
+        let snap = self.metadata();
+        let topic = snap.topic(OFFSETS_TOPIC).map(|t| t.id);
+        for index in 0..GROUP_LOGS {
+            let part = topic.and_then(|id| self.partition(&id, index as i32));
+            let leads = part.and_then(|p| p.leads().map(|term| (p, term)));
+            let state = self.groups.log_state(index);
+            match (leads, state) {
+                (None, LogState::Idle) => {}
+                (Some((part, term)), LogState::Idle) => {
+                    let groups = self.groups.clone();
+                    runtime::spawn(async move { groups.adopt(index, part, term).await }).detach();
+                }
+                (Some((_, term)), LogState::Loading { term: t })
+                | (
+                    Some((_, term)),
+                    LogState::Serving {
+                        term: t,
+                        failed: false,
+                    },
+                ) if t == term => {}
+                _ => self.groups.release(index),
+            }
+        }
+    }
+}
