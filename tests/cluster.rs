@@ -1077,3 +1077,139 @@ fn isr_view(port: u16, topic: &str) -> Vec<Vec<i32>> {
         })
         .collect()
 }
+
+/// OffsetFetch of `group`'s offsets of partitions 0..`n` of `topic` at `port`:
+/// (error, offsets).
+fn committed_of(port: u16, group: &str, topic: &str, n: i32) -> (i16, Vec<i64>) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let mut c = harness::client::Client::connect(port);
+    let t = OffsetFetchRequestTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_indexes((0..n).collect());
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_topics(Some(vec![t]));
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 5, &req);
+    let offsets = resp.topics.iter().flat_map(|t| t.partitions.iter());
+    (
+        resp.error_code,
+        offsets.map(|p| p.committed_offset).collect(),
+    )
+}
+
+/// What a group take script (`group_take_*.py`) printed: the values taken, and for each of
+/// the first `n` partitions the offset past the last record taken from it (-1: none).
+fn taken_values(out: &std::process::Output, n: usize) -> (Vec<String>, Vec<i64>) {
+    let v: Value = serde_json::from_str(stdout(out).trim()).expect("one JSON line");
+    let mut past = vec![-1; n];
+    let mut values = Vec::new();
+    for r in v["taken"].as_array().expect("taken") {
+        let (p, o) = (r[0].as_u64().unwrap() as usize, r[1].as_i64().unwrap());
+        past[p] = past[p].max(o + 1);
+        values.push(r[2].as_str().expect("a value").to_string());
+    }
+    (values, past)
+}
+
+/// Issue 21, groups: a group's log is a replicated partition of __consumer_offsets and its
+/// coordinator the log's leader. confluent-kafka's consumer takes half of a topic in group
+/// "billing" and commits; the coordinator is killed (-9); FindCoordinator names a survivor
+/// (the time it took is printed), which serves the acknowledged commit, and kafka-python's
+/// consumer in the same group takes exactly the other half from there. The old coordinator
+/// answers NOT_COORDINATOR once it is back.
+#[test]
+fn consumer_groups_keep_their_commits_when_their_coordinator_dies() {
+    let (mut c, _) = Cluster::start(2);
+    let all: Vec<u16> = c.nodes.iter().map(|n| n.kafka).collect();
+    assert_eq!(create_replicated(all[0], "orders", 3, 3), 0);
+    elected(&all, "orders", None);
+    let mut cmd = python("replicated_produce.py");
+    cmd.args([&c.bootstrap(), "orders", "0", "300"]);
+    assert!(stdout(&run(&mut cmd, 120)).contains("\"acked\": 300"));
+
+    let mut cmd = python("group_take_confluent.py");
+    cmd.args([&c.bootstrap(), "orders", "billing", "150"]);
+    let (first, past) = taken_values(&run(&mut cmd, 90), 3);
+    assert_eq!(first.len(), 150);
+    let at = coordinator(all[0], "billing");
+    let (code, before) = committed_of(all[at as usize - 1], "billing", "orders", 3);
+    assert_eq!(
+        (code, &before),
+        (0, &past),
+        "committed past the records taken"
+    );
+    let other = all[at as usize % 3];
+    assert_eq!(
+        committed_of(other, "billing", "orders", 3).0,
+        16,
+        "NOT_COORDINATOR"
+    );
+
+    let killed = c.nodes[at as usize - 1].broker.take().unwrap().kill();
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(30);
+    let moved = loop {
+        let mut client = harness::client::Client::connect(other);
+        let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("billing"));
+        let resp: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &req);
+        if resp.error_code == 0 && resp.node_id.0 != at {
+            break resp.node_id.0;
+        }
+        assert!(Instant::now() < deadline, "no new coordinator: {resp:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "group coordinator moved from broker {at} to {moved} in {} ms",
+        t0.elapsed().as_millis()
+    );
+    let port = all[moved as usize - 1];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let (code, offsets) = committed_of(port, "billing", "orders", 3);
+        if code == 0 {
+            break offsets;
+        }
+        assert!(Instant::now() < deadline, "OffsetFetch answered {code}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        after, before,
+        "every acknowledged commit on the new coordinator"
+    );
+
+    let survivors: Vec<String> = (1..=3u64)
+        .filter(|&i| i != at as u64)
+        .map(|i| c.addr(i))
+        .collect();
+    let mut cmd = python("group_take_kafka_python.py");
+    cmd.args([&survivors.join(","), "orders", "billing", "150", "manual"]);
+    let second = taken_values(&run(&mut cmd, 120), 3).0;
+    let mut every: Vec<String> = first.into_iter().chain(second).collect();
+    every.sort();
+    let mut want: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(
+        every, want,
+        "the second consumer goes on where the first committed"
+    );
+
+    // The old coordinator, back, follows the new leader: NOT_COORDINATOR for the group.
+    drop(killed);
+    let (ports, voters) = (c.ports.clone(), c.voters.clone());
+    let node = &mut c.nodes[at as usize - 1];
+    restart(node, ports[at as usize - 1], &voters);
+    let back = node.kafka;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, _) = committed_of(back, "billing", "orders", 3);
+        let now_at = coordinator(back, "billing");
+        if code == 16 || (now_at == at && code == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the returning broker answered {code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

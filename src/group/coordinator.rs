@@ -128,8 +128,10 @@ pub struct Coordinator {
     waiting: RefCell<HashMap<Token, oneshot::Sender<Reply>>>,
     next_token: Cell<Token>,
     logs: RefCell<HashMap<usize, Rc<GroupLog>>>,
-    /// In a cluster: logs being read before they are served, by the term they were adopted in.
-    loading: RefCell<HashMap<usize, u64>>,
+    /// In a cluster: logs being read before they are served: the term they were adopted
+    /// in, and which adoption reads them.
+    loading: RefCell<HashMap<usize, (u64, u64)>>,
+    next_adoption: Cell<u64>,
     /// In a cluster: logs are adopted, not opened from `data_dir`.
     replicated: bool,
     wake: Event,
@@ -159,6 +161,7 @@ impl Coordinator {
             next_token: Cell::new(1),
             logs: RefCell::new(HashMap::new()),
             loading: RefCell::new(HashMap::new()),
+            next_adoption: Cell::new(0),
             replicated,
             wake: Event::new(),
             stopped: Cell::new(false),
@@ -172,7 +175,7 @@ impl Coordinator {
         let served = (0..GROUP_LOGS).filter(|i| !self.replicated && i % self.shards == self.shard);
         for index in served {
             let log = self.open_log(index).await?;
-            self.replay(index, &log.backing).await?;
+            self.replay(index, &log.backing, &self.machine).await?;
         }
         let groups = self.machine.borrow().list().len();
         tracing::info!(shard = self.shard, groups, "group coordinator loaded");
@@ -212,9 +215,14 @@ impl Coordinator {
         gl
     }
 
-    /// Replays group log `index` into the machine, from its log start (a replica's up to its
+    /// Replays group log `index` into `into`, from its log start (a replica's up to its
     /// high watermark: what is committed).
-    async fn replay(&self, index: usize, backing: &Backing) -> Result<(), StorageError> {
+    async fn replay(
+        &self,
+        index: usize,
+        backing: &Backing,
+        into: &RefCell<Groups>,
+    ) -> Result<(), StorageError> {
         let (start, dir) = match backing {
             Backing::Local(log) => (log.log_start(), log.dir()),
             Backing::Replica { part, .. } => (part.log_start(), part.dir()),
@@ -232,7 +240,7 @@ impl Coordinator {
                     position: 0,
                     reason: e.to_string(),
                 })?;
-            let mut m = self.machine.borrow_mut();
+            let mut m = into.borrow_mut();
             for (_, r) in records.into_iter().filter(|(o, _)| *o >= start) {
                 m.replay(now, r);
                 count += 1;
@@ -248,34 +256,44 @@ impl Coordinator {
     }
 
     /// In a cluster: starts serving group log `index`, whose partition's replica here
-    /// (`part`) leads in `term`: reads the log into the machine, then serves its groups.
-    /// Meanwhile their requests get COORDINATOR_LOAD_IN_PROGRESS. Does nothing if the log is
-    /// served or loading already; a load that [`Coordinator::release`] overtook is undone.
+    /// (`part`) leads in `term`: reads the log into a machine of its own, then, if this
+    /// adoption is still the current one and the replica still leads in `term`, moves the
+    /// groups into the coordinator's machine and serves them. Meanwhile their requests get
+    /// COORDINATOR_LOAD_IN_PROGRESS. Does nothing if the log is served or loading already;
+    /// a load that [`Coordinator::release`] overtook is dropped, touching nothing.
     pub async fn adopt(self: &Rc<Self>, index: usize, part: Rc<Partition>, term: u64) {
         if self.logs.borrow().contains_key(&index) || self.loading.borrow().contains_key(&index) {
             return;
         }
-        self.loading.borrow_mut().insert(index, term);
+        let adoption = self.next_adoption.get();
+        self.next_adoption.set(adoption + 1);
+        self.loading.borrow_mut().insert(index, (term, adoption));
         let backing = Backing::Replica { part, term };
-        let replayed = self.replay(index, &backing).await;
-        let still = self.loading.borrow().get(&index) == Some(&term);
-        if !still || replayed.is_err() {
+        let config = self.machine.borrow().config().clone();
+        let loaded = RefCell::new(Groups::new(config, TimestampMs::now(), 0));
+        let replayed = self.replay(index, &backing, &loaded).await;
+        let current = self.loading.borrow().get(&index) == Some(&(term, adoption));
+        let Backing::Replica { part, .. } = &backing else {
+            unreachable!("made above")
+        };
+        let leads = part.leads() == Some(term);
+        if !current || !leads || self.stopped.get() || replayed.is_err() {
             if let Err(e) = replayed {
                 tracing::warn!(log = index, error = %e, "could not load the group log");
             }
-            self.loading.borrow_mut().remove(&index);
-            let fx = self
-                .machine
-                .borrow_mut()
-                .unload(|g| group_log_for(g) == index);
-            self.deliver(fx.replies, true);
+            if current {
+                self.loading.borrow_mut().remove(&index);
+            }
             return;
         }
         self.loading.borrow_mut().remove(&index);
-        let size = match &backing {
-            Backing::Replica { part, .. } => part.size_bytes(),
-            Backing::Local(log) => log.size_bytes(),
-        };
+        let size = part.size_bytes();
+        {
+            let mut m = self.machine.borrow_mut();
+            let fx = m.unload(|g| group_log_for(g) == index); // none: released before
+            assert!(fx.replies.is_empty(), "a log's groups are loaded once");
+            m.take_over(loaded.into_inner());
+        }
         self.install(index, backing, size);
         let groups = self.machine.borrow().list().len();
         tracing::info!(
@@ -313,7 +331,7 @@ impl Coordinator {
 
     /// In a cluster: how group log `index` is served here.
     pub fn log_state(&self, index: usize) -> LogState {
-        if let Some(&term) = self.loading.borrow().get(&index) {
+        if let Some(&(term, _)) = self.loading.borrow().get(&index) {
             return LogState::Loading { term };
         }
         match self.logs.borrow().get(&index) {
@@ -336,8 +354,16 @@ impl Coordinator {
             return Ok(());
         }
         let index = group_log_for(group);
-        if self.logs.borrow().contains_key(&index) {
-            Ok(())
+        if let Some(gl) = self.logs.borrow().get(&index) {
+            // A replica that no longer leads in the term it loaded the log in serves
+            // nothing from it, even before the next tending round releases it.
+            match &gl.backing {
+                Backing::Replica { part, term } if part.leads() != Some(*term) => {
+                    Err(GroupError::NotCoordinator)
+                }
+                _ if gl.failed.get() => Err(GroupError::NotCoordinator),
+                _ => Ok(()),
+            }
         } else if self.loading.borrow().contains_key(&index) {
             Err(GroupError::CoordinatorLoadInProgress)
         } else {
@@ -516,11 +542,12 @@ impl Coordinator {
                     log.wait(ticket, Durability::Policy).await?;
                 }
             }
-            Backing::Replica { part, .. } => {
+            Backing::Replica { part, term } => {
                 for chunk in records.chunks(BATCH_RECORDS_MAX) {
+                    released(gl)?;
                     let batch = record::encode_batch(chunk, now);
                     bytes += batch.len() as u64;
-                    part.produce(batch, -1).await?;
+                    part.produce_in_term(batch, -1, *term).await?;
                 }
             }
         }
@@ -532,6 +559,12 @@ impl Coordinator {
         let min = self.machine.borrow().config().log_compact_bytes_min;
         let threshold = min.max(2 * gl.snapshot_bytes.get());
         if gl.grown_bytes.get() < threshold {
+            return Ok(());
+        }
+        if let Backing::Replica { part, term } = &gl.backing {
+            let bytes = self.compact_replica(gl, part, *term).await?;
+            gl.snapshot_bytes.set(bytes);
+            gl.grown_bytes.set(0);
             return Ok(());
         }
         let index = gl.index;
@@ -562,6 +595,49 @@ impl Coordinator {
             "compacted group log"
         );
         Ok(())
+    }
+
+    /// Snapshot-compacts a replicated group log: the snapshot goes through Raft, then a mark
+    /// naming its first offset (`record::encode_mark`), and the log start moves to that
+    /// offset here; followers move theirs when they find the mark (`trim_follower`).
+    /// Returns the snapshot's bytes.
+    async fn compact_replica(
+        &self,
+        gl: &GroupLog,
+        part: &Partition,
+        term: u64,
+    ) -> Result<u64, WriteError> {
+        let index = gl.index;
+        let snapshot = self
+            .machine
+            .borrow()
+            .snapshot(|g| group_log_for(g) == index);
+        let now = TimestampMs::now();
+        // Nothing is in flight in this log (its one writer is here): the high watermark is
+        // where the next batch goes.
+        let mut start = part.high_watermark();
+        let mut bytes = 0u64;
+        for (i, chunk) in snapshot.chunks(BATCH_RECORDS_MAX).enumerate() {
+            released(gl)?;
+            let batch = record::encode_batch(chunk, now);
+            bytes += batch.len() as u64;
+            let appended = part.produce_in_term(batch, -1, term).await?;
+            if i == 0 {
+                start = appended.base_offset;
+            }
+        }
+        released(gl)?;
+        let mark = record::encode_mark(start, now);
+        part.produce_in_term(mark, -1, term).await?;
+        part.delete_records(start, now).await?;
+        tracing::info!(
+            log = index,
+            records = snapshot.len(),
+            bytes,
+            start = start.get(),
+            "compacted replicated group log"
+        );
+        Ok(bytes)
     }
 
     /// Sleeps until the next deadline (or a wake-up) and ticks the machine.
@@ -779,6 +855,38 @@ impl Coordinator {
     }
 }
 
+/// Err once `gl` was released: its writer proposes nothing more.
+fn released(gl: &GroupLog) -> Result<(), WriteError> {
+    if gl.failed.get() {
+        return Err(ProduceError::from(crate::replica::ReplicaError::NotLeader(None)).into());
+    }
+    Ok(())
+}
+
+/// In a cluster, on a follower of group log partition `part`: moves its log start to the
+/// start of the last snapshot its leader marked (`record::encode_mark`), as the leader did.
+/// Reads the committed log; returns the new log start, if it moved.
+pub async fn trim_follower(part: &Partition) -> Result<Option<Offset>, StorageError> {
+    let from = part.log_start();
+    let mut last = None;
+    part.replay_committed(from, |h, batch| {
+        if !h.is_control() && h.record_count == 1 {
+            if let Some(start) = record::mark_start(batch) {
+                last = Some(start);
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    match last {
+        Some(start) if start > from => {
+            let now = TimestampMs::now();
+            Ok(Some(part.delete_records(start, now).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// How often a group-log writer tries again to append to a log paused on a full disk.
 const PAUSED_RETRY_MS: u64 = 200;
 
@@ -829,6 +937,103 @@ mod tests {
                 .collect(),
             ..CommitRequest::default()
         }
+    }
+
+    /// Partition `index` of the group logs' topic over a fresh plain log under `dir` (a
+    /// partition without replicas leads in term 0).
+    async fn group_partition(dir: &Path, index: usize, config: &GroupConfig) -> Rc<Partition> {
+        let topic = std::sync::Arc::new(crate::metadata::TopicMeta {
+            name: OFFSETS_TOPIC.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: GROUP_LOGS as i32,
+            configs: Default::default(),
+        });
+        let log = PartitionLog::open(dir, group_log_config(config))
+            .await
+            .unwrap();
+        let part = Partition::open(topic, index as i32, log).await.unwrap();
+        Rc::new(part)
+    }
+
+    #[test]
+    fn an_adopted_log_is_compacted_with_marks_released_and_taken_over_with_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig {
+            log_compact_bytes_min: 64 << 10,
+            ..GroupConfig::default()
+        };
+        let g = "group-a";
+        let index = group_log_for(g);
+        let last = |c: &Coordinator| {
+            let got = c.fetch_offsets(g, None);
+            got[0].1[9].1.as_ref().map(|c| c.offset.get())
+        };
+        block_on(async {
+            let part = group_partition(&dir.path().join("p"), index, &config).await;
+            let c = Coordinator::new(0, 1, dir.path(), config.clone(), true);
+            c.start().await.unwrap();
+            assert_eq!(c.serving(g), Err(GroupError::NotCoordinator));
+            c.adopt(index, part.clone(), 0).await;
+            assert_eq!(c.serving(g), Ok(()));
+            for round in 0..300 {
+                let r = c.commit(commit(g, round)).await;
+                assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+            }
+            assert!(
+                part.log_start() > Offset(0),
+                "compacted: the log start moved"
+            );
+            let start = trim_follower(&part).await.unwrap();
+            assert!(
+                start.is_none_or(|s| s <= part.log_start()),
+                "the last mark names the leader's log start"
+            );
+            c.release(index);
+            assert_eq!(c.serving(g), Err(GroupError::NotCoordinator));
+            assert_eq!(
+                c.commit(commit(g, 999)).await[0],
+                Err(GroupError::NotCoordinator)
+            );
+
+            // The next coordinator reads the same log and finds every acknowledged commit.
+            let next = Coordinator::new(0, 1, dir.path(), config.clone(), true);
+            next.start().await.unwrap();
+            next.adopt(index, part.clone(), 0).await;
+            assert_eq!(last(&next), Some(299 + 9));
+            // A stale term is not adopted.
+            next.release(index);
+            next.adopt(index, part.clone(), 7).await;
+            assert_eq!(next.log_state(index), LogState::Idle);
+        });
+    }
+
+    #[test]
+    fn a_follower_moves_its_log_start_to_the_last_marked_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig::default();
+        block_on(async {
+            let part = group_partition(dir.path(), 0, &config).await;
+            let state = |g: &str| {
+                let r = Record::Group {
+                    group: g.into(),
+                    value: None,
+                };
+                record::encode_batch(&[r], TimestampMs(1))
+            };
+            let now = TimestampMs(1);
+            for g in ["a", "b", "c"] {
+                part.produce(state(g), -1).await.unwrap();
+            }
+            assert_eq!(trim_follower(&part).await.unwrap(), None, "no mark yet");
+            let snapshot = part.produce(state("d"), -1).await.unwrap().base_offset;
+            part.produce(record::encode_mark(snapshot, now), -1)
+                .await
+                .unwrap();
+            part.produce(state("e"), -1).await.unwrap();
+            assert_eq!(trim_follower(&part).await.unwrap(), Some(snapshot));
+            assert_eq!(part.log_start(), snapshot);
+            assert_eq!(trim_follower(&part).await.unwrap(), None, "done once");
+        });
     }
 
     fn log_bytes(c: &Coordinator) -> u64 {

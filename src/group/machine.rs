@@ -453,6 +453,16 @@ impl Groups {
         fx
     }
 
+    /// Takes over every group of `loaded` (a machine a group log was replayed into, in a
+    /// cluster, when this coordinator adopts the log). None of them may be here already.
+    pub fn take_over(&mut self, loaded: Groups) {
+        for (id, g) in loaded.groups {
+            assert!(!self.groups.contains_key(&id), "group {id} loaded twice");
+            self.groups.insert(id, g);
+        }
+        self.check_invariants();
+    }
+
     /// Answers every parked request (shutdown): members will rejoin the next broker.
     pub fn abort_parked(&mut self) -> Effects {
         self.aborted = true;

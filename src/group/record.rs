@@ -18,6 +18,8 @@ use crate::types::{Offset, TimestampMs};
 
 const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
+/// A snapshot mark's key (alone in its batch): see [`encode_mark`].
+const KIND_MARK: u8 = 2;
 const VALUE_VERSION: u8 = 0;
 
 /// One persisted fact.
@@ -140,17 +142,66 @@ pub fn encode_batch(records: &[Record], now: TimestampMs) -> BytesMut {
     buf
 }
 
-/// Decodes every record of a run of batches read from a group log, with its offset.
+/// Decodes every record of a run of batches read from a group log, with its offset
+/// (snapshot marks are not records of state: they are skipped).
 pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<(Offset, Record)>> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let set = RecordBatchDecoder::decode(&mut bytes).map_err(|_| DecodeError("batch"))?;
         for r in set.records {
             let key = r.key.ok_or(DecodeError("record without key"))?;
+            if key.first() == Some(&KIND_MARK) {
+                continue;
+            }
             out.push((Offset(r.offset), decode(key, r.value)?));
         }
     }
     Ok(out)
+}
+
+/// A batch of one snapshot mark: a replicated group log's leader writes it after the
+/// snapshot it compacts the log with, naming the snapshot's first offset `start`, so a
+/// follower, which never decodes the log into groups, finds where its log may start
+/// ([`mark_start`]): the records from `start` on rebuild every group of the log. Written
+/// after the snapshot, a mark is only ever found behind a whole one.
+pub fn encode_mark(start: Offset, now: TimestampMs) -> BytesMut {
+    let mark = WireRecord {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: now.get(),
+        key: Some(Bytes::from_static(&[KIND_MARK])),
+        value: Some(Bytes::copy_from_slice(&start.get().to_be_bytes())),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, std::iter::once(&mark), &options)
+        .expect("encoding to memory");
+    buf
+}
+
+/// The snapshot start a snapshot mark names, if `batch` (one whole batch) is one
+/// ([`encode_mark`]).
+pub fn mark_start(mut batch: Bytes) -> Option<Offset> {
+    let set = RecordBatchDecoder::decode(&mut batch).ok()?;
+    let [r] = &set.records[..] else {
+        return None;
+    };
+    if r.key.as_deref() != Some(&[KIND_MARK][..]) {
+        return None;
+    }
+    let v: [u8; 8] = r.value.as_deref()?.try_into().ok()?;
+    Some(Offset(i64::from_be_bytes(v)))
 }
 
 /// (key, value) of a record.
@@ -408,6 +459,23 @@ mod tests {
             .map(|(_, r)| r)
             .collect();
         assert_eq!(back, recs);
+    }
+
+    #[test]
+    fn a_mark_is_found_by_its_batch_and_skipped_by_replay() {
+        let mark = encode_mark(Offset(17), TimestampMs(5)).freeze();
+        assert_eq!(mark_start(mark.clone()), Some(Offset(17)));
+        let state = encode_batch(&samples(), TimestampMs(5)).freeze();
+        assert_eq!(mark_start(state.clone()), None);
+        assert_eq!(mark_start(Bytes::from_static(b"not a batch")), None);
+        let mut both = BytesMut::from(&mark[..]);
+        both.extend_from_slice(&state);
+        let decoded: Vec<Record> = decode_batches(both.freeze())
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(decoded, samples());
     }
 
     #[test]

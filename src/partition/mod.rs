@@ -288,7 +288,7 @@ impl Partition {
     /// offset written into its header.
     pub async fn produce(&self, records: BytesMut, acks: i16) -> Result<Appended, ProduceError> {
         if let Some(link) = &self.replica {
-            return self.produce_replicated(link, records, acks).await;
+            return self.produce_replicated(link, records, acks, None).await;
         }
         let now = TimestampMs::now();
         let mut first: Option<(Offset, TimestampMs)> = None;
@@ -364,15 +364,44 @@ impl Partition {
     /// waits for what `acks` asks (0 nothing, 1 the leader's write, -1 commit on
     /// min.insync.replicas replicas). The producer windows are rebuilt from the log first
     /// when this replica has not led since.
+    /// [`Partition::produce`] only while this replica leads in `term` (as [`Partition::leads`]
+    /// gave it; 0 for a partition without replicas): the group coordinator writes a group
+    /// log with the state it loaded in that term, so the batches must not go into another
+    /// (NOT_LEADER_OR_FOLLOWER if the term is not this replica's now).
+    pub async fn produce_in_term(
+        &self,
+        records: BytesMut,
+        acks: i16,
+        term: u64,
+    ) -> Result<Appended, ProduceError> {
+        match &self.replica {
+            Some(link) => {
+                self.produce_replicated(link, records, acks, Some(term))
+                    .await
+            }
+            None if term == 0 => self.produce(records, acks).await,
+            None => Err(ReplicaError::NotLeader(None).into()),
+        }
+    }
+
     async fn produce_replicated(
         &self,
         link: &ReplicaLink,
         records: BytesMut,
         acks: i16,
+        expected_term: Option<u64>,
     ) -> Result<Appended, ProduceError> {
         let term = link.leading_term().ok_or(ReplicaError::NotLeader(None))?;
+        if expected_term.is_some_and(|t| t != term) {
+            return Err(ReplicaError::NotLeader(None).into());
+        }
         if link.windows_term.get() != term {
             self.rebuild_windows(link, term).await?;
+            // The term may have moved on while the windows were read: the batches are
+            // checked against windows of the term they are proposed in, or not at all.
+            if link.leading_term() != Some(term) {
+                return Err(ReplicaError::NotLeader(None).into());
+            }
         }
         let wait = match acks {
             0 => Wait::Nothing,

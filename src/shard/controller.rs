@@ -25,8 +25,8 @@ pub enum AdminError {
     /// CreateTopics named a topic Kafka's naming rule refuses.
     #[error("invalid topic name {0:?}")]
     InvalidTopicName(String),
-    /// A client asked to create, delete or grow the internal topic that holds the consumer
-    /// groups (`group::OFFSETS_TOPIC`), which the broker manages itself.
+    /// A client asked to create, delete, grow or reconfigure the internal topic that holds
+    /// the consumer groups (`group::OFFSETS_TOPIC`), which the brokers manage themselves.
     #[error("{0} is internal: it holds the consumer groups and is managed by the brokers")]
     InternalTopic(String),
     /// A partition count outside 1..=[`PARTITIONS_MAX`], or CreatePartitions not growing the
@@ -244,7 +244,8 @@ pub fn plan(cur: &Snapshot, change: &Change) -> Result<Snapshot, AdminError> {
 impl Shard {
     /// Applies a registry change through the controller (shard 0) and returns the snapshot
     /// that holds it, once every shard has installed it. `validate_only` plans without applying.
-    /// The group logs' internal topic is not a client's to create, delete or grow.
+    /// The group logs' internal topic is not a client's to create, delete, grow or
+    /// reconfigure (its retention, say, would delete committed offsets).
     pub async fn admin(
         &self,
         change: Change,
@@ -254,7 +255,7 @@ impl Shard {
             Change::CreateTopic { name, .. }
             | Change::DeleteTopic(name)
             | Change::CreatePartitions { name, .. } => name == crate::group::OFFSETS_TOPIC,
-            Change::AlterConfigs { .. } => false,
+            Change::AlterConfigs { name, .. } => name == crate::group::OFFSETS_TOPIC,
         };
         if internal {
             return Err(AdminError::InternalTopic(

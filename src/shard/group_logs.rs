@@ -5,7 +5,9 @@
 //! ([`Shard::group_home`]: FindCoordinator and the group handlers), creates the topic, and
 //! keeps each shard's coordinator serving exactly the group logs whose leader replica it
 //! holds: a log is adopted (replayed, then served) when its replica here starts leading a
-//! term, and released when leadership moves or its writes stop committing.
+//! term, and released when leadership moves or its writes stop committing. Followers of a
+//! group log move their log start to the last snapshot their leader marked
+//! (`group::coordinator::trim_follower`), so every replica's copy stays compacted.
 //!
 //! A single broker keeps its own group logs (`group::coordinator`, `shard_for_group`).
 
@@ -14,14 +16,18 @@ use std::time::Duration;
 
 use super::controller::{AdminError, Change};
 use super::Shard;
-use crate::group::{
-    group_log_for, shard_for_group, LogState, GROUP_BATCH_BYTES_MAX, GROUP_LOGS, OFFSETS_TOPIC,
-};
+use crate::group::{group_log_for, shard_for_group, LogState, GROUP_LOGS, OFFSETS_TOPIC};
 use crate::metadata::Where;
 use crate::runtime;
 
 /// How often a shard compares the group logs it serves with the leaders it holds.
 const TEND_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Every how many tending rounds followers look whether their group logs need trimming.
+const TRIM_CHECK_ROUNDS: u64 = 100;
+
+/// The largest batch a replicated group log takes.
+const REPLICATED_BATCH_BYTES_MAX: usize = 16 << 20;
 
 /// Most replicas the group logs get by default (Kafka's offsets.topic.replication.factor).
 const OFFSETS_REPLICAS_DEFAULT_MAX: usize = 3;
@@ -86,11 +92,11 @@ impl Shard {
                 ("retention.ms".into(), Some("-1".into())),
                 ("retention.bytes".into(), Some("-1".into())),
                 ("segment.bytes".into(), Some(segment_bytes.to_string())),
-                // A group's record holds every member's assignment: allow what a local group
-                // log allows.
+                // A group's record holds every member's assignment: allow large batches, yet
+                // well inside one cluster transport frame (64 MiB), which carries entries.
                 (
                     "max.message.bytes".into(),
-                    Some(GROUP_BATCH_BYTES_MAX.to_string()),
+                    Some(REPLICATED_BATCH_BYTES_MAX.to_string()),
                 ),
             ],
         };
@@ -118,13 +124,16 @@ impl Shard {
         };
         let shard = Rc::downgrade(self);
         let task = runtime::spawn(async move {
-            loop {
+            for round in 1.. {
                 runtime::sleep(TEND_INTERVAL).await;
                 let Some(s) = shard.upgrade() else { return };
                 if s.stopping.get() {
                     return;
                 }
                 s.tend_group_logs();
+                if round % TRIM_CHECK_ROUNDS == 0 {
+                    s.trim_followers();
+                }
             }
         });
         *repl.group_logs.borrow_mut() = Some(task);
@@ -144,8 +153,14 @@ impl Shard {
             match (leads, state) {
                 (None, LogState::Idle) => {}
                 (Some((part, term)), LogState::Idle) => {
-                    let groups = self.groups.clone();
-                    runtime::spawn(async move { groups.adopt(index, part, term).await }).detach();
+                    let s = self.clone();
+                    runtime::spawn(async move {
+                        s.groups.adopt(index, part, term).await;
+                        // Offsets of topics deleted since they were written go now.
+                        let snap = s.metadata();
+                        s.groups.forget_topics(|t| snap.topic(t).is_some());
+                    })
+                    .detach();
                 }
                 (Some((_, term)), LogState::Loading { term: t })
                 | (
@@ -158,5 +173,57 @@ impl Shard {
                 _ => self.groups.release(index),
             }
         }
+    }
+}
+
+impl Shard {
+    /// On the group-log partitions this shard follows: those grown past the coordinator's
+    /// compaction threshold (and twice their size after the last trim) get their log start
+    /// moved to the last snapshot their leader marked, one partition after the other, by
+    /// one task at a time.
+    fn trim_followers(self: &Rc<Self>) {
+        let Some(repl) = self.replication.as_ref() else {
+            return;
+        };
+        if repl.trimming.get() {
+            return;
+        }
+        let Some(topic) = self.metadata().topic(OFFSETS_TOPIC).map(|t| t.id) else {
+            return;
+        };
+        let min = self.config.group.log_compact_bytes_min;
+        let due: Vec<(usize, Rc<crate::partition::Partition>)> = (0..GROUP_LOGS)
+            .filter_map(|i| Some((i, self.partition(&topic, i as i32)?)))
+            .filter(|(i, p)| {
+                let last = repl.trimmed_bytes.borrow().get(i).copied().unwrap_or(0);
+                p.leads().is_none() && p.size_bytes() > min.max(2 * last)
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        repl.trimming.set(true);
+        let s = self.clone();
+        runtime::spawn(async move {
+            for (index, part) in due {
+                match crate::group::coordinator::trim_follower(&part).await {
+                    Ok(start) => {
+                        if let Some(start) = start {
+                            tracing::info!(log = index, start = start.get(), "trimmed group log");
+                        }
+                        if let Some(r) = s.replication.as_ref() {
+                            r.trimmed_bytes
+                                .borrow_mut()
+                                .insert(index, part.size_bytes());
+                        }
+                    }
+                    Err(e) => tracing::warn!(log = index, error = %e, "group log not trimmed"),
+                }
+            }
+            if let Some(r) = s.replication.as_ref() {
+                r.trimming.set(false);
+            }
+        })
+        .detach();
     }
 }

@@ -49,6 +49,10 @@ pub(super) struct Replication {
     pub group_logs: RefCell<Option<Task<()>>>,
     /// The group logs' topic is being created from this shard.
     pub offsets_topic_asked: std::cell::Cell<bool>,
+    /// A task trims the group logs followed here.
+    pub trimming: std::cell::Cell<bool>,
+    /// Each followed group log's bytes after its last trim.
+    pub trimmed_bytes: RefCell<HashMap<usize, u64>>,
     /// The host's timer loop and (on shards other than 0) the listener.
     _tasks: Vec<Task<()>>,
 }
@@ -96,6 +100,8 @@ impl Replication {
             balancer: RefCell::new(None),
             group_logs: RefCell::new(None),
             offsets_topic_asked: std::cell::Cell::new(false),
+            trimming: std::cell::Cell::new(false),
+            trimmed_bytes: RefCell::new(HashMap::new()),
             _tasks: tasks,
         })
     }

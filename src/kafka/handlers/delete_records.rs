@@ -28,6 +28,9 @@ pub async fn handle(
         |p| (p.partition_index, p.offset),
     );
     let moved = route::on_partitions(&s, flat.items, |p, offset| async move {
+        if p.topic.name == crate::group::OFFSETS_TOPIC {
+            return Err(errors::INVALID_TOPIC); // the groups' history is the brokers' to trim
+        }
         p.check_leader(-1).map_err(ErrorCode::from)?;
         let to = if offset == -1 {
             p.high_watermark()

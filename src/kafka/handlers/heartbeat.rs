@@ -7,7 +7,7 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::on_group;
 use super::Call;
-use crate::group::MemberRef;
+use crate::group::{GroupError, MemberRef};
 use crate::kafka::errors;
 use crate::shard::Shard;
 
@@ -27,5 +27,11 @@ pub async fn handle(
     let result = on_group(&s, &group, move |c| async move { c.heartbeat(&g, &member) })
         .await
         .and_then(|r| r);
+    // Kafka answers a heartbeat NONE while a new coordinator loads the group: clients do not
+    // expect COORDINATOR_LOAD_IN_PROGRESS here.
+    let result = match result {
+        Err(GroupError::CoordinatorLoadInProgress) => Ok(()),
+        other => other,
+    };
     Some(HeartbeatResponse::default().with_error_code(errors::group_result(&result).code()))
 }

@@ -41,6 +41,14 @@ pub async fn handle(
     let reply = on_group(&s, &group, move |c| async move { c.sync(req).await })
         .await
         .unwrap_or_else(SyncReply::failed);
+    // Kafka's answer while a new coordinator loads the group: the rebalance's state is lost,
+    // so the member joins again (clients do not expect COORDINATOR_LOAD_IN_PROGRESS here).
+    let reply = match reply.error {
+        Some(GroupError::CoordinatorLoadInProgress) => {
+            SyncReply::failed(GroupError::RebalanceInProgress)
+        }
+        _ => reply,
+    };
     Some(response(reply, version))
 }
 
