@@ -400,18 +400,15 @@ impl Coordinator {
     /// The receiver says whether the records were written (the replies then report an error).
     fn apply(self: &Rc<Self>, fx: Effects) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
-        let waits = self.enqueue(fx.records);
-        if waits.as_ref().is_some_and(|w| w.is_empty()) {
+        let (waits, all_queued) = self.enqueue(fx.records);
+        if waits.is_empty() && all_queued {
             self.deliver(fx.replies, true);
             let _ = tx.send(true);
             return rx;
         }
         let me = self.clone();
         runtime::spawn(async move {
-            let ok = match waits {
-                Some(w) => Self::written(w).await,
-                None => false,
-            };
+            let ok = Self::written(waits).await && all_queued;
             me.deliver(fx.replies, ok);
             let _ = tx.send(ok);
         })
@@ -419,31 +416,33 @@ impl Coordinator {
         rx
     }
 
-    /// Queues records on their group logs; returns what to wait for (None: a log is failed
-    /// or not served here, and nothing was queued).
-    fn enqueue(&self, records: Vec<Record>) -> Option<Vec<(Rc<GroupLog>, u64)>> {
+    /// Queues records on their group logs; returns what to wait for, and whether every
+    /// record was queued (false: some are for a log that failed, is closing or is not served
+    /// here, and were dropped; those for the other logs are queued all the same, so one
+    /// log's trouble does not drop the state changes of the others' groups).
+    fn enqueue(&self, records: Vec<Record>) -> (Vec<(Rc<GroupLog>, u64)>, bool) {
         let mut by_log: HashMap<usize, Vec<Record>> = HashMap::new();
         for r in records {
             by_log.entry(group_log_for(r.group())).or_default().push(r);
         }
         let logs = self.logs.borrow();
-        let ready = by_log.keys().all(|i| {
-            logs.get(i)
-                .is_some_and(|gl| !gl.failed.get() && !gl.closing.get())
-        });
-        if !ready {
-            return None;
-        }
         let mut waits = Vec::new();
+        let mut all_queued = true;
         for (index, recs) in by_log {
-            let gl = logs[&index].clone();
+            let ready = logs
+                .get(&index)
+                .filter(|gl| !gl.failed.get() && !gl.closing.get());
+            let Some(gl) = ready else {
+                all_queued = false;
+                continue;
+            };
             let n = recs.len() as u64;
             gl.queue.borrow_mut().extend(recs);
             gl.queued.set(gl.queued.get() + n);
             gl.work.notify(1);
             waits.push((gl.clone(), gl.queued.get()));
         }
-        Some(waits)
+        (waits, all_queued)
     }
 
     async fn written(waits: Vec<(Rc<GroupLog>, u64)>) -> bool {
