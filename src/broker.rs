@@ -50,6 +50,7 @@ pub async fn run_shard(
         _ => None,
     };
     shard.housekeeping(&boot.shutdown).await;
+    shard.hand_off_leadership().await;
     drop(voter);
     drop(admin);
     drop(listener);

@@ -1212,4 +1212,36 @@ fn consumer_groups_keep_their_commits_when_their_coordinator_dies() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Controlled shutdown: a broker stopped with SIGTERM hands every leadership it holds to an
+    // in-sync follower before it exits, so once it is gone the others already name other
+    // leaders for the topic's partitions and another coordinator for the group.
+    let stopping = coordinator(back, "billing");
+    c.nodes[stopping as usize - 1].broker.take().unwrap().stop();
+    let log = std::fs::read_to_string(c.nodes[stopping as usize - 1].dir.with_extension("log"))
+        .unwrap_or_default();
+    assert!(
+        log.contains("handing leadership off before stopping"),
+        "{log}"
+    );
+    assert!(!log.contains("stopping while still leading"), "{log}");
+    let survivor = all[stopping as usize % 3];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let leaders = metadata(survivor, "orders").2;
+        let mut client = harness::client::Client::connect(survivor);
+        let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("billing"));
+        let found: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &req);
+        let moved_off = leaders.iter().all(|&(_, l)| l >= 0 && l != stopping)
+            && found.error_code == 0
+            && found.node_id.0 != stopping;
+        if moved_off {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {stopping} stopped still leading: {leaders:?}, {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

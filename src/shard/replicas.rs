@@ -25,6 +25,9 @@ use crate::storage::{PartitionLog, StorageError};
 /// How often a shard looks for elections its replicas won that the registry does not show.
 const REPORT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The longest a stopping shard waits for its leaderships to move elsewhere.
+const HAND_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The least time between two reports of a leader's in-sync set alone.
 const ISR_REPORT_MIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -318,6 +321,80 @@ impl Shard {
                 repl.host.transfer_leader(group, preferred as u64);
             }
         }
+    }
+
+    /// Controlled shutdown (Kafka's controlled.shutdown.enable): hands the leadership of
+    /// every partition this shard's replicas lead to its in-sync follower furthest along,
+    /// then waits — at most [`HAND_OFF_WAIT`] — until none leads here and the registry
+    /// names other leaders, so clients (and group members, whose logs move too) follow at
+    /// once instead of waiting for an election after the broker is gone. The Kafka listener
+    /// is still open meanwhile: requests get NOT_LEADER_OR_FOLLOWER or NOT_COORDINATOR.
+    pub async fn hand_off_leadership(&self) {
+        let Some(repl) = self.replication.as_ref() else {
+            return;
+        };
+        let me = self.config.node_id as u64;
+        let deadline = std::time::Instant::now() + HAND_OFF_WAIT;
+        let mut asked: HashSet<u64> = HashSet::new();
+        loop {
+            let groups: Vec<u64> = repl.groups.borrow().keys().copied().collect();
+            let (mut leading, mut movable) = (0usize, 0usize);
+            for group in groups {
+                let leads = repl
+                    .host
+                    .leadership(group)
+                    .is_some_and(|l| l.leader == Some(me));
+                if !leads {
+                    continue;
+                }
+                leading += 1;
+                let lags = repl.host.follower_lag(group).unwrap_or_default();
+                let in_sync = repl.host.in_sync_ids(group).unwrap_or_default();
+                // The in-sync follower furthest along: Raft's transfer first brings it level
+                // (proposals wait meanwhile), then lets it campaign.
+                let to = lags
+                    .iter()
+                    .filter(|&&(id, _)| in_sync.contains(&id))
+                    .min_by_key(|&&(_, lag)| lag)
+                    .map(|&(id, _)| id);
+                if let Some(to) = to {
+                    movable += 1;
+                    if asked.insert(group) {
+                        tracing::info!(group, to, "handing leadership off before stopping");
+                    }
+                    repl.host.transfer_leader(group, to);
+                }
+            }
+            let listed = self.leader_in_registry();
+            // Done when nothing is led here any more and the registry knows it; given up
+            // when no follower can take what is still led (none in sync), or at the deadline.
+            let stuck = leading > 0 && movable == 0;
+            if (leading == 0 && !listed) || stuck || std::time::Instant::now() >= deadline {
+                if leading > 0 {
+                    tracing::warn!(leading, "stopping while still leading partitions");
+                }
+                return;
+            }
+            runtime::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the registry names this broker the leader of a partition this shard hosts a
+    /// replica of.
+    fn leader_in_registry(&self) -> bool {
+        let Some(repl) = self.replication.as_ref() else {
+            return false;
+        };
+        let snap = self.metadata();
+        let Some(c) = snap.cluster.as_ref() else {
+            return false;
+        };
+        let me = self.config.node_id;
+        let hosted: Vec<(String, i32)> = repl.groups.borrow().values().cloned().collect();
+        hosted.iter().any(|(topic, partition)| {
+            snap.topic(topic)
+                .is_some_and(|t| c.leader(&t.id, *partition) == Some(me))
+        })
     }
 
     /// Reports `group`'s election if its replica here leads and the registry does not say
