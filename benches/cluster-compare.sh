@@ -13,26 +13,14 @@ bin=target/release/shardlog
 tmp=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
-voters=1@127.0.0.1:21192,2@127.0.0.1:22192,3@127.0.0.1:23192
-for i in 1 2 3; do
-  RUST_LOG=warn "$bin" --node-id "$i" --shards 1 --pin false \
-    --listen "127.0.0.1:2${i}092" --advertised-listener "127.0.0.1:2${i}092" \
-    --cluster-listen "127.0.0.1:2${i}192" --admin-listen "127.0.0.1:2${i}644" \
-    --voters "$voters" --data-dir "$tmp/n$i" 2>"$tmp/n$i.log" &
-  pids+=($!)
-done
+. benches/cluster-lib.sh
+start_cluster 2 "$tmp"
 RUST_LOG=warn "$bin" --shards 3 --pin false --listen 127.0.0.1:24092 --admin-listen off \
   --data-dir "$tmp/single" 2>"$tmp/single.log" &
 single=$!
 pids+=("$single")
-# The cluster is ready once a broker's Metadata lists all three brokers.
-for _ in $(seq 100); do
-  n=$(curl -s 127.0.0.1:21644/v1/cluster | grep -o '"node_id":[0-9]*' | wc -l || true)
-  [ "$n" -ge 4 ] && break
-  sleep 0.2
-done
 target/release/shardlog-bench compare \
-  --a 127.0.0.1:21092,127.0.0.1:22092,127.0.0.1:23092 --a-label "3 brokers x 1 shard" \
+  --a "$bootstrap" --a-label "3 brokers x 1 shard" \
   --b 127.0.0.1:24092 --b-label "1 broker x 3 shards" --b-pid "$single" \
   --workload "$workload" --rounds "${ROUNDS:-3}" --warmup-s "${WARMUP_S:-5}" \
   --duration-s "${DURATION_S:-20}" --quiet --out "$out"

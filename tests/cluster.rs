@@ -495,20 +495,7 @@ fn real_clients_use_topics_spread_over_three_brokers() {
 
 /// OffsetFetch of `group`'s offsets of user-events partitions 0-2 at `port`: (error, offsets).
 fn committed(port: u16, group: &str) -> (i16, Vec<i64>) {
-    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-    let mut c = harness::client::Client::connect(port);
-    let topic = OffsetFetchRequestTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str("user-events")))
-        .with_partition_indexes(vec![0, 1, 2]);
-    let req = OffsetFetchRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.into())))
-        .with_topics(Some(vec![topic]));
-    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 5, &req);
-    let offsets = resp.topics.iter().flat_map(|t| t.partitions.iter());
-    (
-        resp.error_code,
-        offsets.map(|p| p.committed_offset).collect(),
-    )
+    committed_of(port, group, "user-events", 3)
 }
 
 /// Runs a seed consumer (it never stops by itself) until it has printed `want` "Received

@@ -29,12 +29,14 @@ use event_listener::Event;
 use futures_channel::oneshot;
 use futures_lite::future;
 
+use bytes::{Bytes, BytesMut};
+
 use super::machine::Effects;
 use super::offsets::PartitionResults;
 use super::record::{self, Record};
 use super::*;
-use crate::partition::{Partition, ProduceError};
 use crate::runtime;
+use crate::storage::batch::BatchHeader;
 use crate::storage::{Durability, LogConfig, PartitionLog, StorageError};
 use crate::types::TimestampMs;
 
@@ -44,7 +46,7 @@ const QUEUE_RECORDS_MAX: usize = 65_536;
 const BATCH_RECORDS_MAX: usize = 512;
 
 /// Settings of the partition log behind a group log.
-fn group_log_config(config: &GroupConfig) -> LogConfig {
+pub(crate) fn group_log_config(config: &GroupConfig) -> LogConfig {
     LogConfig {
         segment_bytes_max: (config.log_compact_bytes_min / 2).max(64 << 10),
         retention_ms: -1,
@@ -67,7 +69,10 @@ enum Backing {
     /// This broker's own log (a single broker).
     Local(PartitionLog),
     /// In a cluster: this shard's replica of the log's partition, leading in `term`.
-    Replica { part: Rc<Partition>, term: u64 },
+    Replica {
+        part: Rc<dyn ReplicatedLog>,
+        term: u64,
+    },
 }
 
 /// Why a group log write failed.
@@ -75,8 +80,41 @@ enum Backing {
 enum WriteError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error(transparent)]
-    Replica(#[from] ProduceError),
+    /// The replicated log did not commit the batch (not the leader in the term, too few
+    /// replicas, timed out...).
+    #[error("not committed: {0}")]
+    Replica(String),
+}
+
+/// A future a [`ReplicatedLog`] returns.
+pub type LogFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
+/// A group log as a replicated partition, as the coordinator uses it in a cluster: the
+/// partition of the group logs' topic on this shard (implemented by `Partition`, in
+/// `shard/group_logs.rs`), so this module stays below the partition and replica layers.
+pub trait ReplicatedLog {
+    /// The term this replica leads in with the term's first entry committed (0: a
+    /// partition without replicas, which always leads); None while it does not lead.
+    fn leads(&self) -> Option<u64>;
+    /// The first offset kept.
+    fn log_start(&self) -> Offset;
+    /// The end of what is committed.
+    fn high_watermark(&self) -> Offset;
+    /// Bytes of its segments.
+    fn size_bytes(&self) -> u64;
+    /// Its directory (for error reports).
+    fn dir(&self) -> &Path;
+    /// Hands `visit` each committed batch from `from` on, in order.
+    fn replay_committed<'a>(
+        &'a self,
+        from: Offset,
+        visit: &'a mut dyn FnMut(&BatchHeader, Bytes) -> Result<(), StorageError>,
+    ) -> LogFuture<'a, Result<(), StorageError>>;
+    /// Appends one batch if this replica leads in `term`, and waits until it is committed
+    /// (and held by min.insync.replicas); its base offset, or why not.
+    fn append_in_term(&self, batch: BytesMut, term: u64) -> LogFuture<'_, Result<Offset, String>>;
+    /// Moves this replica's log start up to `before` (not beyond what is committed).
+    fn delete_before(&self, before: Offset) -> LogFuture<'_, Result<Offset, StorageError>>;
 }
 
 /// One group log and its write queue.
@@ -249,7 +287,10 @@ impl Coordinator {
         };
         match backing {
             Backing::Local(log) => log.replay(start, visit).await?,
-            Backing::Replica { part, .. } => part.replay_committed(start, visit).await?,
+            Backing::Replica { part, .. } => {
+                let mut visit = visit;
+                part.replay_committed(start, &mut visit).await?
+            }
         }
         tracing::debug!(log = index, records = count, "replayed group log");
         Ok(())
@@ -261,7 +302,7 @@ impl Coordinator {
     /// groups into the coordinator's machine and serves them. Meanwhile their requests get
     /// COORDINATOR_LOAD_IN_PROGRESS. Does nothing if the log is served or loading already;
     /// a load that [`Coordinator::release`] overtook is dropped, touching nothing.
-    pub async fn adopt(self: &Rc<Self>, index: usize, part: Rc<Partition>, term: u64) {
+    pub async fn adopt(self: &Rc<Self>, index: usize, part: Rc<dyn ReplicatedLog>, term: u64) {
         if self.logs.borrow().contains_key(&index) || self.loading.borrow().contains_key(&index) {
             return;
         }
@@ -546,7 +587,9 @@ impl Coordinator {
                     released(gl)?;
                     let batch = record::encode_batch(chunk, now);
                     bytes += batch.len() as u64;
-                    part.produce_in_term(batch, -1, *term).await?;
+                    part.append_in_term(batch, *term)
+                        .await
+                        .map_err(WriteError::Replica)?;
                 }
             }
         }
@@ -561,7 +604,7 @@ impl Coordinator {
             return Ok(());
         }
         if let Backing::Replica { part, term } = &gl.backing {
-            let bytes = self.compact_replica(gl, part, *term).await?;
+            let bytes = self.compact_replica(gl, part.as_ref(), *term).await?;
             gl.snapshot_bytes.set(bytes);
             gl.grown_bytes.set(0);
             return Ok(());
@@ -583,7 +626,7 @@ impl Coordinator {
         let now = TimestampMs::now();
         match &gl.backing {
             Backing::Local(log) => log.delete_records(start, now).await?,
-            Backing::Replica { part, .. } => part.delete_records(start, now).await?,
+            Backing::Replica { part, .. } => part.delete_before(start).await?,
         };
         gl.snapshot_bytes.set(bytes);
         gl.grown_bytes.set(0);
@@ -603,7 +646,7 @@ impl Coordinator {
     async fn compact_replica(
         &self,
         gl: &GroupLog,
-        part: &Partition,
+        part: &dyn ReplicatedLog,
         term: u64,
     ) -> Result<u64, WriteError> {
         let index = gl.index;
@@ -620,15 +663,20 @@ impl Coordinator {
             released(gl)?;
             let batch = record::encode_batch(chunk, now);
             bytes += batch.len() as u64;
-            let appended = part.produce_in_term(batch, -1, term).await?;
+            let base = part
+                .append_in_term(batch, term)
+                .await
+                .map_err(WriteError::Replica)?;
             if i == 0 {
-                start = appended.base_offset;
+                start = base;
             }
         }
         released(gl)?;
         let mark = record::encode_mark(start, now);
-        part.produce_in_term(mark, -1, term).await?;
-        part.delete_records(start, now).await?;
+        part.append_in_term(mark, term)
+            .await
+            .map_err(WriteError::Replica)?;
+        part.delete_before(start).await?;
         tracing::info!(
             log = index,
             records = snapshot.len(),
@@ -857,7 +905,7 @@ impl Coordinator {
 /// Err once `gl` was released: its writer proposes nothing more.
 fn released(gl: &GroupLog) -> Result<(), WriteError> {
     if gl.failed.get() {
-        return Err(ProduceError::from(crate::replica::ReplicaError::NotLeader(None)).into());
+        return Err(WriteError::Replica("the log was released".into()));
     }
     Ok(())
 }
@@ -865,23 +913,20 @@ fn released(gl: &GroupLog) -> Result<(), WriteError> {
 /// In a cluster, on a follower of group log partition `part`: moves its log start to the
 /// start of the last snapshot its leader marked (`record::encode_mark`), as the leader did.
 /// Reads the committed log; returns the new log start, if it moved.
-pub async fn trim_follower(part: &Partition) -> Result<Option<Offset>, StorageError> {
+pub async fn trim_follower(part: &dyn ReplicatedLog) -> Result<Option<Offset>, StorageError> {
     let from = part.log_start();
     let mut last = None;
-    part.replay_committed(from, |h, batch| {
+    let mut visit = |h: &BatchHeader, batch: Bytes| {
         if !h.is_control() && h.record_count == 1 {
             if let Some(start) = record::mark_start(batch) {
                 last = Some(start);
             }
         }
         Ok(())
-    })
-    .await?;
+    };
+    part.replay_committed(from, &mut visit).await?;
     match last {
-        Some(start) if start > from => {
-            let now = TimestampMs::now();
-            Ok(Some(part.delete_records(start, now).await?))
-        }
+        Some(start) if start > from => Ok(Some(part.delete_before(start).await?)),
         _ => Ok(None),
     }
 }
@@ -936,103 +981,6 @@ mod tests {
                 .collect(),
             ..CommitRequest::default()
         }
-    }
-
-    /// Partition `index` of the group logs' topic over a fresh plain log under `dir` (a
-    /// partition without replicas leads in term 0).
-    async fn group_partition(dir: &Path, index: usize, config: &GroupConfig) -> Rc<Partition> {
-        let topic = std::sync::Arc::new(crate::metadata::TopicMeta {
-            name: OFFSETS_TOPIC.into(),
-            id: uuid::Uuid::new_v4(),
-            partitions: GROUP_LOGS as i32,
-            configs: Default::default(),
-        });
-        let log = PartitionLog::open(dir, group_log_config(config))
-            .await
-            .unwrap();
-        let part = Partition::open(topic, index as i32, log).await.unwrap();
-        Rc::new(part)
-    }
-
-    #[test]
-    fn an_adopted_log_is_compacted_with_marks_released_and_taken_over_with_every_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = GroupConfig {
-            log_compact_bytes_min: 64 << 10,
-            ..GroupConfig::default()
-        };
-        let g = "group-a";
-        let index = group_log_for(g);
-        let last = |c: &Coordinator| {
-            let got = c.fetch_offsets(g, None);
-            got[0].1[9].1.as_ref().map(|c| c.offset.get())
-        };
-        block_on(async {
-            let part = group_partition(&dir.path().join("p"), index, &config).await;
-            let c = Coordinator::new(0, 1, dir.path(), config.clone(), true);
-            c.start().await.unwrap();
-            assert_eq!(c.serving(g), Err(GroupError::NotCoordinator));
-            c.adopt(index, part.clone(), 0).await;
-            assert_eq!(c.serving(g), Ok(()));
-            for round in 0..300 {
-                let r = c.commit(commit(g, round)).await;
-                assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
-            }
-            assert!(
-                part.log_start() > Offset(0),
-                "compacted: the log start moved"
-            );
-            let start = trim_follower(&part).await.unwrap();
-            assert!(
-                start.is_none_or(|s| s <= part.log_start()),
-                "the last mark names the leader's log start"
-            );
-            c.release(index);
-            assert_eq!(c.serving(g), Err(GroupError::NotCoordinator));
-            assert_eq!(
-                c.commit(commit(g, 999)).await[0],
-                Err(GroupError::NotCoordinator)
-            );
-
-            // The next coordinator reads the same log and finds every acknowledged commit.
-            let next = Coordinator::new(0, 1, dir.path(), config.clone(), true);
-            next.start().await.unwrap();
-            next.adopt(index, part.clone(), 0).await;
-            assert_eq!(last(&next), Some(299 + 9));
-            // A stale term is not adopted.
-            next.release(index);
-            next.adopt(index, part.clone(), 7).await;
-            assert_eq!(next.log_state(index), LogState::Idle);
-        });
-    }
-
-    #[test]
-    fn a_follower_moves_its_log_start_to_the_last_marked_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = GroupConfig::default();
-        block_on(async {
-            let part = group_partition(dir.path(), 0, &config).await;
-            let state = |g: &str| {
-                let r = Record::Group {
-                    group: g.into(),
-                    value: None,
-                };
-                record::encode_batch(&[r], TimestampMs(1))
-            };
-            let now = TimestampMs(1);
-            for g in ["a", "b", "c"] {
-                part.produce(state(g), -1).await.unwrap();
-            }
-            assert_eq!(trim_follower(&part).await.unwrap(), None, "no mark yet");
-            let snapshot = part.produce(state("d"), -1).await.unwrap().base_offset;
-            part.produce(record::encode_mark(snapshot, now), -1)
-                .await
-                .unwrap();
-            part.produce(state("e"), -1).await.unwrap();
-            assert_eq!(trim_follower(&part).await.unwrap(), Some(snapshot));
-            assert_eq!(part.log_start(), snapshot);
-            assert_eq!(trim_follower(&part).await.unwrap(), None, "done once");
-        });
     }
 
     fn log_bytes(c: &Coordinator) -> u64 {

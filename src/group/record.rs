@@ -109,28 +109,29 @@ type Result<T> = std::result::Result<T, DecodeError>;
 /// Encodes records as one uncompressed v2 batch (offsets are assigned by the log).
 pub fn encode_batch(records: &[Record], now: TimestampMs) -> BytesMut {
     assert!(!records.is_empty(), "a batch holds at least one record");
-    let wire: Vec<WireRecord> = records
-        .iter()
+    encode_pairs(records.iter().map(encode), now)
+}
+
+/// One uncompressed v2 batch of (key, value) records, without a producer id.
+fn encode_pairs(pairs: impl Iterator<Item = (Bytes, Option<Bytes>)>, now: TimestampMs) -> BytesMut {
+    let wire: Vec<WireRecord> = pairs
         .enumerate()
-        .map(|(i, r)| {
-            let (key, value) = encode(r);
-            WireRecord {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch unless offset − sequence is constant; this
-                // keeps one batch with base sequence -1 (no producer id).
-                sequence: i as i32 - 1,
-                timestamp: now.get(),
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            }
+        .map(|(i, (key, value))| WireRecord {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch unless offset − sequence is constant; this
+            // keeps one batch with base sequence -1 (no producer id).
+            sequence: i as i32 - 1,
+            timestamp: now.get(),
+            key: Some(key),
+            value,
+            headers: Default::default(),
         })
         .collect();
     let mut buf = BytesMut::new();
@@ -165,29 +166,9 @@ pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<(Offset, Record)>> {
 /// ([`mark_start`]): the records from `start` on rebuild every group of the log. Written
 /// after the snapshot, a mark is only ever found behind a whole one.
 pub fn encode_mark(start: Offset, now: TimestampMs) -> BytesMut {
-    let mark = WireRecord {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now.get(),
-        key: Some(Bytes::from_static(&[KIND_MARK])),
-        value: Some(Bytes::copy_from_slice(&start.get().to_be_bytes())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, std::iter::once(&mark), &options)
-        .expect("encoding to memory");
-    buf
+    let key = Bytes::from_static(&[KIND_MARK]);
+    let value = Bytes::copy_from_slice(&start.get().to_be_bytes());
+    encode_pairs(std::iter::once((key, Some(value))), now)
 }
 
 /// The snapshot start a snapshot mark names, if `batch` (one whole batch) is one

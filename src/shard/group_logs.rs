@@ -16,9 +16,14 @@ use std::time::Duration;
 
 use super::controller::{AdminError, Change};
 use super::Shard;
+use crate::group::coordinator::{LogFuture, ReplicatedLog};
 use crate::group::{group_log_for, shard_for_group, LogState, GROUP_LOGS, OFFSETS_TOPIC};
 use crate::metadata::Where;
+use crate::partition::Partition;
 use crate::runtime;
+use crate::storage::batch::BatchHeader;
+use crate::storage::StorageError;
+use crate::types::{Offset, TimestampMs};
 
 /// How often a shard compares the group logs it serves with the leaders it holds.
 const TEND_INTERVAL: Duration = Duration::from_millis(100);
@@ -155,7 +160,9 @@ impl Shard {
                 (Some((part, term)), LogState::Idle) => {
                     let s = self.clone();
                     runtime::spawn(async move {
-                        s.groups.adopt(index, part, term).await;
+                        s.groups
+                            .adopt(index, part as Rc<dyn ReplicatedLog>, term)
+                            .await;
                         // Offsets of topics deleted since they were written go now.
                         let snap = s.metadata();
                         s.groups.forget_topics(|t| snap.topic(t).is_some());
@@ -206,7 +213,7 @@ impl Shard {
         let s = self.clone();
         runtime::spawn(async move {
             for (index, part) in due {
-                match crate::group::coordinator::trim_follower(&part).await {
+                match crate::group::coordinator::trim_follower(part.as_ref()).await {
                     Ok(start) => {
                         if let Some(start) = start {
                             tracing::info!(log = index, start = start.get(), "trimmed group log");
@@ -225,5 +232,186 @@ impl Shard {
             }
         })
         .detach();
+    }
+}
+
+/// A group log's partition as the coordinator uses it (`group::coordinator::ReplicatedLog`).
+impl ReplicatedLog for Partition {
+    fn leads(&self) -> Option<u64> {
+        Partition::leads(self)
+    }
+
+    fn log_start(&self) -> Offset {
+        Partition::log_start(self)
+    }
+
+    fn high_watermark(&self) -> Offset {
+        Partition::high_watermark(self)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        Partition::size_bytes(self)
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        Partition::dir(self)
+    }
+
+    fn replay_committed<'a>(
+        &'a self,
+        from: Offset,
+        visit: &'a mut dyn FnMut(&BatchHeader, bytes::Bytes) -> Result<(), StorageError>,
+    ) -> LogFuture<'a, Result<(), StorageError>> {
+        Box::pin(Partition::replay_committed(self, from, visit))
+    }
+
+    fn append_in_term(
+        &self,
+        batch: bytes::BytesMut,
+        term: u64,
+    ) -> LogFuture<'_, Result<Offset, String>> {
+        Box::pin(async move {
+            let appended = self.produce_in_term(batch, -1, term).await;
+            appended.map(|a| a.base_offset).map_err(|e| e.to_string())
+        })
+    }
+
+    fn delete_before(&self, before: Offset) -> LogFuture<'_, Result<Offset, StorageError>> {
+        Box::pin(self.delete_records(before, TimestampMs::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::group::coordinator::{group_log_config, trim_follower};
+    use crate::group::record::{self, Record};
+    use crate::group::{
+        CommitRequest, Coordinator, GroupConfig, GroupError, MemberRef, OffsetToCommit,
+    };
+    use crate::storage::io::block_on;
+    use crate::storage::PartitionLog;
+
+    fn commit(group: &str, offset: i64) -> CommitRequest {
+        CommitRequest {
+            group: group.into(),
+            member: MemberRef {
+                generation: -1,
+                ..MemberRef::default()
+            },
+            offsets: (0..10)
+                .map(|p| OffsetToCommit {
+                    topic: "topic".into(),
+                    partition: p,
+                    offset: Offset(offset + i64::from(p)),
+                    leader_epoch: 1,
+                    metadata: Some("some metadata".into()),
+                })
+                .collect(),
+            ..CommitRequest::default()
+        }
+    }
+
+    /// Partition `index` of the group logs' topic over a fresh plain log under `dir` (a
+    /// partition without replicas leads in term 0).
+    async fn group_partition(dir: &Path, index: usize, config: &GroupConfig) -> Rc<Partition> {
+        let topic = std::sync::Arc::new(crate::metadata::TopicMeta {
+            name: OFFSETS_TOPIC.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: GROUP_LOGS as i32,
+            configs: Default::default(),
+        });
+        let log = PartitionLog::open(dir, group_log_config(config))
+            .await
+            .unwrap();
+        let part = Partition::open(topic, index as i32, log).await.unwrap();
+        Rc::new(part)
+    }
+
+    #[test]
+    fn an_adopted_log_is_compacted_with_marks_released_and_taken_over_with_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig {
+            log_compact_bytes_min: 64 << 10,
+            ..GroupConfig::default()
+        };
+        let g = "group-a";
+        let index = group_log_for(g);
+        let last = |c: &Coordinator| {
+            let got = c.fetch_offsets(g, None);
+            got[0].1[9].1.as_ref().map(|c| c.offset.get())
+        };
+        block_on(async {
+            let part = group_partition(&dir.path().join("p"), index, &config).await;
+            let c = Coordinator::new(0, 1, dir.path(), config.clone(), true);
+            c.start().await.unwrap();
+            assert_eq!(c.serving(g), Err(GroupError::NotCoordinator));
+            c.adopt(index, part.clone() as Rc<dyn ReplicatedLog>, 0)
+                .await;
+            assert_eq!(c.serving(g), Ok(()));
+            for round in 0..300 {
+                let r = c.commit(commit(g, round)).await;
+                assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+            }
+            assert!(
+                part.log_start() > Offset(0),
+                "compacted: the log start moved"
+            );
+            let start = trim_follower(part.as_ref()).await.unwrap();
+            assert!(
+                start.is_none_or(|s| s <= part.log_start()),
+                "the last mark names the leader's log start"
+            );
+            c.release(index);
+            assert_eq!(c.serving(g), Err(GroupError::NotCoordinator));
+            assert_eq!(
+                c.commit(commit(g, 999)).await[0],
+                Err(GroupError::NotCoordinator)
+            );
+
+            // The next coordinator reads the same log and finds every acknowledged commit.
+            let next = Coordinator::new(0, 1, dir.path(), config.clone(), true);
+            next.start().await.unwrap();
+            next.adopt(index, part.clone() as Rc<dyn ReplicatedLog>, 0)
+                .await;
+            assert_eq!(last(&next), Some(299 + 9));
+            // A stale term is not adopted.
+            next.release(index);
+            next.adopt(index, part.clone() as Rc<dyn ReplicatedLog>, 7)
+                .await;
+            assert_eq!(next.log_state(index), LogState::Idle);
+        });
+    }
+
+    #[test]
+    fn a_follower_moves_its_log_start_to_the_last_marked_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig::default();
+        block_on(async {
+            let part = group_partition(dir.path(), 0, &config).await;
+            let state = |g: &str| {
+                let r = Record::Group {
+                    group: g.into(),
+                    value: None,
+                };
+                record::encode_batch(&[r], TimestampMs(1))
+            };
+            let now = TimestampMs(1);
+            for g in ["a", "b", "c"] {
+                part.produce(state(g), -1).await.unwrap();
+            }
+            assert_eq!(trim_follower(part.as_ref()).await.unwrap(), None, "no mark yet");
+            let snapshot = part.produce(state("d"), -1).await.unwrap().base_offset;
+            part.produce(record::encode_mark(snapshot, now), -1)
+                .await
+                .unwrap();
+            part.produce(state("e"), -1).await.unwrap();
+            assert_eq!(trim_follower(part.as_ref()).await.unwrap(), Some(snapshot));
+            assert_eq!(part.log_start(), snapshot);
+            assert_eq!(trim_follower(part.as_ref()).await.unwrap(), None, "done once");
+        });
     }
 }
