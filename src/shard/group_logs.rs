@@ -403,7 +403,11 @@ mod tests {
             for g in ["a", "b", "c"] {
                 part.produce(state(g), -1).await.unwrap();
             }
-            assert_eq!(trim_follower(part.as_ref()).await.unwrap(), None, "no mark yet");
+            assert_eq!(
+                trim_follower(part.as_ref()).await.unwrap(),
+                None,
+                "no mark yet"
+            );
             let snapshot = part.produce(state("d"), -1).await.unwrap().base_offset;
             part.produce(record::encode_mark(snapshot, now), -1)
                 .await
@@ -411,7 +415,11 @@ mod tests {
             part.produce(state("e"), -1).await.unwrap();
             assert_eq!(trim_follower(part.as_ref()).await.unwrap(), Some(snapshot));
             assert_eq!(part.log_start(), snapshot);
-            assert_eq!(trim_follower(part.as_ref()).await.unwrap(), None, "done once");
+            assert_eq!(
+                trim_follower(part.as_ref()).await.unwrap(),
+                None,
+                "done once"
+            );
         });
     }
 }
