@@ -51,6 +51,7 @@ pub async fn run_shard(
     };
     shard.housekeeping(&boot.shutdown).await;
     shard.hand_off_leadership().await;
+    shard::handed_off(&boot).await;
     drop(voter);
     drop(admin);
     drop(listener);

@@ -63,6 +63,7 @@ fn run_broker(flags: Flags) -> anyhow::Result<()> {
         snapshot: Arc::new(snapshot),
         shutdown: runtime::shutdown_flag()?,
         started: Default::default(),
+        handed_off: Default::default(),
     };
     let admission = net::Admission::new(config.connections_max, config.connections_per_ip_max);
     tracing::info!(

@@ -1202,8 +1202,10 @@ fn consumer_groups_keep_their_commits_when_their_coordinator_dies() {
 
     // Controlled shutdown: a broker stopped with SIGTERM hands every leadership it holds to an
     // in-sync follower before it exits, so once it is gone the others already name other
-    // leaders for the topic's partitions and another coordinator for the group.
-    let stopping = coordinator(back, "billing");
+    // leaders for the topic's partitions and another coordinator for the group. The broker
+    // stopped is the one that took over from the killed one (it leads group logs and
+    // partitions); the third one, which never stopped, is asked.
+    let stopping = moved;
     c.nodes[stopping as usize - 1].broker.take().unwrap().stop();
     let log = std::fs::read_to_string(c.nodes[stopping as usize - 1].dir.with_extension("log"))
         .unwrap_or_default();
@@ -1212,7 +1214,7 @@ fn consumer_groups_keep_their_commits_when_their_coordinator_dies() {
         "{log}"
     );
     assert!(!log.contains("stopping while still leading"), "{log}");
-    let survivor = all[stopping as usize % 3];
+    let survivor = all[(1..=3).find(|&b| b != at && b != moved).unwrap() as usize - 1];
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let leaders = metadata(survivor, "orders").2;

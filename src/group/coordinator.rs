@@ -44,6 +44,9 @@ use crate::types::TimestampMs;
 const QUEUE_RECORDS_MAX: usize = 65_536;
 /// Records per written batch.
 const BATCH_RECORDS_MAX: usize = 512;
+/// Bytes of group records per batch written to a replicated group log (a record larger
+/// than this goes alone).
+const REPLICA_BATCH_BYTES_MAX: usize = 1 << 20;
 
 /// Settings of the partition log behind a group log.
 pub(crate) fn group_log_config(config: &GroupConfig) -> LogConfig {
@@ -309,6 +312,18 @@ impl Coordinator {
         let adoption = self.next_adoption.get();
         self.next_adoption.set(adoption + 1);
         self.loading.borrow_mut().insert(index, (term, adoption));
+        // A barrier first: once it is committed, so is everything an earlier writer proposed
+        // in this term (a write that timed out may still commit), and the replay sees it.
+        let barrier = part
+            .append_in_term(record::encode_barrier(TimestampMs::now()), term)
+            .await;
+        if let Err(e) = barrier {
+            tracing::debug!(log = index, term, error = %e, "group log barrier not committed");
+            if self.loading.borrow().get(&index) == Some(&(term, adoption)) {
+                self.loading.borrow_mut().remove(&index);
+            }
+            return;
+        }
         let backing = Backing::Replica { part, term };
         let config = self.machine.borrow().config().clone();
         let loaded = RefCell::new(Groups::new(config, TimestampMs::now(), 0));
@@ -583,7 +598,7 @@ impl Coordinator {
                 }
             }
             Backing::Replica { part, term } => {
-                for chunk in records.chunks(BATCH_RECORDS_MAX) {
+                for chunk in replica_chunks(records) {
                     released(gl)?;
                     let batch = record::encode_batch(chunk, now);
                     bytes += batch.len() as u64;
@@ -604,7 +619,20 @@ impl Coordinator {
             return Ok(());
         }
         if let Backing::Replica { part, term } = &gl.backing {
-            let bytes = self.compact_replica(gl, part.as_ref(), *term).await?;
+            // The snapshot is of the machine's state: with records still queued it would
+            // hold changes whose write may yet fail. Compact after a write that left none.
+            if !gl.queue.borrow().is_empty() {
+                return Ok(());
+            }
+            let bytes = match self.compact_replica(gl, part.as_ref(), *term).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    // A partial snapshot stays in the log, harmless; the log is released and
+                    // adopted again (replayed) rather than snapshotted again and again.
+                    gl.failed.set(true);
+                    return Err(e);
+                }
+            };
             gl.snapshot_bytes.set(bytes);
             gl.grown_bytes.set(0);
             return Ok(());
@@ -659,7 +687,7 @@ impl Coordinator {
         // where the next batch goes.
         let mut start = part.high_watermark();
         let mut bytes = 0u64;
-        for (i, chunk) in snapshot.chunks(BATCH_RECORDS_MAX).enumerate() {
+        for (i, chunk) in replica_chunks(&snapshot).enumerate() {
             released(gl)?;
             let batch = record::encode_batch(chunk, now);
             bytes += batch.len() as u64;
@@ -900,6 +928,29 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// `records` cut into batches for a replicated group log: at most [`BATCH_RECORDS_MAX`]
+/// records and, past the first record, [`REPLICA_BATCH_BYTES_MAX`] bytes of keys and values.
+fn replica_chunks(records: &[Record]) -> impl Iterator<Item = &[Record]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut n, mut bytes) = (0, 0usize);
+        while n < rest.len() && n < BATCH_RECORDS_MAX {
+            let (k, v) = record::encode(&rest[n]);
+            bytes += k.len() + v.map_or(0, |v| v.len());
+            if n > 0 && bytes > REPLICA_BATCH_BYTES_MAX {
+                break;
+            }
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// Err once `gl` was released: its writer proposes nothing more.

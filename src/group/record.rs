@@ -20,6 +20,8 @@ const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
 /// A snapshot mark's key (alone in its batch): see [`encode_mark`].
 const KIND_MARK: u8 = 2;
+/// A barrier's key (alone in its batch): see [`encode_barrier`].
+const KIND_BARRIER: u8 = 3;
 const VALUE_VERSION: u8 = 0;
 
 /// One persisted fact.
@@ -151,7 +153,7 @@ pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<(Offset, Record)>> {
         let set = RecordBatchDecoder::decode(&mut bytes).map_err(|_| DecodeError("batch"))?;
         for r in set.records {
             let key = r.key.ok_or(DecodeError("record without key"))?;
-            if key.first() == Some(&KIND_MARK) {
+            if matches!(key.first(), Some(&KIND_MARK | &KIND_BARRIER)) {
                 continue;
             }
             out.push((Offset(r.offset), decode(key, r.value)?));
@@ -169,6 +171,14 @@ pub fn encode_mark(start: Offset, now: TimestampMs) -> BytesMut {
     let key = Bytes::from_static(&[KIND_MARK]);
     let value = Bytes::copy_from_slice(&start.get().to_be_bytes());
     encode_pairs(std::iter::once((key, Some(value))), now)
+}
+
+/// A batch of one barrier: a coordinator adopting a replicated group log writes it and
+/// waits until it is committed before reading the log, so every batch proposed before it
+/// (by an earlier writer in the same term) is committed and read too. Replay skips it.
+pub fn encode_barrier(now: TimestampMs) -> BytesMut {
+    let key = Bytes::from_static(&[KIND_BARRIER]);
+    encode_pairs(std::iter::once((key, None)), now)
 }
 
 /// The snapshot start a snapshot mark names, if `batch` (one whole batch) is one
@@ -449,7 +459,10 @@ mod tests {
         let state = encode_batch(&samples(), TimestampMs(5)).freeze();
         assert_eq!(mark_start(state.clone()), None);
         assert_eq!(mark_start(Bytes::from_static(b"not a batch")), None);
+        let barrier = encode_barrier(TimestampMs(5)).freeze();
+        assert_eq!(mark_start(barrier.clone()), None);
         let mut both = BytesMut::from(&mark[..]);
+        both.extend_from_slice(&barrier);
         both.extend_from_slice(&state);
         let decoded: Vec<Record> = decode_batches(both.freeze())
             .unwrap()

@@ -158,16 +158,12 @@ impl Shard {
             match (leads, state) {
                 (None, LogState::Idle) => {}
                 (Some((part, term)), LogState::Idle) => {
-                    let s = self.clone();
-                    runtime::spawn(async move {
-                        s.groups
-                            .adopt(index, part as Rc<dyn ReplicatedLog>, term)
-                            .await;
-                        // Offsets of topics deleted since they were written go now.
-                        let snap = s.metadata();
-                        s.groups.forget_topics(|t| snap.topic(t).is_some());
-                    })
-                    .detach();
+                    // No forget_topics here: this broker's registry may be older than the log
+                    // (just restarted), and tombstones for topics it does not know yet would
+                    // be replicated. Deletions installed from now on drop their offsets.
+                    let groups = self.groups.clone();
+                    let part = part as Rc<dyn ReplicatedLog>;
+                    runtime::spawn(async move { groups.adopt(index, part, term).await }).detach();
                 }
                 (Some((_, term)), LogState::Loading { term: t })
                 | (

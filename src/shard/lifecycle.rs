@@ -44,6 +44,19 @@ pub async fn wait_for_peers(boot: &Boot) {
     }
 }
 
+/// At shutdown, after this shard's leadership hand-off: counts it, and waits (at most the
+/// hand-off's own bound again) until every shard has handed off, so shard 0's metadata
+/// voter, which installs the registry on every shard, outlives all the hand-offs.
+pub async fn handed_off(boot: &Boot) {
+    boot.handed_off.fetch_add(1, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while boot.handed_off.load(Ordering::SeqCst) < boot.config.shards
+        && std::time::Instant::now() < deadline
+    {
+        runtime::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Counts a request as in flight on its shard until dropped (also when its task is
 /// cancelled): a stopping shard waits for these before it closes its logs.
 pub struct InFlight<'a>(&'a Shard);

@@ -45,7 +45,7 @@ use crate::runtime::MeshSenders;
 
 use calls::Replies;
 pub use controller::{AdminError, Controller};
-pub use lifecycle::{wait_for_peers, InFlight};
+pub use lifecycle::{handed_off, wait_for_peers, InFlight};
 pub use stats::{GroupStats, OwnedPartition, ShardStats};
 
 /// A cross-shard call failed: the target shard is gone (shutting down).
@@ -67,6 +67,10 @@ pub struct Boot {
     /// Shards that have opened their partitions and groups: none listens before all have, so
     /// the first client is never answered by a shard whose peers cannot answer yet.
     pub started: Arc<AtomicUsize>,
+    /// Shards that have handed their leaderships off at shutdown (`hand_off_leadership`):
+    /// shard 0 keeps the metadata voter, which carries every shard's registry updates, until
+    /// all have.
+    pub handed_off: Arc<AtomicUsize>,
 }
 
 /// One core's state: its partitions and groups, its copy of the registry, its ends of the mesh,

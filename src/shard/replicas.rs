@@ -335,7 +335,7 @@ impl Shard {
         };
         let me = self.config.node_id as u64;
         let deadline = std::time::Instant::now() + HAND_OFF_WAIT;
-        let mut asked: HashSet<u64> = HashSet::new();
+        let mut asked_to: HashMap<u64, u64> = HashMap::new();
         loop {
             let groups: Vec<u64> = repl.groups.borrow().keys().copied().collect();
             let (mut leading, mut movable) = (0usize, 0usize);
@@ -350,19 +350,22 @@ impl Shard {
                 leading += 1;
                 let lags = repl.host.follower_lag(group).unwrap_or_default();
                 let in_sync = repl.host.in_sync_ids(group).unwrap_or_default();
-                // The in-sync follower furthest along: Raft's transfer first brings it level
-                // (proposals wait meanwhile), then lets it campaign.
-                let to = lags
-                    .iter()
-                    .filter(|&&(id, _)| in_sync.contains(&id))
-                    .min_by_key(|&&(_, lag)| lag)
-                    .map(|&(id, _)| id);
+                // The in-sync follower furthest along (one level with the leader first):
+                // Raft's transfer brings it level (proposals wait meanwhile), then lets it
+                // campaign. The same one is asked each round, so a transfer is not restarted.
+                let chosen = asked_to.get(&group).copied();
+                let to = chosen.or_else(|| {
+                    lags.iter()
+                        .filter(|&&(id, _)| in_sync.contains(&id))
+                        .min_by_key(|&&(_, lag)| lag)
+                        .map(|&(id, _)| id)
+                });
                 if let Some(to) = to {
                     movable += 1;
-                    if asked.insert(group) {
+                    if asked_to.insert(group, to).is_none() {
                         tracing::info!(group, to, "handing leadership off before stopping");
+                        repl.host.transfer_leader(group, to);
                     }
-                    repl.host.transfer_leader(group, to);
                 }
             }
             let listed = self.leader_in_registry();
