@@ -1012,27 +1012,8 @@ async fn append_when_resumed(
 mod tests {
     use super::*;
     use crate::storage::io::block_on;
-    use crate::types::Offset;
 
-    fn commit(group: &str, offset: i64) -> CommitRequest {
-        CommitRequest {
-            group: group.into(),
-            member: MemberRef {
-                generation: -1,
-                ..MemberRef::default()
-            },
-            offsets: (0..10)
-                .map(|p| OffsetToCommit {
-                    topic: "topic".into(),
-                    partition: p,
-                    offset: Offset(offset + i64::from(p)),
-                    leader_epoch: 1,
-                    metadata: Some("some metadata".into()),
-                })
-                .collect(),
-            ..CommitRequest::default()
-        }
-    }
+    use super::super::test_commit as commit;
 
     fn log_bytes(c: &Coordinator) -> u64 {
         let size = |l: &Rc<GroupLog>| match &l.backing {

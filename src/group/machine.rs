@@ -435,19 +435,8 @@ impl Groups {
         let mut fx = Effects::default();
         let ids: Vec<String> = self.groups.keys().filter(|g| gone(g)).cloned().collect();
         for id in ids {
-            let Some(mut g) = self.groups.remove(&id) else {
-                continue;
-            };
-            for m in g.members.values_mut() {
-                if let Some(t) = m.awaiting_join.take() {
-                    fx.join(
-                        t,
-                        JoinReply::failed(GroupError::NotCoordinator, m.id.clone()),
-                    );
-                }
-                if let Some(t) = m.awaiting_sync.take() {
-                    fx.sync(t, SyncReply::failed(GroupError::NotCoordinator));
-                }
+            if let Some(mut g) = self.groups.remove(&id) {
+                answer_parked(&mut g, GroupError::NotCoordinator, &mut fx);
             }
         }
         fx
@@ -468,20 +457,22 @@ impl Groups {
         self.aborted = true;
         let mut fx = Effects::default();
         for g in self.groups.values_mut() {
-            for m in g.members.values_mut() {
-                if let Some(t) = m.awaiting_join.take() {
-                    fx.join(
-                        t,
-                        JoinReply::failed(GroupError::CoordinatorNotAvailable, m.id.clone()),
-                    );
-                }
-                if let Some(t) = m.awaiting_sync.take() {
-                    fx.sync(t, SyncReply::failed(GroupError::CoordinatorNotAvailable));
-                }
-            }
+            answer_parked(g, GroupError::CoordinatorNotAvailable, &mut fx);
         }
         self.check_invariants();
         fx
+    }
+}
+
+/// Answers every parked JoinGroup and SyncGroup of `g`'s members with `error`.
+fn answer_parked(g: &mut Group, error: GroupError, fx: &mut Effects) {
+    for m in g.members.values_mut() {
+        if let Some(t) = m.awaiting_join.take() {
+            fx.join(t, JoinReply::failed(error, m.id.clone()));
+        }
+        if let Some(t) = m.awaiting_sync.take() {
+            fx.sync(t, SyncReply::failed(error));
+        }
     }
 }
 

@@ -458,3 +458,25 @@ pub struct GroupListing {
     /// Kafka's state name ([`machine::State::name`]), which ListGroups' states filter matches.
     pub state: &'static str,
 }
+
+/// A standalone commit of offsets `offset + p` for partitions 0-9 of "topic" (tests).
+#[cfg(test)]
+pub(crate) fn test_commit(group: &str, offset: i64) -> CommitRequest {
+    CommitRequest {
+        group: group.into(),
+        member: MemberRef {
+            generation: -1,
+            ..MemberRef::default()
+        },
+        offsets: (0..10)
+            .map(|p| OffsetToCommit {
+                topic: "topic".into(),
+                partition: p,
+                offset: Offset(offset + i64::from(p)),
+                leader_epoch: 1,
+                metadata: Some("some metadata".into()),
+            })
+            .collect(),
+        ..CommitRequest::default()
+    }
+}

@@ -285,31 +285,9 @@ mod tests {
     use super::*;
     use crate::group::coordinator::{group_log_config, trim_follower};
     use crate::group::record::{self, Record};
-    use crate::group::{
-        CommitRequest, Coordinator, GroupConfig, GroupError, MemberRef, OffsetToCommit,
-    };
+    use crate::group::{test_commit as commit, Coordinator, GroupConfig, GroupError};
     use crate::storage::io::block_on;
     use crate::storage::PartitionLog;
-
-    fn commit(group: &str, offset: i64) -> CommitRequest {
-        CommitRequest {
-            group: group.into(),
-            member: MemberRef {
-                generation: -1,
-                ..MemberRef::default()
-            },
-            offsets: (0..10)
-                .map(|p| OffsetToCommit {
-                    topic: "topic".into(),
-                    partition: p,
-                    offset: Offset(offset + i64::from(p)),
-                    leader_epoch: 1,
-                    metadata: Some("some metadata".into()),
-                })
-                .collect(),
-            ..CommitRequest::default()
-        }
-    }
 
     /// Partition `index` of the group logs' topic over a fresh plain log under `dir` (a
     /// partition without replicas leads in term 0).
