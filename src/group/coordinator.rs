@@ -317,26 +317,28 @@ impl Coordinator {
         let barrier = part
             .append_in_term(record::encode_barrier(TimestampMs::now()), term)
             .await;
-        if let Err(e) = barrier {
-            tracing::debug!(log = index, term, error = %e, "group log barrier not committed");
-            if self.loading.borrow().get(&index) == Some(&(term, adoption)) {
-                self.loading.borrow_mut().remove(&index);
-            }
-            return;
-        }
-        let backing = Backing::Replica { part, term };
+        let backing = Backing::Replica {
+            part: part.clone(),
+            term,
+        };
         let config = self.machine.borrow().config().clone();
         let loaded = RefCell::new(Groups::new(config, TimestampMs::now(), 0));
-        let replayed = self.replay(index, &backing, &loaded).await;
-        let current = self.loading.borrow().get(&index) == Some(&(term, adoption));
-        let Backing::Replica { part, .. } = &backing else {
-            unreachable!("made above")
-        };
-        let leads = part.leads() == Some(term);
-        if !current || !leads || self.stopped.get() || replayed.is_err() {
-            if let Err(e) = replayed {
-                tracing::warn!(log = index, error = %e, "could not load the group log");
+        let replayed = match barrier {
+            Ok(_) => match self.replay(index, &backing, &loaded).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(log = index, error = %e, "could not load the group log");
+                    false
+                }
+            },
+            Err(e) => {
+                tracing::debug!(log = index, term, error = %e, "group log barrier not committed");
+                false
             }
+        };
+        let current = self.loading.borrow().get(&index) == Some(&(term, adoption));
+        let leads = part.leads() == Some(term);
+        if !current || !leads || self.stopped.get() || !replayed {
             if current {
                 self.loading.borrow_mut().remove(&index);
             }

@@ -706,9 +706,8 @@ impl Partition {
         let Some(link) = &self.replica else {
             return Some(0);
         };
-        let l = link.host.leadership(link.group)?;
-        let me = link.host.node();
-        (l.leader == Some(me) && link.host.term_started(link.group)).then_some(l.term)
+        link.leading_term()
+            .filter(|_| link.host.term_started(link.group))
     }
 
     /// The epoch of the batch holding `offset`, if the log still has it.
